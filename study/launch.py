@@ -1,0 +1,101 @@
+"""CLI: ``python -m study.launch --space cat_uvac`` (a thin shell over study.engine)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from study.engine import StudyError, StudyOptions, format_result, resume_study, run_study
+from study.spaces import SPACES, describe_space, list_spaces
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parser() -> argparse.ArgumentParser:
+    d = StudyOptions()
+    p = argparse.ArgumentParser(prog="python -m study.launch",
+                                description="Multi-objective hyperparameter study (Optuna through Ray Tune, tracked in MLflow).")
+    p.add_argument("--space", choices=sorted(SPACES), default=None, help="search space (default cat_uvac)")
+    p.add_argument("--list-spaces", action="store_true", help="list the search spaces and exit")
+    p.add_argument("--show-space", metavar="NAME", help="print one search space and exit")
+    p.add_argument("--resume", metavar="STUDY", help="continue an interrupted study by name")
+    g = p.add_argument_group("data")
+    g.add_argument("--features", metavar="DIR", help="an existing feature cache directory")
+    g.add_argument("--dataset", default=d.dataset, help="dataset to build features for (default synthetic)")
+    g.add_argument("--root", metavar="DIR", help="the dataset's root directory")
+    g.add_argument("--features-root", default=d.features_root, help="where built caches go (default runs/features)")
+    g.add_argument("--n-clusters", type=int, default=0, help="clusters (default: the number of classes)")
+    g = p.add_argument_group("search")
+    g.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
+                   help="repeatable; default val/silhouette_z:max and val/acc:max")
+    g.add_argument("--num-samples", type=int, default=d.num_samples, help=f"trials (default {d.num_samples})")
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per trial (default {d.epochs})")
+    g.add_argument("--smoke-test", action="store_true", help="tiny: 2 trials x 1 epoch")
+    g.add_argument("--asha-metric", metavar="METRIC:max|min", help="stop bad trials early with ASHA on one metric")
+    g.add_argument("--grace-period", type=int, default=d.grace_period, help="ASHA grace period in epochs")
+    g.add_argument("--seed", type=int, default=d.seed, help="sampler seed")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fixed training config for every trial (repeatable), e.g. --set channels=8,16,32,64")
+    g = p.add_argument_group("execution")
+    g.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial)
+    g.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="fractional allowed")
+    g.add_argument("--max-concurrent", type=int, default=d.max_concurrent)
+    g.add_argument("--max-failures", type=int, default=d.max_failures, help="retries of a trial whose worker died")
+    g.add_argument("--address", help="an existing Ray cluster (e.g. auto)")
+    g.add_argument("--storage-path", default=d.storage_path, help="Ray's trial storage (default runs/ray)")
+    g = p.add_argument_group("tracking")
+    g.add_argument("--storage", default=d.storage, help="Optuna storage URL (default sqlite:///optuna.db)")
+    g.add_argument("--study-name", help="default: SPACE-DATASET-TIMESTAMP")
+    g.add_argument("--tracking-uri", default=d.tracking_uri, help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    g.add_argument("--experiment", default=d.experiment, help="MLflow experiment (default vac-study)")
+    return p
+
+
+def options_from_args(a: argparse.Namespace) -> StudyOptions:
+    overrides = {}
+    for item in a.set:
+        if "=" not in item:
+            raise StudyError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = _value(v.strip())
+    return StudyOptions(
+        space=a.space or "cat_uvac", features=a.features, dataset=a.dataset, root=a.root,
+        features_root=a.features_root, objectives=a.objective or list(StudyOptions().objectives),
+        num_samples=a.num_samples, epochs=a.epochs, max_concurrent=a.max_concurrent,
+        cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, asha_metric=a.asha_metric,
+        grace_period=a.grace_period, n_clusters=a.n_clusters, storage=a.storage, study_name=a.study_name,
+        tracking_uri=a.tracking_uri, experiment=a.experiment, storage_path=a.storage_path,
+        address=a.address, seed=a.seed, max_failures=a.max_failures, overrides=overrides,
+        smoke_test=a.smoke_test)
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    try:
+        if a.list_spaces:
+            print(list_spaces())
+            return 0
+        if a.show_space:
+            if a.show_space not in SPACES:
+                raise StudyError(f"unknown space {a.show_space!r}; choose one of {', '.join(sorted(SPACES))}")
+            print(describe_space(a.show_space, epochs=a.epochs))
+            return 0
+        if a.resume:
+            result = resume_study(a.resume, a.storage, address=a.address)
+        else:
+            result = run_study(options_from_args(a))
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_result(result))
+    return 1 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

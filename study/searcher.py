@@ -1,0 +1,138 @@
+"""OptunaSearch, fixed for multi-objective studies that are pruned, diverge and resume.
+
+Ray's OptunaSearch tells Optuna the last reported values as COMPLETE, so a trial the
+scheduler stopped early lands on the Pareto front with low-fidelity values. This
+subclass tells each trial by its status (study.objectives.classify): complete ->
+COMPLETE with the objectives, pruned -> PRUNED, diverged/failed -> FAIL with user attrs
+``status`` and ``reason``.
+
+It also survives pickling (Tuner.restore) by keeping only the storage URL and the
+mapping Ray trial id -> Optuna trial id, and reconnecting lazily; and on resume it
+*adopts* Optuna trials left RUNNING by a driver that died before Ray checkpointed the
+trial that owned them, so that the study ends with exactly the requested number of
+trials (Optuna cannot delete a trial).
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Optional
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from study.objectives import Objective, classify, objective_values
+
+log = logging.getLogger(__name__)
+
+TRIAL_KEY = "study_trial"  # Optuna trial number, injected into each trial's config
+
+
+class StudySearcher(OptunaSearch):
+    def __init__(self, space, objectives: list[Objective], *, study_name: str,
+                 storage_url: str, seed: Optional[int] = None):
+        self._objectives = list(objectives)
+        self._storage_url = storage_url
+        self._seed_value = seed
+        self._owned: dict[str, int] = {}  # ray trial id -> optuna _trial_id
+        self._adopted: set[int] = set()
+        super().__init__(
+            space=space,
+            metric=[o.metric for o in objectives],
+            mode=[o.mode for o in objectives],
+            study_name=study_name,
+            storage=optuna.storages.RDBStorage(storage_url),
+            sampler=optuna.samplers.TPESampler(seed=seed),
+        )
+
+    # --- pickling: keep the URL, not the connection -------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for k in ("_ot_study", "_storage", "_sampler", "_ot_trials"):
+            state[k] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._ot_trials = {}
+
+    def _connect(self) -> None:
+        if self._ot_study is None:
+            self._storage = optuna.storages.RDBStorage(self._storage_url)
+            self._sampler = optuna.samplers.TPESampler(seed=self._seed_value)
+            self._setup_study(self._mode)
+        for rid, tid in self._owned.items():
+            if rid not in self._ot_trials:
+                self._ot_trials[rid] = optuna.Trial(self._ot_study, tid)
+
+    def save(self, checkpoint_path: str):
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str):
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        keep = {k: v for k, v in state.items() if v is not None or k not in self.__dict__}
+        self.__dict__.update(keep)
+        self._ot_study = None
+        self._ot_trials = {}
+        self._connect()
+
+    # --- asking ----------------------------------------------------------------
+    def _orphan(self) -> Optional[optuna.Trial]:
+        owned = set(self._owned.values()) | self._adopted
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id not in owned:
+                self._adopted.add(t._trial_id)
+                log.info("adopting Optuna trial %d left running by an earlier driver", t.number)
+                return optuna.Trial(self._ot_study, t._trial_id)
+        return None
+
+    def suggest(self, trial_id: str) -> Optional[dict]:
+        self._connect()
+        if trial_id not in self._ot_trials:
+            ot_trial = self._orphan() or self._ot_study.ask()
+            self._ot_trials[trial_id] = ot_trial
+            self._owned[trial_id] = ot_trial._trial_id
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+        ot_trial = self._ot_trials[trial_id]
+        params = self._suggest_from_define_by_run_func(self._space, ot_trial)
+        params[TRIAL_KEY] = ot_trial.number
+        return params  # flat keys: no unflattening (config keys never hold "/")
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        return  # Optuna takes no intermediate values for several objectives
+
+    # --- telling ---------------------------------------------------------------
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False):
+        self._connect()
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        status, reason = classify(result, error)
+        values = None
+        state = TrialState.FAIL
+        if status == "complete":
+            values = objective_values(result, self._objectives)
+            if values is None:
+                reason = (reason + "; " if reason else "") + "an objective is missing or not finite"
+            else:
+                state = TrialState.COMPLETE
+        elif status == "pruned":
+            state = TrialState.PRUNED
+        tell(self._ot_study, ot_trial, state, values, status, reason)
+        self._completed_trials.add(trial_id)
+
+
+def tell(study, ot_trial, state, values, status: str, reason: str) -> None:
+    """Tell a trial once; a trial already finished (resume after a late crash) is left as is."""
+    try:
+        frozen = study._storage.get_trial(ot_trial._trial_id)
+        if frozen.state.is_finished():
+            return
+        ot_trial.set_user_attr("status", status)
+        ot_trial.set_user_attr("reason", reason)
+        study.tell(ot_trial, values if state == TrialState.COMPLETE else None, state=state)
+    except Exception as exc:  # never let bookkeeping kill the study
+        log.warning("could not tell Optuna trial %s: %s", getattr(ot_trial, "number", "?"), exc)
