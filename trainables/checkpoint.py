@@ -1,0 +1,134 @@
+"""Checkpoints: everything needed to resume a run bit-for-bit (on CPU).
+
+A checkpoint is a directory holding ``state.pt`` (read with ``torch.load(weights_only=True)``,
+so it holds only tensors and primitive containers) and ``config.json`` (the resolved config,
+for humans and for ``trainables.predict``). The state dict::
+
+    {"format": 1,
+     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+     "epoch": last completed epoch (1-based), "global_step": optimizer steps so far,
+     "rng": {"torch": ByteTensor, "cuda": [ByteTensor, ...], "numpy": {...}, "numpy_global": {...},
+             "shuffle": ByteTensor},
+     "config": resolved config (flat dict of primitives),
+     "history": [per-epoch metric dicts], "n_clusters": int, "meta": {...}}
+
+Writes are atomic: the file goes to a temporary name in the same directory and is moved
+into place with ``os.replace``, so a crash never leaves a half-written checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.json"
+FORMAT = 1
+
+__all__ = [
+    "STATE_FILE",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_file",
+    "numpy_generator_state",
+    "set_numpy_generator_state",
+    "numpy_global_state",
+    "set_numpy_global_state",
+]
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The state file of a checkpoint given as a directory or as the file itself."""
+    p = Path(path)
+    if p.is_dir():
+        return p / STATE_FILE
+    return p
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically. ``path`` is a checkpoint directory (created if needed) or a
+    ``.pt`` file. A directory also gets ``config.json`` from ``state["config"]``. Returns the
+    state file written."""
+    p = Path(path)
+    if p.suffix == ".pt":
+        target = p
+    else:
+        p.mkdir(parents=True, exist_ok=True)
+        target = p / STATE_FILE
+    state = {"format": FORMAT, **state}
+    _atomic_write_bytes(target, lambda f: torch.save(state, f))
+    if target.parent == p and "config" in state:
+        text = json.dumps(state["config"], indent=2, sort_keys=True, default=str).encode()
+        _atomic_write_bytes(p / CONFIG_FILE, lambda f: f.write(text))
+    return target
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    f = checkpoint_file(path)
+    if not f.exists():
+        raise FileNotFoundError(f"no checkpoint at {path} (expected {f})")
+    try:
+        state = torch.load(f, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt or foreign file
+        raise ValueError(f"checkpoint {f} cannot be read: {e}") from e
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"checkpoint {f} is not a trainables checkpoint (no model state)")
+    if state.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {f}: unsupported format {state.get('format')!r} (expected {FORMAT})")
+    return state
+
+
+# numpy RNG states as primitives (weights_only cannot unpickle numpy objects) ----------------
+
+def numpy_generator_state(gen: np.random.Generator) -> dict[str, Any]:
+    """A ``np.random.Generator``'s state with its big integers as strings."""
+    st = gen.bit_generator.state
+    return json.loads(json.dumps(st, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)),
+                      parse_int=str)
+
+
+def set_numpy_generator_state(gen: np.random.Generator, state: dict[str, Any]) -> None:
+    def back(o):
+        if isinstance(o, dict):
+            return {k: back(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [back(v) for v in o]
+        if isinstance(o, str) and o.lstrip("-").isdigit():
+            return int(o)
+        return o
+
+    gen.bit_generator.state = back(state)
+
+
+def numpy_global_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def set_numpy_global_state(state: dict[str, Any]) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))

@@ -1,0 +1,280 @@
+"""The training config: one flat dict, the only interface between search and training.
+
+Every value is a ``str``, ``int``, ``float`` or ``bool`` so that Ray Tune, Optuna and MLflow
+params take it as is. :data:`DEFAULTS` lists every key; :func:`resolve_config` fills in the
+missing ones (with the paper defaults of the chosen model and, for categorical UVAC's
+``lam``, of the dataset) and validates everything, raising :class:`ConfigError` (a
+``ValueError``) with a message that names the key.
+
+Paper defaults (SPEC.md section 2):
+
+* ``uvac``: Adam, lr 5e-3 decaying exponentially to 5e-4, recon and KL weighted equally
+  (``lam`` 1.0), 500 epochs, batch 64, d_z 10.
+* ``cat_uvac``: lr 5e-4 -> 5e-5, ``lam`` 0.5 for AudioMNIST and 2.0 for UrbanSound8K and
+  TAU2019 (Table I), tau annealed from 1.0 to 0.5 over the run.
+* ``kmeans`` / ``gmm``: scikit-learn baselines on the flattened features; only ``seed``,
+  ``n_clusters`` (and ``gmm_covariance``) matter.
+
+Key reference (``0`` means "automatic" where said):
+
+=====================  ==========================================================================
+model                  cat_uvac | uvac | kmeans | gmm
+n_clusters             clusters C / categories K; 0 = the number of classes in the data
+d_z                    latent size
+divergence             reconstruction divergence: euc | is | kl (IS/KL on de-normalised values)
+lam                    weight of the KL terms (categorical paper's lambda; UVAC paper: 1)
+lr_start, lr_end       Adam learning rate, exponential decay from lr_start to lr_end over the run
+epochs                 training epochs
+batch_size             mini-batch size
+tau_kind               Gumbel-Softmax temperature schedule: constant | linear | exponential | cosine
+tau_start, tau_end     temperature at the first epoch / at the end of the anneal
+tau_anneal_epochs      length of the anneal in epochs; 0 = the whole run
+tau_floor              the temperature never goes below this (numerical safety)
+kl_warmup_epochs       linear warm-up of the KL weight from 0 to lam; 0 = off
+grad_clip              clip the gradient norm to this value; 0 = off
+seed                   seeds torch, numpy and the shuffling generator
+channels               encoder channels, comma separated (decoder mirrors them)
+gru_hidden             units of the two GRU layers
+device                 auto | cpu | cuda | cuda:N
+precision              fp32 | bf16 (bf16 autocast only honoured on CUDA)
+split_scheme           random | group (which split of the feature cache to use)
+checkpoint_every       write a checkpoint every N epochs (and at the end); 0 = only at the end
+silhouette_sample      silhouette on at most this many clips (fixed seed); 0 = all
+fast_path              allow device-specific fast paths (True = automatic choice)
+gmm_covariance         covariance type of the GMM-EM baseline: diag | spherical | full | tied
+=====================  ==========================================================================
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "DEFAULTS",
+    "MODEL_DEFAULTS",
+    "CHOICES",
+    "ConfigError",
+    "resolve_config",
+    "paper_lam",
+    "parse_channels",
+    "load_config_file",
+]
+
+MODELS = ("cat_uvac", "uvac", "kmeans", "gmm")
+NEURAL_MODELS = ("cat_uvac", "uvac")
+
+DEFAULTS: dict[str, Any] = {
+    "model": "cat_uvac",
+    "n_clusters": 0,
+    "d_z": 10,
+    "divergence": "euc",
+    "lam": 0.5,
+    "lr_start": 5e-4,
+    "lr_end": 5e-5,
+    "epochs": 500,
+    "batch_size": 64,
+    "tau_kind": "linear",
+    "tau_start": 1.0,
+    "tau_end": 0.5,
+    "tau_anneal_epochs": 0,
+    "tau_floor": 0.05,
+    "kl_warmup_epochs": 0,
+    "grad_clip": 0.0,
+    "seed": 0,
+    "channels": "16,32,64,128",
+    "gru_hidden": 128,
+    "device": "auto",
+    "precision": "fp32",
+    "split_scheme": "random",
+    "checkpoint_every": 1,
+    "silhouette_sample": 2000,
+    "fast_path": True,
+    "gmm_covariance": "diag",
+}
+
+# Paper defaults that depend on the model; applied for keys the caller did not give.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "uvac": {"lr_start": 5e-3, "lr_end": 5e-4, "lam": 1.0},
+    "cat_uvac": {"lr_start": 5e-4, "lr_end": 5e-5, "lam": 0.5},
+    "kmeans": {},
+    "gmm": {},
+}
+
+# Categorical UVAC's lambda per dataset (Table I). Keys are dataset or preset names.
+PAPER_LAM: dict[str, float] = {
+    "audiomnist": 0.5,
+    "fsdd": 0.5,
+    "synthetic": 0.5,
+    "compact": 0.5,
+    "urbansound8k": 2.0,
+    "us8k": 2.0,
+    "urban4s": 2.0,
+    "tau2019": 2.0,
+    "urban10s": 2.0,
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": MODELS,
+    "divergence": ("euc", "is", "kl"),
+    "tau_kind": ("constant", "linear", "exponential", "cosine"),
+    "precision": ("fp32", "bf16"),
+    "split_scheme": ("random", "group"),
+    "gmm_covariance": ("diag", "spherical", "full", "tied"),
+}
+
+
+class ConfigError(ValueError):
+    """A config key or value is not acceptable; the message names the key."""
+
+
+def paper_lam(dataset: str | None) -> float | None:
+    """Categorical UVAC's paper lambda for a dataset or preset name (None when unknown)."""
+    if not dataset:
+        return None
+    return PAPER_LAM.get(str(dataset).lower())
+
+
+def parse_channels(spec: str | list | tuple) -> tuple[int, ...]:
+    """``"16,32,64,128"`` -> ``(16, 32, 64, 128)``; raises ConfigError on anything else."""
+    if isinstance(spec, (list, tuple)):
+        parts = list(spec)
+    else:
+        parts = [p for p in str(spec).replace(" ", "").split(",") if p != ""]
+    try:
+        out = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"channels: expected comma-separated positive integers like '16,32,64,128', got {spec!r}")
+    if not out or any(c <= 0 for c in out):
+        raise ConfigError(f"channels: expected comma-separated positive integers like '16,32,64,128', got {spec!r}")
+    return out
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Coerce ``value`` to the type of ``DEFAULTS[key]`` (strings from a CLI or JSON are fine)."""
+    default = DEFAULTS[key]
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.strip().lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{key}: expected a boolean, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+            if f.is_integer():
+                return int(f)
+        if hasattr(value, "item"):  # numpy scalars
+            return _coerce(key, value.item())
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if hasattr(value, "item") and not isinstance(value, (int, float)):
+            value = value.item()
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if not math.isfinite(f):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return f
+    if isinstance(value, (list, tuple)) and key == "channels":
+        return ",".join(str(int(v)) for v in value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value.strip()
+
+
+def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | None = None) -> dict[str, Any]:
+    """A complete, validated config from ``partial`` (missing keys take the defaults).
+
+    Defaults are taken in this order: :data:`DEFAULTS`, then :data:`MODEL_DEFAULTS` of the
+    chosen model, then (categorical UVAC only, when ``lam`` is not given) the paper's lambda
+    of ``dataset`` (a dataset or preset name, see :data:`PAPER_LAM`). Values given in
+    ``partial`` always win. Resolving a resolved config returns it unchanged.
+
+    Raises :class:`ConfigError` for an unknown key, a value of the wrong type, a value
+    outside its choices or range, or inconsistent values (``lr_end > lr_start``, ...).
+    """
+    partial = dict(partial or {})
+    unknown = sorted(k for k in partial if k not in DEFAULTS)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(DEFAULTS))}"
+        )
+    model = partial.get("model", DEFAULTS["model"])
+    if model not in MODELS:
+        raise ConfigError(f"model: expected one of {', '.join(MODELS)}, got {model!r}")
+    cfg = dict(DEFAULTS)
+    cfg.update(MODEL_DEFAULTS[model])
+    if model == "cat_uvac" and "lam" not in partial:
+        lam = paper_lam(dataset)
+        if lam is not None:
+            cfg["lam"] = lam
+    for k, v in partial.items():
+        cfg[k] = _coerce(k, v)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: dict[str, Any]) -> None:
+    for key, choices in CHOICES.items():
+        if cfg[key] not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {cfg[key]!r}")
+
+    def positive(key: str) -> None:
+        if not cfg[key] > 0:
+            raise ConfigError(f"{key}: must be > 0, got {cfg[key]!r}")
+
+    def non_negative(key: str) -> None:
+        if not cfg[key] >= 0:
+            raise ConfigError(f"{key}: must be >= 0, got {cfg[key]!r}")
+
+    for key in ("d_z", "epochs", "batch_size", "gru_hidden", "lr_start", "lr_end", "tau_start", "tau_end", "tau_floor"):
+        positive(key)
+    for key in ("n_clusters", "lam", "tau_anneal_epochs", "kl_warmup_epochs", "grad_clip", "seed",
+                "checkpoint_every", "silhouette_sample"):
+        non_negative(key)
+    if cfg["n_clusters"] == 1:
+        raise ConfigError("n_clusters: must be 0 (= number of classes) or >= 2, got 1")
+    if cfg["lr_end"] > cfg["lr_start"]:
+        raise ConfigError(
+            f"lr_end ({cfg['lr_end']:g}) > lr_start ({cfg['lr_start']:g}): the learning rate decays from lr_start to lr_end"
+        )
+    if cfg["tau_kind"] != "constant" and cfg["tau_end"] > cfg["tau_start"]:
+        raise ConfigError(
+            f"tau_end ({cfg['tau_end']:g}) > tau_start ({cfg['tau_start']:g}): the temperature is annealed downwards"
+        )
+    if cfg["tau_floor"] > cfg["tau_start"]:
+        raise ConfigError(f"tau_floor ({cfg['tau_floor']:g}) > tau_start ({cfg['tau_start']:g})")
+    parse_channels(cfg["channels"])
+    dev = cfg["device"]
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {dev!r}")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A partial config from a JSON file (an object of config keys); clear errors on bad files."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: expected a JSON object of config keys, got {type(data).__name__}")
+    return data
