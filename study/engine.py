@@ -134,14 +134,22 @@ def _fixed_config(opts: StudyOptions, cache_dir: str, n_clusters: int) -> dict:
     if opts.gpus_per_trial > 0:
         fixed["device"] = "cuda"
     fixed.update(opts.overrides or {})
-    try:  # keep only keys the training config knows (plus ours)
-        from trainables.config import DEFAULTS
-        unknown = [k for k in (opts.overrides or {}) if k not in DEFAULTS]
-        if unknown:
-            raise StudyError(f"unknown config key(s) in --set: {', '.join(unknown)}")
-    except ImportError:
-        pass
     return fixed
+
+
+def check_config(opts: StudyOptions, fixed: dict) -> None:
+    """Resolve one config of the space (its lowest choices) so bad --set values fail now."""
+    from study.spaces import RecordingTrial
+    from trainables.config import resolve_config
+    from trainables.tune import train_config
+
+    rec = RecordingTrial()
+    consts = get_space(opts.space, epochs=opts.epochs)(rec) or {}
+    sample = {c["name"]: (c["choices"][0] if c["kind"] == "categorical" else c["low"]) for c in rec.calls}
+    try:
+        resolve_config(train_config({**fixed, **sample, **consts}))
+    except ValueError as exc:
+        raise StudyError(f"invalid trial config: {exc}") from None
 
 
 def default_study_name(opts: StudyOptions) -> str:
@@ -156,7 +164,8 @@ def _trial_dirname(trial) -> str:
 def _quiet_ray() -> None:
     # Checkpointing every epoch of short trials trips Ray's "snapshot too often" warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    # A diverged trial's last report has no val/ metrics; ASHA skips such results.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
 
 def _ray_init(opts: StudyOptions) -> bool:
@@ -210,6 +219,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None) -> 
     table = _load_table(cache_dir, (opts.overrides or {}).get("split_scheme"))
     n_clusters = opts.n_clusters or len(table.classes)
     fixed = _fixed_config(opts, cache_dir, n_clusters)
+    check_config(opts, fixed)
     cache_key = getattr(table, "cache_key", "")
     del table
 
@@ -233,8 +243,10 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None) -> 
     scheduler = None
     if opts.asha_metric:
         a = parse_objective(opts.asha_metric)
+        # max_t past the last epoch: ASHA stops a trial that reaches max_t, which would
+        # cut off the final report and make a finished trial look pruned.
         scheduler = ASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode,
-                                  max_t=max(opts.epochs, 1), grace_period=max(1, opts.grace_period))
+                                  max_t=opts.epochs + 1, grace_period=max(1, opts.grace_period))
 
     callbacks = [tracking.MlflowTrialCallback(tracking_uri, parent_id, name),
                  ProgressCallback(objectives, opts.num_samples, every_s=opts.progress_every_s)]

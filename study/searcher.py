@@ -60,7 +60,14 @@ class StudySearcher(OptunaSearch):
     def _connect(self) -> None:
         if self._ot_study is None:
             self._storage = optuna.storages.RDBStorage(self._storage_url)
-            self._sampler = optuna.samplers.TPESampler(seed=self._seed_value)
+            seed = self._seed_value
+            if seed is not None:
+                # A reconnected (resumed) searcher must not replay the first draws of
+                # the seeded sampler: shift the seed by the trials already asked.
+                n = len(self._storage.get_all_trials(
+                    self._storage.get_study_id_from_name(self._study_name), deepcopy=False))
+                seed = seed + 7919 * n
+            self._sampler = optuna.samplers.TPESampler(seed=seed)
             self._setup_study(self._mode)
         for rid, tid in self._owned.items():
             if rid not in self._ot_trials:

@@ -50,7 +50,7 @@ def kmeans(trial, *, epochs: int = 1) -> dict:
 
 def gmm(trial, *, epochs: int = 1) -> dict:
     """GMM-EM on the flattened input features: covariance type and seed."""
-    trial.suggest_categorical("gmm_covariance", ["diag", "spherical", "full"])
+    trial.suggest_categorical("gmm_covariance", ["diag", "spherical", "full", "tied"])
     trial.suggest_int("seed", 0, 9)
     return {"model": "gmm"}
 

@@ -168,6 +168,11 @@ class MlflowTrialCallback(Callback):
             rid = run.info.run_id
             from mlflow.entities import Param
             params = {k: v for k, v in trial.config.items() if k not in STUDY_KEYS}
+            try:  # the full training config, defaults filled in
+                from trainables.config import resolve_config
+                params = resolve_config(params)
+            except Exception:
+                pass
             self.client.log_batch(rid, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
         self._runs[key] = rid
         return rid
