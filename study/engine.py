@@ -108,9 +108,12 @@ def ensure_features(opts: StudyOptions) -> str:
     ``features_root/<dataset>`` with ``python -m features.build``."""
     if opts.features:
         return str(Path(opts.features).resolve())
+    from features.cache import find_cache_dirs
+
     out = Path(opts.features_root, opts.dataset).resolve()
-    if out.exists() and any(out.iterdir()):
-        return str(out)
+    found = find_cache_dirs(out) if out.is_dir() else []
+    if len(found) == 1:
+        return str(found[0])
     cmd = [sys.executable, "-m", "features.build", "--dataset", opts.dataset, "--out", str(out)]
     if opts.root:
         cmd += ["--root", opts.root]
@@ -119,13 +122,17 @@ def ensure_features(opts: StudyOptions) -> str:
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()
         raise StudyError(f"feature build failed: {tail[-1] if tail else proc.returncode}")
-    return str(out)
+    found = find_cache_dirs(out)
+    return str(found[0] if len(found) == 1 else out)
 
 
 def _load_table(cache_dir: str, split_scheme: Optional[str]):
     from features.cache import load_table
     kwargs = {"split_scheme": split_scheme} if split_scheme else {}
-    return load_table(cache_dir, **kwargs)
+    try:
+        return load_table(cache_dir, **kwargs)
+    except Exception as exc:
+        raise StudyError(f"cannot load features from {cache_dir}: {exc}") from None
 
 
 def _fixed_config(opts: StudyOptions, cache_dir: str, n_clusters: int) -> dict:

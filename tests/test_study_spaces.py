@@ -1,0 +1,105 @@
+"""Search spaces, objectives, status mapping and the CLI's printing paths (no Ray)."""
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from study.launch import main
+from study.objectives import classify, objective_values, parse_objectives
+from study.spaces import SPACES, describe_space, get_space, record_space
+from trainables.config import resolve_config
+from trainables.tune import train_config
+
+
+@pytest.fixture()
+def study(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db", study_name="s",
+                               directions=["maximize", "maximize"],
+                               sampler=optuna.samplers.RandomSampler(seed=1))
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_space_draws_resolve_to_valid_configs(study, name):
+    space = get_space(name, epochs=5)
+    for _ in range(25):
+        trial = study.ask()
+        consts = space(trial) or {}
+        config = {**trial.params, **consts}
+        assert config["model"] == name
+        resolved = resolve_config({**config, "epochs": 5})  # raises on any invalid value
+        if "lr_start" in config:
+            assert config["lr_end"] < config["lr_start"]
+        if name == "cat_uvac" and config["tau_kind"] != "constant":
+            assert config["tau_end"] <= config["tau_start"]
+            assert 1 <= config["tau_anneal_epochs"] <= 5
+        assert resolved["model"] == name
+        study.tell(trial, [0.0, 0.0])
+
+
+def test_cat_uvac_searches_what_the_issue_asks():
+    params, consts = record_space("cat_uvac", epochs=7)
+    names = {p["name"] for p in params}
+    assert {"tau_kind", "tau_start", "tau_end", "tau_anneal_epochs", "lam", "d_z", "divergence",
+            "lr_start", "lr_end"} <= names
+    div = next(p for p in params if p["name"] == "divergence")
+    assert set(div["choices"]) == {"euc", "is", "kl"}
+    anneal = next(p for p in params if p["name"] == "tau_anneal_epochs")
+    assert anneal["high"] == 7 and anneal["when"]  # conditional on a non-constant schedule
+    uvac_names = {p["name"] for p in record_space("uvac")[0]}
+    assert not any(n.startswith("tau") for n in uvac_names)
+    assert consts == {"model": "cat_uvac"}
+
+
+def test_describe_space_is_derived_from_the_function():
+    text = describe_space("gmm")
+    assert "gmm_covariance" in text and "tied" in text and "seed" in text
+    text = describe_space("cat_uvac", epochs=4)
+    assert "tau_anneal_epochs" in text and "int [1, 4]" in text and "only when tau_kind=" in text
+
+
+def test_cli_lists_and_shows_spaces(capsys):
+    assert main(["--list-spaces"]) == 0
+    out = capsys.readouterr().out
+    for name in SPACES:
+        assert name in out
+    assert main(["--show-space", "uvac"]) == 0
+    assert "divergence" in capsys.readouterr().out
+    assert main(["--show-space", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown space 'nope'") and err.count("\n") == 1
+
+
+def test_cli_rejects_bad_objectives_in_one_line(capsys):
+    assert main(["--objective", "test/acc:max"]) == 2
+    assert "validation split only" in capsys.readouterr().err
+    assert main(["--objective", "val/acc:up"]) == 2
+    assert "max or min" in capsys.readouterr().err
+    assert main(["--num-samples", "0"]) == 2
+    assert "--num-samples" in capsys.readouterr().err
+
+
+def test_objectives_defaults_and_directions():
+    objs = parse_objectives(None)
+    assert [str(o) for o in objs] == ["val/silhouette_z:max", "val/acc:max"]
+    objs = parse_objectives(["val/dbi_z", "val/nmi", "val/chi_z:max"])
+    assert [o.mode for o in objs] == ["min", "max", "max"]
+    with pytest.raises(ValueError):
+        parse_objectives(["val/acc", "val/acc:min"])
+
+
+def test_status_mapping():
+    assert classify(None, error=True)[0] == "failed"
+    assert classify({"val/acc": 0.9, "epoch": 2})[0] == "pruned"  # no final report
+    assert classify({"trial_status": "complete", "val/acc": 0.5}) == ("complete", "")
+    assert classify({"trial_status": "diverged", "trial_reason": "loss nan"}) == ("diverged", "loss nan")
+    objs = parse_objectives(["val/acc", "val/silhouette_z"])
+    assert objective_values({"val/acc": 0.5, "val/silhouette_z": 0.1}, objs) == [0.5, 0.1]
+    assert objective_values({"val/acc": 0.5, "val/silhouette_z": float("nan")}, objs) is None
+    assert objective_values({"val/acc": 0.5}, objs) is None
+
+
+def test_train_config_strips_study_keys():
+    cfg = train_config({"features": "/x", "study_trial": 3, "model": "gmm", "seed": 1})
+    assert cfg == {"model": "gmm", "seed": 1}
+    resolve_config(cfg)
