@@ -200,8 +200,11 @@ def _ray_storage_path(opts: StudyOptions) -> str:
 
 
 # --------------------------------------------------------------------------- the study
-def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None) -> StudyResult:
-    """Run a new study to its end (or until interrupted) and return its Pareto trials."""
+def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, stopper=None) -> StudyResult:
+    """Run a new study to its end (or until interrupted) and return its Pareto trials.
+
+    ``extra_callbacks`` (Tune Callbacks) and ``stopper`` (a Tune Stopper; a trial it stops
+    counts as pruned) are for programmatic use; both must be picklable for --resume."""
     import optuna
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
@@ -267,7 +270,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None) -> 
             tune_config=TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=opts.max_concurrent),
                                    scheduler=scheduler, num_samples=opts.num_samples,
                                    trial_dirname_creator=_trial_dirname),
-            run_config=RunConfig(name=name, storage_path=_ray_storage_path(opts), callbacks=callbacks,
+            run_config=RunConfig(name=name, storage_path=_ray_storage_path(opts), callbacks=callbacks, stop=stopper,
                                  failure_config=FailureConfig(max_failures=opts.max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=1), verbose=0),
         )
