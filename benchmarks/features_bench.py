@@ -1,0 +1,124 @@
+"""Feature pipeline benchmark: build throughput, cache load bandwidth, cache vs re-decoding.
+
+    .venv/bin/python -m benchmarks.features_bench [--root ../shared/data/fsdd] [--limit N]
+        [--preset audiomnist] [--workers 1] [--repeats 3]
+
+All figures come from this one run on this machine:
+  * build: files/s of a clean ``build_cache`` (decode + resample + STFT + Parquet write);
+  * load:  GB/s of ``load_table`` (spectrogram bytes delivered as a torch tensor / seconds),
+           best of ``--repeats`` (warm page cache);
+  * ratio: time to decode + featurise the same WAV files again / time to load the cache;
+  * storage: the same rows written with a float32 spectrogram and as an uncompressed Arrow
+           IPC (Feather) file, to justify float16 Parquet (size and load time).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import torch
+
+from features.cache import _fixed_list_tensor, build_cache, featurise_record, load_table
+from features.frontend import get_preset
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"
+
+
+def _best(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    ap.add_argument("--dataset", default="fsdd")
+    ap.add_argument("--preset", default="audiomnist")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    from features.datasets import scan_dataset
+
+    torch.set_num_threads(1)
+    scan = scan_dataset(args.dataset, args.root)
+    preset = get_preset(args.preset)
+    with tempfile.TemporaryDirectory(prefix="features-bench-") as tmp:
+        t = time.perf_counter()
+        s = build_cache(scan, preset, tmp, 0, workers=args.workers, limit=args.limit, progress=False)
+        build_s = time.perf_counter() - t
+        n = s.n_used
+        print(f"dataset {args.dataset} ({args.root}), preset {preset.name} {preset.shape}, {s.n_scanned} files, workers={args.workers}")
+        print(f"build:   {s.n_scanned} files in {build_s:.2f} s = {s.n_scanned / build_s:.1f} files/s "
+              f"({n} rows, {s.n_rejected} rejected, {s.size_bytes / 1e6:.1f} MB on disk)")
+
+        load_s, table = _best(lambda: load_table(s.cache_dir), args.repeats)
+        nbytes = table.spectrogram.numel() * table.spectrogram.element_size()
+        print(f"load:    {n} rows, {nbytes / 1e6:.1f} MB float16 in {load_s * 1e3:.1f} ms = {nbytes / load_s / 1e9:.2f} GB/s "
+              f"(best of {args.repeats})")
+
+        recs = sorted(scan.records, key=lambda r: r.id)
+        keep = set(table.ids.tolist())
+        recs = [r for r in recs if r.id in keep]
+
+        def redo():
+            out = [featurise_record(r, preset) for r in recs]
+            return torch.from_numpy(np.stack([o["spectrogram"] for o in out]))
+
+        redo_s, _ = _best(redo, 1)
+        print(f"decode:  {len(recs)} files decoded + featurised again in {redo_s:.2f} s = {len(recs) / redo_s:.1f} files/s")
+        print(f"ratio:   decode+featurise / load cache = {redo_s / load_s:.0f}x")
+
+        # Storage alternatives on the same rows.
+        shard = pq.read_table(next(s.cache_dir.glob("shard-*.parquet")))
+        tabs = [pq.read_table(p) for p in sorted(s.cache_dir.glob("shard-*.parquet"))]
+        full = pa.concat_tables(tabs).combine_chunks()
+        del shard
+        f, tt = preset.shape
+        spec32 = pa.FixedSizeListArray.from_arrays(
+            pa.array(full["spectrogram"].chunk(0).flatten().to_numpy().astype(np.float32)), f * tt
+        )
+        full32 = full.set_column(full.schema.get_field_index("spectrogram"), "spectrogram", spec32)
+        p16, p32, ipc = Path(tmp) / "f16.parquet", Path(tmp) / "f32.parquet", Path(tmp) / "f16.arrow"
+        pq.write_table(full, p16, compression="none", use_dictionary=False)
+        pq.write_table(full32, p32, compression="none", use_dictionary=False)
+        pz = Path(tmp) / "f16-zstd.parquet"
+        pq.write_table(full, pz, compression="zstd", use_dictionary=False)
+        feather.write_feather(full, ipc, compression="uncompressed")
+
+        def load_parquet(p, shape=(n, f, tt)):
+            tab = pq.read_table(p, memory_map=True, columns=["spectrogram"])
+            return _fixed_list_tensor(tab["spectrogram"], shape)
+
+        def load_ipc():
+            tab = feather.read_table(ipc, memory_map=True, columns=["spectrogram"])
+            return _fixed_list_tensor(tab["spectrogram"], (n, f, tt))
+
+        for name, path, fn in (
+            ("parquet float16 (cache format)", p16, lambda: load_parquet(p16)),
+            ("parquet float16 zstd", pz, lambda: load_parquet(pz)),
+            ("parquet float32", p32, lambda: load_parquet(p32)),
+            ("arrow IPC float16 mmap", ipc, load_ipc),
+        ):
+            sec, x = _best(fn, args.repeats)
+            b = x.numel() * x.element_size()
+            print(f"storage: {name:32s} {path.stat().st_size / 1e6:8.1f} MB on disk, load {sec * 1e3:7.1f} ms "
+                  f"= {b / sec / 1e9:6.2f} GB/s of {x.dtype}")
+        x16 = load_parquet(p16).float()
+        err = (x16 - load_parquet(p32)).abs().max().item()
+        print(f"float16 storage error on [0,1] values: max |x16 - x32| = {err:.2e} (bound 2**-12 = {2**-12:.2e})")
+
+
+if __name__ == "__main__":
+    main()
