@@ -26,15 +26,18 @@ def pareto_indices(points: list[list[float]], modes: list[str]) -> list[int]:
             if not any(_dominates(q, p, modes) for j, q in enumerate(points) if j != i)]
 
 
-def summarise(trials, objectives: list[Objective], total: int) -> str:
+def summarise(trials, objectives: list[Objective], total: int, ending=None) -> str:
+    """One line of counts and best values; ``ending`` = (trial, error) for a trial whose
+    end is being reported (Tune calls back before it updates the trial's status)."""
     counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0}
     running = 0
     best: list[Optional[float]] = [None] * len(objectives)
     for t in trials:
-        if t.status in ("RUNNING", "PENDING", "PAUSED"):
+        is_ending = ending is not None and t is ending[0]
+        if t.status in ("RUNNING", "PENDING", "PAUSED") and not is_ending:
             running += t.status == "RUNNING"
             continue
-        status, _ = classify(t.last_result, t.status == "ERROR")
+        status, _ = classify(t.last_result, ending[1] if is_ending else t.status == "ERROR")
         counts[status] += 1
         if status == "complete":
             vals = objective_values(t.last_result, objectives)
@@ -63,9 +66,9 @@ class ProgressCallback(Callback):
         state["_stream"] = None
         return state
 
-    def _print(self, trials, event: str = "") -> None:
+    def _print(self, trials, event: str = "", ending=None) -> None:
         self._last = time.time()
-        line = f"[study {time.time() - self._t0:6.0f}s] {summarise(trials, self.objectives, self.total)}"
+        line = f"[study {time.time() - self._t0:6.0f}s] {summarise(trials, self.objectives, self.total, ending)}"
         if event:
             line += f"  <- {event}"
         print(line, file=self._stream or sys.stdout, flush=True)
@@ -76,10 +79,10 @@ class ProgressCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         status, reason = classify(trial.last_result, False)
         extra = f" ({reason})" if status == "diverged" and reason else ""
-        self._print(trials, f"trial {trial.config.get('study_trial', trial.trial_id)} {status}{extra}")
+        self._print(trials, f"trial {trial.config.get('study_trial', trial.trial_id)} {status}{extra}", (trial, False))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._print(trials, f"trial {trial.config.get('study_trial', trial.trial_id)} failed")
+        self._print(trials, f"trial {trial.config.get('study_trial', trial.trial_id)} failed", (trial, True))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self._print(trials, f"trial {trial.config.get('study_trial', trial.trial_id)} lost its worker; retrying from its checkpoint")
