@@ -1,0 +1,119 @@
+"""trainables.baselines on a tiny FeatureTable of separable synthetic spectrograms."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from features.table import FeatureTable
+from trainables.baselines import BaselineResult, flatten_features, run_baseline
+
+F, T = 6, 5
+CLASSES = ["a", "b", "c"]
+
+
+def _table(n_per: int = 12, seed: int = 0, noise: float = 0.05) -> FeatureTable:
+    """Three classes, each a distinct random spectro-temporal pattern plus small noise; the
+    last frame of every other clip is padding (mask 0, spectrogram 0)."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((len(CLASSES), F, T))
+    label_index = np.repeat(np.arange(len(CLASSES)), n_per)
+    n = len(label_index)
+    spec = np.clip(patterns[label_index] + noise * rng.normal(size=(n, F, T)), 0, 1)
+    mask = np.ones((n, T), dtype=np.float32)
+    mask[::2, -1] = 0
+    spec = spec * mask[:, None, :]
+    # per class: half train, a quarter val, a quarter test
+    pos = np.tile(np.arange(n_per), len(CLASSES))
+    split = np.where(pos < n_per // 2, "train", np.where(pos < 3 * n_per // 4, "val", "test"))
+    order = rng.permutation(n)  # rows not grouped by class
+    ids = np.array([f"clip{i:03d}" for i in range(n)])
+    return FeatureTable(
+        ids=ids[order],
+        spectrogram=torch.tensor(spec[order], dtype=torch.float16),
+        mask=torch.tensor(mask[order]),
+        norm_stats=torch.zeros(n, 4),
+        labels=np.array(CLASSES)[label_index][order],
+        label_index=torch.tensor(label_index[order], dtype=torch.int64),
+        classes=list(CLASSES),
+        groups=np.array(["g"] * n),
+        split=split[order],
+        preset=None,
+        cache_key="test",
+    )
+
+
+def test_flatten_features_applies_mask():
+    table = _table()
+    table.spectrogram[:, :, -1] = 1.0  # values in the last frame, padding or not
+    x = flatten_features(table)
+    assert x.shape == (len(table), F * T) and x.dtype == np.float32
+    last = x.reshape(-1, F, T)[:, :, -1]
+    pad = table.mask[:, -1].numpy() == 0
+    assert pad.any() and (~pad).any()
+    assert np.all(last[pad] == 0) and np.all(last[~pad] == 1)
+    np.testing.assert_allclose(x[~pad], table.spectrogram[torch.tensor(~pad)].float().reshape(-1, F * T).numpy())
+    assert flatten_features(table.take(np.array([], dtype=int))).shape == (0, F * T)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm", "labels"])
+def test_baselines_cluster_separable_blobs(method):
+    table = _table()
+    res = run_baseline(method, table, n_clusters=3, seed=0)
+    assert isinstance(res, BaselineResult)
+    m = res.metrics
+    for split in ("val", "test"):
+        if method == "labels":
+            assert m[f"{split}/acc"] == 1.0 and m[f"{split}/nmi"] == pytest.approx(1.0)
+        else:
+            assert m[f"{split}/acc"] >= 0.9
+        assert m[f"{split}/collapsed"] == 0.0
+        assert m[f"{split}/silhouette_x"] > 0.5  # the classes are well separated in x
+        assert math.isfinite(m[f"{split}/dbi_x"]) and m[f"{split}/chi_x"] > 0
+    # one cluster per row of the table, in table order
+    assert res.clusters.shape == (len(table),)
+    np.testing.assert_array_equal(res.ids, table.ids)
+    a = res.assignments()
+    assert set(a["split"]) == {"val", "test"}
+    assert len(a["id"]) == int(np.isin(table.split, ["val", "test"]).sum())
+    assert res["metrics"] is res.metrics
+    if method == "labels":
+        np.testing.assert_array_equal(res.clusters, table.label_index.numpy())
+    if method == "gmm":
+        assert res.probabilities.shape == (len(table), 3)
+        np.testing.assert_allclose(res.probabilities.sum(1), 1.0, atol=1e-4)
+        np.testing.assert_array_equal(res.probabilities.argmax(1), res.clusters)
+    else:
+        assert res.probabilities is None
+
+
+def test_metric_keys_identical_across_methods_and_seeded():
+    table = _table(seed=1)
+    results = {m: run_baseline(m, table, n_clusters=3, seed=3) for m in ("kmeans", "gmm", "labels")}
+    keysets = {m: set(r.metrics) for m, r in results.items()}
+    assert keysets["kmeans"] == keysets["gmm"] == keysets["labels"]
+    assert {"val/acc", "test/acc", "val/silhouette_x", "test/dbi_x", "val/chi_x"} <= keysets["kmeans"]
+    again = run_baseline("kmeans", table, n_clusters=3, seed=3)
+    np.testing.assert_array_equal(again.clusters, results["kmeans"].clusters)
+    assert again.metrics == results["kmeans"].metrics
+
+
+def test_baseline_options_and_errors():
+    table = _table(seed=2)
+    # more clusters than classes: accuracy is bounded by the one-to-one matching
+    res = run_baseline("kmeans", table, n_clusters=5, seed=0)
+    assert res.metrics["val/acc"] <= 1.0 and res.info["n_clusters"] == 5
+    assert res.clusters.max() < 5
+    # n_clusters None -> number of classes
+    assert run_baseline("kmeans", table, seed=0).info["n_clusters"] == 3
+    # full covariance with forced PCA
+    full = run_baseline("gmm", table, n_clusters=3, covariance_type="full", pca_components=4)
+    assert full.info["pca_components"] == 4 and full.metrics["val/acc"] >= 0.9
+    with pytest.raises(ValueError):
+        run_baseline("dbscan", table, n_clusters=3)
+    with pytest.raises(ValueError):
+        run_baseline("gmm", table, n_clusters=3, covariance_type="banana")
+    with pytest.raises(ValueError):
+        run_baseline("kmeans", table.take(np.flatnonzero(table.split != "train")), n_clusters=3)

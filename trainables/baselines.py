@@ -1,0 +1,231 @@
+"""Classical baselines of both papers' Table I, scored with the models' metric names.
+
+Every method sees the *flattened input features*: ``spectrogram.float() * mask`` of each clip,
+reshaped to ``[N, F*T]`` float32 (padding frames are zero). It is fitted on the ``train``
+split only (no labels), then predicts every row; ``val`` and ``test`` are scored with
+:func:`trainables.metrics.clustering_metrics` under ``val/...`` and ``test/...`` with the
+single representation ``"x"`` (``val/silhouette_x``, ``val/dbi_x``, ``val/chi_x``), so the
+key set is the same for every method here.
+
+Methods
+-------
+``kmeans``  scikit-learn ``KMeans`` (k-means++ init, Lloyd iterations), ``n_init=10``
+            restarts (the classic default; sklearn's ``"auto"`` would give 1 with k-means++),
+            ``random_state=seed``; the restart with the lowest inertia wins.
+``gmm``     scikit-learn ``GaussianMixture`` fitted by EM, k-means initialisation,
+            ``covariance_type="diag"`` by default: a full covariance on flattened
+            spectrograms (D = F*T, 12,672 for AudioMNIST) would need K*D^2 floats (about 13 GB
+            for K=10 in float64) and be singular with fewer clips than dimensions.
+            ``reg_covar=1e-3`` is added to every variance: features live in [0, 1] and many
+            bins (silence, padding) are constant within a cluster, whose variance would
+            otherwise collapse to zero and make the likelihood degenerate. ``probabilities``
+            holds the posterior responsibilities.
+            PCA (``pca_components``): ``"auto"`` (default) projects onto
+            ``min(64, n_train - 1, D)`` principal components (randomized SVD,
+            ``random_state=seed``) only for ``full``/``tied`` covariances when D > 256, where
+            it is needed for memory and time; ``diag``/``spherical`` run on the raw features
+            as in the papers (the UVAC paper reports that dimensionality reduction did not
+            help). An int forces that many components, ``0``/``None`` disables it.
+``labels``  "labels as clusters": the true class of each clip is its cluster (no fitting);
+            the geometric metrics then say how well the classes themselves cluster.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainables.metrics import clustering_metrics
+
+__all__ = ["METHODS", "BaselineResult", "flatten_features", "run_baseline",
+           "fit_kmeans", "fit_gmm", "labels_as_clusters"]
+
+METHODS = ("kmeans", "gmm", "labels")
+KMEANS_N_INIT = 10
+GMM_REG_COVAR = 1e-3
+GMM_MAX_ITER = 200
+PCA_AUTO_MIN_DIM = 256
+PCA_AUTO_COMPONENTS = 64
+COVARIANCE_TYPES = ("diag", "spherical", "full", "tied")
+
+
+@dataclass
+class BaselineResult:
+    """What :func:`run_baseline` returns (also readable as ``result["metrics"]``).
+
+    metrics        ``val/...`` and ``test/...`` floats, the models' names
+    ids, split     [N] of every row of the input table, in table order
+    clusters       [N] int64 cluster of every row (train rows included)
+    probabilities  [N, K] float32 posterior (``gmm``) or None
+    info           how the fit went: method, n_clusters, dim, pca_components, n_iter,
+                   converged, fit_s
+    """
+
+    method: str
+    metrics: dict[str, float]
+    ids: np.ndarray
+    split: np.ndarray
+    clusters: np.ndarray
+    probabilities: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str):
+        if key == "assignments":
+            return self.assignments()
+        return getattr(self, key)
+
+    def keys(self):
+        return ("method", "metrics", "ids", "split", "clusters", "probabilities", "info", "assignments")
+
+    def assignments(self, splits: tuple[str, ...] = ("val", "test")) -> dict[str, np.ndarray]:
+        """Per-clip columns ``id``, ``split``, ``cluster`` for the rows of ``splits``."""
+        rows = np.isin(self.split, list(splits))
+        return {"id": np.asarray(self.ids)[rows].astype(str),
+                "split": np.asarray(self.split)[rows].astype(str),
+                "cluster": np.asarray(self.clusters)[rows].astype(np.int64)}
+
+
+def flatten_features(table) -> np.ndarray:
+    """``spectrogram * mask`` of every clip of a FeatureTable, flattened: [N, F*T] float32."""
+    spec = table.spectrogram.float() * table.mask.float()[:, None, :]
+    return spec.reshape(spec.shape[0], spec.shape[1] * spec.shape[2]).cpu().numpy().astype(np.float32, copy=False)
+
+
+def _n_clusters(table, n_clusters) -> int:
+    k = int(n_clusters) if n_clusters else len(table.classes)
+    if k < 1:
+        raise ValueError(f"n_clusters must be >= 1, got {k}")
+    return k
+
+
+def _rows(table, split: str) -> np.ndarray:
+    return np.flatnonzero(np.asarray(table.split) == split)
+
+
+def fit_kmeans(x_train: np.ndarray, n_clusters: int, seed: int = 0, *, n_init: int = KMEANS_N_INIT):
+    """KMeans fitted on ``x_train`` (see the module docstring for the choices)."""
+    from sklearn.cluster import KMeans
+
+    if len(x_train) < n_clusters:
+        raise ValueError(f"kmeans: {len(x_train)} training clips for {n_clusters} clusters")
+    return KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(x_train)
+
+
+def _resolve_pca(pca_components, covariance_type: str, n_train: int, dim: int) -> int:
+    if pca_components in (None, 0, False):
+        return 0
+    if pca_components == "auto":
+        if covariance_type in ("full", "tied") and dim > PCA_AUTO_MIN_DIM:
+            return max(1, min(PCA_AUTO_COMPONENTS, n_train - 1, dim))
+        return 0
+    k = int(pca_components)
+    if k < 0:
+        raise ValueError(f"pca_components must be >= 0, got {k}")
+    return min(k, dim, max(1, n_train - 1))
+
+
+def fit_gmm(x_train: np.ndarray, n_clusters: int, seed: int = 0, *, covariance_type: str = "diag",
+            reg_covar: float = GMM_REG_COVAR, max_iter: int = GMM_MAX_ITER, pca_components="auto"):
+    """GaussianMixture fitted by EM on ``x_train``, optionally after PCA.
+
+    Returns ``(gmm, pca)`` where ``pca`` is a fitted ``sklearn.decomposition.PCA`` or None;
+    predict with ``gmm.predict(pca.transform(x) if pca else x)``."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    if len(x_train) < n_clusters:
+        raise ValueError(f"gmm: {len(x_train)} training clips for {n_clusters} clusters")
+    n_pca = _resolve_pca(pca_components, covariance_type, len(x_train), x_train.shape[1])
+    pca = None
+    if n_pca:
+        pca = PCA(n_components=n_pca, svd_solver="randomized", random_state=seed).fit(x_train)
+        x_train = pca.transform(x_train).astype(np.float32, copy=False)
+    gmm = GaussianMixture(n_components=n_clusters, covariance_type=covariance_type,
+                          reg_covar=reg_covar, max_iter=max_iter, init_params="kmeans",
+                          random_state=seed).fit(x_train)
+    return gmm, pca
+
+
+def labels_as_clusters(table) -> np.ndarray:
+    """The true class index of every row, as a clustering."""
+    return np.asarray(table.label_index.cpu().numpy() if isinstance(table.label_index, torch.Tensor)
+                      else table.label_index, dtype=np.int64)
+
+
+def run_baseline(
+    method: str,
+    table,
+    n_clusters: int | None = None,
+    seed: int = 0,
+    *,
+    sample_size: int | None = 2000,
+    covariance_type: str = "diag",
+    reg_covar: float = GMM_REG_COVAR,
+    pca_components="auto",
+    n_init: int = KMEANS_N_INIT,
+) -> BaselineResult:
+    """Fit ``method`` on the train split of ``table`` and score val and test.
+
+    method       ``kmeans`` | ``gmm`` | ``labels``
+    table        a :class:`features.table.FeatureTable` with train/val/test rows
+    n_clusters   clusters K; None/0 = the number of classes (``labels`` always uses the classes)
+    seed         seeds the fit (``random_state``) and the silhouette sample
+    sample_size  silhouette sample size (see :func:`trainables.metrics.cluster_quality`)
+    covariance_type, reg_covar, pca_components   GMM options; n_init   KMeans restarts
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown baseline {method!r}; choose one of {METHODS}")
+    k = len(table.classes) if method == "labels" else _n_clusters(table, n_clusters)
+    n = len(table)
+    clusters = np.zeros(n, dtype=np.int64)
+    probs = None
+    info: dict[str, Any] = {"method": method, "n_clusters": k, "dim": int(np.prod(table.shape)),
+                            "pca_components": 0}
+    t0 = time.perf_counter()
+    if method == "labels":
+        clusters = labels_as_clusters(table)
+    else:
+        train_rows = _rows(table, "train")
+        if len(train_rows) == 0:
+            raise ValueError(f"{method}: the table has no train rows to fit on")
+        x_train = flatten_features(table.take(train_rows))
+        if method == "kmeans":
+            model = fit_kmeans(x_train, k, seed, n_init=n_init)
+            info.update(n_iter=int(model.n_iter_), inertia=float(model.inertia_), converged=True)
+            predict, proba, pca = model.predict, None, None
+        else:
+            model, pca = fit_gmm(x_train, k, seed, covariance_type=covariance_type,
+                                 reg_covar=reg_covar, pca_components=pca_components)
+            info.update(n_iter=int(model.n_iter_), converged=bool(model.converged_),
+                        covariance_type=covariance_type, reg_covar=float(reg_covar),
+                        pca_components=int(pca.n_components_) if pca is not None else 0)
+            predict, proba = model.predict, model.predict_proba
+            probs = np.zeros((n, k), dtype=np.float32)
+        del x_train
+        for split in ("train", "val", "test"):
+            rows = _rows(table, split)
+            if len(rows) == 0:
+                continue
+            x = flatten_features(table.take(rows))
+            if pca is not None:
+                x = pca.transform(x).astype(np.float32, copy=False)
+            clusters[rows] = predict(x)
+            if proba is not None:
+                probs[rows] = proba(x)
+    info["fit_s"] = time.perf_counter() - t0
+
+    metrics: dict[str, float] = {}
+    label_index = labels_as_clusters(table)
+    for split in ("val", "test"):
+        rows = _rows(table, split)
+        x = flatten_features(table.take(rows))
+        metrics.update(clustering_metrics(label_index[rows], clusters[rows], {"x": x},
+                                          prefix=f"{split}/", n_clusters=k,
+                                          sample_size=sample_size, seed=seed))
+    return BaselineResult(method, metrics, np.asarray(table.ids), np.asarray(table.split),
+                          clusters, probs, info)
