@@ -26,6 +26,9 @@ Methods
             it is needed for memory and time; ``diag``/``spherical`` run on the raw features
             as in the papers (the UVAC paper reports that dimensionality reduction did not
             help). An int forces that many components, ``0``/``None`` disables it.
+            Measured (2 CPU threads, 1,000 synthetic clips, D = 12,672, K = 10): diag EM
+            0.8 s on the raw features vs 1.6 s with PCA to 64 (the SVD costs more than it
+            saves), full + auto PCA 1.4 s; k-means 5.2 s with n_init=10 (0.5 s per restart).
 ``labels``  "labels as clusters": the true class of each clip is its cluster (no fitting);
             the geometric metrics then say how well the classes themselves cluster.
 """
