@@ -1,0 +1,51 @@
+"""Dataset adapters: list a dataset root into records (id, path, label, group) and rejects.
+
+``DATASETS`` maps a dataset name to its ``scan(root, **opts) -> DatasetScan``;
+``scan_dataset(name, root, **opts)`` dispatches. ``DEFAULT_PRESET`` names each dataset's
+front end (presets live in :mod:`features.frontend`). Adapters read metadata and file
+names only; audio is decoded and validated by :mod:`features.audio`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from features.datasets import audiomnist, folder, fsdd, tau2019, urbansound8k
+from features.datasets.base import AudioRecord, DatasetError, DatasetScan, Reject
+
+
+def _synthetic_scan(root: Path | str, **opts) -> DatasetScan:
+    from features.datasets import synthetic
+
+    return synthetic.scan(root, **opts)
+
+
+DATASETS: dict[str, Callable[..., DatasetScan]] = {
+    "audiomnist": audiomnist.scan,
+    "fsdd": fsdd.scan,
+    "urbansound8k": urbansound8k.scan,
+    "tau2019": tau2019.scan,
+    "folder": folder.scan,
+    "synthetic": _synthetic_scan,
+}
+
+DEFAULT_PRESET: dict[str, str] = {
+    "audiomnist": "audiomnist",
+    "fsdd": "audiomnist",
+    "urbansound8k": "urban4s",
+    "tau2019": "urban10s",
+    "folder": "audiomnist",
+    "synthetic": "compact",
+}
+
+
+def scan_dataset(name: str, root: Path | str, **opts) -> DatasetScan:
+    """List dataset ``name`` at ``root`` (raises :class:`DatasetError` on a wrong root or name)."""
+    try:
+        fn = DATASETS[name]
+    except KeyError:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}") from None
+    return fn(root, **opts)
+
+
+__all__ = ["DATASETS", "DEFAULT_PRESET", "AudioRecord", "DatasetError", "DatasetScan", "Reject", "scan_dataset"]

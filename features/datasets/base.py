@@ -5,6 +5,8 @@ and validation of the audio itself happens in :mod:`features.audio`.
 """
 from __future__ import annotations
 
+import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,3 +53,122 @@ class DatasetScan:
     root: Path
     records: list[AudioRecord] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------
+# Helpers shared by the adapters (listing only: nothing here ever opens an audio file)
+# ----------------------------------------------------------------------------------------
+#: Reasons of metadata-level rejects (constant strings, so that summaries can count them).
+REASON_MISSING = "listed in the metadata but missing on disk"
+REASON_ABSOLUTE = "absolute path in the metadata, outside the dataset root: not opened"
+REASON_ESCAPES = "path escapes the dataset root through '..': not opened"
+REASON_SYMLINK_OUTSIDE = "symlink resolving outside the dataset root: not opened"
+REASON_NOT_FILE = "not a regular file"
+REASON_EMPTY_NAME = "empty file name in the metadata"
+REASON_DUPLICATE = "listed more than once (duplicate id)"
+
+
+def check_root(root: Path | str, dataset: str) -> Path:
+    """``root`` as an absolute, resolved directory, or :class:`DatasetError`."""
+    p = Path(root).expanduser()
+    if not p.exists():
+        raise DatasetError(f"{dataset}: dataset root {p} does not exist")
+    if not p.is_dir():
+        raise DatasetError(f"{dataset}: dataset root {p} is not a directory")
+    return p.resolve()
+
+
+def record_id(rel: str) -> str:
+    """The record id of a root-relative POSIX path: the path without its suffix."""
+    stem, _ext = posixpath.splitext(rel)
+    return stem
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def check_member(root: Path, path: Path) -> str | None:
+    """Why ``path`` (lexically under the resolved ``root``) may not be used, or ``None``.
+
+    Only ``lstat``/``realpath`` are used: the file is never opened.
+    """
+    if not os.path.lexists(path):
+        return REASON_MISSING
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not _inside(target, root):
+            return REASON_SYMLINK_OUTSIDE
+        if not target.exists():
+            return REASON_MISSING
+        path = target
+    else:
+        # an intermediate symlinked directory could also lead outside
+        real = Path(os.path.realpath(path))
+        if not _inside(real, root):
+            return REASON_SYMLINK_OUTSIDE
+    if not path.is_file():
+        return REASON_NOT_FILE
+    return None
+
+
+def resolve_listed(root: Path, name: str) -> tuple[str, Path | None, str | None]:
+    """Resolve a file name read from metadata against the resolved ``root``.
+
+    Returns ``(rel, path, reason)``: ``rel`` is the normalised root-relative POSIX path (or the
+    raw name when it cannot be made one), ``path`` the absolute path when usable, and ``reason``
+    the reject reason otherwise (absolute path, ``..`` escaping the root, symlink escaping
+    the root, missing file, not a regular file). Never opens the file.
+    """
+    raw = (name or "").strip()
+    if not raw:
+        return raw, None, REASON_EMPTY_NAME
+    posix = raw.replace("\\", "/")
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
+        return raw, None, REASON_ABSOLUTE
+    rel = posixpath.normpath(posix)
+    if rel == ".." or rel.startswith("../") or rel == ".":
+        return raw, None, REASON_ESCAPES
+    path = root.joinpath(*rel.split("/"))
+    reason = check_member(root, path)
+    return rel, (None if reason else path), reason
+
+
+def walk_files(root: Path, top: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files under ``top`` (inside the resolved ``root``) whose suffix is in ``suffixes``
+    (lower-case, with the dot), sorted. Symlinked directories are not followed; hidden files
+    and folders (name starting with ``.``) are skipped."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in filenames:
+            if f.startswith("."):
+                continue
+            if os.path.splitext(f)[1].lower() in suffixes:
+                out.append(Path(dirpath) / f)
+    out.sort()
+    return out
+
+
+def rel_posix(root: Path, path: Path) -> str:
+    """``path`` relative to ``root`` as a '/'-separated string."""
+    return path.relative_to(root).as_posix()
+
+
+def finish(scan: DatasetScan, expected: str) -> DatasetScan:
+    """Sort the scan and raise :class:`DatasetError` when it lists no usable record."""
+    scan.records.sort(key=lambda r: r.id)
+    scan.rejects.sort(key=lambda r: r.id)
+    if not scan.records:
+        if scan.rejects:
+            r = scan.rejects[0]
+            raise DatasetError(
+                f"{scan.name}: no usable file under {scan.root} (expected {expected}); "
+                f"{len(scan.rejects)} rejected, e.g. {r.path}: {r.reason}"
+            )
+        raise DatasetError(f"{scan.name}: no matching file under {scan.root} (expected {expected})")
+    return scan
