@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from study.objectives import Objective, classify, parse_objective, parse_objectives
+from study.objectives import Objective, classify, default_objectives, parse_objective, parse_objectives
 from study.spaces import SPACES, get_space
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class StudyOptions:
     dataset: str = "synthetic"              # built under features_root when features is None
     root: Optional[str] = None              # the dataset's root (real data)
     features_root: str = "runs/features"
-    objectives: list = field(default_factory=lambda: ["val/silhouette_z:max", "val/acc:max"])
+    objectives: Optional[list] = None       # default: study.objectives.default_objectives(space)
     num_samples: int = 10
     epochs: int = 3
     max_concurrent: int = 2
@@ -72,6 +72,8 @@ class StudyOptions:
             raise StudyError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
         if self.features and not Path(self.features).exists():
             raise StudyError(f"--features {self.features}: no such directory")
+        if not self.objectives:
+            self.objectives = default_objectives(self.space)
         try:
             parse_objectives(self.objectives)
             if self.asha_metric:
@@ -95,6 +97,7 @@ class StudyResult:
     interrupted: bool
     ui_command: str
     objectives: list
+    warnings: list = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -106,9 +109,12 @@ def _abs_sqlite(uri: str) -> str:
 def ensure_features(opts: StudyOptions) -> str:
     """The feature cache directory: ``--features`` as given, or built (once) under
     ``features_root/<dataset>`` with ``python -m features.build``."""
-    if opts.features:
-        return str(Path(opts.features).resolve())
     from features.cache import find_cache_dirs
+
+    if opts.features:
+        given = Path(opts.features).resolve()
+        inner = find_cache_dirs(given)
+        return str(inner[0] if len(inner) == 1 else given)
 
     out = Path(opts.features_root, opts.dataset).resolve()
     found = find_cache_dirs(out) if out.is_dir() else []
@@ -171,6 +177,8 @@ def _trial_dirname(trial) -> str:
 def _quiet_ray() -> None:
     # Checkpointing every epoch of short trials trips Ray's "snapshot too often" warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's boxed tables and TensorBoard hints: the study prints its own progress.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # A diverged trial's last report has no val/ metrics; ASHA skips such results.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
@@ -248,7 +256,10 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     study.set_user_attr("mlflow_parent_run_id", parent_id)
     study.set_user_attr("tracking_uri", tracking_uri)
     study.set_user_attr("fixed_config", json.dumps(fixed))
-    study.set_metric_names([o.metric for o in objectives])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental API warning
+        study.set_metric_names([o.metric for o in objectives])
 
     scheduler = None
     if opts.asha_metric:
@@ -345,6 +356,9 @@ def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0,
         else:
             counts[t.user_attrs.get("status", "failed") if t.user_attrs.get("status") in counts else "failed"] += 1
     finished = sum(v for k, v in counts.items() if k != "running")
+    warnings = sorted({t.user_attrs.get("reason", "") for t in trials
+                       if t.user_attrs.get("status") == "complete" and t.state == TrialState.FAIL
+                       and "not reported" in t.user_attrs.get("reason", "")})
     interrupted = finished < total or counts["running"] > 0
 
     runs = {}
@@ -373,7 +387,7 @@ def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0,
     return StudyResult(study_name=name, parent_run_id=parent_id, storage=storage, tracking_uri=tracking_uri,
                        experiment_path=path, counts=counts, pareto=pareto, elapsed_s=time.time() - t0,
                        interrupted=interrupted, ui_command=tracking.ui_command(tracking_uri),
-                       objectives=[str(o) for o in objectives])
+                       objectives=[str(o) for o in objectives], warnings=warnings)
 
 
 KEY_PARAMS = ("model", "divergence", "d_z", "lam", "lr_start", "lr_end", "tau_kind", "tau_start", "tau_end",
@@ -386,6 +400,8 @@ def format_result(res: StudyResult) -> str:
     if res.interrupted:
         lines.append(f"interrupted; continue with: python -m study.launch --resume {res.study_name}"
                      + (f" --storage {res.storage}" if res.storage != _abs_sqlite("sqlite:///optuna.db") else ""))
+    for w in res.warnings:
+        lines.append(f"warning: complete trials kept off the front: {w}")
     lines.append(f"Pareto-optimal trials ({len(res.pareto)}), objectives {', '.join(res.objectives)}:")
     for p in res.pareto:
         vals = " ".join(f"{k}={v:.4g}" for k, v in p["values"].items())

@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--n-clusters", type=int, default=0, help="clusters (default: the number of classes)")
     g = p.add_argument_group("search")
     g.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
-                   help="repeatable; default val/silhouette_z:max and val/acc:max")
+                   help="repeatable; default val/silhouette_z:max and val/acc:max (baselines: val/silhouette_x)")
     g.add_argument("--num-samples", type=int, default=d.num_samples, help=f"trials (default {d.num_samples})")
     g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per trial (default {d.epochs})")
     g.add_argument("--smoke-test", action="store_true", help="tiny: 2 trials x 1 epoch")
@@ -66,7 +66,7 @@ def options_from_args(a: argparse.Namespace) -> StudyOptions:
         overrides[k.strip()] = _value(v.strip())
     return StudyOptions(
         space=a.space or "cat_uvac", features=a.features, dataset=a.dataset, root=a.root,
-        features_root=a.features_root, objectives=a.objective or list(StudyOptions().objectives),
+        features_root=a.features_root, objectives=a.objective,
         num_samples=a.num_samples, epochs=a.epochs, max_concurrent=a.max_concurrent,
         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, asha_metric=a.asha_metric,
         grace_period=a.grace_period, n_clusters=a.n_clusters, storage=a.storage, study_name=a.study_name,

@@ -28,6 +28,13 @@ _FALLBACK_DIRECTIONS = {"acc": "max", "nmi": "max", "ari": "max", "silhouette": 
                         "dbi": "min", "chi": "max", "loss": "min"}
 
 DEFAULT_OBJECTIVES = ("val/silhouette_z:max", "val/acc:max")
+# Baselines cluster the input features: their quality metrics are on x, not on z.
+SPACE_OBJECTIVES = {"kmeans": ("val/silhouette_x:max", "val/acc:max"),
+                    "gmm": ("val/silhouette_x:max", "val/acc:max")}
+
+
+def default_objectives(space: str) -> list[str]:
+    return list(SPACE_OBJECTIVES.get(space, DEFAULT_OBJECTIVES))
 
 FINAL_KEY = "trial_status"   # present only in the trainable's final report
 REASON_KEY = "trial_reason"
@@ -95,6 +102,11 @@ def classify(result: Optional[dict], error: bool = False) -> tuple[str, str]:
     if status not in ("complete", "diverged", "pruned", "failed"):
         status = "pruned" if status == "stopped" else "failed"
     return status, reason
+
+
+def missing_objectives(result: Optional[dict], objectives: list[Objective]) -> list[str]:
+    """Objective metrics absent from a result (a misspelt metric would otherwise be silent)."""
+    return [o.metric for o in objectives if o.metric not in (result or {})]
 
 
 def objective_values(result: dict, objectives: list[Objective]) -> Optional[list[float]]:

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from study.objectives import Objective, classify, objective_values
+from study.objectives import Objective, classify, missing_objectives, objective_values
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,10 @@ class StudySearcher(OptunaSearch):
         if status == "complete":
             values = objective_values(result, self._objectives)
             if values is None:
-                reason = (reason + "; " if reason else "") + "an objective is missing or not finite"
+                missing = missing_objectives(result, self._objectives)
+                why = (f"objective(s) {', '.join(missing)} not reported" if missing
+                       else "an objective is not finite (e.g. collapsed clustering)")
+                reason = (reason + "; " if reason else "") + why
             else:
                 state = TrialState.COMPLETE
         elif status == "pruned":
