@@ -1,0 +1,71 @@
+"""Shared fixtures (stable; other test files may use them).
+
+``tiny_cache``   session-scoped: a REAL feature cache (Parquet shards + manifest) built with
+                 :func:`features.cache.build_cache` from the synthetic dataset (preset ``compact``,
+                 64 x 32), limited to ``TINY_CLIPS`` clips. Returns a :class:`TinyCache` with
+                 ``.dir`` (the cache directory, for ``load_table`` or ``--features``), ``.table``
+                 (a :class:`features.table.FeatureTable`, random split; do not modify it in place)
+                 and ``.scan`` (the :class:`features.datasets.base.DatasetScan`, whose records
+                 carry the source WAV paths).
+``tiny_table``   the cache's FeatureTable (session-scoped, shared: treat as read-only).
+``tiny_config``  a function ``tiny_config(**overrides) -> dict``: the REAL resolved default
+                 config (:func:`trainables.config.resolve_config`) shrunk to a tiny network
+                 (channels 4,8,8,8, GRU 8, d_z 4, batch 16, 2 epochs, CPU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TINY_CLIPS = 60
+TINY_OVERRIDES: dict[str, Any] = {
+    "channels": "4,8,8,8",
+    "gru_hidden": 8,
+    "d_z": 4,
+    "batch_size": 16,
+    "epochs": 2,
+    "device": "cpu",
+    "silhouette_sample": 200,
+    "checkpoint_every": 1,
+}
+
+
+@dataclass
+class TinyCache:
+    dir: Path
+    table: Any
+    scan: Any
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> TinyCache:
+    from features.build import scan
+    from features.cache import build_cache, load_table
+    from features.frontend import get_preset
+
+    out = tmp_path_factory.mktemp("tiny_features")
+    ds = scan("synthetic", None, out, 0)
+    summary = build_cache(ds, get_preset("compact"), out, seed=0, limit=TINY_CLIPS, progress=False)
+    cache_dir = Path(summary.cache_dir) if getattr(summary, "cache_dir", None) else out
+    table = load_table(cache_dir)
+    return TinyCache(dir=Path(cache_dir), table=table, scan=ds)
+
+
+@pytest.fixture(scope="session")
+def tiny_table(tiny_cache):
+    return tiny_cache.table
+
+
+@pytest.fixture
+def tiny_config():
+    from trainables.config import resolve_config
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        partial = dict(TINY_OVERRIDES)
+        partial.update(overrides)
+        return resolve_config(partial)
+
+    return make

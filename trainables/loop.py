@@ -1,0 +1,520 @@
+"""The training loop: one pure function, ``train(config, table) -> TrainResult``.
+
+It serves the CLI (:mod:`trainables.train`), the Ray Tune trainable (:mod:`trainables.tune`)
+and the benchmark alike; it knows nothing of Ray, Optuna or MLflow. Callers observe it through
+``on_epoch(epoch, metrics, checkpoint_fn)``, called after every epoch: ``checkpoint_fn(dir)``
+writes the state of the last completed epoch to a directory, and a truthy return value of
+``on_epoch`` (``True``, ``"stop"`` or ``{"stop": True}``) ends the run with status ``"stopped"``.
+
+Guarantees:
+
+* Seeded and deterministic on CPU: ``torch.manual_seed``, a numpy ``Generator`` and a
+  dedicated ``torch.Generator`` for the per-epoch shuffling, all seeded from ``config["seed"]``
+  and all saved in checkpoints, so that resuming gives the same result as an uninterrupted run.
+* The data live on the training device when they fit (moved once; batches are indexed on the
+  device; no DataLoader).
+* ``precision="bf16"`` runs the networks under bf16 autocast on CUDA (ignored elsewhere); the
+  losses (Gumbel-Softmax, KL terms, divergences) are computed in fp32.
+* A non-finite loss term or gradient norm ends the run with status ``"diverged"`` and a
+  reason naming the epoch, step and term; the caller never sees an exception for that, and the
+  last good state (end of the previous epoch) is what checkpoints hold.
+* ``model`` ``"kmeans"`` / ``"gmm"`` routes to :mod:`trainables.baselines` (no epochs).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from trainables.checkpoint import (
+    load_checkpoint,
+    numpy_generator_state,
+    numpy_global_state,
+    save_checkpoint,
+    set_numpy_generator_state,
+    set_numpy_global_state,
+)
+from trainables.config import NEURAL_MODELS, parse_channels, resolve_config
+
+__all__ = ["TrainResult", "train", "build_model", "resolve_device", "predict_table", "STRUCTURAL_KEYS"]
+
+# Keys that define the network's shape: a resumed run must agree on them.
+STRUCTURAL_KEYS = ("model", "d_z", "channels", "gru_hidden", "n_clusters", "divergence")
+EVAL_BATCH = 256
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    status       "complete" | "diverged" | "stopped"
+    epochs_done  completed epochs (a diverged epoch does not count)
+    metrics      final metrics: train/* and val/* of the last completed epoch, test/* on the test split
+    history      one dict per completed epoch (``epoch``, ``train/...``, ``val/...``, ``lr``, ``tau``, ...)
+    reason       why the run ended early ("non-finite loss term kl_z at epoch 3, step 12"), else ""
+    assignments  per-clip columns: id, split, label, cluster, probabilities (list per clip)
+    config       the resolved config (``n_clusters`` resolved to the number used)
+    """
+
+    status: str
+    epochs_done: int
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    reason: str = ""
+    assignments: dict[str, Any] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def build_model(cfg: Mapping[str, Any], n_freq: int, n_frames: int) -> torch.nn.Module:
+    """The network of a resolved config (``n_clusters`` must be resolved, i.e. >= 2)."""
+    kwargs = dict(
+        n_freq=int(n_freq),
+        n_frames=int(n_frames),
+        n_clusters=int(cfg["n_clusters"]),
+        d_z=int(cfg["d_z"]),
+        divergence=cfg["divergence"],
+        channels=parse_channels(cfg["channels"]),
+        gru_hidden=int(cfg["gru_hidden"]),
+    )
+    if cfg["model"] == "uvac":
+        from trainables.models.uvac import UVAC
+
+        return UVAC(**kwargs)
+    if cfg["model"] == "cat_uvac":
+        from trainables.models.cat_uvac import CatUVAC
+
+        return CatUVAC(**kwargs, tau_floor=float(cfg["tau_floor"]))
+    raise ValueError(f"model {cfg['model']!r} is not a neural model")
+
+
+def _stop_requested(answer: Any) -> bool:
+    if answer is None or answer is False:
+        return False
+    if isinstance(answer, Mapping):
+        return bool(answer.get("stop"))
+    if isinstance(answer, str):
+        return answer.lower() == "stop"
+    return bool(answer)
+
+
+def _to_float(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return float(v.detach().float().cpu()) if v.numel() == 1 else v
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class _Data:
+    """One split's tensors on the device (or pinned on the host when they do not fit)."""
+
+    def __init__(self, table, device: torch.device, resident: bool):
+        self.n = len(table)
+        dev = device if resident else torch.device("cpu")
+        self.spec = table.spectrogram.to(dev)  # float16 as stored: half the memory
+        self.mask = table.mask.to(device=dev, dtype=torch.float32)
+        self.stats = table.norm_stats.to(device=dev, dtype=torch.float32)
+        if not resident and device.type == "cuda":
+            self.spec, self.mask, self.stats = (t.pin_memory() for t in (self.spec, self.mask, self.stats))
+        self.device = device
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = idx.to(self.spec.device)
+        x = self.spec.index_select(0, idx)
+        m = self.mask.index_select(0, idx)
+        s = self.stats.index_select(0, idx)
+        if x.device != self.device:
+            x, m, s = (t.to(self.device, non_blocking=True) for t in (x, m, s))
+        return x.float(), m, s
+
+
+def _fits_on_device(table, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    need = table.spectrogram.numel() * 2 + table.mask.numel() * 4 + table.norm_stats.numel() * 4
+    free, _total = torch.cuda.mem_get_info(device)
+    return need < 0.5 * free
+
+
+def _model_outputs(model, x, cfg, tau):
+    if cfg["model"] == "cat_uvac":
+        return model(x, tau=tau)
+    return model(x)
+
+
+def _loss(cfg, out, x, mask, stats, preset, kl_weight):
+    """Total loss and its named terms (dict of scalar fp32 tensors). ``kl_weight`` is lam times
+    the warm-up factor (:func:`trainables.schedules.kl_weight_at`). IS / KL divergences are
+    computed on de-normalised (linear) values with the table's preset."""
+    from trainables import losses
+
+    fn = losses.cat_uvac_loss if cfg["model"] == "cat_uvac" else losses.uvac_loss
+    return fn(out, x, mask, divergence=cfg["divergence"], lam=1.0, kl_weight=kl_weight,
+              norm_stats=stats, preset=preset)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_table(model, data: _Data, cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Inference over one split: cluster, probabilities [N, K], z (latent mean) [N, d_z]."""
+    was_training = model.training
+    model.eval()
+    clusters, probs, zs = [], [], []
+    for start in range(0, data.n, EVAL_BATCH):
+        idx = torch.arange(start, min(start + EVAL_BATCH, data.n))
+        x, _m, _s = data.batch(idx)
+        inf = model.infer(x)
+        probs.append(inf["probs"].float().cpu())
+        zs.append(inf["z"].float().cpu())
+    model.train(was_training)
+    if not probs:
+        k = int(cfg["n_clusters"])
+        return {"cluster": np.zeros(0, dtype=np.int64), "probs": np.zeros((0, k), np.float32),
+                "z": np.zeros((0, int(cfg["d_z"])), np.float32)}
+    p = torch.cat(probs).numpy()
+    return {"cluster": p.argmax(axis=1).astype(np.int64), "probs": p, "z": torch.cat(zs).numpy()}
+
+
+def _evaluate(model, data: _Data, labels: np.ndarray, cfg, prefix: str) -> tuple[dict[str, Any], dict]:
+    from trainables.metrics import clustering_metrics
+
+    pred = predict_table(model, data, cfg)
+    reps = {"z": pred["z"]}
+    if cfg["model"] == "cat_uvac":
+        reps["y"] = pred["probs"]
+    if data.n == 0:
+        return {}, pred
+    # A non-finite representation cannot be scored (scikit-learn raises): NaN metrics instead.
+    broken = [name for name, r in reps.items() if not np.isfinite(r).all()]
+    for name in broken:
+        reps.pop(name)
+    m = clustering_metrics(
+        labels,
+        pred["cluster"],
+        representations=reps,
+        prefix=prefix,
+        n_clusters=int(cfg["n_clusters"]),
+        silhouette_sample=int(cfg["silhouette_sample"]) or None,
+        seed=int(cfg["seed"]),
+    )
+    m = {k: _to_float(v) for k, v in m.items()}
+    for name in broken:
+        for q in ("silhouette", "dbi", "chi"):
+            m[f"{prefix}{q}_{name}"] = float("nan")
+    return m, pred
+
+
+# ---------------------------------------------------------------------------------------------
+# state capture / restore
+# ---------------------------------------------------------------------------------------------
+def _clone_tree(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone_tree(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_clone_tree(v) for v in obj)
+    return obj
+
+
+def _to_cpu_tree(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu_tree(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_to_cpu_tree(v) for v in obj)
+    return obj
+
+
+def _rng_state(shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> dict[str, Any]:
+    st = {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "numpy": numpy_generator_state(np_gen),
+        "numpy_global": numpy_global_state(),
+        "shuffle": shuffle_gen.get_state(),
+    }
+    return st
+
+
+def _set_rng_state(st: Mapping[str, Any], shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> None:
+    torch.set_rng_state(st["torch"].cpu())
+    if st.get("cuda") and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
+    set_numpy_generator_state(np_gen, st["numpy"])
+    set_numpy_global_state(st["numpy_global"])
+    shuffle_gen.set_state(st["shuffle"].cpu())
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool):
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+# ---------------------------------------------------------------------------------------------
+# baselines
+# ---------------------------------------------------------------------------------------------
+def _train_baseline(cfg: dict[str, Any], table) -> TrainResult:
+    from trainables.baselines import run_baseline
+
+    t0 = time.perf_counter()
+    kwargs = {"sample_size": int(cfg["silhouette_sample"]) or None}
+    if cfg["model"] == "gmm":
+        kwargs["covariance_type"] = cfg["gmm_covariance"]
+    out = run_baseline(cfg["model"], table, int(cfg["n_clusters"]), int(cfg["seed"]), **kwargs)
+    metrics = {k: _to_float(v) for k, v in dict(out.metrics).items()}
+    metrics["train/time_s"] = time.perf_counter() - t0
+    assignments = _assignments_from(table, np.asarray(out.clusters), getattr(out, "probabilities", None))
+    return TrainResult("complete", 0, metrics, [], "", assignments, cfg)
+
+
+def _assignments_from(table, clusters: np.ndarray, probs) -> dict[str, Any]:
+    n = len(table)
+    if probs is None:
+        probs_list = [[] for _ in range(n)]
+    else:
+        probs_list = [list(map(float, row)) for row in np.asarray(probs)]
+    return {
+        "id": np.asarray(table.ids).astype(str),
+        "split": np.asarray(table.split).astype(str),
+        "label": np.asarray(table.labels).astype(str),
+        "cluster": np.asarray(clusters, dtype=np.int64),
+        "probabilities": probs_list,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------------
+def train(
+    config: Mapping[str, Any],
+    table,
+    *,
+    on_epoch: Callable[[int, dict, Callable[[str], Any]], Any] | None = None,
+    checkpoint_dir: str | None = None,
+    resume_from: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train (or fit a baseline) on ``table`` and evaluate; see the module docstring.
+
+    config          partial or resolved config (:func:`trainables.config.resolve_config`)
+    table           a :class:`features.table.FeatureTable` with train/val/test splits
+    on_epoch        ``on_epoch(epoch, metrics, checkpoint_fn)`` after every epoch; truthy -> stop
+    checkpoint_dir  where to write checkpoints (every ``checkpoint_every`` epochs and at the end)
+    resume_from     a checkpoint directory (or state file) to continue from
+    should_stop     polled after every epoch; True -> stop
+    """
+    preset_name = getattr(getattr(table, "preset", None), "name", None)
+    cfg = resolve_config(config, dataset=preset_name)
+    if cfg["n_clusters"] == 0:
+        cfg["n_clusters"] = len(table.classes)
+        if cfg["n_clusters"] < 2:
+            raise ValueError(f"n_clusters=0 means 'number of classes', but the data have {len(table.classes)} class(es)")
+
+    if cfg["model"] not in NEURAL_MODELS:
+        return _train_baseline(cfg, table)
+
+    device = resolve_device(cfg["device"])
+    use_bf16 = cfg["precision"] == "bf16" and device.type == "cuda"
+    with _deterministic(device.type == "cpu"):
+        return _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop)
+
+
+def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
+    from trainables.schedules import kl_weight_at, lr_at, tau_at
+
+    seed = int(cfg["seed"])
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    np_gen = np.random.default_rng(seed)
+    shuffle_gen = torch.Generator(device="cpu")
+    shuffle_gen.manual_seed(seed)
+
+    tr_tab, va_tab, te_tab = table.select("train"), table.select("val"), table.select("test")
+    if len(tr_tab) < 2:
+        raise ValueError(f"the train split has {len(tr_tab)} clip(s); at least 2 are needed")
+    resident = _fits_on_device(table, device)
+    train_data = _Data(tr_tab, device, resident)
+    val_data = _Data(va_tab, device, resident)
+    n_freq, n_frames = table.shape
+
+    model = build_model(cfg, n_freq, n_frames).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"]))
+    preset = table.preset
+
+    start_epoch = 0
+    global_step = 0
+    history: list[dict[str, Any]] = []
+    if resume_from is not None:
+        st = load_checkpoint(resume_from, map_location="cpu")
+        old = st.get("config", {})
+        diff = [k for k in STRUCTURAL_KEYS if k in old and str(old[k]) != str(cfg[k])]
+        if diff:
+            raise ValueError(
+                "cannot resume: the checkpoint's config differs on "
+                + ", ".join(f"{k} ({old[k]!r} vs {cfg[k]!r})" for k in diff)
+            )
+        model.load_state_dict(st["model"])
+        optimizer.load_state_dict(st["optimizer"])
+        start_epoch = int(st["epoch"])
+        global_step = int(st["global_step"])
+        history = list(st.get("history", []))
+        _set_rng_state(st["rng"], shuffle_gen, np_gen)
+
+    epochs = int(cfg["epochs"])
+    bs = int(cfg["batch_size"])
+    every = int(cfg["checkpoint_every"])
+    autocast = (
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    )
+
+    def snapshot(epoch: int) -> dict[str, Any]:
+        return {
+            "model": _clone_tree(model.state_dict()),
+            "optimizer": _clone_tree(optimizer.state_dict()),
+            "epoch": int(epoch),
+            "global_step": int(global_step),
+            "rng": _clone_tree(_rng_state(shuffle_gen, np_gen)),
+            "history": [dict(h) for h in history],
+        }
+
+    last_good = snapshot(start_epoch)
+
+    def write_checkpoint(path) -> str:
+        state = _to_cpu_tree(last_good)
+        state["config"] = dict(cfg)
+        state["meta"] = {"preset": getattr(preset, "name", ""), "cache_key": str(getattr(table, "cache_key", "")),
+                         "n_freq": int(n_freq), "n_frames": int(n_frames)}
+        return str(save_checkpoint(path, state))
+
+    status, reason = "complete", ""
+    epoch = start_epoch
+    for epoch in range(start_epoch + 1, epochs + 1):
+        if epoch > epochs:
+            break
+        t0 = time.perf_counter()
+        lr = float(lr_at(cfg, epoch - 1))
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        klw = float(kl_weight_at(cfg, epoch - 1))
+        model.train()
+        perm = torch.randperm(train_data.n, generator=shuffle_gen)
+        n_batches = train_data.n // bs + (1 if train_data.n % bs > 1 else 0)  # a batch of 1 breaks BatchNorm
+        sums: dict[str, float] = {}
+        n_seen = 0
+        bad = None
+        tau = float("nan")
+        for step in range(n_batches):
+            idx = perm[step * bs:(step + 1) * bs]
+            x, mask, stats = train_data.batch(idx)
+            if cfg["model"] == "cat_uvac":
+                tau = float(tau_at(cfg, epoch - 1, step / max(1, n_batches)))
+            with autocast:
+                out = _model_outputs(model, x, cfg, tau)
+            total, terms = _loss(cfg, out, x, mask, stats, preset, klw)
+            names = ["loss", *terms.keys()]
+            values = torch.stack([total.detach().float(), *[t.detach().float() for t in terms.values()]])
+            optimizer.zero_grad(set_to_none=True)
+            vals = values.tolist()
+            bad_term = next((nm for nm, v in zip(names, vals) if not math.isfinite(v)), None)
+            if bad_term is None:
+                total.backward()
+                clip = float(cfg["grad_clip"]) if cfg["grad_clip"] > 0 else float("inf")
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+                if not math.isfinite(gnorm):
+                    bad_term = "gradient norm"
+            if bad_term is not None:
+                # name the first bad loss term (not the total) when a term is the culprit
+                if bad_term == "loss":
+                    bad_term = next((nm for nm, v in zip(names[1:], vals[1:]) if not math.isfinite(v)), "loss")
+                kind = "gradient" if bad_term == "gradient norm" else "loss term"
+                bad = f"non-finite {kind} {bad_term} at epoch {epoch}, step {step + 1}"
+                break
+            optimizer.step()
+            global_step += 1
+            nb = int(idx.numel())
+            n_seen += nb
+            for nm, v in zip(names, vals):
+                sums[nm] = sums.get(nm, 0.0) + v * nb
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + gnorm * nb
+        if bad is not None:
+            status, reason = "diverged", bad
+            break
+
+        metrics: dict[str, Any] = {"epoch": epoch}
+        for nm, s in sums.items():
+            metrics[f"train/{nm}"] = s / max(1, n_seen)
+        metrics["train/lr"] = lr
+        metrics["train/kl_weight"] = klw
+        if cfg["model"] == "cat_uvac":
+            metrics["train/tau"] = tau  # the temperature of the epoch's last step
+        metrics["train/epoch_time_s"] = time.perf_counter() - t0
+        metrics["train/samples_per_s"] = n_seen / max(1e-9, metrics["train/epoch_time_s"])
+        t1 = time.perf_counter()
+        val_metrics, _ = _evaluate(model, val_data, va_tab.labels, cfg, "val/")
+        metrics.update(val_metrics)
+        metrics["val/time_s"] = time.perf_counter() - t1
+        history.append(dict(metrics))
+        last_good = snapshot(epoch)
+
+        if checkpoint_dir is not None and every > 0 and epoch % every == 0:
+            write_checkpoint(checkpoint_dir)
+        stop = False
+        if on_epoch is not None:
+            stop = _stop_requested(on_epoch(epoch, dict(metrics), write_checkpoint))
+        if should_stop is not None and should_stop():
+            stop = True
+        if stop and epoch < epochs:
+            status, reason = "stopped", f"stop requested after epoch {epoch}"
+            break
+
+    epochs_done = int(last_good["epoch"])
+    if checkpoint_dir is not None and epochs_done > 0:
+        write_checkpoint(checkpoint_dir)  # the last good state (idempotent when already written)
+
+    # Final evaluation: on a diverged run, use the last good weights.
+    if status == "diverged":
+        model.load_state_dict(last_good["model"])
+    final: dict[str, Any] = {}
+    if history:
+        final.update({k: v for k, v in history[-1].items() if k.startswith(("train/", "val/"))})
+    final["epoch"] = epochs_done
+    all_data = _Data(table, device, resident)
+    pred_all = predict_table(model, all_data, cfg)
+    test_rows = np.flatnonzero(np.asarray(table.split) == "test")
+    if len(test_rows):
+        te_metrics, _ = _evaluate(model, _Data(te_tab, device, resident), te_tab.labels, cfg, "test/")
+        final.update(te_metrics)
+    assignments = _assignments_from(table, pred_all["cluster"], pred_all["probs"])
+    return TrainResult(status, epochs_done, final, history, reason, assignments, dict(cfg))
