@@ -208,6 +208,9 @@ def test_loss_terms_and_lambda_weighting():
     assert torch.allclose(t1, terms["recon"] + kl)
     assert torch.allclose(t2, terms["recon"] + 2 * kl)
     assert torch.allclose(t3, t1)
+    # KL_y from the logits of q(y|x), not from the relaxed sample y
+    assert torch.allclose(terms["kl_y"], categorical_kl_uniform(out["logits"]))
+    assert torch.allclose(terms["kl_z"], gaussian_kl(out["mu"], out["logvar"]))
     u = UVAC(16, 16, n_clusters=3, d_z=2, **TINY).train()
     tot, uterms = uvac_loss(u(x), x, None)
     assert set(uterms) == {"recon", "kl_z"}

@@ -204,3 +204,29 @@ def test_parameter_count_paper_ballpark():
     assert 1.0e6 < inference < 1.6e6
     c = CatUVAC(128, 99)
     assert c.inference_parameters() < sum(p.numel() for p in c.parameters())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["uvac", "cat_uvac"])
+@pytest.mark.parametrize("div", ["euc", "is", "kl"])
+def test_bf16_autocast_on_cuda(model, div):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    f, t = 128, 99
+    cls = UVAC if model == "uvac" else CatUVAC
+    m = cls(f, t, n_clusters=10, d_z=10, divergence=div).to(dev).train()
+    x = torch.rand(8, f, t, device=dev)
+    mask = torch.ones(8, t, device=dev)
+    stats = torch.tensor([[1.0, 1.0, 0.0, 1.0]], device=dev).repeat(8, 1)
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        out = m(x) if model == "uvac" else m(x, tau=0.5)
+    if model == "cat_uvac":
+        assert out["y"].dtype == torch.float32 and out["logits"].dtype == torch.float32
+    assert out["recon"].shape == x.shape
+    fn = uvac_loss if model == "uvac" else cat_uvac_loss
+    total, terms = fn(out, x, mask, divergence=div, to_linear=_to_linear, norm_stats=stats)
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
