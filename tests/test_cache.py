@@ -195,3 +195,26 @@ def test_incomplete_or_tampered_cache_refuses_to_load(tmp_path):
     # a rebuild repairs it
     s2 = build_cache(scan_of(tmp_path / "src", recs), PRESET, tmp_path / "out", progress=False)
     assert len(load_table(s2.cache_dir)) == 5
+
+
+def test_arrow_copy_equals_parquet_shards_and_is_copy_on_write(tmp_path):
+    recs = make_dataset(tmp_path / "src", 9)
+    s = build_cache(scan_of(tmp_path / "src", recs), PRESET, tmp_path / "out", shard_size=4, progress=False)
+    arrows = list(s.cache_dir.glob("table-*.arrow"))
+    assert len(arrows) == 1
+    a = load_table(s.cache_dir, source="arrow")
+    p = load_table(s.cache_dir, source="parquet")
+    assert list(a.ids) == list(p.ids)
+    for name in ("spectrogram", "mask", "norm_stats", "label_index"):
+        assert torch.equal(getattr(a, name), getattr(p, name)), name
+    assert np.array_equal(a.split, p.split) and np.array_equal(a.groups, p.groups)
+    before = arrows[0].read_bytes()
+    a.spectrogram[0].fill_(0.5)  # private copy-on-write pages: the file is never modified
+    assert arrows[0].read_bytes() == before
+    assert torch.equal(load_table(s.cache_dir).spectrogram, p.spectrogram)
+    arrows[0].unlink()
+    with pytest.raises(CacheError, match="Arrow copy"):
+        load_table(s.cache_dir, source="arrow")
+    assert torch.equal(load_table(s.cache_dir).spectrogram, p.spectrogram)  # auto falls back to Parquet
+    s2 = build_cache(scan_of(tmp_path / "src", recs), PRESET, tmp_path / "out", progress=False)
+    assert not s2.up_to_date and len(list(s.cache_dir.glob("table-*.arrow"))) == 1  # the missing copy is rebuilt
