@@ -155,3 +155,33 @@ def test_real_fsdd_subset(tmp_path, capsys):
     g = load_table(out, split_scheme="group")
     for name in ("train", "val", "test"):
         assert set(g.groups[g.split == name]).isdisjoint(set(g.groups[g.split != name]))
+
+
+@pytest.mark.parametrize(
+    "dataset,maker,n_records,n_scan_rejects",
+    [
+        ("audiomnist", "make_audiomnist_tree", 12, 1),
+        ("fsdd", "make_fsdd_tree", 12, 1),
+        ("urbansound8k", "make_us8k_tree", 12, 2),
+        ("tau2019", "make_tau_tree", 8, 2),
+        ("folder", "make_folder_tree", 10, 0),
+    ],
+)
+def test_every_adapter_with_the_same_flags(tmp_path, capsys, dataset, maker, n_records, n_scan_rejects):
+    from tests import audio_factory
+
+    root = getattr(audio_factory, maker)(tmp_path / "data" / dataset)
+    out = tmp_path / "out"
+    # default preset of the dataset, with a shorter time context to keep the test small
+    assert main(["--dataset", dataset, "--root", str(root), "--out", str(out), "--duration", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert f"files used:     {n_records} of {n_records}" in text
+    assert f"files rejected: {n_scan_rejects}" in text
+    t = load_table(out)
+    assert len(t) == n_records
+    from features.datasets import DEFAULT_PRESET
+
+    assert t.preset.name == DEFAULT_PRESET[dataset] and t.preset.duration_s == 1.0
+    g = load_table(out, split_scheme="group")
+    for name in set(g.split):
+        assert set(g.groups[g.split == name]).isdisjoint(set(g.groups[g.split != name]))

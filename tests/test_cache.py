@@ -218,3 +218,25 @@ def test_arrow_copy_equals_parquet_shards_and_is_copy_on_write(tmp_path):
     assert torch.equal(load_table(s.cache_dir).spectrogram, p.spectrogram)  # auto falls back to Parquet
     s2 = build_cache(scan_of(tmp_path / "src", recs), PRESET, tmp_path / "out", progress=False)
     assert not s2.up_to_date and len(list(s.cache_dir.glob("table-*.arrow"))) == 1  # the missing copy is rebuilt
+
+
+def test_every_broken_kind_lands_in_rejects_with_its_reason(tmp_path):
+    from tests import audio_factory
+
+    src = tmp_path / "src"
+    good = make_dataset(src, 4)
+    expected = {}
+    bad = []
+    for kind, (writer, reason) in audio_factory.broken_writers().items():
+        p = writer(src / "broken" / f"{kind}.wav")
+        bad.append(AudioRecord(f"broken-{kind}", p, "0", "spkb"))
+        expected[f"broken-{kind}"] = reason
+    long = audio_factory.write_too_long_wav(src / "long.wav", duration_s=3.0)
+    bad.append(AudioRecord("long", long, "1", "spkc"))
+    s = build_cache(scan_of(src, good + bad), PRESET, tmp_path / "out", progress=False)
+    got = {r.id: r for r in s.rejects}
+    for i, reason in expected.items():
+        assert got[i].reason == reason and got[i].action == "rejected", (i, got.get(i))
+    assert got["long"].action == "cropped"
+    assert s.n_used == 5 and s.n_rejected == len(expected)
+    assert s.rejects_by_reason == {r: 1 for r in expected.values()}
