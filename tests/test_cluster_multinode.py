@@ -1,0 +1,211 @@
+"""A real multi-node Ray cluster on one machine (ray.cluster_utils.Cluster: a head with no
+CPUs, so that it runs no trial, and two 1-CPU worker nodes), with token authentication
+on as on the real cluster, driven by the real study engine (study.engine.run_study with
+--address), Optuna and MLflow on SQLite, and Ray's trial storage in a directory every node
+shares.
+
+While the study runs, the node that hosts a trial is killed (SIGKILL of its raylet and
+workers) right after that trial's first checkpointed epoch. The trial must come back on the
+surviving node from its last checkpoint (FailureConfig.max_failures), not from epoch 1,
+and the study must end with every trial accounted for exactly once, in Optuna and in MLflow.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import ray
+from optuna.trial import TrialState
+from ray._private import ray_constants
+from ray.cluster_utils import Cluster
+from ray.tune import Callback
+
+from study.engine import StudyOptions, run_study
+from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials
+
+# What the callbacks on the driver see; the callbacks themselves hold only a key so that
+# they stay picklable (Tune stores them in its experiment state).
+_HOOKS: dict[str, "Observer"] = {}
+
+
+class HookCallback(Callback):
+    def __init__(self, key: str):
+        self.key = key
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        _HOOKS[self.key].on_result(trial, result)
+
+
+def _parents(pid: int) -> list[int]:
+    """The ancestors of a process, from /proc (Linux; Ray's multi-node clusters are Linux)."""
+    out = []
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        out.append(pid)
+    return out
+
+
+def _raylet_pid(node) -> int:
+    return node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+
+
+class Observer:
+    """Records which node reported each epoch of each trial; kills one node once."""
+
+    def __init__(self, cluster: Cluster, epochs: int):
+        self.cluster = cluster
+        self.epochs = epochs
+        self.lock = threading.Lock()
+        self.reports: dict[int, list[tuple[int, int, str]]] = defaultdict(list)  # trial -> (epoch, pid, node)
+        self.killed: dict | None = None
+        self.raylets = {_raylet_pid(n): n for n in cluster.worker_nodes}
+        self.node_ids = {n.unique_id: n for n in cluster.worker_nodes}
+
+    def node_of(self, pid: int):
+        for parent in _parents(pid):
+            if parent in self.raylets:
+                return self.raylets[parent]
+        return None
+
+    def on_result(self, trial, result):
+        number = int(trial.config["study_trial"])
+        epoch = int(result.get("epoch", 0))
+        node = self.node_of(int(result["pid"]))
+        with self.lock:
+            self.reports[number].append((epoch, int(result["pid"]), node.unique_id if node else "?"))
+            if (self.killed is None and node is not None and "trial_status" not in result
+                    and trial.checkpoint is not None and 1 <= epoch <= self.epochs - 2):
+                self.killed = {"trial": number, "epoch": epoch, "node": node.unique_id, "pid": int(result["pid"])}
+                del self.raylets[_raylet_pid(node)]
+                self.cluster.remove_node(node, allow_graceful=False)
+
+
+@pytest.fixture
+def token_cluster(tmp_path, monkeypatch):
+    """Head (0 CPU) + two 1-CPU worker nodes, all with RAY_AUTH_MODE=token and one token."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    if ray.is_initialized():
+        ray.shutdown()
+    token_file = tmp_path / "secrets" / "ray_auth_token"
+    token_file.parent.mkdir(mode=0o700)
+    token_file.write_text(secrets.token_hex(32))
+    token_file.chmod(0o600)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    # This process reads RAY_AUTH_MODE once into its cached RayConfig (the trap: a process that
+    # imported ray earlier keeps "disabled" and its GCS client sends no token); refresh both.
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, object_store_memory=80 * 1024 * 1024)
+    cluster.wait_for_nodes()
+    try:
+        yield cluster
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+        monkeypatch.undo()
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
+def test_token_is_required_to_join(token_cluster, monkeypatch, tmp_path):
+    """A client without the cluster's token is refused; with it, it sees all three nodes."""
+    import subprocess
+    import sys
+
+    code = ("import ray; ray.init(address='{a}', include_dashboard=False, log_to_driver=False); "
+            "print(sum(n['Alive'] for n in ray.nodes()), ray.cluster_resources().get('CPU'))").format(
+        a=token_cluster.address)
+    env = dict(os.environ)
+    ok = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.split()[-2:] == ["3", "2.0"]
+
+    wrong = tmp_path / "wrong_token"
+    wrong.write_text(secrets.token_hex(32))
+    env["RAY_AUTH_TOKEN_PATH"] = str(wrong)
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+    assert "auth" in (bad.stderr + bad.stdout).lower()
+
+
+def test_study_spreads_over_nodes_and_survives_a_node_loss(token_cluster, tmp_path):
+    epochs, n_trials = 5, 3
+    features = build_features(tmp_path, limit=240)
+    shared = tmp_path / "shared"  # what every node mounts (NFS / S3 on a real cluster)
+    observer = Observer(token_cluster, epochs)
+    key = uuid.uuid4().hex
+    _HOOKS[key] = observer
+    try:
+        opts = StudyOptions(
+            space="cat_uvac", features=features, num_samples=n_trials, epochs=epochs, max_concurrent=2,
+            cpus_per_trial=1.0, max_failures=2, study_name="multinode", address=token_cluster.address,
+            storage=f"sqlite:///{tmp_path}/optuna.db", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+            storage_path=str(shared / "ray"), overrides=dict(TINY), progress_every_s=1e9)
+        res = run_study(opts, extra_callbacks=[HookCallback(key)])
+    finally:
+        _HOOKS.pop(key, None)
+
+    killed = observer.killed
+    assert killed is not None, f"no trial was caught mid-run: {dict(observer.reports)}"
+    reports = observer.reports
+
+    # Trials ran on both worker nodes (the head has no CPU, so none ran there).
+    nodes_used = {node for rs in reports.values() for _, _, node in rs}
+    assert "?" not in nodes_used
+    assert nodes_used == set(observer.node_ids), (nodes_used, set(observer.node_ids))
+
+    # The killed trial came back on the other node, from its checkpoint: its first epoch after
+    # the kill follows the last checkpointed one instead of starting again at 1.
+    rs = reports[killed["trial"]]
+    before = [r for r in rs if r[1] == killed["pid"]]
+    after = [r for r in rs if r[1] != killed["pid"]]
+    assert before and after, rs
+    assert {node for _, _, node in after} == set(observer.node_ids) - {killed["node"]}
+    first_after = after[0][0]
+    assert 2 <= first_after <= killed["epoch"] + 2, rs
+    epochs_seen = [e for e, _, _ in rs]
+    assert 1 not in [e for e, _, _ in after]
+    assert max(epochs_seen) == epochs
+
+    # Every trial accounted for exactly once: Optuna ...
+    assert not res.interrupted
+    trials = optuna_trials(res)
+    assert sorted(t.number for t in trials) == list(range(n_trials))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+    assert res.counts["failed"] == 0 and res.counts["running"] == 0
+    assert res.counts["complete"] + res.counts["diverged"] == n_trials
+    assert trials[killed["trial"]].user_attrs.get("status") in ("complete", "diverged")
+
+    # ... and MLflow: one child run per trial (the retried trial continued its own run).
+    client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    numbers = sorted(int(r.data.tags["trial.number"]) for r in children)
+    assert numbers == list(range(n_trials))
+    by_number = {int(r.data.tags["trial.number"]): r for r in children}
+    run = by_number[killed["trial"]]
+    assert run.data.tags.get("trial.retries") == "1"
+    assert run.info.status in ("FINISHED", "FAILED") and run.data.tags["trial.status"] in ("complete", "diverged")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert set(range(1, epochs + 1)) <= set(steps)
+    assert sorted(set(steps)) == sorted(steps) or steps.count(epochs) == 2  # final report repeats the last epoch
+    for r in children:
+        assert r.info.status != "RUNNING"
+
+    # Ray kept the checkpoints in the shared storage, not on the lost node.
+    ckpts = list(Path(shared, "ray", "multinode").glob("trial_*/checkpoint_*"))
+    assert ckpts
