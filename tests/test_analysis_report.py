@@ -11,6 +11,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 
 mlflow = pytest.importorskip("mlflow")
+from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis.importance import TooFewTrials, param_importances  # noqa: E402
@@ -37,9 +39,10 @@ def log_study(uri, name, space, n, seed, objectives="val/silhouette_z:max,val/ac
     children get the best values of all, so that they would win if not excluded."""
     cl = MlflowClient(uri)
     exp = cl.get_experiment_by_name(experiment)
-    if artifacts is None:  # beside the database, never in the working directory
+    if artifacts is None and uri.startswith("sqlite:///"):  # beside the database, never in the cwd
         artifacts = Path(uri[len("sqlite:///"):]).parent / "artifacts"
-    exp_id = exp.experiment_id if exp else cl.create_experiment(experiment, artifact_location=Path(artifacts).as_uri())
+    loc = Path(artifacts).as_uri() if artifacts else None  # a server: its own artifact store
+    exp_id = exp.experiment_id if exp else cl.create_experiment(experiment, artifact_location=loc)
     parent = cl.create_run(exp_id, run_name=name, tags={
         "study.name": name, "study.space": space, "study.dataset": "synthetic", "study.cache_key": "k",
         "study.git_commit": "x", "study.objectives": objectives, "study.kind": "study"}).info.run_id
@@ -57,30 +60,31 @@ def log_study(uri, name, space, n, seed, objectives="val/silhouette_z:max,val/ac
         params = {"model": space, "d_z": int(rng.integers(4, 33)), "lam": lam,
                   "divergence": str(rng.choice(["euc", "is", "kl"])), "tau_kind": str(rng.choice(kinds)),
                   "epochs": 3, "use_mask": True}
-        for k, v in params.items():
-            cl.log_param(rid, k, v)
         acc = float(rng.uniform(0.1, 0.8)) if st == "complete" else 0.99
         sil = float(np.clip(1.2 * lam / 4 + rng.normal(0, 0.1), -1, 1)) if st == "complete" else 0.99
         if t == 7:
             sil = float("nan")  # collapsed clustering: complete, NaN objective
-        for epoch in range(3):  # per-epoch values, the final one at the highest step
-            cl.log_metric(rid, "val/acc", acc * (epoch + 1) / 3, step=epoch)
+        now = int(time.time() * 1000)
+        # per-epoch values, the final one at the highest step
+        metrics = [Metric("val/acc", acc * (epoch + 1) / 3, now, epoch) for epoch in range(3)]
         mets = {"val/silhouette_z": sil, "val/nmi": acc * 0.9, "val/dbi_z": 2.0 - sil,
                 "val/chi_z": 100 * (1 + sil), "test/acc": acc - 0.01, "test/nmi": acc * 0.85,
                 "test/silhouette_z": sil, "test/dbi_z": 2.1 - sil, "test/chi_z": 90 * (1 + sil)}
         if space == "cat_uvac":
             mets.update({"val/silhouette_y": min(1.0, sil + 0.5), "test/silhouette_y": min(1.0, sil + 0.4)})
-        for k, v in mets.items():
-            cl.log_metric(rid, k, v, step=2)
+        metrics += [Metric(k, v, now, 2) for k, v in mets.items()]
+        cl.log_batch(rid, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
         cl.set_terminated(rid, "FINISHED" if st == "complete" else "FAILED")
         ids.append(rid)
     cl.set_terminated(parent)
     return parent, ids
 
 
-@pytest.fixture()
-def uri(tmp_path):
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    """One store for the module (creating an MLflow database costs seconds); every test
+    uses its own study names."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
 def test_load_runs_tidy_table(uri):
@@ -199,12 +203,12 @@ def test_importance_finds_the_parameter_that_drives_the_metric(uri):
         param_importances(table.iloc[:4], "val/silhouette_z", "max")
 
 
-def test_cli_prints_table_and_fails_cleanly(uri, tmp_path):
+def test_cli_prints_table_and_fails_cleanly(uri, tmp_path, capsys):
     log_study(uri, "s5", "cat_uvac", 8, seed=5)
     r = subprocess.run([sys.executable, "-m", "analysis.report", "--study", "s5", "--tracking-uri", uri,
                         "--out", str(tmp_path / "cli")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "on the front" in r.stdout and (tmp_path / "cli" / "report.html").exists()
-    r = subprocess.run([sys.executable, "-m", "analysis.report", "--study", "missing", "--tracking-uri", uri,
-                        "--out", str(tmp_path / "cli2")], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "no study named 'missing'" in r.stderr
+    from analysis.report import main
+    assert main(["--study", "missing", "--tracking-uri", uri, "--out", str(tmp_path / "cli2")]) == 2
+    assert "no study named 'missing'" in capsys.readouterr().err
