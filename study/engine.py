@@ -189,10 +189,9 @@ def _ray_init(opts: StudyOptions) -> bool:
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    if opts.address:
-        ray.init(address=opts.address, **kwargs)
-    else:
-        ray.init(**kwargs)
+    # No --address: a fresh local instance, even when another cluster runs on this machine
+    # (plain ray.init() would join it); --address auto joins the running cluster.
+    ray.init(address=opts.address or "local", **kwargs)
     return True
 
 
@@ -224,6 +223,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     from study.searcher import StudySearcher
 
     opts.validate()
+    _quiet_ray()
     t0 = time.time()
     objectives = parse_objectives(opts.objectives)
     storage = _abs_sqlite(opts.storage)
@@ -305,6 +305,7 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
     from study import tracking
 
     t0 = time.time()
+    _quiet_ray()
     storage = _abs_sqlite(storage)
     try:
         study = optuna.load_study(study_name=name, storage=storage)

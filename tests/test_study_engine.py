@@ -1,0 +1,148 @@
+"""End-to-end studies on a local Ray, MLflow (SQLite) and Optuna (SQLite): one smoke study
+per space, the MLflow layout, statuses (complete / pruned / diverged), the Pareto set."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import ray
+from optuna.trial import TrialState
+from ray.tune import Stopper
+
+from study import spaces
+from study.engine import StudyError, StudyOptions, format_result, run_study
+from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials, uris
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return build_features(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _opts(tmp_path, features, **kw) -> StudyOptions:
+    base = dict(features=features, num_samples=2, epochs=1, max_concurrent=2, overrides=dict(TINY),
+                progress_every_s=1e9, **uris(tmp_path))
+    base.update(kw)
+    return StudyOptions(**base)
+
+
+@pytest.mark.parametrize("space", ["cat_uvac", "uvac", "kmeans", "gmm"])
+def test_smoke_study_per_space(tmp_path, features, space, capsys):
+    res = run_study(_opts(tmp_path, features, space=space, study_name=f"smoke-{space}"))
+    assert not res.interrupted
+    trials = optuna_trials(res)
+    assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
+    assert res.counts["complete"] + res.counts["diverged"] + res.counts["failed"] == 2
+    assert res.counts["failed"] == 0
+
+    client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    parent = client.get_run(res.parent_run_id)
+    tags = parent.data.tags
+    assert parent.info.run_name == res.study_name and tags["study.kind"] == "study"
+    assert tags["study.space"] == space and tags["study.name"] == res.study_name
+    quality = "val/silhouette_x" if space in ("kmeans", "gmm") else "val/silhouette_z"
+    assert tags["study.objectives"] == f"{quality}:max,val/acc:max"
+    assert tags["study.cache_key"] and tags["study.git_commit"]
+    assert parent.data.params["space"] == space and parent.info.status == "FINISHED"
+
+    assert sorted(r.data.tags["trial.number"] for r in children) == ["0", "1"]
+    for r in children:
+        t = trials[int(r.data.tags["trial.number"])]
+        assert r.data.params["model"] == space
+        for k, v in t.params.items():  # the trial's config is in the params
+            assert r.data.params[k] == str(v)
+        status = r.data.tags["trial.status"]
+        assert status == t.user_attrs["status"]
+        if status == "complete":
+            # COMPLETE in Optuna unless an objective is NaN (collapsed clustering): then FAIL,
+            # with the reason, so that it stays off the front
+            vals = [r.data.metrics.get(o.split(":")[0]) for o in res.objectives]
+            finite = all(v is not None and v == v for v in vals)
+            assert t.state == (TrialState.COMPLETE if finite else TrialState.FAIL), (vals, t.user_attrs)
+            assert r.info.status == "FINISHED"
+            arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+            assert {"assignments.parquet", "config.json"} <= arts
+            assert "val/acc" in r.data.metrics
+            if space in ("uvac", "cat_uvac"):
+                assert "checkpoint" in arts
+                hist = client.get_metric_history(r.info.run_id, "train/loss")
+                assert [m.step for m in hist][0] == 1
+    out = format_result(res)
+    assert "Pareto-optimal trials" in out and "mlflow ui --backend-store-uri sqlite:///" in out
+    for p in res.pareto:
+        assert p["run_id"] in {r.info.run_id for r in children}
+
+
+class StopTrialOne(Stopper):
+    """Stops Optuna trial 1 after its first epoch, as a scheduler would."""
+
+    def __call__(self, trial_id, result):
+        return result.get("config/study_trial", result.get("config", {}).get("study_trial")) == 1 \
+            and result.get("epoch", 0) >= 1 and "trial_status" not in result
+
+    def stop_all(self):
+        return False
+
+
+def test_stopped_trials_are_pruned_and_off_the_front(tmp_path, features):
+    res = run_study(_opts(tmp_path, features, space="cat_uvac", study_name="prune", num_samples=3, epochs=2,
+                          asha_metric="val/acc:max", grace_period=1), stopper=StopTrialOne())
+    trials = optuna_trials(res)
+    assert len(trials) == 3
+    assert trials[1].state == TrialState.PRUNED
+    pruned = {t.number for t in trials if t.state == TrialState.PRUNED}
+    assert pruned and not pruned & {p["number"] for p in res.pareto}
+    client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    by_number = {int(r.data.tags["trial.number"]): r for r in children}
+    assert len(by_number) == 3 == len(children)
+    for n in pruned:
+        assert by_number[n].data.tags["trial.status"] == "pruned"
+        assert by_number[n].info.status == "KILLED"
+        assert "val/acc" in by_number[n].data.metrics  # its epochs were still logged
+
+
+def diverging_space(trial, *, epochs=1):
+    """cat_uvac with one learning rate that no Adam survives (honest divergence)."""
+    trial.suggest_categorical("lr_start", [1e-3, 1e12])
+    trial.suggest_float("lr_end", 1e-5, 1e-4, log=True)
+    trial.suggest_categorical("divergence", ["is"])
+    return {"model": "cat_uvac"}
+
+
+def test_diverging_trial_is_recorded_and_the_study_goes_on(tmp_path, features, monkeypatch):
+    monkeypatch.setitem(spaces.SPACES, "diverging", diverging_space)
+    res = run_study(_opts(tmp_path, features, space="diverging", study_name="diverge", num_samples=3, epochs=1,
+                          seed=5))
+    trials = optuna_trials(res)
+    assert len(trials) == 3
+    client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    by_number = {int(r.data.tags["trial.number"]): r for r in children}
+    huge = [t for t in trials if t.params["lr_start"] > 1]
+    sane = [t for t in trials if t.params["lr_start"] < 1]
+    assert huge and sane, "the sampler drew only one learning rate; change the seed"
+    for t in huge:
+        assert t.state == TrialState.FAIL and t.user_attrs["status"] == "diverged"
+        run = by_number[t.number]
+        assert run.data.tags["trial.status"] == "diverged" and run.data.tags["trial.reason"]
+        assert run.info.status == "FAILED"
+    for t in sane:
+        assert t.user_attrs["status"] == "complete"
+        assert by_number[t.number].data.tags["trial.status"] == "complete"
+    assert all(p["number"] not in {t.number for t in huge} for p in res.pareto)
+
+
+def test_bad_input_is_one_clear_error(tmp_path, features):
+    with pytest.raises(StudyError, match="unknown config key"):
+        run_study(_opts(tmp_path, features, overrides={"chanels": "4,8"}))
+    with pytest.raises(StudyError, match="no such directory"):
+        run_study(_opts(tmp_path, str(tmp_path / "missing")))
+    run_study(_opts(tmp_path, features, space="kmeans", study_name="dup", num_samples=1))
+    with pytest.raises(StudyError, match="already exists"):
+        run_study(_opts(tmp_path, features, space="kmeans", study_name="dup", num_samples=1))
