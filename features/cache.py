@@ -540,6 +540,10 @@ def _featurise_all(
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="featurising", unit="file", disable=not progress or not todo, file=sys.stderr)
+    # One intra-op thread everywhere (here and in the workers): float reductions then give the
+    # same bits whatever --workers is, so a table does not depend on how it was built.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         if workers <= 1 or len(todo) < 2 * workers:
             for rec in todo:
@@ -555,6 +559,7 @@ def _featurise_all(
                     yield row
                     bar.update(1)
     finally:
+        torch.set_num_threads(threads)
         bar.close()
 
 

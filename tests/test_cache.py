@@ -240,3 +240,13 @@ def test_every_broken_kind_lands_in_rejects_with_its_reason(tmp_path):
     assert got["long"].action == "cropped"
     assert s.n_used == 5 and s.n_rejected == len(expected)
     assert s.rejects_by_reason == {r: 1 for r in expected.values()}
+
+
+@pytest.mark.slow
+def test_parallel_workers_give_the_same_table(tmp_path):
+    recs = make_dataset(tmp_path / "src", 24)
+    one = build_cache(scan_of(tmp_path / "src", recs), PRESET, tmp_path / "w1", workers=1, progress=False)
+    two = build_cache(scan_of(tmp_path / "src", recs), PRESET, tmp_path / "w2", workers=2, progress=False)
+    a, b = load_table(one.cache_dir), load_table(two.cache_dir)
+    assert list(a.ids) == list(b.ids) and a.cache_key == b.cache_key
+    assert torch.equal(a.spectrogram, b.spectrogram) and torch.equal(a.norm_stats, b.norm_stats)
