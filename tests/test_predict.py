@@ -1,0 +1,86 @@
+"""python -m trainables.predict: a fresh copy of a training clip gets that clip's cluster."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from trainables.predict import Predictor, inference_parameters, main
+
+TINY = ["--channels", "4,8,8,8", "--gru-hidden", "8", "--d-z", "4", "--batch-size", "16", "--device", "cpu",
+        "--silhouette-sample", "200", "--quiet"]
+
+
+@pytest.fixture(scope="module", params=["cat_uvac", "uvac"])
+def trained_run(request, tiny_cache, tmp_path_factory):
+    from trainables.train import main as train_main
+
+    run = tmp_path_factory.mktemp(f"run_{request.param}")
+    assert train_main(["--model", request.param, "--features", str(tiny_cache.dir), "--epochs", "1",
+                       "--out", str(run), *TINY]) == 0
+    return run
+
+
+def _fresh_copies(tiny_cache, run, tmp_path, n=4):
+    """Re-synthesise n training clips: decode their source file and write a new WAV."""
+    tab = pq.read_table(run / "assignments.parquet").to_pandas()
+    train_rows = tab[tab["split"] == "train"].head(n)
+    by_id = {r.id: r for r in tiny_cache.scan.records}
+    out = {}
+    for row in train_rows.itertuples():
+        rec = by_id[row.id]
+        data, sr = sf.read(str(rec.path), dtype="float32")
+        dst = tmp_path / f"fresh_{row.id.replace('/', '_')}.wav"
+        sf.write(str(dst), data, sr, subtype="FLOAT")
+        out[str(dst)] = (int(row.cluster), np.asarray(row.probabilities, dtype=np.float64))
+    return out
+
+
+def test_fresh_wav_gets_the_training_cluster(trained_run, tiny_cache, tmp_path, capsys):
+    expected = _fresh_copies(tiny_cache, trained_run, tmp_path)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"this is not audio")
+    out_csv = tmp_path / "pred.csv"
+    assert main(["--run", str(trained_run), "--audio", str(tmp_path), "--out", str(out_csv)]) == 0
+    cap = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert cap.out == out_csv.read_text()
+    by_path = {r["path"]: r for r in rows}
+    assert len(rows) == len(expected) + 1
+    for path, (cluster, train_probs) in expected.items():
+        r = by_path[path]
+        assert r["status"] == "ok"
+        assert int(r["cluster"]) == cluster, (path, r)
+        probs = json.loads(r["probabilities"])
+        assert abs(sum(probs) - 1.0) < 1e-3 and int(np.argmax(probs)) == cluster
+        # same front end, same float16 rounding as the cache: the same posterior, not just the argmax
+        np.testing.assert_allclose(probs, train_probs, atol=2e-3)
+    b = by_path[str(bad)]
+    assert b["status"] == "rejected" and b["reason"]
+    assert "inference part:" in cap.err
+
+
+def test_inference_part_is_smaller_than_the_model(trained_run):
+    p = Predictor(trained_run)
+    used, total = inference_parameters(p.model)
+    assert 0 < used < total  # the decoder is not needed to cluster
+
+
+def test_paper_sized_uvac_inference_part():
+    """UVAC paper: about 1.3M of 2M parameters are needed to cluster (AudioMNIST, 128 x 99)."""
+    from trainables.config import resolve_config
+    from trainables.loop import build_model
+
+    model = build_model(resolve_config({"model": "uvac", "n_clusters": 10}), 128, 99)
+    used, total = inference_parameters(model)
+    assert 1.0e6 < used < 1.6e6 and 1.6e6 < total < 2.6e6, (used, total)
+
+
+def test_bad_run_dir(tmp_path, capsys):
+    assert main(["--run", str(tmp_path), "--audio", str(tmp_path)]) == 2
+    assert "config.json" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""python -m trainables.train: artifacts, one JSON line, flags from DEFAULTS, resume, baselines."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from trainables.train import build_parser, main
+
+TINY_FLAGS = ["--channels", "4,8,8,8", "--gru-hidden", "8", "--d-z", "4", "--batch-size", "16",
+              "--device", "cpu", "--silhouette-sample", "200"]
+
+
+def _last_json_line(text: str) -> dict:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    assert lines, "no output on stdout"
+    return json.loads(lines[-1])
+
+
+def test_every_config_key_is_a_flag():
+    from trainables.config import DEFAULTS
+
+    p = build_parser()
+    dests = {a.dest for a in p._actions}
+    assert set(DEFAULTS) <= dests
+    args = p.parse_args(["--out", "x", "--tau-kind", "cosine", "--lam", "2"])
+    assert args.tau_kind == "cosine" and args.lam == "2"
+
+
+def test_cli_writes_all_artifacts(tiny_cache, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "trainables.train", "--model", "cat_uvac", "--features", str(tiny_cache.dir),
+           "--epochs", "2", "--out", str(run), "--lam", "2", "--tau-kind", "cosine", *TINY_FLAGS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    final = _last_json_line(proc.stdout)
+    assert len(proc.stdout.strip().splitlines()) == 1  # stdout holds exactly one JSON line
+    assert final["status"] == "complete" and final["epochs_done"] == 2
+    assert "val/acc" in final and "test/acc" in final
+    assert "epoch 1/2" in proc.stderr and "epoch 2/2" in proc.stderr  # progress on stderr
+
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["lam"] == 2.0 and cfg["tau_kind"] == "cosine" and cfg["epochs"] == 2
+    assert cfg["cache_key"] == tiny_cache.table.cache_key and cfg["preset"]["name"] == "compact"
+    assert Path(cfg["features"]).exists()
+    assert (run / "checkpoint" / "state.pt").exists()
+    hist = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["metrics"]["test/acc"] == final["test/acc"]
+    tab = pq.read_table(run / "assignments.parquet")
+    assert tab.column_names == ["id", "split", "label", "cluster", "probabilities"]
+    assert tab.num_rows == len(tiny_cache.table)
+    assert len(tab["probabilities"][0].as_py()) == len(tiny_cache.table.classes)
+
+
+def test_cli_resume_continues(tiny_cache, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["--model", "uvac", "--features", str(tiny_cache.dir), "--out", str(run), "--quiet", *TINY_FLAGS]
+    assert main([*base, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    final = _last_json_line(capsys.readouterr().out)
+    assert final["epochs_done"] == 2
+    hist = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2]
+
+
+@pytest.mark.parametrize("model", ["kmeans", "gmm"])
+def test_cli_baselines(tiny_cache, tmp_path, capsys, model):
+    run = tmp_path / model
+    assert main(["--model", model, "--features", str(tiny_cache.dir), "--out", str(run)]) == 0
+    final = _last_json_line(capsys.readouterr().out)
+    assert final["status"] == "complete" and "test/acc" in final
+    assert (run / "assignments.parquet").exists() and (run / "metrics.json").exists()
+
+
+def test_cli_bad_input_is_a_clear_error(tiny_cache, tmp_path, capsys):
+    assert main(["--features", str(tiny_cache.dir), "--out", str(tmp_path / "r"), "--divergence", "l2"]) == 2
+    assert "divergence" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "r2")]) == 2
+    assert "--features" in capsys.readouterr().err
+    assert main(["--features", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r3")]) == 2
+    assert "cannot load features" in capsys.readouterr().err
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"lr_start": 1e-4, "lr_end": 1e-3}))
+    assert main(["--features", str(tiny_cache.dir), "--out", str(tmp_path / "r4"), "--config", str(cfg)]) == 2
+    assert "lr_end" in capsys.readouterr().err

@@ -1,0 +1,185 @@
+"""CLI: train one model on a feature cache (a thin shell over :func:`trainables.loop.train`).
+
+    python -m trainables.train --model cat_uvac --features DIR --epochs N --out RUN_DIR
+    python -m trainables.train --model uvac --features DIR --lam 2 --divergence is --out RUN_DIR
+    python -m trainables.train --model kmeans --features DIR --out RUN_DIR
+    python -m trainables.train --out RUN_DIR --resume            # continue RUN_DIR/checkpoint
+
+Every config key of :data:`trainables.config.DEFAULTS` is a flag (``tau_kind`` -> ``--tau-kind``);
+``--config file.json`` gives a partial config (flags win over the file). Progress goes to stderr
+(one line per epoch); the final metrics go to stdout as ONE JSON line, the last line.
+
+RUN_DIR gets::
+
+    config.json          the resolved config + "features" (cache path), "cache_key", "preset"
+    checkpoint/          the last checkpoint (state.pt + config.json)
+    history.jsonl        one JSON object of metrics per epoch
+    metrics.json         {"status", "epochs_done", "reason", "metrics": {...}}
+    assignments.parquet  id, split, label, cluster, probabilities (list<float>) per clip
+
+Exit status: 0 complete or stopped, 3 diverged (the artifacts are still written), 2 bad
+arguments or config, 1 any other error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainables.config import DEFAULTS, ConfigError, load_config_file, resolve_config
+
+# Keys of RUN_DIR/config.json that are not training config.
+META_KEYS = ("features", "cache_key", "preset", "preset_name")
+EXIT_DIVERGED = 3
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m trainables.train",
+        description="Train UVAC / categorical UVAC (or fit a K-means / GMM baseline) on a feature cache.",
+    )
+    p.add_argument("--features", help="feature cache directory (python -m features.build --out ...)")
+    p.add_argument("--out", required=True, help="run directory (created)")
+    p.add_argument("--config", help="JSON file with a partial config (flags override it)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint with RUN_DIR/config.json")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    g = p.add_argument_group("config keys (see trainables/config.py; default: paper values)")
+    for key, default in DEFAULTS.items():
+        kind = type(default).__name__
+        g.add_argument(_flag(key), dest=key, default=None, metavar=kind.upper(),
+                       help=f"default {default!r}")
+    return p
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:
+        return _jsonable(v.item())
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def write_assignments(assignments: dict[str, Any], path: Path) -> None:
+    """Per-clip assignments -> Parquet (probabilities as a list<float32> column), atomically."""
+    import os
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {
+        "id": pa.array([str(x) for x in assignments["id"]], pa.string()),
+        "split": pa.array([str(x) for x in assignments["split"]], pa.string()),
+        "label": pa.array([str(x) for x in assignments["label"]], pa.string()),
+        "cluster": pa.array(np.asarray(assignments["cluster"], dtype=np.int64), pa.int64()),
+        "probabilities": pa.array([list(map(float, r)) for r in assignments["probabilities"]],
+                                  pa.list_(pa.float32())),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(cols), tmp)
+    os.replace(tmp, path)
+
+
+def _progress_line(epoch: int, epochs: int, m: dict[str, Any]) -> str:
+    parts = [f"epoch {epoch}/{epochs}"]
+    for key in ("train/loss", "train/recon", "train/kl_z", "train/kl_y", "train/kl", "train/tau", "train/lr",
+                "val/acc", "val/nmi", "val/silhouette_z", "val/silhouette_y"):
+        if key in m and isinstance(m[key], (int, float)):
+            parts.append(f"{key} {m[key]:.4g}")
+    if "train/epoch_time_s" in m:
+        parts.append(f"{m['train/epoch_time_s']:.1f}s")
+    return "  ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    flags = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+
+    try:
+        partial: dict[str, Any] = {}
+        features = args.features
+        if args.resume:
+            cfg_path = out / "config.json"
+            if not cfg_path.exists() or not (out / "checkpoint").exists():
+                raise ConfigError(f"--resume: {out} has no config.json and checkpoint/ to resume from")
+            partial.update(load_config_file(cfg_path))
+        if args.config:
+            partial.update(load_config_file(args.config))
+        features = features or partial.get("features")
+        for k in META_KEYS:
+            partial.pop(k, None)
+        partial.update(flags)
+        if not features:
+            raise ConfigError("--features DIR is required (a feature cache built by python -m features.build)")
+        resolve_config(partial)  # fail fast on bad keys/values, before loading any data
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from features.cache import load_table
+
+    from trainables.loop import train
+
+    try:
+        table = load_table(features, split_scheme=partial.get("split_scheme", DEFAULTS["split_scheme"]))
+    except Exception as e:
+        print(f"error: cannot load features from {features}: {e}", file=sys.stderr)
+        return 2
+
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = resolve_config(partial, dataset=table.preset.name)
+    meta = {"features": str(Path(features).resolve()), "cache_key": table.cache_key,
+            "preset": table.preset.to_dict()}
+    (out / "config.json").write_text(json.dumps({**resolved, **meta}, indent=2, sort_keys=True))
+
+    history_path = out / "history.jsonl"
+    if not args.resume and history_path.exists():
+        history_path.unlink()
+    epochs = int(resolved["epochs"])
+
+    def on_epoch(epoch: int, metrics: dict, checkpoint_fn) -> None:
+        with history_path.open("a") as f:
+            f.write(json.dumps(_jsonable(metrics), sort_keys=True) + "\n")
+        if not args.quiet:
+            print(_progress_line(epoch, epochs, metrics), file=sys.stderr, flush=True)
+
+    ckpt = out / "checkpoint"
+    try:
+        result = train(partial, table, on_epoch=on_epoch, checkpoint_dir=str(ckpt),
+                       resume_from=str(ckpt) if args.resume else None)
+    except (ValueError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    # The loop's history is authoritative (it includes the epochs before a resume).
+    with history_path.open("w") as f:
+        for h in result.history:
+            f.write(json.dumps(_jsonable(h), sort_keys=True) + "\n")
+    (out / "config.json").write_text(json.dumps({**result.config, **meta}, indent=2, sort_keys=True))
+    summary = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
+               "metrics": _jsonable(result.metrics)}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    if result.assignments is not None:
+        write_assignments(result.assignments, out / "assignments.parquet")
+    if result.status == "diverged":
+        print(f"diverged: {result.reason}", file=sys.stderr)
+    line = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
+            **_jsonable(result.metrics)}
+    print(json.dumps(line, sort_keys=True), flush=True)
+    return EXIT_DIVERGED if result.status == "diverged" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
