@@ -372,12 +372,26 @@ def build_cache(
     limit:      keep only this many records, evenly spaced over the sorted ids
     loader:     ``load_audio``-compatible callable (default :func:`features.audio.load_audio`)
 
-    Raises :class:`BuildError` when no file is usable.
+    Raises :class:`BuildError` when no file is usable. Concurrent builds of the same cache
+    directory are serialised by an exclusive lock on ``.build.lock`` (the second one then finds
+    the cache up to date).
     """
+    import fcntl
+
     t0 = time.perf_counter()
     out = Path(out)
     cache_dir = cache_dir_for(out, scan.name, preset)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".build.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            return _build_locked(scan, preset, cache_dir, seed, fractions, workers, shard_size, limit, progress,
+                                 loader, t0)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _build_locked(scan, preset, cache_dir, seed, fractions, workers, shard_size, limit, progress, loader, t0):
     records = _limit_records(list(scan.records), limit)
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):

@@ -250,3 +250,19 @@ def test_parallel_workers_give_the_same_table(tmp_path):
     a, b = load_table(one.cache_dir), load_table(two.cache_dir)
     assert list(a.ids) == list(b.ids) and a.cache_key == b.cache_key
     assert torch.equal(a.spectrogram, b.spectrogram) and torch.equal(a.norm_stats, b.norm_stats)
+
+
+def test_concurrent_builds_of_one_cache_are_serialised(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    recs = make_dataset(tmp_path / "src", 8)
+    with ThreadPoolExecutor(2) as pool:
+        futs = [pool.submit(build_cache, scan_of(tmp_path / "src", recs), PRESET, tmp_path / "out", shard_size=3,
+                            progress=False) for _ in range(2)]
+        results = [f.result() for f in futs]
+    assert sorted(r.up_to_date for r in results) == [False, True]
+    assert sum(r.n_processed for r in results) == 8
+    t = load_table(tmp_path / "out")
+    assert len(t) == 8
+    manifest = json.loads((results[0].cache_dir / "manifest.json").read_text())
+    assert {p.name for p in results[0].cache_dir.glob("shard-*.parquet")} == {sh["file"] for sh in manifest["shards"]}
