@@ -325,6 +325,7 @@ def train(
     checkpoint_dir: str | None = None,
     resume_from: str | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: str | None = None,
 ) -> TrainResult:
     """Train (or fit a baseline) on ``table`` and evaluate; see the module docstring.
 
@@ -334,7 +335,12 @@ def train(
     checkpoint_dir  where to write checkpoints (every ``checkpoint_every`` epochs and at the end)
     resume_from     a checkpoint directory (or state file) to continue from
     should_stop     polled after every epoch; True -> stop
+    resume          alias of ``resume_from`` (the name docs/ARCHITECTURE.md used first)
     """
+    if resume is not None:
+        if resume_from is not None and str(resume_from) != str(resume):
+            raise ValueError("give resume_from or resume, not both")
+        resume_from = resume
     preset_name = getattr(getattr(table, "preset", None), "name", None)
     cfg = resolve_config(config, dataset=preset_name)
     if cfg["n_clusters"] == 0:
