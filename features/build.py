@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             limit=args.limit,
             progress=not args.no_progress,
         )
-    except (BuildError, CacheError, DatasetError, ValueError, FileNotFoundError, NotADirectoryError) as exc:
+    except (BuildError, CacheError, DatasetError, ValueError, OSError) as exc:
         print(f"features.build: error: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_USAGE
     print(format_summary(summary))
