@@ -60,8 +60,17 @@ def installed_pins(commands: list[str]) -> dict[str, str]:
     """Every ``NAME==VERSION`` a ``pip install`` in these shell commands asks for."""
     found: dict[str, str] = {}
     for cmd in commands:
-        for part in re.split(r"&&|;|\|\|", cmd):
-            tokens = shlex.split(part)
+        lex = shlex.shlex(cmd, posix=True, punctuation_chars=True)
+        lex.whitespace_split = True
+        parts, cur = [], []
+        for tok in lex:
+            if tok in ("&&", "||", ";", "|", "&"):
+                parts.append(cur)
+                cur = []
+            else:
+                cur.append(tok)
+        parts.append(cur)
+        for tokens in parts:
             pips = [i for i, t in enumerate(tokens) if t.endswith("pip") or t.endswith("/pip")]
             if not pips or "install" not in tokens[pips[0]:]:
                 continue
