@@ -193,7 +193,8 @@ def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: Optional
         if address:
             ray.init(address=address, **kw)
         else:
-            ray.init(num_cpus=num_cpus, **kw)
+            # "local": always a fresh local instance, never a cluster that happens to run here
+            ray.init(address="local", num_cpus=num_cpus, **kw)
         started = True
     try:
         remote_train = ray.remote(num_cpus=1)(_train_task)

@@ -212,3 +212,44 @@ def test_cli_prints_table_and_fails_cleanly(uri, tmp_path, capsys):
     from analysis.report import main
     assert main(["--study", "missing", "--tracking-uri", uri, "--out", str(tmp_path / "cli2")]) == 2
     assert "no study named 'missing'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_and_replicate_on_a_real_study(tmp_path):
+    """End to end: a real small study (Ray Tune + Optuna + MLflow through study.engine),
+    then the report on it and a 2-seed replication of one of its Pareto runs."""
+    ray = pytest.importorskip("ray")
+    from study.engine import StudyOptions, run_study
+
+    from analysis.replicate import replicate
+
+    feats = tmp_path / "features"
+    subprocess.run([sys.executable, "-m", "features.build", "--dataset", "synthetic", "--out", str(feats),
+                    "--limit", "120", "--no-progress"], check=True, capture_output=True, text=True)
+    tiny = {"channels": "4,8,8,8", "gru_hidden": 8, "batch_size": 64, "silhouette_sample": 200, "device": "cpu"}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        res = run_study(StudyOptions(space="cat_uvac", features=str(feats), num_samples=4, epochs=1,
+                                     max_concurrent=2, overrides=tiny, progress_every_s=1e9,
+                                     storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=uri,
+                                     storage_path=str(tmp_path / "ray"), study_name="e2e"))
+    finally:
+        ray.shutdown()
+    rep_res = build_report(["e2e"], tracking_uri=uri, out_dir=tmp_path / "report")
+    rep = rep_res.studies["e2e"]
+    assert rep.n_runs == 4 and rep.objectives == [("val/silhouette_z", "max"), ("val/acc", "max")]
+    table, _ = load_runs(["e2e"], uri)
+    done = completed(table)
+    vals = done[["metrics.val/silhouette_z", "metrics.val/acc"]].to_numpy(float)
+    expected = {done["run_id"].iloc[i] for i, v in enumerate(vals) if np.isfinite(v).all()
+                and not any(np.isfinite(w).all() and _dominates(w, v, ["max", "max"]) for w in vals)}
+    assert set(rep.front_run_ids) == expected
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert all(r in html for r in rep.front_run_ids)
+    cl = MlflowClient(uri)
+    for rid in table["run_id"]:
+        assert cl.get_run(rid).data.tags["pareto"] == ("true" if rid in expected else "false")
+    if expected:
+        rr = replicate([sorted(expected)[0]], 2, tracking_uri=uri, out_dir=tmp_path / "rep", num_cpus=2)
+        assert len(rr.table) == 4 and (rr.seeds["status"] == "complete").all()
