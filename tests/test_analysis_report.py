@@ -253,3 +253,25 @@ def test_report_and_replicate_on_a_real_study(tmp_path):
     if expected:
         rr = replicate([sorted(expected)[0]], 2, tracking_uri=uri, out_dir=tmp_path / "rep", num_cpus=2)
         assert len(rr.table) == 4 and (rr.seeds["status"] == "complete").all()
+
+
+def test_report_on_a_study_without_completed_trials(uri, tmp_path):
+    cl = MlflowClient(uri)
+    exp = cl.get_experiment_by_name("exp")
+    exp_id = exp.experiment_id if exp else cl.create_experiment(
+        "exp", artifact_location=(Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri())
+    parent = cl.create_run(exp_id, run_name="empty", tags={
+        "study.name": "empty", "study.kind": "study", "study.objectives": "val/silhouette_z:max,val/acc:max"})
+    for t, st in enumerate(["pruned", "diverged"]):
+        rid = cl.create_run(exp_id, tags={"mlflow.parentRunId": parent.info.run_id, "study.name": "empty",
+                                          "trial.number": str(t), "trial.status": st}).info.run_id
+        cl.log_batch(rid, metrics=[Metric("val/acc", 0.9, 0, 0), Metric("val/silhouette_z", 0.9, 0, 0)])
+    res = build_report(["empty"], tracking_uri=uri, out_dir=tmp_path / "e")
+    rep = res.studies["empty"]
+    assert rep.front_run_ids == [] and rep.n_completed == 0 and rep.n_runs == 2
+    assert rep.hypervolume == 0.0 and "needs at least" in " ".join(rep.importance_notes.values())
+    assert "no Pareto-optimal run" in (tmp_path / "e" / "pareto_runs.md").read_text()
+    assert (tmp_path / "e" / "report.html").stat().st_size > 1000
+    tags = [r.data.tags.get("pareto") for r in cl.search_runs(
+        [exp_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")]
+    assert tags == ["false", "false"]
