@@ -141,11 +141,19 @@ def _load_table(cache_dir: str, split_scheme: Optional[str]):
         raise StudyError(f"cannot load features from {cache_dir}: {exc}") from None
 
 
+# The embedded default study (synthetic data, no --features/--root) must finish in about
+# ten minutes on a 2-core CPU: it trains narrower networks unless --set says otherwise.
+# These values are in every trial's params.
+EMBEDDED_SMALL = {"channels": "8,16,32,32", "gru_hidden": 32, "silhouette_sample": 500}
+
+
 def _fixed_config(opts: StudyOptions, cache_dir: str, n_clusters: int) -> dict:
     fixed = {"features": cache_dir, "epochs": int(opts.epochs), "n_clusters": int(n_clusters),
              "checkpoint_every": int(opts.checkpoint_every)}
     if opts.gpus_per_trial > 0:
         fixed["device"] = "cuda"
+    if not opts.features and opts.dataset == "synthetic" and not opts.root and opts.space in ("uvac", "cat_uvac"):
+        fixed.update(EMBEDDED_SMALL)
     fixed.update(opts.overrides or {})
     return fixed
 

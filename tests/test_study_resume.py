@@ -70,6 +70,7 @@ def _count_finished(storage: str, name: str) -> int:
     return sum(t.state.is_finished() for t in s.get_trials(deepcopy=False))
 
 
+@pytest.mark.slow
 def test_interrupted_study_resumes_without_losing_or_duplicating(tmp_path, features):
     u = uris(tmp_path)
     name, total = "resume", 5
