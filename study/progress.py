@@ -33,9 +33,10 @@ def summarise(trials, objectives: list[Objective], total: int, ending=None) -> s
     running = 0
     best: list[Optional[float]] = [None] * len(objectives)
     for t in trials:
-        is_ending = ending is not None and t is ending[0]
-        if t.status in ("RUNNING", "PENDING", "PAUSED") and not is_ending:
-            running += t.status == "RUNNING"
+        is_ending = ending is not None and t is ending[0] and ending[1] is not None
+        is_starting = ending is not None and t is ending[0] and ending[1] is None
+        if (t.status in ("RUNNING", "PENDING", "PAUSED") and not is_ending) or is_starting:
+            running += t.status == "RUNNING" or is_starting
             continue
         status, _ = classify(t.last_result, ending[1] if is_ending else t.status == "ERROR")
         counts[status] += 1
@@ -74,7 +75,7 @@ class ProgressCallback(Callback):
         print(line, file=self._stream or sys.stdout, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._print(trials, f"trial {trial.config.get('study_trial', trial.trial_id)} started")
+        self._print(trials, f"trial {trial.config.get('study_trial', trial.trial_id)} started", (trial, None))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status, reason = classify(trial.last_result, False)
