@@ -245,6 +245,9 @@ def test_report_and_replicate_on_a_real_study(tmp_path):
     expected = {done["run_id"].iloc[i] for i, v in enumerate(vals) if np.isfinite(v).all()
                 and not any(np.isfinite(w).all() and _dominates(w, v, ["max", "max"]) for w in vals)}
     assert set(rep.front_run_ids) == expected
+    # and the same trials as Optuna's own Pareto set, which the engine reports
+    ours = sorted(int(n) for n in done.loc[done["run_id"].isin(expected), "trial_number"])
+    assert ours == sorted(p["number"] for p in res.pareto)
     html = (tmp_path / "report" / "report.html").read_text()
     assert all(r in html for r in rep.front_run_ids)
     cl = MlflowClient(uri)
