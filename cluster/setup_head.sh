@@ -27,10 +27,12 @@ ARTIFACTS="${VAC_ARTIFACTS:-${VAC_S3_URI:+$VAC_S3_URI/mlflow-artifacts}}"
 
 log() { echo "[setup_head] $*"; }
 
+# The directory with all of PostgreSQL's server and client programs (Debian/Ubuntu keep them in
+# /usr/lib/postgresql/VERSION/bin; elsewhere, next to initdb on the PATH).
 pg_bin() {
-  if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
   local d; d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-  [[ -n "$d" ]] && echo "$d"
+  if [[ -z "$d" ]] && command -v initdb >/dev/null 2>&1; then d=$(dirname "$(command -v initdb)"); fi
+  if [[ -n "$d" && -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/psql" ]]; then echo "$d"; fi
 }
 
 install_postgres() {
@@ -88,8 +90,10 @@ start_mlflow() {
     --artifacts-destination "$ARTIFACTS" --serve-artifacts \
     > "$DB_DIR/mlflow.log" 2>&1 &
   echo $! > "$DB_DIR/mlflow.pid"
-  for _ in $(seq 1 60); do
+  local pid; pid=$(cat "$DB_DIR/mlflow.pid")
+  for _ in $(seq 1 90); do
     curl -sf "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1 && { log "MLflow up on 127.0.0.1:$MLFLOW_PORT"; return; }
+    kill -0 "$pid" 2>/dev/null || break
     sleep 2
   done
   echo "error: MLflow did not start; see $DB_DIR/mlflow.log" >&2; tail -5 "$DB_DIR/mlflow.log" >&2; exit 1
