@@ -227,3 +227,29 @@ def test_study_spreads_over_nodes_and_survives_a_node_loss(token_cluster, tmp_pa
     # Ray kept the checkpoints in the shared storage, not on the lost node.
     ckpts = list(Path(shared, "ray", "multinode").glob("trial_*/checkpoint_*"))
     assert ckpts
+
+
+@pytest.mark.slow
+def test_launch_cli_joins_the_cluster(token_cluster, tmp_path):
+    """The real entry point, as `ray job submit` runs it on the head: a separate driver process
+    that joins the token cluster by --address (it has the token through the environment)."""
+    import subprocess
+    import sys
+
+    features = build_features(tmp_path, limit=120)
+    cmd = [sys.executable, "-m", "study.launch", "--space", "cat_uvac", "--smoke-test",
+           "--address", token_cluster.address, "--features", features, "--study-name", "cli-multinode",
+           "--storage", f"sqlite:///{tmp_path}/optuna.db", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+           "--storage-path", str(tmp_path / "shared" / "ray")]
+    for k, v in TINY.items():
+        cmd += ["--set", f"{k}={v}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ),
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    assert "study cli-multinode:" in proc.stdout
+    trials = optuna_trials(f"sqlite:///{tmp_path}/optuna.db", "cli-multinode")
+    assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
+    from study.tracking import find_parent
+    parent = find_parent(f"sqlite:///{tmp_path}/mlflow.db", "vac-study", "cli-multinode")
+    _, children = mlflow_children(f"sqlite:///{tmp_path}/mlflow.db", parent)
+    assert sorted(r.data.tags["trial.number"] for r in children) == ["0", "1"]
