@@ -76,13 +76,16 @@ CONF
   done
 }
 
+# true when URL answers 2xx (python, not curl: the Ray image need not have curl)
+http_ok() { python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "$1" >/dev/null 2>&1; }
+
 psql_q() { "$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d "$1" -tAc "$2"; }
 
 start_mlflow() {
   if [[ -z "$ARTIFACTS" ]]; then
     echo "error: set VAC_S3_URI (or VAC_ARTIFACTS) in $ENV_FILE" >&2; exit 2
   fi
-  if curl -sf "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1; then
+  if http_ok "http://127.0.0.1:$MLFLOW_PORT/health"; then
     log "MLflow already up on 127.0.0.1:$MLFLOW_PORT"; return
   fi
   nohup mlflow server --host 127.0.0.1 --port "$MLFLOW_PORT" \
@@ -92,7 +95,7 @@ start_mlflow() {
   echo $! > "$DB_DIR/mlflow.pid"
   local pid; pid=$(cat "$DB_DIR/mlflow.pid")
   for _ in $(seq 1 90); do
-    curl -sf "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1 && { log "MLflow up on 127.0.0.1:$MLFLOW_PORT"; return; }
+    http_ok "http://127.0.0.1:$MLFLOW_PORT/health" && { log "MLflow up on 127.0.0.1:$MLFLOW_PORT"; return; }
     kill -0 "$pid" 2>/dev/null || break
     sleep 2
   done
@@ -115,7 +118,7 @@ case "${1:-start}" in
     "$(pg_bin)/pg_ctl" -D "$PGDATA" -w stop >/dev/null 2>&1 || true ;;
   status)
     "$(pg_bin)/pg_ctl" -D "$PGDATA" status
-    curl -sf "http://127.0.0.1:$MLFLOW_PORT/health" && echo " mlflow ok" ;;
+    http_ok "http://127.0.0.1:$MLFLOW_PORT/health" && echo "mlflow ok on 127.0.0.1:$MLFLOW_PORT" ;;
   backup)
     ts=$(date -u +%Y%m%dT%H%M%SZ)
     for db in optuna mlflow; do
