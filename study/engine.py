@@ -39,7 +39,7 @@ class StudyOptions:
     features_root: str = "runs/features"
     objectives: Optional[list] = None       # default: study.objectives.default_objectives(space)
     num_samples: int = 10
-    epochs: int = 3
+    epochs: int = 6
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
