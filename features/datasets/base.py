@@ -5,8 +5,10 @@ and validation of the audio itself happens in :mod:`features.audio`.
 """
 from __future__ import annotations
 
+import csv
 import os
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +138,48 @@ def resolve_listed(root: Path, name: str) -> tuple[str, Path | None, str | None]
     path = root.joinpath(*rel.split("/"))
     reason = check_member(root, path)
     return rel, (None if reason else path), reason
+
+
+def metadata_rows(base: Path, dataset: str, metadata: str, required: tuple[str, ...], expected: str,
+                  delimiter: str = ",") -> Iterator[tuple[str, dict[str, str]]]:
+    """Rows of a dataset's metadata CSV as ``(where, row)``, ``where`` = ``"file:line"``.
+
+    Raises :class:`DatasetError` (one line) when the file is missing, lacks a ``required``
+    column, or cannot be read; header names are stripped of whitespace.
+    """
+    meta = base / metadata
+    if not meta.is_file():
+        raise DatasetError(f"{dataset}: {base} has no {metadata} (expected {expected} under the root)")
+    try:
+        with meta.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh, delimiter=delimiter)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DatasetError(
+                    f"{dataset}: {meta} lacks column(s) {', '.join(missing)} "
+                    f"(header: {header}; expected {expected})"
+                )
+            reader.fieldnames = header
+            for i, row in enumerate(reader, start=2):
+                yield f"{metadata}:{i}", row
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{dataset}: cannot read {meta}: {exc}") from exc
+
+
+def add_listed(out: DatasetScan, seen: set[str], listed: str, label: str, group: str) -> None:
+    """Resolve a file named in metadata and append it to ``out`` as a record, or as a reject
+    (escaping the root, missing, not a file, or an id already ``seen``). Never opens the file."""
+    rel, path, reason = resolve_listed(out.root, listed)
+    if reason is not None or path is None:
+        out.rejects.append(Reject(record_id(rel), listed, reason or ""))
+        return
+    rid = record_id(rel)
+    if rid in seen:
+        out.rejects.append(Reject(rid, str(path), REASON_DUPLICATE))
+        return
+    seen.add(rid)
+    out.records.append(AudioRecord(rid, path, label, group))
 
 
 def walk_files(root: Path, top: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -11,20 +11,16 @@ root (``../``, absolute path, symlink escaping the root), or when the row is mal
 """
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 from features.datasets.base import (
-    REASON_DUPLICATE,
-    AudioRecord,
-    DatasetError,
     DatasetScan,
     Reject,
+    add_listed,
     check_root,
     finish,
-    record_id,
-    resolve_listed,
+    metadata_rows,
 )
 
 NAME = "tau2019"
@@ -49,46 +45,20 @@ def identifier_from_name(filename: str) -> str | None:
 def scan(root: Path | str, **_opts) -> DatasetScan:
     """List a TAU2019 development root (the folder that holds ``meta.csv`` and ``audio/``)."""
     base = check_root(root, NAME)
-    meta = base / METADATA
-    if not meta.is_file():
-        raise DatasetError(f"{NAME}: {base} has no {METADATA} (expected {EXPECTED} under the root)")
     out = DatasetScan(NAME, base)
     seen: set[str] = set()
-    try:
-        with meta.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, delimiter="\t")
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise DatasetError(
-                    f"{NAME}: {meta} lacks column(s) {', '.join(missing)} "
-                    f"(header: {header}; expected {EXPECTED})"
-                )
-            reader.fieldnames = header
-            for i, row in enumerate(reader, start=2):
-                name = (row.get("filename") or "").strip()
-                label = (row.get("scene_label") or "").strip()
-                where = f"{METADATA}:{i}"
-                if not name or None in row.values():
-                    out.rejects.append(Reject(name or where, where, REASON_MALFORMED))
-                    continue
-                if not label:
-                    out.rejects.append(Reject(name, where, REASON_EMPTY_LABEL))
-                    continue
-                group = (row.get("identifier") or "").strip() or identifier_from_name(name)
-                if not group:
-                    out.rejects.append(Reject(name, where, REASON_NO_GROUP))
-                    continue
-                rel, path, reason = resolve_listed(base, name)
-                if reason is not None or path is None:
-                    out.rejects.append(Reject(record_id(rel), name, reason or ""))
-                    continue
-                rid = record_id(rel)
-                if rid in seen:
-                    out.rejects.append(Reject(rid, str(path), REASON_DUPLICATE))
-                    continue
-                seen.add(rid)
-                out.records.append(AudioRecord(rid, path, label, group))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{NAME}: cannot read {meta}: {exc}") from exc
+    for where, row in metadata_rows(base, NAME, METADATA, REQUIRED, EXPECTED, delimiter="\t"):
+        name = (row.get("filename") or "").strip()
+        label = (row.get("scene_label") or "").strip()
+        if not name or None in row.values():
+            out.rejects.append(Reject(name or where, where, REASON_MALFORMED))
+            continue
+        if not label:
+            out.rejects.append(Reject(name, where, REASON_EMPTY_LABEL))
+            continue
+        group = (row.get("identifier") or "").strip() or identifier_from_name(name)
+        if not group:
+            out.rejects.append(Reject(name, where, REASON_NO_GROUP))
+            continue
+        add_listed(out, seen, name, label, group)
     return finish(out, EXPECTED)

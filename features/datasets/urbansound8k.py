@@ -11,19 +11,15 @@ Audio files not listed in the CSV are ignored.
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from features.datasets.base import (
-    REASON_DUPLICATE,
-    AudioRecord,
-    DatasetError,
     DatasetScan,
     Reject,
+    add_listed,
     check_root,
     finish,
-    record_id,
-    resolve_listed,
+    metadata_rows,
 )
 
 NAME = "urbansound8k"
@@ -39,44 +35,20 @@ REASON_EMPTY_CLASS = "empty class in the metadata"
 def scan(root: Path | str, **_opts) -> DatasetScan:
     """List an UrbanSound8K root (the folder that holds ``metadata/`` and ``audio/``)."""
     base = check_root(root, NAME)
-    meta = base / METADATA
-    if not meta.is_file():
-        raise DatasetError(f"{NAME}: {base} has no {METADATA} (expected {EXPECTED} under the root)")
     out = DatasetScan(NAME, base)
     seen: set[str] = set()
-    try:
-        with meta.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise DatasetError(f"{NAME}: {meta} lacks column(s) {', '.join(missing)} (header: {','.join(header)})")
-            reader.fieldnames = header
-            for i, row in enumerate(reader, start=2):
-                name = (row.get("slice_file_name") or "").strip()
-                fold = (row.get("fold") or "").strip()
-                label = (row.get("class") or "").strip()
-                where = f"{METADATA}:{i}"
-                if None in row.values() or not name or not fold:
-                    out.rejects.append(Reject(name or where, where, REASON_MALFORMED))
-                    continue
-                if not fold.isdigit() or int(fold) < 1:
-                    out.rejects.append(Reject(name, f"{where}: fold={fold!r}", REASON_BAD_FOLD))
-                    continue
-                if not label:
-                    out.rejects.append(Reject(name, where, REASON_EMPTY_CLASS))
-                    continue
-                listed = f"audio/fold{int(fold)}/{name}"
-                rel, path, reason = resolve_listed(base, listed)
-                if reason is not None or path is None:
-                    out.rejects.append(Reject(record_id(rel), listed, reason or ""))
-                    continue
-                rid = record_id(rel)
-                if rid in seen:
-                    out.rejects.append(Reject(rid, str(path), REASON_DUPLICATE))
-                    continue
-                seen.add(rid)
-                out.records.append(AudioRecord(rid, path, label, f"fold{int(fold)}"))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{NAME}: cannot read {meta}: {exc}") from exc
+    for where, row in metadata_rows(base, NAME, METADATA, REQUIRED, EXPECTED):
+        name = (row.get("slice_file_name") or "").strip()
+        fold = (row.get("fold") or "").strip()
+        label = (row.get("class") or "").strip()
+        if None in row.values() or not name or not fold:
+            out.rejects.append(Reject(name or where, where, REASON_MALFORMED))
+            continue
+        if not fold.isdigit() or int(fold) < 1:
+            out.rejects.append(Reject(name, f"{where}: fold={fold!r}", REASON_BAD_FOLD))
+            continue
+        if not label:
+            out.rejects.append(Reject(name, where, REASON_EMPTY_CLASS))
+            continue
+        add_listed(out, seen, f"audio/fold{int(fold)}/{name}", label, f"fold{int(fold)}")
     return finish(out, EXPECTED)
