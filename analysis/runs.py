@@ -48,43 +48,20 @@ class StudyInfo:
 def parse_objectives(text_or_list) -> list[tuple[str, str]]:
     """``"val/silhouette_z:max,val/acc:max"`` (or a list of such items) -> [(metric, dir)].
 
-    A metric without ``:dir`` gets its direction from ``trainables.metrics.DIRECTIONS``
-    (by the metric's base name, e.g. ``dbi`` for ``val/dbi_z``)."""
-    if isinstance(text_or_list, str):
-        items = [t for t in text_or_list.split(",") if t.strip()]
-    else:
-        items = []
-        for t in text_or_list or []:
-            items.extend(x for x in str(t).split(",") if x.strip())
-    out = []
-    for item in items:
-        item = item.strip()
-        if ":" in item:
-            metric, mode = item.rsplit(":", 1)
-            mode = mode.strip().lower()
-        else:
-            metric, mode = item, default_direction(item)
-        if mode not in ("max", "min"):
-            raise ValueError(f"objective {item!r}: direction must be max or min")
-        out.append((metric.strip(), mode))
-    return out
-
-
-_FALLBACK_DIRECTIONS = {"acc": "max", "nmi": "max", "ari": "max", "silhouette": "max",
-                        "dbi": "min", "chi": "max", "loss": "min"}
+    The study's own parser (:func:`study.objectives.parse_objectives`): ``METRIC`` or
+    ``METRIC:max|min`` per item, validation metrics only; a metric without ``:dir`` gets
+    its direction from ``trainables.metrics.DIRECTIONS`` (by the metric's base name, e.g.
+    ``dbi`` for ``val/dbi_z``). Nothing given -> []."""
+    from study.objectives import parse_objectives as _parse
+    items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list or [])
+    if not any(str(t).replace(",", "").strip() for t in items):
+        return []
+    return [(o.metric, o.mode) for o in _parse(items)]
 
 
 def default_direction(metric: str) -> str:
-    try:
-        from trainables.metrics import DIRECTIONS  # type: ignore
-        dirs = {**_FALLBACK_DIRECTIONS, **DIRECTIONS}
-    except Exception:
-        dirs = dict(_FALLBACK_DIRECTIONS)
-    base = metric.split("/")[-1]
-    for key in (base, base.split("_")[0]):
-        if key in dirs:
-            return dirs[key]
-    raise ValueError(f"no known direction for {metric!r}: write it as {metric}:max or {metric}:min")
+    from study.objectives import default_direction as _direction
+    return _direction(metric)
 
 
 def client(tracking_uri: Optional[str] = None):

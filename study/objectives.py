@@ -12,9 +12,15 @@ diverged   final report with trial_status=diverged   FAIL, user attr status=dive
 failed     the worker raised after all retries      FAIL, user attr status=failed
 =========  =====================================  ==============================
 
-A complete trial whose objective is NaN (e.g. silhouette on a collapsed clustering) is
-told FAIL with user attr status=complete and reason "objective ... is not finite", so
-that it never reaches the Pareto front; MLflow keeps trial.status=complete.
+A complete trial whose objective is NaN (e.g. silhouette on a collapsed clustering) or
+missing is told FAIL with user attr status=failed and a reason ("... trained to the end,
+but objective ... is not finite"), so that it never reaches the Pareto front and Optuna's
+status agrees with its state. MLflow keeps trial.status=complete: training did end
+normally and its metrics are there for analysis (which filters NaN values itself).
+
+Metric names are checked before a study starts (:func:`check_metric`, against
+``trainables.metric_names.declared_metrics`` of the study's model), so a misspelt
+objective is one clear error instead of a study whose every trial fails.
 """
 from __future__ import annotations
 
@@ -66,29 +72,64 @@ def default_direction(metric: str) -> str:
     raise ValueError(f"no default direction for {metric!r}; write it as {metric}:max or {metric}:min")
 
 
-def parse_objective(text: str) -> Objective:
-    text = text.strip()
-    if ":" in text:
-        metric, mode = text.rsplit(":", 1)
-        mode = mode.strip().lower()
-        if mode not in ("max", "min"):
-            raise ValueError(f"objective {text!r}: direction must be max or min, got {mode!r}")
-    else:
-        metric, mode = text, None
-    metric = metric.strip()
+def parse_objective(text: str, valid=None, *, what: str = "objective", scope: str = "") -> Objective:
+    """``"val/acc:max"`` -> Objective; ``"val/acc"`` takes its default direction.
+
+    ``METRIC`` or ``METRIC:max|min`` only: more ``:`` parts (``val/acc:max:min``), an empty
+    metric or a direction other than max/min is a ValueError. With ``valid`` (the metric
+    names reported, e.g. ``model_metrics(model)``), an unknown metric is a ValueError that
+    lists the valid names (see :func:`check_metric`)."""
+    text = str(text).strip()
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise ValueError(f"{what} {text!r}: expected METRIC or METRIC:max|min, got {len(parts)} ':'-separated parts")
+    metric = parts[0].strip()
+    mode = parts[1].strip().lower() if len(parts) == 2 else None
+    if not metric:
+        raise ValueError(f"{what} {text!r}: empty metric name; expected METRIC or METRIC:max|min")
+    if mode is not None and mode not in ("max", "min"):
+        raise ValueError(f"{what} {text!r}: direction must be max or min, got {mode!r}")
     if not metric.startswith("val/"):
-        raise ValueError(f"objective {text!r}: selection uses the validation split only; use a val/... metric")
+        raise ValueError(f"{what} {text!r}: selection uses the validation split only; use a val/... metric")
+    if valid is not None:
+        check_metric(metric, valid, what, scope)
     if mode is None:
         mode = default_direction(metric)
     return Objective(metric, mode)
 
 
-def parse_objectives(texts) -> list[Objective]:
-    objs = [parse_objective(t) for t in (texts or DEFAULT_OBJECTIVES)]
+def parse_objectives(texts, valid=None, *, scope: str = "") -> list[Objective]:
+    """Objectives from a list of items; an item may hold several, comma-separated
+    (the form of the MLflow tag ``study.objectives``)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    items = [x for t in (texts or DEFAULT_OBJECTIVES) for x in str(t).split(",") if x.strip()]
+    if not items:
+        raise ValueError("no objective given")
+    objs = [parse_objective(t, valid, scope=scope) for t in items]
     names = [o.metric for o in objs]
     if len(set(names)) != len(names):
         raise ValueError(f"objective metric given twice: {names}")
     return objs
+
+
+def check_metric(metric: str, valid, what: str = "objective", scope: str = "") -> None:
+    """ValueError (one line, with the valid names) when ``metric`` is not in ``valid``.
+
+    Only names a selection can use are listed (val/...), as :func:`parse_objective` refuses
+    the others anyway."""
+    valid = set(valid)
+    if metric in valid:
+        return
+    choices = sorted(v for v in valid if v.startswith("val/")) or sorted(valid)
+    where = f" {scope}" if scope else ""
+    raise ValueError(f"unknown {what} {metric!r}{where}; valid: {', '.join(choices)}")
+
+
+def model_metrics(model: str) -> list[str]:
+    """The metric names reported for ``model`` (trainables.metric_names)."""
+    from trainables.metric_names import declared_metrics
+    return declared_metrics(model)
 
 
 def classify(result: Optional[dict], error: bool = False) -> tuple[str, str]:
@@ -107,6 +148,24 @@ def classify(result: Optional[dict], error: bool = False) -> tuple[str, str]:
 def missing_objectives(result: Optional[dict], objectives: list[Objective]) -> list[str]:
     """Objective metrics absent from a result (a misspelt metric would otherwise be silent)."""
     return [o.metric for o in objectives if o.metric not in (result or {})]
+
+
+def objective_failure(result: Optional[dict], objectives: list[Objective], reason: str = "") -> str:
+    """Why a trial that trained to the end has no objective values (missing or not finite)."""
+    missing = missing_objectives(result, objectives)
+    if missing:
+        why = f"objective(s) {', '.join(missing)} not reported"
+    else:
+        bad = [o.metric for o in objectives if not _finite((result or {}).get(o.metric))]
+        why = f"objective(s) {', '.join(bad)} not finite (e.g. collapsed clustering)"
+    return (reason + "; " if reason else "") + "trained to the end, but " + why
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def objective_values(result: dict, objectives: list[Objective]) -> Optional[list[float]]:
