@@ -4,7 +4,8 @@ Ray's OptunaSearch tells Optuna the last reported values as COMPLETE, so a trial
 scheduler stopped early lands on the Pareto front with low-fidelity values. This
 subclass tells each trial by its status (study.objectives.classify): complete ->
 COMPLETE with the objectives, pruned -> PRUNED, diverged/failed -> FAIL with user attrs
-``status`` and ``reason``.
+``status`` and ``reason``; a complete trial without finite objectives -> FAIL with
+``status=failed`` and the reason (the status always agrees with the Optuna state).
 
 It also survives pickling (Tuner.restore) by keeping only the storage URL and the
 mapping Ray trial id -> Optuna trial id, and reconnecting lazily; and on resume it
@@ -22,7 +23,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from study.objectives import Objective, classify, missing_objectives, objective_values
+from study.objectives import Objective, classify, objective_failure, objective_values
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,8 @@ class StudySearcher(OptunaSearch):
         if status == "complete":
             values = objective_values(result, self._objectives)
             if values is None:
-                missing = missing_objectives(result, self._objectives)
-                why = (f"objective(s) {', '.join(missing)} not reported" if missing
-                       else "an objective is not finite (e.g. collapsed clustering)")
-                reason = (reason + "; " if reason else "") + why
+                # Told FAIL: the status must say so too (training itself did end normally).
+                status, reason = "failed", objective_failure(result, self._objectives, reason)
             else:
                 state = TrialState.COMPLETE
         elif status == "pruned":
