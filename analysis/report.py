@@ -238,15 +238,39 @@ def log_to_mlflow(table: pd.DataFrame, reports: dict[str, StudyReport], studies:
         cl.log_artifacts(info.parent_run_id, str(out_dir), ARTIFACT_DIR)
 
 
+def valid_metrics(table: pd.DataFrame, infos: dict) -> set[str]:
+    """The metric names an objective may use: what the studies' models report
+    (trainables.metric_names, by each run's ``model`` param and each study's space) and
+    every metric present in their runs."""
+    from trainables.metric_names import REPRESENTATIONS, declared_metrics
+    models = set()
+    if "params.model" in table:
+        models |= {str(m) for m in table["params.model"].dropna().unique()}
+    models |= {info.space for info in infos.values() if info.space}
+    names = {c[len("metrics."):] for c in table.columns if c.startswith("metrics.")}
+    for m in models & set(REPRESENTATIONS):
+        names |= set(declared_metrics(m))
+    return names
+
+
+def check_objectives(objectives: Sequence[str], table: pd.DataFrame, infos: dict) -> list:
+    """Parsed ``--objective`` items, each a metric the studies report (else ValueError)."""
+    from study.objectives import parse_objectives as parse_checked
+    scope = ("in study " if len(infos) == 1 else "in studies ") + ", ".join(infos)
+    return [(o.metric, o.mode) for o in parse_checked(list(objectives), valid_metrics(table, infos), scope=scope)]
+
+
 def build_report(studies: Sequence[str], *, tracking_uri: Optional[str] = None,
                  objectives: Optional[Sequence[str]] = None, out_dir: Optional[Path] = None,
                  log_mlflow: bool = True, importance_kw: Optional[dict] = None) -> ReportResult:
     if not studies:
         raise ValueError("give at least one --study")
     table, infos = load_runs(studies, tracking_uri)
+    # --objective is checked before anything is written (files, tags, artifacts)
+    given = check_objectives(objectives, table, infos) if objectives else None
     objs_by_study = {}
     for name, info in infos.items():
-        objs = parse_objectives(objectives) if objectives else info.objectives
+        objs = given if given else info.objectives
         if not objs:
             raise ValueError(f"study {name!r} has no study.objectives tag: pass --objective METRIC:max|min")
         objs_by_study[name] = objs
@@ -263,7 +287,8 @@ def main(argv=None) -> int:
     p.add_argument("--study", action="append", required=True, help="study name (repeat for several)")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     p.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
-                   help="objectives of the front (default: each study's study.objectives tag)")
+                   help="objectives of the front (default: each study's study.objectives tag); a metric "
+                        "the studies' models do not report, or a bad direction, is an error (exit 2)")
     p.add_argument("--out", help="output directory (default reports/<first study>)")
     p.add_argument("--no-mlflow-log", action="store_true", help="write files only: no artifacts, no pareto tags")
     a = p.parse_args(argv)
