@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from study.objectives import Objective, classify, default_objectives, parse_objective, parse_objectives
-from study.spaces import SPACES, get_space
+from study.objectives import (Objective, classify, default_objectives, model_metrics, parse_objective,
+                              parse_objectives)
+from study.spaces import SPACES, RecordingTrial, get_space, record_space
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,10 @@ class StudyOptions:
     experiment: str = "vac-study"
     storage_path: str = "runs/ray"
     address: Optional[str] = None
-    seed: int = 0
+    seed: Optional[int] = None              # sampler seed; None = a fresh one per new study (recorded)
     max_failures: int = 2
     checkpoint_every: int = 1
-    overrides: dict = field(default_factory=dict)   # fixed config for every trial
+    overrides: dict = field(default_factory=dict)   # fixed config for every trial; searched keys are pinned
     progress_every_s: float = 30.0
     smoke_test: bool = False
 
@@ -72,16 +74,34 @@ class StudyOptions:
             raise StudyError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
         if self.features and not Path(self.features).exists():
             raise StudyError(f"--features {self.features}: no such directory")
-        if not self.objectives:
-            self.objectives = default_objectives(self.space)
-        try:
-            parse_objectives(self.objectives)
-            if self.asha_metric:
-                parse_objective(self.asha_metric)
-        except ValueError as exc:
-            raise StudyError(str(exc)) from None
+        if self.seed is not None and not 0 <= int(self.seed) < 2**32:
+            raise StudyError(f"--seed must be in [0, 2**32), got {self.seed}")
         if self.smoke_test:
             self.num_samples, self.epochs = 2, 1
+        if not self.objectives:
+            self.objectives = default_objectives(self.space)
+        # Metric names and --set values are checked here, before any file, run or trial:
+        # a typo is one clear error, not a study whose every trial fails.
+        model = space_model(self.space, self.epochs)
+        try:
+            valid = model_metrics(model) if model else None
+        except ValueError:  # a model without declared metric names: names are not checked
+            log.warning("no declared metric names for model %r; objectives are not checked", model)
+            valid = None
+        scope = f"for model {model} (space {self.space})"
+        try:
+            parse_objectives(self.objectives, valid, scope=scope)
+            if self.asha_metric:
+                parse_objective(self.asha_metric, valid, what="ASHA metric", scope=scope)
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
+        consts = space_constants(self.space, self.epochs)
+        for k, v in (self.overrides or {}).items():
+            if k in consts and str(consts[k]) != str(v):
+                raise StudyError(f"--set {k}={v}: space {self.space} fixes {k}={consts[k]!r}; "
+                                 f"choose the space instead (--space)")
+        # The trial config with a placeholder cache (the real one is checked again once built).
+        check_config(self, _fixed_config(self, "<features>", self.n_clusters))
 
 
 @dataclass
@@ -98,6 +118,13 @@ class StudyResult:
     ui_command: str
     objectives: list
     warnings: list = field(default_factory=list)
+    seed: Optional[int] = None
+    pinned: dict = field(default_factory=dict)   # searched keys fixed by --set
+
+    @property
+    def failed(self) -> bool:
+        """Finished, but no trial completed with finite objectives (nothing to select)."""
+        return not self.interrupted and self.counts.get("complete", 0) == 0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -158,19 +185,94 @@ def _fixed_config(opts: StudyOptions, cache_dir: str, n_clusters: int) -> dict:
     return fixed
 
 
+def space_constants(space: str, epochs: int) -> dict:
+    """The constants a space returns (e.g. ``{"model": "cat_uvac"}``)."""
+    return dict(get_space(space, epochs=epochs)(RecordingTrial()) or {})
+
+
+def space_model(space: str, epochs: int = 1) -> Optional[str]:
+    """The model a space trains (its ``model`` constant), or None when it sets none."""
+    return space_constants(space, epochs).get("model")
+
+
+def searched_params(space: str, epochs: int) -> list[str]:
+    """Every parameter the space may suggest (conditional ones included)."""
+    params, _ = record_space(space, epochs=max(1, int(epochs)))
+    return [c["name"] for c in params]
+
+
+def pinned_params(opts: StudyOptions) -> dict:
+    """The ``--set`` keys the space would search: pinned to the given value in every trial."""
+    searched = set(searched_params(opts.space, opts.epochs))
+    return {k: v for k, v in (opts.overrides or {}).items() if k in searched}
+
+
+class PinnedSpace:
+    """A space with some parameters pinned: their ``suggest_*`` calls answer the pinned value
+    and never reach Optuna (so they are not searched, not in the trial's Optuna params), and
+    the pinned values join the space's constants (so they are in every trial's config).
+    Picklable (for --resume) when the wrapped space is."""
+
+    def __init__(self, fn, pinned: dict):
+        self.fn = fn
+        self.pinned = dict(pinned)
+
+    def __call__(self, trial):
+        consts = self.fn(_PinnedTrial(trial, self.pinned)) or {}
+        return {**consts, **self.pinned}
+
+
+class _PinnedTrial:
+    def __init__(self, trial, pinned: dict):
+        self._trial = trial
+        self._pinned = pinned
+
+    def _suggest(self, kind: str, name: str, *args, **kwargs):
+        if name in self._pinned:
+            return self._pinned[name]
+        return getattr(self._trial, kind)(name, *args, **kwargs)
+
+    def suggest_float(self, name, *args, **kwargs):
+        return self._suggest("suggest_float", name, *args, **kwargs)
+
+    def suggest_int(self, name, *args, **kwargs):
+        return self._suggest("suggest_int", name, *args, **kwargs)
+
+    def suggest_categorical(self, name, *args, **kwargs):
+        return self._suggest("suggest_categorical", name, *args, **kwargs)
+
+    def suggest_uniform(self, name, *args, **kwargs):  # pragma: no cover - legacy API
+        return self._suggest("suggest_uniform", name, *args, **kwargs)
+
+    def suggest_loguniform(self, name, *args, **kwargs):  # pragma: no cover - legacy API
+        return self._suggest("suggest_loguniform", name, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._trial, name)
+
+
+def study_space(opts: StudyOptions, pinned: Optional[dict] = None):
+    """The define-by-run function of the study: the space, with the pinned keys fixed."""
+    fn = get_space(opts.space, epochs=opts.epochs)
+    pinned = pinned_params(opts) if pinned is None else pinned
+    return PinnedSpace(fn, pinned) if pinned else fn
+
+
 def check_config(opts: StudyOptions, fixed: dict) -> None:
-    """Resolve one config of the space (its lowest choices) so bad --set values fail now."""
-    from study.spaces import RecordingTrial
+    """Resolve one config of the space (its lowest choices, pinned keys at their --set
+    value) so that bad --set values fail now, before any trial."""
     from trainables.config import resolve_config
     from trainables.tune import train_config
 
-    rec = RecordingTrial()
+    pinned = pinned_params(opts)
+    rec = RecordingTrial(choose=pinned)
     consts = get_space(opts.space, epochs=opts.epochs)(rec) or {}
-    sample = {c["name"]: (c["choices"][0] if c["kind"] == "categorical" else c["low"]) for c in rec.calls}
+    sample = {c["name"]: (c["choices"][0] if c["kind"] == "categorical" else c["low"])
+              for c in rec.calls if c["name"] not in pinned}
     try:
         resolve_config(train_config({**fixed, **sample, **consts}))
     except ValueError as exc:
-        raise StudyError(f"invalid trial config: {exc}") from None
+        raise StudyError(f"invalid trial config (--set or space): {exc}") from None
 
 
 def default_study_name(opts: StudyOptions) -> str:
@@ -234,6 +336,10 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     _quiet_ray()
     t0 = time.time()
     objectives = parse_objectives(opts.objectives)
+    seed_given = opts.seed is not None
+    if not seed_given:  # a fresh sampler seed per study, recorded so that it can be replayed
+        opts.seed = secrets.randbits(31)
+    pinned = pinned_params(opts)
     storage = _abs_sqlite(opts.storage)
     tracking_uri = _abs_sqlite(opts.tracking_uri)
     name = opts.study_name or default_study_name(opts)
@@ -249,21 +355,26 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     cache_key = getattr(table, "cache_key", "")
     del table
 
+    pinned_record = {"study.pinned": _pinned_text(pinned)} if pinned else {}
     parent_id = tracking.start_parent(
         tracking_uri, opts.experiment, name,
         tags={"study.space": opts.space, "study.dataset": Path(cache_dir).name if opts.features else opts.dataset,
               "study.cache_key": cache_key, "study.git_commit": tracking.git_commit(),
-              "study.objectives": ",".join(str(o) for o in objectives)},
+              "study.objectives": ",".join(str(o) for o in objectives),
+              "study.seed": opts.seed, **pinned_record},
         params={**{k: v for k, v in dataclasses.asdict(opts).items() if k != "overrides"},
-                **{f"fixed.{k}": v for k, v in fixed.items()}})
+                **{f"fixed.{k}": v for k, v in fixed.items()},
+                "study.seed": opts.seed, **pinned_record})
 
-    searcher = StudySearcher(get_space(opts.space, epochs=opts.epochs), objectives,
+    searcher = StudySearcher(study_space(opts, pinned), objectives,
                              study_name=name, storage_url=storage, seed=opts.seed)
     study = optuna.load_study(study_name=name, storage=storage)
     study.set_user_attr("options", json.dumps(dataclasses.asdict(opts)))
     study.set_user_attr("mlflow_parent_run_id", parent_id)
     study.set_user_attr("tracking_uri", tracking_uri)
     study.set_user_attr("fixed_config", json.dumps(fixed))
+    study.set_user_attr("seed", opts.seed)
+    study.set_user_attr("pinned", json.dumps(pinned))
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental API warning
@@ -295,9 +406,13 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
         )
         print(f"[study] {name}: space {opts.space}, {opts.num_samples} trials x {opts.epochs} epochs, "
               f"{opts.max_concurrent} concurrent, objectives {', '.join(map(str, objectives))}", flush=True)
+        print(f"[study] sampler seed {opts.seed}" + ("" if seed_given else " (drawn; replay with --seed "
+                                                     f"{opts.seed})"), flush=True)
+        if pinned:
+            print(f"[study] pinned by --set (not searched): {_pinned_text(pinned)}", flush=True)
         grid = tuner.fit()
         return _finish(name, storage, tracking_uri, parent_id, objectives, grid, opts.num_samples, t0,
-                       os.path.join(_ray_storage_path(opts), name))
+                       os.path.join(_ray_storage_path(opts), name), seed=opts.seed, pinned=pinned)
     finally:
         if started_ray:
             import ray
@@ -337,16 +452,23 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
     started_ray = _ray_init(opts)
     try:
         tuner = Tuner.restore(path, trainable=_trainable(opts), resume_unfinished=True, resume_errored=True)
-        print(f"[study] resuming {name} from {path}", flush=True)
+        print(f"[study] resuming {name} from {path} (sampler seed {opts.seed})", flush=True)
         grid = tuner.fit()
-        return _finish(name, storage, tracking_uri, parent_id, objectives, grid, opts.num_samples, t0, path)
+        pinned = json.loads(attrs.get("pinned") or "{}")
+        return _finish(name, storage, tracking_uri, parent_id, objectives, grid, opts.num_samples, t0, path,
+                       seed=opts.seed, pinned=pinned)
     finally:
         if started_ray:
             import ray
             ray.shutdown()
 
 
-def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0, path) -> StudyResult:
+def _pinned_text(pinned: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(pinned.items()))
+
+
+def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0, path, *,
+            seed=None, pinned=None) -> StudyResult:
     import optuna
     from optuna.trial import TrialState
 
@@ -366,9 +488,9 @@ def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0,
             counts[t.user_attrs.get("status", "failed") if t.user_attrs.get("status") in counts else "failed"] += 1
     finished = sum(v for k, v in counts.items() if k != "running")
     warnings = sorted({t.user_attrs.get("reason", "") for t in trials
-                       if t.user_attrs.get("status") == "complete" and t.state == TrialState.FAIL
-                       and "not reported" in t.user_attrs.get("reason", "")})
+                       if t.state == TrialState.FAIL and "not reported" in t.user_attrs.get("reason", "")})
     interrupted = finished < total or counts["running"] > 0
+    all_failed = not interrupted and counts["complete"] == 0
 
     runs = {}
     try:
@@ -391,12 +513,21 @@ def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0,
     tags = {"study.finished_trials": finished, "study.pareto_trials": ",".join(str(p["number"]) for p in pareto)}
     if interrupted:
         tracking.finish_parent(tracking_uri, parent_id, "KILLED", {**tags, "study.state": "interrupted"})
+    elif all_failed:
+        tracking.finish_parent(tracking_uri, parent_id, "FAILED",
+                               {**tags, "study.state": "failed", "study.failure": _failure_text(counts)})
     else:
         tracking.finish_parent(tracking_uri, parent_id, "FINISHED", {**tags, "study.state": "finished"})
     return StudyResult(study_name=name, parent_run_id=parent_id, storage=storage, tracking_uri=tracking_uri,
                        experiment_path=path, counts=counts, pareto=pareto, elapsed_s=time.time() - t0,
                        interrupted=interrupted, ui_command=tracking.ui_command(tracking_uri),
-                       objectives=[str(o) for o in objectives], warnings=warnings)
+                       objectives=[str(o) for o in objectives], warnings=warnings, seed=seed,
+                       pinned=dict(pinned or {}))
+
+
+def _failure_text(counts: dict) -> str:
+    ended = ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != "running")
+    return f"no trial completed with finite objectives ({ended or 'no trial ran'}); nothing to select"
 
 
 KEY_PARAMS = ("model", "divergence", "d_z", "lam", "lr_start", "lr_end", "tau_kind", "tau_start", "tau_end",
@@ -406,11 +537,17 @@ KEY_PARAMS = ("model", "divergence", "d_z", "lam", "lr_start", "lr_end", "tau_ki
 def format_result(res: StudyResult) -> str:
     lines = [f"study {res.study_name}: " + ", ".join(f"{k} {v}" for k, v in res.counts.items())
              + f" in {res.elapsed_s:.0f}s"]
+    if res.seed is not None:
+        lines.append(f"sampler seed {res.seed}" + (f"; pinned by --set: {_pinned_text(res.pinned)}"
+                                                   if res.pinned else ""))
     if res.interrupted:
         lines.append(f"interrupted; continue with: python -m study.launch --resume {res.study_name}"
                      + (f" --storage {res.storage}" if res.storage != _abs_sqlite("sqlite:///optuna.db") else ""))
+    elif res.failed:
+        lines.append(f"error: study {res.study_name} failed: {_failure_text(res.counts)}; "
+                     "see the trials' reasons in MLflow (tag trial.reason) or Optuna (user attr reason)")
     for w in res.warnings:
-        lines.append(f"warning: complete trials kept off the front: {w}")
+        lines.append(f"warning: trials kept off the front: {w}")
     lines.append(f"Pareto-optimal trials ({len(res.pareto)}), objectives {', '.join(res.objectives)}:")
     for p in res.pareto:
         vals = " ".join(f"{k}={v:.4g}" for k, v in p["values"].items())

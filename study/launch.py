@@ -33,15 +33,23 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--n-clusters", type=int, default=0, help="clusters (default: the number of classes)")
     g = p.add_argument_group("search")
     g.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
-                   help="repeatable; default val/silhouette_z:max and val/acc:max (baselines: val/silhouette_x)")
+                   help="repeatable; default val/silhouette_z:max and val/acc:max (baselines: val/silhouette_x); "
+                        "a name the space's model does not report is refused before the study starts (exit 2)")
     g.add_argument("--num-samples", type=int, default=d.num_samples, help=f"trials (default {d.num_samples})")
     g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per trial (default {d.epochs})")
     g.add_argument("--smoke-test", action="store_true", help="tiny: 2 trials x 1 epoch")
     g.add_argument("--asha-metric", metavar="METRIC:max|min", help="stop bad trials early with ASHA on one metric")
     g.add_argument("--grace-period", type=int, default=d.grace_period, help="ASHA grace period in epochs")
-    g.add_argument("--seed", type=int, default=d.seed, help="sampler seed")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="sampler seed (default: a fresh one per study, printed and recorded in the Optuna "
+                        "study's user attrs and the MLflow parent run; --resume keeps it)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="fixed training config for every trial (repeatable), e.g. --set channels=8,16,32,64")
+                   help="training config for every trial (repeatable), e.g. --set channels=8,16,32,64. "
+                        "A key the space searches (e.g. --set divergence=euc) is pinned: taken out of the "
+                        "search, the value used by every trial, and recorded (printed; Optuna user attr "
+                        "'pinned'; MLflow parent param/tag study.pinned). Keys and values are checked with "
+                        "the training config before any trial: an unknown key or a bad value is an error "
+                        "(exit 2); a key the space fixes (model) cannot be set")
     g = p.add_argument_group("execution")
     g.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial)
     g.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="fractional allowed")
@@ -94,6 +102,10 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_result(result))
+    if result.failed:
+        print(f"error: study {result.study_name}: every trial failed, diverged or has no finite objective "
+              f"({', '.join(f'{v} {k}' for k, v in result.counts.items() if v)})", file=sys.stderr)
+        return 1
     return 1 if result.interrupted else 0
 
 
