@@ -42,7 +42,8 @@ def test_smoke_study_per_space(tmp_path, features, space, capsys):
     trials = optuna_trials(res)
     assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
     assert res.counts["complete"] + res.counts["diverged"] + res.counts["failed"] == 2
-    assert res.counts["failed"] == 0
+    # "failed" only for a trial that trained to the end without finite objectives (a collapse)
+    assert all("trained to the end" in t.user_attrs["reason"] for t in trials if t.user_attrs["status"] == "failed")
 
     client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
     parent = client.get_run(res.parent_run_id)
@@ -60,14 +61,15 @@ def test_smoke_study_per_space(tmp_path, features, space, capsys):
         assert r.data.params["model"] == space
         for k, v in t.params.items():  # the trial's config is in the params
             assert r.data.params[k] == str(v)
-        status = r.data.tags["trial.status"]
-        assert status == t.user_attrs["status"]
+        status = r.data.tags["trial.status"]  # how training ended; Optuna's status: how it was told
+        assert status == t.user_attrs["status"] or (status, t.user_attrs["status"]) == ("complete", "failed")
         if status == "complete":
             # COMPLETE in Optuna unless an objective is NaN (collapsed clustering): then FAIL,
             # with the reason, so that it stays off the front
             vals = [r.data.metrics.get(o.split(":")[0]) for o in res.objectives]
             finite = all(v is not None and v == v for v in vals)
             assert t.state == (TrialState.COMPLETE if finite else TrialState.FAIL), (vals, t.user_attrs)
+            assert t.user_attrs["status"] == ("complete" if finite else "failed")
             assert r.info.status == "FINISHED"
             arts = {a.path for a in client.list_artifacts(r.info.run_id)}
             assert {"assignments.parquet", "config.json"} <= arts
@@ -97,7 +99,7 @@ def diverging_space(trial, *, epochs=1):
     """cat_uvac with one learning rate that no Adam survives (an honest divergence)."""
     trial.suggest_categorical("lr_start", [1e-3, 1e12])
     trial.suggest_float("lr_end", 1e-5, 1e-4, log=True)
-    trial.suggest_categorical("divergence", ["is"])
+    trial.suggest_categorical("divergence", ["euc"])  # 'is' needs likelihood=gaussian now
     return {"model": "cat_uvac"}
 
 
@@ -126,7 +128,7 @@ def test_statuses_diverged_pruned_complete(tmp_path, features, monkeypatch):
     assert by_number[1].data.tags["trial.status"] == "pruned" and by_number[1].info.status == "KILLED"
     assert "val/acc" in by_number[1].data.metrics  # its epoch was still logged
 
-    assert done.user_attrs["status"] == "complete"
+    assert done.user_attrs["status"] == ("complete" if done.state == TrialState.COMPLETE else "failed")
     assert by_number[2].data.tags["trial.status"] == "complete"
     assert [m.step for m in client.get_metric_history(by_number[2].info.run_id, "train/loss")][:2] == [1, 2]
     assert res.counts["diverged"] == 1 and res.counts["pruned"] == 1
