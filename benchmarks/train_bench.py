@@ -48,14 +48,13 @@ def reference_throughput(cfg: dict, table, device: torch.device, epochs: int) ->
     """The naive loop: DataLoader over CPU tensors, fp32, per-batch host->device copy."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from trainables.loop import _loss, build_model
-    from trainables.schedules import kl_weight_at, tau_at
+    from trainables.models import Batch, build_model
 
     torch.manual_seed(0)
     tr = table.select("train")
     ds = TensorDataset(tr.spectrogram, tr.mask, tr.norm_stats)
     dl = DataLoader(ds, batch_size=int(cfg["batch_size"]), shuffle=True, drop_last=True)
-    model = build_model(cfg, *table.shape).to(device)
+    model = build_model(cfg, *table.shape, preset=table.preset).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"]))
     best = 0.0
     for epoch in range(epochs):
@@ -66,11 +65,7 @@ def reference_throughput(cfg: dict, table, device: torch.device, epochs: int) ->
         t0 = time.perf_counter()
         for step, (x, m, s) in enumerate(dl):
             x, m, s = x.float().to(device), m.to(device), s.to(device)
-            if cfg["model"] == "cat_uvac":
-                out = model(x, tau=float(tau_at(cfg, epoch, step / max(1, len(dl)))))
-            else:
-                out = model(x)
-            total, _terms = _loss(cfg, out, x, m, s, table.preset, float(kl_weight_at(cfg, epoch)))
+            total, _terms = model.training_step(Batch(x, m, s), epoch + step / max(1, len(dl)))
             opt.zero_grad()
             total.backward()
             opt.step()

@@ -58,10 +58,16 @@ def test_load_errors_are_clear(tmp_path):
         load_checkpoint(bad.parent)
 
 
-@pytest.mark.parametrize("model,epochs", [("uvac", 4), ("cat_uvac", 3)])
-def test_resume_equals_uninterrupted(tiny_table, tiny_config, tmp_path, model, epochs):
-    """epochs straight == 2 epochs, stop, resume to the end (same seed): identical everything."""
-    cfg = tiny_config(model=model, epochs=epochs, seed=11)
+@pytest.mark.parametrize("model,epochs,extra", [
+    ("uvac", 4, {"prior_warmup_epochs": 1}),  # recommended: prior fitted before the interruption
+    ("uvac", 4, {"prior_warmup_epochs": 3}),  # ... and after it
+    ("uvac", 3, {"recipe": "paper"}),
+    ("cat_uvac", 3, {}),
+], ids=["uvac-fit-before", "uvac-fit-after", "uvac-paper", "cat_uvac"])
+def test_resume_equals_uninterrupted(tiny_table, tiny_config, tmp_path, model, epochs, extra):
+    """epochs straight == 2 epochs, stop, resume to the end (same seed): identical everything,
+    including the warm-up hooks (prior fit) and BatchNorm re-estimation of the recipe."""
+    cfg = tiny_config(model=model, epochs=epochs, seed=11, **extra)
     straight = train(cfg, tiny_table, checkpoint_dir=str(tmp_path / "a"))
     assert straight.status == "complete"
 

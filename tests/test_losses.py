@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trainables.losses import (
-    cat_uvac_loss,
+    DIVERGENCES,
     categorical_kl_uniform,
     gaussian_kl,
     gaussian_kl_diag,
@@ -15,9 +15,8 @@ from trainables.losses import (
     gmm_kl,
     is_divergence,
     reconstruction,
-    uvac_loss,
 )
-from trainables.models import CatUVAC, UVAC
+from trainables.models import MODELS, Batch, CatUVAC, UVAC
 
 TINY = dict(channels=(2, 3, 4, 4), gru_hidden=6)
 
@@ -74,7 +73,7 @@ def test_reconstruction_euc_value():
     assert reconstruction(x, out, mask, "euc", reduction="mean_bins").item() == pytest.approx(0.0625)
 
 
-@pytest.mark.parametrize("div", ["euc", "is", "kl"])
+@pytest.mark.parametrize("div", DIVERGENCES)
 def test_masked_frames_do_not_affect_loss_or_gradient(div):
     torch.manual_seed(0)
     b, f, t = 3, 5, 8
@@ -195,29 +194,41 @@ def test_categorical_kl_uniform():
     assert categorical_kl_uniform(torch.randn(20, 5), per_clip=True).min() >= -1e-6
 
 
+def _batch(x, mask=None):
+    return Batch(x, torch.ones(x.shape[0], x.shape[2]) if mask is None else mask, _stats(x.shape[0]))
+
+
 def test_loss_terms_and_lambda_weighting():
-    torch.manual_seed(0)
+    """Eq. 7 for categorical UVAC and recon + KL for UVAC, assembled by the models' training_step."""
     x = torch.rand(3, 16, 16)
-    m = CatUVAC(16, 16, n_clusters=3, d_z=2, **TINY).train()
-    out = m(x, tau=0.5)
-    t1, terms = cat_uvac_loss(out, x, None, lam=1.0)
-    t2, _ = cat_uvac_loss(out, x, None, lam=2.0)
-    t3, _ = cat_uvac_loss(out, x, None, lam=2.0, kl_weight=0.5)
+
+    def cat_step(**hp):
+        torch.manual_seed(0)
+        m = CatUVAC(16, 16, n_clusters=3, d_z=2, hparams=hp, **TINY).train()
+        torch.manual_seed(1)
+        total, terms = m.training_step(_batch(x), 0.0)
+        torch.manual_seed(1)
+        out = m(x, tau=m.tau_at(0.0))
+        return total, terms, out
+
+    t1, terms, out = cat_step(lam=1.0)
+    t2, _, _ = cat_step(lam=2.0)
+    t3, _, _ = cat_step(lam=2.0, kl_warmup_epochs=2)  # factor 0 at epoch 0: recon only
     assert set(terms) == {"recon", "kl_z", "kl_y"}
     kl = terms["kl_z"] + terms["kl_y"]
     assert torch.allclose(t1, terms["recon"] + kl)
     assert torch.allclose(t2, terms["recon"] + 2 * kl)
-    assert torch.allclose(t3, t1)
+    assert torch.allclose(t3, terms["recon"])
     # KL_y from the logits of q(y|x), not from the relaxed sample y
     assert torch.allclose(terms["kl_y"], categorical_kl_uniform(out["logits"]))
     assert torch.allclose(terms["kl_z"], gaussian_kl(out["mu"], out["logvar"]))
     u = UVAC(16, 16, n_clusters=3, d_z=2, **TINY).train()
-    tot, uterms = uvac_loss(u(x), x, None)
+    tot, uterms = u.training_step(_batch(x), 0.0)
     assert set(uterms) == {"recon", "kl_z"}
     assert torch.allclose(tot, uterms["recon"] + uterms["kl_z"])
 
 
-@pytest.mark.parametrize("model", ["uvac", "cat_uvac"])
+@pytest.mark.parametrize("model", sorted(MODELS))
 @pytest.mark.parametrize("div", ["euc", "kl"])
 def test_loss_decreases_on_tiny_data(model, div):
     torch.manual_seed(0)
@@ -226,15 +237,11 @@ def test_loss_decreases_on_tiny_data(model, div):
     x = (base[None] * (0.5 + 0.5 * torch.rand(n, 1, 1))).clamp(0, 1)
     mask = torch.ones(n, t)
     mask[:2, 12:] = 0
-    stats = _stats(n)
-    cls = UVAC if model == "uvac" else CatUVAC
-    m = cls(f, t, n_clusters=2, d_z=2, divergence=div, **TINY).train()
+    m = MODELS[model](f, t, n_clusters=2, d_z=2, divergence=div, to_linear=_to_linear, **TINY).train()
     opt = torch.optim.Adam(m.parameters(), lr=5e-3)
-    fn = uvac_loss if model == "uvac" else cat_uvac_loss
     losses = []
     for _ in range(40):
-        out = m(x) if model == "uvac" else m(x, tau=0.7)
-        total, _ = fn(out, x, mask, divergence=div, lam=1.0, to_linear=_to_linear, norm_stats=stats)
+        total, _ = m.training_step(Batch(x, mask, _stats(n)), 0.0)
         opt.zero_grad()
         total.backward()
         opt.step()
@@ -244,12 +251,12 @@ def test_loss_decreases_on_tiny_data(model, div):
     assert last < 0.8 * first, (first, last)
 
 
-def test_bf16_autocast_outputs_give_fp32_losses():
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_bf16_autocast_outputs_give_fp32_losses(model):
     torch.manual_seed(0)
     x = torch.rand(2, 16, 16)
-    m = UVAC(16, 16, n_clusters=2, d_z=2, **TINY)
+    m = MODELS[model](16, 16, n_clusters=2, d_z=2, **TINY)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        out = m(x)
-    total, terms = uvac_loss(out, x, None)
+        total, terms = m.training_step(_batch(x), 0.0)
     assert total.dtype == torch.float32 and all(v.dtype == torch.float32 for v in terms.values())
     assert torch.isfinite(total)

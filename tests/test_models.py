@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.losses import cat_uvac_loss, uvac_loss
-from trainables.models import CatUVAC, ConvDecoder, ConvEncoder, UVAC
+from trainables.models import MODELS, Batch, CatUVAC, ConvDecoder, ConvEncoder, UVAC
 from trainables.models.blocks import broadcast_cat, encoder_grid
 from trainables.models.cat_uvac import gumbel_softmax_fp32
+from trainables.losses import DIVERGENCES
 
 TINY = dict(channels=(2, 3, 4, 4), gru_hidden=6)
 
@@ -38,7 +38,7 @@ def test_decoder_output_equals_input_shape(f, t):
 @pytest.mark.parametrize("f,t", [(128, 99), (64, 32), (17, 31)])
 def test_models_reconstruct_input_shape(f, t):
     torch.manual_seed(0)
-    for cls in (UVAC, CatUVAC):
+    for cls in MODELS.values():
         m = cls(f, t, n_clusters=3, d_z=2, **TINY)
         x = torch.rand(2, f, t)
         out = m(x) if cls is UVAC else m(x, tau=0.7)
@@ -96,21 +96,18 @@ def test_init_kaiming_zero_bias_and_prior():
     assert m.prior_mu.shape == (4, 3)
 
 
-@pytest.mark.parametrize("model", ["uvac", "cat_uvac"])
-@pytest.mark.parametrize("div", ["euc", "is", "kl"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("div", DIVERGENCES)
 def test_finite_gradients(model, div):
     torch.manual_seed(1)
     f, t = 24, 20
-    cls = UVAC if model == "uvac" else CatUVAC
-    m = cls(f, t, n_clusters=3, d_z=2, divergence=div, **TINY).train()
+    m = MODELS[model](f, t, n_clusters=3, d_z=2, divergence=div, to_linear=_to_linear, **TINY).train()
     x = torch.rand(4, f, t)
     x[0, :, 15:] = 0.0  # padding frames
     mask = torch.ones(4, t)
     mask[0, 15:] = 0
     stats = torch.tensor([[1.0, 1.0, 0.0, 1.0]]).repeat(4, 1)
-    out = m(x) if model == "uvac" else m(x, tau=0.5)
-    fn = uvac_loss if model == "uvac" else cat_uvac_loss
-    total, terms = fn(out, x, mask, divergence=div, lam=1.0, to_linear=_to_linear, norm_stats=stats)
+    total, terms = m.training_step(Batch(x, mask, stats), 0.5)
     assert torch.isfinite(total)
     assert all(torch.isfinite(v) for v in terms.values())
     total.backward()
@@ -119,20 +116,34 @@ def test_finite_gradients(model, div):
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
 
-def test_uvac_infer_and_predict():
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_infer_contract(model):
+    """Every registered model: probs [B, K] summing to 1, cluster = argmax, each declared
+    representation present with its shape; eval is deterministic, training samples."""
+    torch.manual_seed(0)
+    m = MODELS[model](32, 24, n_clusters=5, d_z=3, **TINY).eval()
+    x, mask = torch.rand(6, 32, 24), torch.ones(6, 24)
+    inf = m.infer(x, mask)
+    assert inf["probs"].shape == (6, 5)
+    assert torch.allclose(inf["probs"].sum(1), torch.ones(6), atol=1e-5)
+    assert torch.equal(inf["cluster"], inf["probs"].argmax(1))
+    assert torch.equal(m.predict(x, mask), inf["cluster"])
+    dims = {"z": 3, "y": 5}
+    for r in m.representations:
+        assert inf[r].shape == (6, dims[r]), r
+    assert torch.equal(m.infer(x, mask)["z"], inf["z"])
+    m.train()
+    assert not torch.equal(m(x)["z"], m(x)["z"])
+    assert 0 < m.inference_parameters() < sum(p.numel() for p in m.parameters())
+
+
+def test_uvac_infer_uses_the_latent_mean():
     torch.manual_seed(0)
     m = UVAC(32, 24, n_clusters=5, d_z=3, **TINY).eval()
     x = torch.rand(6, 32, 24)
-    inf = m.infer(x)
-    assert inf["probs"].shape == (6, 5) and inf["z"].shape == (6, 3)
-    assert torch.allclose(inf["probs"].sum(1), torch.ones(6), atol=1e-5)
-    assert torch.equal(m.predict(x), inf["probs"].argmax(1))
     mu, _ = m.encode(x)
-    assert torch.allclose(inf["z"], mu)
-    # eval forward is deterministic (z = mu); training forward samples
-    assert torch.equal(m(x)["z"], m(x)["z"])
-    m.train()
-    assert not torch.equal(m(x)["z"], m(x)["z"])
+    assert torch.allclose(m.infer(x)["z"], mu)
+    assert torch.allclose(m.infer(x)["probs"], m.cluster_probs(mu))
 
 
 def test_uvac_cluster_probs_follow_the_prior():
@@ -150,9 +161,9 @@ def test_cat_uvac_infer_predict_and_eval_y():
     m = CatUVAC(32, 24, n_clusters=4, d_z=3, **TINY).eval()
     x = torch.rand(5, 32, 24)
     inf = m.infer(x)
-    assert inf["probs"].shape == (5, 4) and inf["z"].shape == (5, 3)
     assert torch.equal(m.predict(x), inf["logits"].argmax(1))
     assert torch.allclose(inf["probs"], torch.softmax(inf["logits"], 1))
+    assert torch.equal(inf["y"], inf["probs"])
     out = m(x, tau=0.5)  # eval: no Gumbel noise, y = softmax(logits / tau)
     assert torch.allclose(out["y"], torch.softmax(out["logits"] / 0.5, 1), atol=1e-6)
     m_hot = CatUVAC(32, 24, n_clusters=4, d_z=3, eval_y="onehot", **TINY).eval()
@@ -207,16 +218,15 @@ def test_parameter_count_paper_ballpark():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("model", ["uvac", "cat_uvac"])
-@pytest.mark.parametrize("div", ["euc", "is", "kl"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("div", DIVERGENCES)
 def test_bf16_autocast_on_cuda(model, div):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     torch.manual_seed(0)
     dev = torch.device("cuda")
     f, t = 128, 99
-    cls = UVAC if model == "uvac" else CatUVAC
-    m = cls(f, t, n_clusters=10, d_z=10, divergence=div).to(dev).train()
+    m = MODELS[model](f, t, n_clusters=10, d_z=10, divergence=div, to_linear=_to_linear).to(dev).train()
     x = torch.rand(8, f, t, device=dev)
     mask = torch.ones(8, t, device=dev)
     stats = torch.tensor([[1.0, 1.0, 0.0, 1.0]], device=dev).repeat(8, 1)
@@ -225,8 +235,8 @@ def test_bf16_autocast_on_cuda(model, div):
     if model == "cat_uvac":
         assert out["y"].dtype == torch.float32 and out["logits"].dtype == torch.float32
     assert out["recon"].shape == x.shape
-    fn = uvac_loss if model == "uvac" else cat_uvac_loss
-    total, terms = fn(out, x, mask, divergence=div, to_linear=_to_linear, norm_stats=stats)
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        total, terms = m.training_step(Batch(x, mask, stats), 0.5)
     assert total.dtype == torch.float32 and torch.isfinite(total)
     total.backward()
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)

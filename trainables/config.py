@@ -40,7 +40,20 @@ precision              fp32 | bf16 (bf16 autocast only honoured on CUDA)
 split_scheme           random | group (which split of the feature cache to use)
 checkpoint_every       write a checkpoint every N epochs (and at the end); 0 = only at the end
 silhouette_sample      silhouette on at most this many clips (fixed seed); 0 = all
-fast_path              allow device-specific fast paths (True = automatic choice)
+recipe                 paper | paper-lr5e-3 | recommended: the base the other keys start from
+                       (see RECIPES; values given explicitly always win)
+likelihood             reconstruction likelihood: gaussian (papers) | bernoulli |
+                       gaussian_learned | gaussian_learned_freq (the last three need euc)
+dec_bias_init          decoder output bias: zero (papers) | data_mean (output = mean input at init)
+prior_init             UVAC's GMM prior: paper (random, IV-B) | fit (N(0, I) prior for
+                       prior_warmup_epochs, then a GaussianMixture fitted on the latent means)
+prior_warmup_epochs    epochs before the prior is fitted (prior_init=fit)
+marginal_entropy_weight  categorical UVAC: weight of KL(batch-mean q(y) || uniform); 0 = off
+kl_z_weight            categorical UVAC: scale of KL_z inside the lambda bracket (1 = eq. 7)
+gumbel_hard            categorical UVAC: straight-through (one-hot forward) Gumbel-Softmax
+bn_reestimate          recompute BatchNorm running statistics on the train split before
+                       every evaluation
+pool                   GRU summary of a clip: last (last step) | mean (over real frames)
 gmm_covariance         covariance type of the GMM-EM baseline: diag | spherical | full | tied
 =====================  ==========================================================================
 """
@@ -54,6 +67,7 @@ from typing import Any, Mapping
 __all__ = [
     "DEFAULTS",
     "MODEL_DEFAULTS",
+    "RECIPES",
     "CHOICES",
     "ConfigError",
     "resolve_config",
@@ -62,8 +76,11 @@ __all__ = [
     "load_config_file",
 ]
 
-MODELS = ("cat_uvac", "uvac", "kmeans", "gmm")
-NEURAL_MODELS = ("cat_uvac", "uvac")
+from trainables.models import MODELS as NETWORKS  # noqa: E402  (the model registry)
+
+BASELINES = ("kmeans", "gmm")
+NEURAL_MODELS = tuple(NETWORKS)
+MODELS = (*NEURAL_MODELS, *BASELINES)
 
 DEFAULTS: dict[str, Any] = {
     "model": "cat_uvac",
@@ -90,17 +107,45 @@ DEFAULTS: dict[str, Any] = {
     "split_scheme": "random",
     "checkpoint_every": 1,
     "silhouette_sample": 2000,
-    "fast_path": True,
     "gmm_covariance": "diag",
+    "recipe": "recommended",
+    "likelihood": "gaussian",
+    "dec_bias_init": "zero",
+    "prior_init": "paper",
+    "prior_warmup_epochs": 5,
+    "marginal_entropy_weight": 0.0,
+    "kl_z_weight": 1.0,
+    "gumbel_hard": False,
+    "bn_reestimate": False,
+    "pool": "last",
 }
 
 # Paper defaults that depend on the model; applied for keys the caller did not give.
+# UVAC trains at the categorical paper's 5e-4 -> 5e-5 (section III-D): at the UVAC paper's
+# 5e-3 its decoder saturates and the run collapses to one cluster (recipe "paper-lr5e-3").
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "uvac": {"lr_start": 5e-3, "lr_end": 5e-4, "lam": 1.0},
+    "uvac": {"lr_start": 5e-4, "lr_end": 5e-5, "lam": 1.0},
     "cat_uvac": {"lr_start": 5e-4, "lr_end": 5e-5, "lam": 0.5},
     "kmeans": {},
     "gmm": {},
 }
+
+# Named recipes: per model, the values a recipe sets on top of DEFAULTS and MODEL_DEFAULTS.
+# "paper" keeps the papers' settings (every stabiliser off); "recommended" is the combination
+# measured best on real speech by ``python -m benchmarks.quality`` (README, "Quality on real
+# speech"); its keys and values are what that benchmark's ablation switches off one by one.
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"uvac": {}, "cat_uvac": {}},
+    "paper-lr5e-3": {"uvac": {"lr_start": 5e-3, "lr_end": 5e-4}, "cat_uvac": {}},
+    "recommended": {
+        "uvac": {"likelihood": "bernoulli", "dec_bias_init": "data_mean", "prior_init": "fit",
+                 "prior_warmup_epochs": 5, "bn_reestimate": True, "pool": "mean"},
+        "cat_uvac": {"likelihood": "bernoulli", "dec_bias_init": "data_mean", "marginal_entropy_weight": 5.0,
+                     "bn_reestimate": True, "pool": "mean"},
+    },
+}
+# Recipes in which categorical UVAC's lambda follows the paper's per-dataset value (Table I).
+PAPER_LAM_RECIPES = ("paper", "paper-lr5e-3")
 
 # Categorical UVAC's lambda per dataset (Table I). Keys are dataset or preset names.
 PAPER_LAM: dict[str, float] = {
@@ -122,6 +167,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("fp32", "bf16"),
     "split_scheme": ("random", "group"),
     "gmm_covariance": ("diag", "spherical", "full", "tied"),
+    "recipe": tuple(RECIPES),
+    "likelihood": ("gaussian", "bernoulli", "gaussian_learned", "gaussian_learned_freq"),
+    "dec_bias_init": ("zero", "data_mean"),
+    "prior_init": ("paper", "fit"),
+    "pool": ("last", "mean"),
 }
 
 
@@ -202,9 +252,12 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     """A complete, validated config from ``partial`` (missing keys take the defaults).
 
     Defaults are taken in this order: :data:`DEFAULTS`, then :data:`MODEL_DEFAULTS` of the
-    chosen model, then (categorical UVAC only, when ``lam`` is not given) the paper's lambda
-    of ``dataset`` (a dataset or preset name, see :data:`PAPER_LAM`). Values given in
-    ``partial`` always win. Resolving a resolved config returns it unchanged.
+    chosen model, then the chosen ``recipe``'s values for that model (:data:`RECIPES`), then
+    (categorical UVAC under a paper recipe, when ``lam`` is not given) the paper's lambda of
+    ``dataset`` (a dataset or preset name, see :data:`PAPER_LAM`). Values given in ``partial``
+    always win. A recipe's ``likelihood`` other than ``gaussian`` needs ``divergence="euc"``:
+    when the caller picks ``is`` or ``kl`` without naming a likelihood, it is ``gaussian``.
+    Resolving a resolved config returns it unchanged.
 
     Raises :class:`ConfigError` for an unknown key, a value of the wrong type, a value
     outside its choices or range, or inconsistent values (``lr_end > lr_start``, ...).
@@ -218,14 +271,22 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     model = partial.get("model", DEFAULTS["model"])
     if model not in MODELS:
         raise ConfigError(f"model: expected one of {', '.join(MODELS)}, got {model!r}")
+    recipe = partial.get("recipe", DEFAULTS["recipe"])
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe: expected one of {', '.join(RECIPES)}, got {recipe!r}")
     cfg = dict(DEFAULTS)
     cfg.update(MODEL_DEFAULTS[model])
-    if model == "cat_uvac" and "lam" not in partial:
+    cfg.update(RECIPES[recipe].get(model, {}))
+    if model == "cat_uvac" and "lam" not in partial and recipe in PAPER_LAM_RECIPES:
         lam = paper_lam(dataset)
         if lam is not None:
             cfg["lam"] = lam
     for k, v in partial.items():
         cfg[k] = _coerce(k, v)
+    if "likelihood" not in partial and cfg["divergence"] != "euc":
+        # a recipe's likelihood is defined on normalised targets; an explicit IS / KL divergence
+        # takes the papers' likelihood for that divergence instead of failing validation
+        cfg["likelihood"] = "gaussian"
     _validate(cfg)
     return cfg
 
@@ -246,8 +307,14 @@ def _validate(cfg: dict[str, Any]) -> None:
     for key in ("d_z", "epochs", "batch_size", "gru_hidden", "lr_start", "lr_end", "tau_start", "tau_end", "tau_floor"):
         positive(key)
     for key in ("n_clusters", "lam", "tau_anneal_epochs", "kl_warmup_epochs", "grad_clip", "seed",
-                "checkpoint_every", "silhouette_sample"):
+                "checkpoint_every", "silhouette_sample", "prior_warmup_epochs", "marginal_entropy_weight",
+                "kl_z_weight"):
         non_negative(key)
+    if cfg["likelihood"] != "gaussian" and cfg["divergence"] != "euc":
+        raise ConfigError(
+            f"likelihood {cfg['likelihood']!r} is defined on the normalised [0, 1] spectrogram: it needs "
+            f"divergence 'euc', got {cfg['divergence']!r} (use likelihood 'gaussian' with 'is' / 'kl')"
+        )
     if cfg["n_clusters"] == 1:
         raise ConfigError("n_clusters: must be 0 (= number of classes) or >= 2, got 1")
     if cfg["lr_end"] > cfg["lr_start"]:

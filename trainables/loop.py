@@ -26,7 +26,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -39,12 +39,14 @@ from trainables.checkpoint import (
     set_numpy_generator_state,
     set_numpy_global_state,
 )
-from trainables.config import NEURAL_MODELS, parse_channels, resolve_config
+from trainables.config import NEURAL_MODELS, resolve_config
+from trainables.models import Batch, ClusteringModel, build_model
+from trainables.schedules import lr_at
 
-__all__ = ["TrainResult", "train", "build_model", "resolve_device", "predict_table", "STRUCTURAL_KEYS"]
+__all__ = ["TrainResult", "train", "resolve_device", "predict_table", "STRUCTURAL_KEYS"]
 
 # Keys that define the network's shape: a resumed run must agree on them.
-STRUCTURAL_KEYS = ("model", "d_z", "channels", "gru_hidden", "n_clusters", "divergence")
+STRUCTURAL_KEYS = ("model", "d_z", "channels", "gru_hidden", "n_clusters", "divergence", "likelihood")
 EVAL_BATCH = 256
 
 
@@ -82,28 +84,6 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def build_model(cfg: Mapping[str, Any], n_freq: int, n_frames: int) -> torch.nn.Module:
-    """The network of a resolved config (``n_clusters`` must be resolved, i.e. >= 2)."""
-    kwargs = dict(
-        n_freq=int(n_freq),
-        n_frames=int(n_frames),
-        n_clusters=int(cfg["n_clusters"]),
-        d_z=int(cfg["d_z"]),
-        divergence=cfg["divergence"],
-        channels=parse_channels(cfg["channels"]),
-        gru_hidden=int(cfg["gru_hidden"]),
-    )
-    if cfg["model"] == "uvac":
-        from trainables.models.uvac import UVAC
-
-        return UVAC(**kwargs)
-    if cfg["model"] == "cat_uvac":
-        from trainables.models.cat_uvac import CatUVAC
-
-        return CatUVAC(**kwargs, tau_floor=float(cfg["tau_floor"]))
-    raise ValueError(f"model {cfg['model']!r} is not a neural model")
-
-
 def _stop_requested(answer: Any) -> bool:
     if answer is None or answer is False:
         return False
@@ -135,14 +115,19 @@ class _Data:
             self.spec, self.mask, self.stats = (t.pin_memory() for t in (self.spec, self.mask, self.stats))
         self.device = device
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, idx: torch.Tensor) -> Batch:
         idx = idx.to(self.spec.device)
         x = self.spec.index_select(0, idx)
         m = self.mask.index_select(0, idx)
         s = self.stats.index_select(0, idx)
         if x.device != self.device:
             x, m, s = (t.to(self.device, non_blocking=True) for t in (x, m, s))
-        return x.float(), m, s
+        return Batch(x.float(), m, s)
+
+    def in_order(self, batch_size: int = 256) -> Iterator[Batch]:
+        """Every row once, in stored order (evaluation, warm-up hooks)."""
+        for start in range(0, self.n, batch_size):
+            yield self.batch(torch.arange(start, min(start + batch_size, self.n)))
 
 
 def _fits_on_device(table, device: torch.device) -> bool:
@@ -153,56 +138,38 @@ def _fits_on_device(table, device: torch.device) -> bool:
     return need < 0.5 * free
 
 
-def _model_outputs(model, x, cfg, tau):
-    if cfg["model"] == "cat_uvac":
-        return model(x, tau=tau)
-    return model(x)
-
-
-def _loss(cfg, out, x, mask, stats, preset, kl_weight):
-    """Total loss and its named terms (dict of scalar fp32 tensors). ``kl_weight`` is lam times
-    the warm-up factor (:func:`trainables.schedules.kl_weight_at`). IS / KL divergences are
-    computed on de-normalised (linear) values with the table's preset."""
-    from trainables import losses
-
-    fn = losses.cat_uvac_loss if cfg["model"] == "cat_uvac" else losses.uvac_loss
-    return fn(out, x, mask, divergence=cfg["divergence"], lam=1.0, kl_weight=kl_weight,
-              norm_stats=stats, preset=preset)
-
-
 # ---------------------------------------------------------------------------------------------
 # evaluation
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict_table(model, data: _Data, cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Inference over one split: cluster, probabilities [N, K], z (latent mean) [N, d_z]."""
+def predict_table(model: ClusteringModel, data: _Data, cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Inference over one split: cluster [N], probabilities [N, K] and each of the model's
+    representations (``z`` latent mean [N, d_z]; ``y`` categorical posterior [N, K])."""
     was_training = model.training
     model.eval()
-    clusters, probs, zs = [], [], []
-    for start in range(0, data.n, EVAL_BATCH):
-        idx = torch.arange(start, min(start + EVAL_BATCH, data.n))
-        x, _m, _s = data.batch(idx)
-        inf = model.infer(x)
-        probs.append(inf["probs"].float().cpu())
-        zs.append(inf["z"].float().cpu())
+    outs: dict[str, list[torch.Tensor]] = {"probs": [], **{r: [] for r in model.representations}}
+    for b in data.in_order(EVAL_BATCH):
+        inf = model.infer(b.x, b.mask)
+        for key in outs:
+            outs[key].append(inf[key].float().cpu())
     model.train(was_training)
-    if not probs:
+    if data.n == 0:
         k = int(cfg["n_clusters"])
-        return {"cluster": np.zeros(0, dtype=np.int64), "probs": np.zeros((0, k), np.float32),
-                "z": np.zeros((0, int(cfg["d_z"])), np.float32)}
-    p = torch.cat(probs).numpy()
-    return {"cluster": p.argmax(axis=1).astype(np.int64), "probs": p, "z": torch.cat(zs).numpy()}
+        dims = {"probs": k, "y": k, "z": int(cfg["d_z"])}
+        empty = {key: np.zeros((0, dims[key]), np.float32) for key in outs}
+        return {"cluster": np.zeros(0, dtype=np.int64), **empty}
+    pred = {key: torch.cat(v).numpy() for key, v in outs.items()}
+    pred["cluster"] = pred["probs"].argmax(axis=1).astype(np.int64)
+    return pred
 
 
-def _evaluate(model, data: _Data, labels: np.ndarray, cfg, prefix: str) -> tuple[dict[str, Any], dict]:
+def _evaluate(model: ClusteringModel, data: _Data, labels: np.ndarray, cfg, prefix: str) -> tuple[dict[str, Any], dict]:
     from trainables.metrics import clustering_metrics
 
     pred = predict_table(model, data, cfg)
-    reps = {"z": pred["z"]}
-    if cfg["model"] == "cat_uvac":
-        reps["y"] = pred["probs"]
     if data.n == 0:
         return {}, pred
+    reps = {r: pred[r] for r in model.representations}
     # A non-finite representation cannot be scored (scikit-learn raises): NaN metrics instead.
     broken = [name for name, r in reps.items() if not np.isfinite(r).all()]
     for name in broken:
@@ -357,170 +324,166 @@ def train(
         return _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop)
 
 
-def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
-    from trainables.schedules import kl_weight_at, lr_at, tau_at
+@dataclass
+class _Run:
+    """The state of one neural run: what the epoch loop reads and updates."""
 
+    cfg: dict[str, Any]
+    model: ClusteringModel
+    optimizer: torch.optim.Optimizer
+    train_data: _Data
+    shuffle_gen: torch.Generator
+    np_gen: np.random.Generator
+    autocast: Any
+    start_epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def train_batches(self) -> Iterator[Batch]:
+        return self.train_data.in_order(EVAL_BATCH)
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        return {"model": _clone_tree(self.model.state_dict()), "optimizer": _clone_tree(self.optimizer.state_dict()),
+                "epoch": int(epoch), "global_step": int(self.global_step),
+                "rng": _clone_tree(_rng_state(self.shuffle_gen, self.np_gen)), "history": [dict(h) for h in self.history]}
+
+
+def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
+    """Seeds, data on the device, the registered model and its optimizer; restored from a
+    checkpoint when ``resume_from`` is given (else the model's data-dependent initialisation)."""
     seed = int(cfg["seed"])
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
-    np_gen = np.random.default_rng(seed)
     shuffle_gen = torch.Generator(device="cpu")
     shuffle_gen.manual_seed(seed)
-
-    tr_tab, va_tab, te_tab = table.select("train"), table.select("val"), table.select("test")
+    tr_tab = table.select("train")
     if len(tr_tab) < 2:
         raise ValueError(f"the train split has {len(tr_tab)} clip(s); at least 2 are needed")
-    resident = _fits_on_device(table, device)
-    train_data = _Data(tr_tab, device, resident)
-    val_data = _Data(va_tab, device, resident)
-    n_freq, n_frames = table.shape
+    model = build_model(cfg, *table.shape, preset=table.preset).to(device)
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    run = _Run(cfg, model, torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"])),
+               _Data(tr_tab, device, _fits_on_device(table, device)), shuffle_gen,
+               np.random.default_rng(seed), autocast)
+    if resume_from is None:
+        model.on_train_start(run.train_batches, seed)
+        return run
+    st = load_checkpoint(resume_from, map_location="cpu")
+    old = st.get("config", {})
+    diff = [k for k in STRUCTURAL_KEYS if k in old and str(old[k]) != str(cfg[k])]
+    if diff:
+        raise ValueError("cannot resume: the checkpoint's config differs on "
+                         + ", ".join(f"{k} ({old[k]!r} vs {cfg[k]!r})" for k in diff))
+    model.load_state_dict(st["model"])
+    run.optimizer.load_state_dict(st["optimizer"])
+    run.start_epoch, run.global_step = int(st["epoch"]), int(st["global_step"])
+    run.history = list(st.get("history", []))
+    _set_rng_state(st["rng"], shuffle_gen, run.np_gen)
+    return run
 
-    model = build_model(cfg, n_freq, n_frames).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"]))
-    preset = table.preset
 
-    start_epoch = 0
-    global_step = 0
-    history: list[dict[str, Any]] = []
-    if resume_from is not None:
-        st = load_checkpoint(resume_from, map_location="cpu")
-        old = st.get("config", {})
-        diff = [k for k in STRUCTURAL_KEYS if k in old and str(old[k]) != str(cfg[k])]
-        if diff:
-            raise ValueError(
-                "cannot resume: the checkpoint's config differs on "
-                + ", ".join(f"{k} ({old[k]!r} vs {cfg[k]!r})" for k in diff)
-            )
-        model.load_state_dict(st["model"])
-        optimizer.load_state_dict(st["optimizer"])
-        start_epoch = int(st["epoch"])
-        global_step = int(st["global_step"])
-        history = list(st.get("history", []))
-        _set_rng_state(st["rng"], shuffle_gen, np_gen)
-
-    epochs = int(cfg["epochs"])
+def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, Any], str]:
+    """One pass over the shuffled train split (1-based ``epoch``): (train/* metrics, failure or "")."""
+    cfg, model, data = run.cfg, run.model, run.train_data
+    t0 = time.perf_counter()
+    lr = float(lr_at(cfg, epoch - 1))
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    metrics: dict[str, Any] = dict(model.on_epoch_start(epoch - 1, run.train_batches, int(cfg["seed"])))
+    model.train()
     bs = int(cfg["batch_size"])
-    every = int(cfg["checkpoint_every"])
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-    )
+    perm = torch.randperm(data.n, generator=run.shuffle_gen)
+    n_batches = data.n // bs + (1 if data.n % bs > 1 else 0)  # a batch of 1 breaks BatchNorm
+    sums: dict[str, float] = {}
+    n_seen = 0
+    clip = float(cfg["grad_clip"]) if cfg["grad_clip"] > 0 else float("inf")
+    for step in range(n_batches):
+        batch = data.batch(perm[step * bs:(step + 1) * bs])
+        with run.autocast:
+            total, terms = model.training_step(batch, (epoch - 1) + step / max(1, n_batches))
+        values = {"loss": float(total.detach()), **{k: float(t.detach()) for k, t in terms.items()}}
+        run.optimizer.zero_grad(set_to_none=True)
+        bad = next((k for k, v in values.items() if k != "loss" and not math.isfinite(v)), None)
+        if bad is None and not math.isfinite(values["loss"]):
+            bad = "loss"
+        if bad is None:
+            total.backward()
+            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+            if not math.isfinite(gnorm):
+                return metrics, f"non-finite gradient gradient norm at epoch {epoch}, step {step + 1}"
+        else:
+            return metrics, f"non-finite loss term {bad} at epoch {epoch}, step {step + 1}"
+        run.optimizer.step()
+        run.global_step += 1
+        nb = batch.x.shape[0]
+        n_seen += nb
+        for k, v in {**values, "grad_norm": gnorm}.items():
+            sums[k] = sums.get(k, 0.0) + v * nb
+    metrics.update({f"train/{k}": s / max(1, n_seen) for k, s in sums.items()})
+    metrics["train/lr"] = lr
+    metrics.update(model.step_logs(epoch - 1 + (n_batches - 1) / max(1, n_batches)))
+    metrics["train/epoch_time_s"] = time.perf_counter() - t0
+    metrics["train/samples_per_s"] = n_seen / max(1e-9, metrics["train/epoch_time_s"])
+    return metrics, ""
 
-    def snapshot(epoch: int) -> dict[str, Any]:
-        return {
-            "model": _clone_tree(model.state_dict()),
-            "optimizer": _clone_tree(optimizer.state_dict()),
-            "epoch": int(epoch),
-            "global_step": int(global_step),
-            "rng": _clone_tree(_rng_state(shuffle_gen, np_gen)),
-            "history": [dict(h) for h in history],
-        }
 
-    last_good = snapshot(start_epoch)
+def _before_evaluation(run: _Run) -> None:
+    if run.cfg["bn_reestimate"]:
+        run.model.reestimate_batchnorm(run.train_batches)
+
+
+def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
+    run = _setup_run(cfg, table, device, use_bf16, resume_from)
+    va_tab = table.select("val")
+    val_data = _Data(va_tab, device, _fits_on_device(table, device))
+    n_freq, n_frames = table.shape
+    last_good = run.snapshot(run.start_epoch)
 
     def write_checkpoint(path) -> str:
         state = _to_cpu_tree(last_good)
         state["config"] = dict(cfg)
-        state["meta"] = {"preset": getattr(preset, "name", ""), "cache_key": str(getattr(table, "cache_key", "")),
+        state["meta"] = {"preset": getattr(table.preset, "name", ""), "cache_key": str(table.cache_key),
                          "n_freq": int(n_freq), "n_frames": int(n_frames)}
         return str(save_checkpoint(path, state))
 
     status, reason = "complete", ""
-    epoch = start_epoch
-    for epoch in range(start_epoch + 1, epochs + 1):
-        if epoch > epochs:
+    epochs, every = int(cfg["epochs"]), int(cfg["checkpoint_every"])
+    for epoch in range(run.start_epoch + 1, epochs + 1):
+        metrics, failure = _train_epoch(run, epoch)
+        if failure:
+            status, reason = "diverged", failure
             break
-        t0 = time.perf_counter()
-        lr = float(lr_at(cfg, epoch - 1))
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        klw = float(kl_weight_at(cfg, epoch - 1))
-        model.train()
-        perm = torch.randperm(train_data.n, generator=shuffle_gen)
-        n_batches = train_data.n // bs + (1 if train_data.n % bs > 1 else 0)  # a batch of 1 breaks BatchNorm
-        sums: dict[str, float] = {}
-        n_seen = 0
-        bad = None
-        tau = float("nan")
-        for step in range(n_batches):
-            idx = perm[step * bs:(step + 1) * bs]
-            x, mask, stats = train_data.batch(idx)
-            if cfg["model"] == "cat_uvac":
-                tau = float(tau_at(cfg, epoch - 1, step / max(1, n_batches)))
-            with autocast:
-                out = _model_outputs(model, x, cfg, tau)
-            total, terms = _loss(cfg, out, x, mask, stats, preset, klw)
-            names = ["loss", *terms.keys()]
-            values = torch.stack([total.detach().float(), *[t.detach().float() for t in terms.values()]])
-            optimizer.zero_grad(set_to_none=True)
-            vals = values.tolist()
-            bad_term = next((nm for nm, v in zip(names, vals) if not math.isfinite(v)), None)
-            if bad_term is None:
-                total.backward()
-                clip = float(cfg["grad_clip"]) if cfg["grad_clip"] > 0 else float("inf")
-                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-                if not math.isfinite(gnorm):
-                    bad_term = "gradient norm"
-            if bad_term is not None:
-                # name the first bad loss term (not the total) when a term is the culprit
-                if bad_term == "loss":
-                    bad_term = next((nm for nm, v in zip(names[1:], vals[1:]) if not math.isfinite(v)), "loss")
-                kind = "gradient" if bad_term == "gradient norm" else "loss term"
-                bad = f"non-finite {kind} {bad_term} at epoch {epoch}, step {step + 1}"
-                break
-            optimizer.step()
-            global_step += 1
-            nb = int(idx.numel())
-            n_seen += nb
-            for nm, v in zip(names, vals):
-                sums[nm] = sums.get(nm, 0.0) + v * nb
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + gnorm * nb
-        if bad is not None:
-            status, reason = "diverged", bad
-            break
-
-        metrics: dict[str, Any] = {"epoch": epoch}
-        for nm, s in sums.items():
-            metrics[f"train/{nm}"] = s / max(1, n_seen)
-        metrics["train/lr"] = lr
-        metrics["train/kl_weight"] = klw
-        if cfg["model"] == "cat_uvac":
-            metrics["train/tau"] = tau  # the temperature of the epoch's last step
-        metrics["train/epoch_time_s"] = time.perf_counter() - t0
-        metrics["train/samples_per_s"] = n_seen / max(1e-9, metrics["train/epoch_time_s"])
+        metrics = {"epoch": epoch, **metrics}
         t1 = time.perf_counter()
-        val_metrics, _ = _evaluate(model, val_data, va_tab.labels, cfg, "val/")
-        metrics.update(val_metrics)
+        _before_evaluation(run)
+        metrics.update(_evaluate(run.model, val_data, va_tab.labels, cfg, "val/")[0])
         metrics["val/time_s"] = time.perf_counter() - t1
-        history.append(dict(metrics))
-        last_good = snapshot(epoch)
-
+        run.history.append(dict(metrics))
+        last_good = run.snapshot(epoch)
         if checkpoint_dir is not None and every > 0 and epoch % every == 0:
             write_checkpoint(checkpoint_dir)
-        stop = False
-        if on_epoch is not None:
-            stop = _stop_requested(on_epoch(epoch, dict(metrics), write_checkpoint))
-        if should_stop is not None and should_stop():
-            stop = True
-        if stop and epoch < epochs:
+        stop = on_epoch is not None and _stop_requested(on_epoch(epoch, dict(metrics), write_checkpoint))
+        if (stop or (should_stop is not None and should_stop())) and epoch < epochs:
             status, reason = "stopped", f"stop requested after epoch {epoch}"
             break
+    return _finish(run, table, status, reason, last_good, checkpoint_dir, write_checkpoint)
 
+
+def _finish(run: _Run, table, status, reason, last_good, checkpoint_dir, write_checkpoint) -> TrainResult:
+    """Final checkpoint, test metrics and per-clip assignments (a diverged run: last good weights)."""
     epochs_done = int(last_good["epoch"])
     if checkpoint_dir is not None and epochs_done > 0:
         write_checkpoint(checkpoint_dir)  # the last good state (idempotent when already written)
-
-    # Final evaluation: on a diverged run, use the last good weights.
     if status == "diverged":
-        model.load_state_dict(last_good["model"])
+        run.model.load_state_dict(last_good["model"])
     final: dict[str, Any] = {}
-    if history:
-        final.update({k: v for k, v in history[-1].items() if k.startswith(("train/", "val/"))})
+    if run.history:
+        final.update({k: v for k, v in run.history[-1].items() if k.startswith(("train/", "val/"))})
     final["epoch"] = epochs_done
-    all_data = _Data(table, device, resident)
-    pred_all = predict_table(model, all_data, cfg)
-    test_rows = np.flatnonzero(np.asarray(table.split) == "test")
-    if len(test_rows):
-        te_metrics, _ = _evaluate(model, _Data(te_tab, device, resident), te_tab.labels, cfg, "test/")
-        final.update(te_metrics)
+    device = run.train_data.device
+    resident = _fits_on_device(table, device)
+    te_tab = table.select("test")
+    if len(te_tab):
+        final.update(_evaluate(run.model, _Data(te_tab, device, resident), te_tab.labels, run.cfg, "test/")[0])
+    pred_all = predict_table(run.model, _Data(table, device, resident), run.cfg)
     assignments = _assignments_from(table, pred_all["cluster"], pred_all["probs"])
-    return TrainResult(status, epochs_done, final, history, reason, assignments, dict(cfg))
+    return TrainResult(status, epochs_done, final, run.history, reason, assignments, dict(run.cfg))

@@ -31,10 +31,10 @@ KL terms (per clip, mean over the batch):
 * :func:`categorical_kl_uniform`: KL(q(y|x) || uniform K) from ``log_softmax(logits)`` (not the
   relaxed sample).
 
-Totals: UVAC ``recon + lam * kl_weight * kl_z`` (paper: recon and KL weighted equally, lam 1);
-categorical UVAC ``recon + lam * kl_weight * (kl_z + kl_y)`` (eq. 7). Both return
-``(total, {"recon": ..., "kl_z": ..., ["kl_y": ...]})`` of scalar tensors so a trainer can name
-the term that went non-finite.
+How a model combines these terms (UVAC ``recon + lam * kl_weight * kl_z``; categorical UVAC
+``recon + lam * kl_weight * (kl_z + kl_y)``, eq. 7) lives with the model, in its
+``training_step`` (:mod:`trainables.models`); the likelihoods other than the papers' fixed
+Gaussian are in :mod:`trainables.reconstruction`.
 """
 from __future__ import annotations
 
@@ -53,8 +53,6 @@ __all__ = [
     "gaussian_kl_diag",
     "gmm_kl",
     "categorical_kl_uniform",
-    "uvac_loss",
-    "cat_uvac_loss",
 ]
 
 DIVERGENCES = ("euc", "is", "kl")
@@ -218,64 +216,3 @@ def categorical_kl_uniform(logits: torch.Tensor, per_clip: bool = False) -> torc
     log_q = torch.log_softmax(logits, dim=-1)
     per = (log_q.exp() * (log_q + math.log(logits.shape[-1]))).sum(-1)
     return per if per_clip else per.mean()
-
-
-# ---------------------------------------------------------------------------------------------
-# model losses
-# ---------------------------------------------------------------------------------------------
-def _get(out: Mapping[str, Any] | Any, key: str):
-    if isinstance(out, Mapping):
-        return out[key]
-    return getattr(out, key)
-
-
-def uvac_loss(
-    out: Mapping[str, torch.Tensor],
-    x: torch.Tensor,
-    mask: torch.Tensor | None,
-    *,
-    divergence: str = "euc",
-    lam: float = 1.0,
-    kl_weight: float = 1.0,
-    to_linear: ToLinear | None = None,
-    norm_stats: torch.Tensor | None = None,
-    preset: Any = None,
-    reduction: str = "sum",
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """UVAC: ``recon + lam * kl_weight * kl_z`` with kl_z = :func:`gmm_kl` (eq. 9/11).
-
-    ``out`` is :meth:`UVAC.forward`'s dict (recon, mu, logvar, pi_logits, prior_mu, prior_logvar).
-    Returns (total, {"recon", "kl_z"}), scalar fp32 tensors (batch means).
-    """
-    recon = reconstruction(x, _get(out, "recon"), mask, divergence, norm_stats, preset,
-                           to_linear=to_linear, reduction=reduction)
-    kl_z = gmm_kl(_get(out, "mu"), _get(out, "logvar"), _get(out, "pi_logits"),
-                  _get(out, "prior_mu"), _get(out, "prior_logvar"))
-    total = recon + float(lam) * float(kl_weight) * kl_z
-    return total, {"recon": recon, "kl_z": kl_z}
-
-
-def cat_uvac_loss(
-    out: Mapping[str, torch.Tensor],
-    x: torch.Tensor,
-    mask: torch.Tensor | None,
-    *,
-    divergence: str = "euc",
-    lam: float = 1.0,
-    kl_weight: float = 1.0,
-    to_linear: ToLinear | None = None,
-    norm_stats: torch.Tensor | None = None,
-    preset: Any = None,
-    reduction: str = "sum",
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Categorical UVAC (eq. 7): ``recon + lam * kl_weight * (kl_z + kl_y)``.
-
-    kl_z = KL(q(z|x,y) || N(0, I)); kl_y = KL(q(y|x) || uniform K) from the logits.
-    Returns (total, {"recon", "kl_z", "kl_y"}), scalar fp32 tensors (batch means).
-    """
-    recon = reconstruction(x, _get(out, "recon"), mask, divergence, norm_stats, preset,
-                           to_linear=to_linear, reduction=reduction)
-    kl_z = gaussian_kl(_get(out, "mu"), _get(out, "logvar"))
-    kl_y = categorical_kl_uniform(_get(out, "logits"))
-    total = recon + float(lam) * float(kl_weight) * (kl_z + kl_y)
-    return total, {"recon": recon, "kl_z": kl_z, "kl_y": kl_y}

@@ -63,7 +63,7 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
 
     from trainables.checkpoint import load_checkpoint
     from trainables.config import DEFAULTS, NEURAL_MODELS
-    from trainables.loop import build_model
+    from trainables.models import build_model
 
     run = Path(run_dir)
     cfg_path = run / "config.json"
@@ -100,7 +100,7 @@ class Predictor:
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
 
-    def featurise(self, path: Path) -> torch.Tensor:
+    def featurise(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         from features.audio import load_audio
         from features.frontend import compute_features
 
@@ -108,7 +108,8 @@ class Predictor:
         wav = torch.as_tensor(np.asarray(clip.waveform), dtype=torch.float32)
         sr = getattr(clip, "sample_rate", None)
         feats = compute_features(wav, self.preset, sample_rate=sr)
-        return feats.spectrogram.to(torch.float16).float()  # the cache stores float16
+        # the cache stores float16; the frame mask matters to pool="mean"
+        return feats.spectrogram.to(torch.float16).float(), feats.mask.float()
 
     @torch.no_grad()
     def predict(self, paths: Sequence[str | Path]) -> list[Prediction]:
@@ -123,8 +124,10 @@ class Predictor:
                 results[i] = Prediction(str(path), "rejected", reason=str(reason))
         for start in range(0, len(ok_idx), self.batch_size):
             chunk = ok_idx[start:start + self.batch_size]
-            x = torch.stack(specs[start:start + self.batch_size]).to(self.device)
-            probs = self.model.infer(x)["probs"].float().cpu().numpy()
+            chunk_specs = specs[start:start + self.batch_size]
+            x = torch.stack([sp for sp, _ in chunk_specs]).to(self.device)
+            mask = torch.stack([m for _, m in chunk_specs]).to(self.device)
+            probs = self.model.infer(x, mask)["probs"].float().cpu().numpy()
             for j, i in enumerate(chunk):
                 p = probs[j]
                 results[i] = Prediction(str(paths[i]), "ok", int(p.argmax()), tuple(float(v) for v in p))

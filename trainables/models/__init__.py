@@ -1,6 +1,35 @@
-"""Networks: UVAC (GMM prior) and categorical UVAC (Gumbel-Softmax); plain nn.Modules."""
+"""Networks behind one interface (:class:`ClusteringModel`) and their registry.
+
+``MODELS`` maps a config's ``model`` name to its class; :func:`build_model` builds the network
+of a resolved config. Adding a model = subclass :class:`ClusteringModel`, register it here.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from trainables.models.base import Batch, ClusteringModel
 from trainables.models.blocks import ConvDecoder, ConvEncoder
 from trainables.models.cat_uvac import CatUVAC
 from trainables.models.uvac import UVAC
 
-__all__ = ["ConvEncoder", "ConvDecoder", "UVAC", "CatUVAC"]
+__all__ = ["MODELS", "build_model", "Batch", "ClusteringModel", "ConvEncoder", "ConvDecoder", "UVAC", "CatUVAC"]
+
+MODELS: dict[str, type[ClusteringModel]] = {cls.name: cls for cls in (UVAC, CatUVAC)}
+
+
+def build_model(cfg: Mapping[str, Any], n_freq: int, n_frames: int, preset: Any = None) -> ClusteringModel:
+    """The network of a resolved config (``n_clusters`` resolved, i.e. >= 2).
+
+    ``preset`` (a :class:`features.frontend.Preset`) de-normalises targets for the ``is`` and
+    ``kl`` divergences; it is not needed for inference.
+    """
+    if cfg["model"] not in MODELS:
+        raise ValueError(f"model {cfg['model']!r} is not a neural model; registered: {', '.join(MODELS)}")
+    to_linear = None
+    if preset is not None:
+        from features.frontend import denormalise
+
+        def to_linear(x01, stats):
+            return denormalise(x01, stats, preset)
+
+    return MODELS[cfg["model"]].from_config(cfg, int(n_freq), int(n_frames), to_linear)

@@ -8,7 +8,9 @@ Shape conventions (F = frequency rows, T = time frames, both >= 2**L for L conv 
   sequence over the remaining time steps, one vector of ``channels[-1] * F_L`` values per step,
   by two GRU layers. The clip summary is the **last hidden state of the top GRU layer**
   (``pool="last"``; the GRU has read every step by then; the papers do not say which summary
-  they take). ``pool="mean"`` (mean over the steps) is available as an option.
+  they take). ``pool="mean"`` averages the GRU outputs over the steps that cover real audio:
+  the frame mask is carried through the convolutions (a step is real when its receptive field
+  holds a real frame), so short clips are not summarised by the padding frames after them.
 * :class:`ConvDecoder`: ``[B, in_features] -> [B, 1, F, T]``. A linear layer (no activation,
   as the papers' latent layers) to ``channels[-1] x F_L x T_L``, then L ConvTranspose2d with
   the same kernel/stride/padding mirroring the encoder channels down to 1, ReLU after each but
@@ -159,8 +161,15 @@ class ConvEncoder(nn.Module):
         self.out_features = int(gru_hidden)
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``[B, C_in, F, T]`` -> clip summary ``[B, gru_hidden]``."""
+    def step_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Frame mask ``[B, T]`` -> mask of the GRU steps ``[B, T_L]`` (max over each receptive field)."""
+        m = mask.float()[:, None, :]
+        for _ in self.channels:
+            m = nn.functional.max_pool1d(m, KERNEL, STRIDE, PADDING)
+        return m[:, 0]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x ``[B, C_in, F, T]`` (mask ``[B, T]``, used by ``pool="mean"``) -> ``[B, gru_hidden]``."""
         if x.ndim != 4 or x.shape[1:] != (self.in_channels, self.n_freq, self.n_frames):
             raise ValueError(
                 f"ConvEncoder expects [B, {self.in_channels}, {self.n_freq}, {self.n_frames}], got {tuple(x.shape)}"
@@ -170,7 +179,11 @@ class ConvEncoder(nn.Module):
         seq = h.permute(0, 3, 1, 2).reshape(b, t, c * f)  # [B, T_L, C_L * F_L]
         out, _ = self.gru(seq)  # [B, T_L, H]
         if self.pool == "mean":
-            return out.mean(dim=1)
+            if mask is None:
+                return out.mean(dim=1)
+            w = self.step_mask(mask).to(out.dtype)  # [B, T_L]
+            w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w))  # all-padding clip: plain mean
+            return (out * w[:, :, None]).sum(1) / w.sum(1, keepdim=True)
         return out[:, -1]
 
 
@@ -207,6 +220,12 @@ class ConvDecoder(nn.Module):
                 layers.append(nn.ReLU(inplace=True))
         self.deconvs = nn.Sequential(*layers)
         init_weights(self)
+
+    @torch.no_grad()
+    def set_output_bias(self, value: float) -> None:
+        """Set the last transposed convolution's bias (one output channel) to ``value``."""
+        last = [m for m in self.deconvs if isinstance(m, nn.ConvTranspose2d)][-1]
+        last.bias.fill_(float(value))
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         """v ``[B, in_features]`` -> ``[B, 1, F, T]`` (sigmoid-ed or log v, see the module doc)."""

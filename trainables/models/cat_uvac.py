@@ -8,6 +8,13 @@
 * p(x|y, z): decoder g on ``[y, z]`` (vectors, concatenated) -> [B, 1, F, T]; sigmoid output
   for ``"euc"``, log v for ``"is"`` / ``"kl"``.
 * Cluster = argmax of the logits (no noise).
+* ``gumbel_hard=True``: the straight-through estimator (forward pass one-hot of the relaxed
+  sample, gradient of the relaxed sample).
+* ``marginal_entropy_weight`` w > 0 adds ``w * KL(q_bar(y) || uniform K)``, where q_bar is the
+  batch mean of q(y|x): zero when the batch uses every category equally, log K when it uses
+  one. Nothing in eq. 7 rewards using all K categories; this term does (not in the paper).
+* ``kl_z_weight`` scales KL_z inside the lambda bracket (1 = eq. 7): above 1 it limits how much
+  z may carry, so that the category y has to carry what distinguishes the clips.
 
 Sampling: ``forward(x, tau)`` samples (Gumbel noise, reparametrised z) when the module is in
 training mode (or ``sample=True``); otherwise y = softmax(logits / tau) (no noise) and z = mu.
@@ -20,30 +27,28 @@ default: the probabilities of q(y|x), deterministic) or the one-hot of the argma
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.models.blocks import (
-    ConvDecoder,
-    ConvEncoder,
-    as_image,
-    broadcast_cat,
-    final_activation_for,
-    init_weights,
-)
+from trainables.losses import categorical_kl_uniform, gaussian_kl
+from trainables.models.base import Batch, LatentClusteringModel
+from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, broadcast_cat, init_weights
+from trainables.schedules import kl_weight_at, tau_at
 
-__all__ = ["CatUVAC", "gumbel_softmax_fp32"]
+__all__ = ["CatUVAC", "gumbel_softmax_fp32", "marginal_kl_uniform"]
 
 
 def gumbel_softmax_fp32(
-    logits: torch.Tensor, tau: float, *, floor: float = 0.05, noise: bool = True, generator=None
+    logits: torch.Tensor, tau: float, *, floor: float = 0.05, noise: bool = True, generator=None, hard: bool = False
 ) -> torch.Tensor:
     """Relaxed one-hot sample ``softmax((logits + g) / max(tau, floor))`` in fp32 (autocast off).
 
     logits [B, K]; returns [B, K] float32 rows summing to 1. ``noise=False`` drops g.
+    ``hard=True``: one-hot in the forward pass, the relaxed sample's gradient (straight-through).
     """
     t = max(float(tau), float(floor))
     if not t > 0:
@@ -56,14 +61,32 @@ def gumbel_softmax_fp32(
             tiny = torch.finfo(torch.float32).tiny
             g = -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-7)))
             lf = lf + g
-        return torch.softmax(lf / t, dim=-1)
+        soft = torch.softmax(lf / t, dim=-1)
+        if not hard:
+            return soft
+        one_hot = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
+        return one_hot - soft.detach() + soft
 
 
-class CatUVAC(nn.Module):
-    """CatUVAC(n_freq, n_frames, n_clusters=10, d_z=10, divergence="euc", channels, gru_hidden).
+def marginal_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(q_bar || uniform K) = log K - H(q_bar), q_bar = batch mean of softmax(logits) [B, K]."""
+    q_bar = torch.softmax(logits.float(), dim=-1).mean(dim=0)
+    return (torch.xlogy(q_bar, q_bar)).sum() + math.log(logits.shape[-1])
+
+
+class CatUVAC(LatentClusteringModel):
+    """CatUVAC(n_freq, n_frames, n_clusters=10, d_z=10, divergence="euc", ...).
 
     Input x: ``[B, F, T]`` or ``[B, 1, F, T]`` with F = n_freq, T = n_frames (both >= 2**L).
+    ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs, tau_*).
     """
+
+    name = "cat_uvac"
+    representations = ("z", "y")
+    config_keys = ("tau_kind", "tau_start", "tau_end", "tau_anneal_epochs", "tau_floor", "gumbel_hard",
+                   "marginal_entropy_weight", "kl_z_weight")
+    _SCHEDULE_KEYS = ("lam", "kl_warmup_epochs", "epochs", "tau_kind", "tau_start", "tau_end",
+                      "tau_anneal_epochs", "tau_floor")
 
     def __init__(
         self,
@@ -74,56 +97,96 @@ class CatUVAC(nn.Module):
         divergence: str = "euc",
         channels: Sequence[int] = (16, 32, 64, 128),
         gru_hidden: int = 128,
+        pool: str = "last",
+        likelihood: str = "gaussian",
+        to_linear=None,
+        dec_bias_init: str = "zero",
         tau_floor: float = 0.05,
         eval_y: str = "softmax",
-        pool: str = "last",
+        gumbel_hard: bool = False,
+        marginal_entropy_weight: float = 0.0,
+        kl_z_weight: float = 1.0,
+        hparams: Mapping[str, Any] | None = None,
     ):
         super().__init__()
-        if int(n_clusters) < 1 or int(d_z) < 1:
-            raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
+        self._setup(n_freq, n_frames, n_clusters, d_z, divergence, likelihood, to_linear, dec_bias_init)
         if eval_y not in ("softmax", "onehot"):
             raise ValueError(f"eval_y: expected 'softmax' or 'onehot', got {eval_y!r}")
-        self.n_freq, self.n_frames = int(n_freq), int(n_frames)
-        self.n_clusters, self.d_z = int(n_clusters), int(d_z)
-        self.divergence = divergence
         self.tau_floor = float(tau_floor)
         self.eval_y = eval_y
-        act = final_activation_for(divergence)
+        self.gumbel_hard = bool(gumbel_hard)
+        self.marginal_entropy_weight = float(marginal_entropy_weight)
+        self.kl_z_weight = float(kl_z_weight)
+        self.hparams = {"lam": 1.0, "kl_warmup_epochs": 0, "epochs": 1, "tau_kind": "constant", "tau_start": 1.0,
+                        "tau_end": 1.0, "tau_anneal_epochs": 0, "tau_floor": self.tau_floor, **dict(hparams or {})}
         self.enc_y = ConvEncoder(1, n_freq, n_frames, channels, gru_hidden, pool=pool)  # h
         self.to_logits = nn.Linear(self.enc_y.out_features, self.n_clusters)
         self.enc_z = ConvEncoder(1 + self.n_clusters, n_freq, n_frames, channels, gru_hidden, pool=pool)  # f
         self.to_latent = nn.Linear(self.enc_z.out_features, 2 * self.d_z)
-        self.decoder = ConvDecoder(self.n_clusters + self.d_z, n_freq, n_frames, channels, final_activation=act)  # g
+        self.decoder = ConvDecoder(self.n_clusters + self.d_z, n_freq, n_frames, channels,
+                                   final_activation=self.recon.final_activation)  # g
         init_weights(self.to_logits)
         init_weights(self.to_latent)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def from_config(cls, cfg, n_freq, n_frames, to_linear=None) -> "CatUVAC":
+        return cls(**cls.block_kwargs(cfg, n_freq, n_frames, to_linear), tau_floor=float(cfg["tau_floor"]),
+                   gumbel_hard=bool(cfg["gumbel_hard"]),
+                   marginal_entropy_weight=float(cfg["marginal_entropy_weight"]),
+                   kl_z_weight=float(cfg["kl_z_weight"]),
+                   hparams={k: cfg[k] for k in cls._SCHEDULE_KEYS})
+
+    # -- pieces -------------------------------------------------------------------------------
+    def logits(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """q(y|x) logits [B, K] (fp32)."""
         img, _ = as_image(x, self.n_freq, self.n_frames)
-        return self.to_logits(self.enc_y(img)).float()
+        return self.to_logits(self.enc_y(img, mask)).float()
 
-    def encode_z(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_z(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
         """q(z|x, y): (mu, logvar) [B, d_z] from x and y [B, K]."""
         img, _ = as_image(x, self.n_freq, self.n_frames)
-        h = self.to_latent(self.enc_z(broadcast_cat(img, y)))
+        h = self.to_latent(self.enc_z(broadcast_cat(img, y), mask))
         return h[:, : self.d_z], h[:, self.d_z:]
 
     def decode(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """p(x|y, z): [B, 1, F, T]."""
         return self.decoder(torch.cat([y.to(z.dtype), z], dim=1))
 
-    def forward(self, x: torch.Tensor, tau: float = 1.0, sample: bool | None = None) -> dict:
+    def tau_at(self, epoch_float: float) -> float:
+        return float(tau_at(self.hparams, int(epoch_float), epoch_float - int(epoch_float)))
+
+    # -- ClusteringModel ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, tau: float = 1.0, sample: bool | None = None,
+                mask: torch.Tensor | None = None) -> dict:
+        """logits, y [B, K]; mu, logvar, z [B, d_z]; recon (shape of x); tau (the one used)."""
         img, had_channel = as_image(x, self.n_freq, self.n_frames)
         do_sample = self.training if sample is None else bool(sample)
-        logits = self.logits(img)
+        logits = self.logits(img, mask)
         t = max(float(tau), self.tau_floor)
-        y = gumbel_softmax_fp32(logits, t, floor=self.tau_floor, noise=do_sample)
-        mu, logvar = self.encode_z(img, y)
+        y = gumbel_softmax_fp32(logits, t, floor=self.tau_floor, noise=do_sample, hard=self.gumbel_hard)
+        mu, logvar = self.encode_z(img, y, mask)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if do_sample else mu
         recon = self.decode(y, z)
         if not had_channel:
             recon = recon.squeeze(1)
         return {"logits": logits, "y": y, "mu": mu, "logvar": logvar, "z": z, "recon": recon, "tau": t}
+
+    def training_step(self, batch: Batch, epoch_float: float):
+        out = self(batch.x, tau=self.tau_at(epoch_float), mask=batch.mask)
+        recon = self.recon(batch.x, out["recon"], batch.mask, batch.stats)
+        kl_z = gaussian_kl(out["mu"], out["logvar"])
+        kl_y = categorical_kl_uniform(out["logits"])
+        klw = kl_weight_at(self.hparams, int(epoch_float))
+        total = recon + klw * (self.kl_z_weight * kl_z + kl_y)
+        terms = {"recon": recon, "kl_z": kl_z, "kl_y": kl_y}
+        if self.marginal_entropy_weight > 0:
+            terms["kl_ybar"] = marginal_kl_uniform(out["logits"])
+            total = total + self.marginal_entropy_weight * terms["kl_ybar"]
+        return total, terms
+
+    def step_logs(self, epoch_float: float) -> dict[str, float]:
+        return {"train/kl_weight": float(kl_weight_at(self.hparams, int(epoch_float))),
+                "train/tau": self.tau_at(epoch_float)}
 
     def _eval_y(self, logits: torch.Tensor) -> torch.Tensor:
         if self.eval_y == "onehot":
@@ -131,17 +194,17 @@ class CatUVAC(nn.Module):
         return torch.softmax(logits.float(), dim=1)
 
     @torch.no_grad()
-    def infer(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """probs = softmax(logits) [B, K], cluster = argmax logits [B], z = mu of q(z|x, y_eval)."""
-        logits = self.logits(x)
-        mu, _ = self.encode_z(x, self._eval_y(logits))
+    def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """probs = y = softmax(logits) [B, K], cluster = argmax logits [B], z = mu of q(z|x, y_eval)."""
+        logits = self.logits(x, mask)
+        mu, _ = self.encode_z(x, self._eval_y(logits), mask)
         probs = torch.softmax(logits, dim=1)
-        return {"probs": probs, "cluster": logits.argmax(dim=1), "z": mu, "logits": logits}
+        return {"probs": probs, "cluster": logits.argmax(dim=1), "z": mu, "y": probs, "logits": logits}
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Cluster index [B] = argmax of the logits (no noise)."""
-        return self.logits(x).argmax(dim=1)
+        return self.logits(x, mask).argmax(dim=1)
 
     def inference_parameters(self) -> int:
         """Parameters used by :meth:`infer` (encoders h and f and their heads; no decoder)."""

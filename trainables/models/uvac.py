@@ -12,6 +12,12 @@
   variance is degenerate).
 * Clusters (eq. 14): p(c|z) = softmax_c(log pi_c + log N(z; mu_c, Sigma_c)), at inference on
   z = mu.
+* ``prior_init="fit"`` (not in the paper; VaDE's start): for the first ``prior_warmup_epochs``
+  epochs the KL term is taken against N(0, I) (a plain VAE); before the next epoch a diagonal
+  GaussianMixture is fitted on the latent means of the training split (seeded) and copied into
+  pi, the means and the variances, and eq. 11 takes over. The paper's start puts all components
+  within ~0.5 sd of each other, where they move together. ``prior_fitted`` (a buffer) records
+  that the fit happened, so a resumed run does not fit twice.
 
 ``forward(x)`` returns a dict (what :func:`trainables.losses.uvac_loss` reads):
 ``recon`` (same shape as x), ``mu``, ``logvar``, ``z`` [B, d_z], and the prior tensors
@@ -21,16 +27,21 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, final_activation_for, init_weights
+from trainables.losses import gaussian_kl, gmm_kl
+from trainables.models.base import Batch, LatentClusteringModel, TrainBatches
+from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, init_weights
+from trainables.schedules import kl_weight_at
 
 __all__ = ["UVAC", "gmm_log_likelihoods"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+PRIOR_INITS = ("paper", "fit")
 
 
 def gmm_log_likelihoods(z: torch.Tensor, prior_mu: torch.Tensor, prior_logvar: torch.Tensor) -> torch.Tensor:
@@ -41,11 +52,16 @@ def gmm_log_likelihoods(z: torch.Tensor, prior_mu: torch.Tensor, prior_logvar: t
     return -0.5 * ((z - mu) ** 2 * torch.exp(-lv) + lv + _LOG_2PI).sum(-1)
 
 
-class UVAC(nn.Module):
-    """UVAC(n_freq, n_frames, n_clusters=10, d_z=10, divergence="euc", channels, gru_hidden).
+class UVAC(LatentClusteringModel):
+    """UVAC(n_freq, n_frames, n_clusters=10, d_z=10, divergence="euc", ...).
 
     Input x: ``[B, F, T]`` or ``[B, 1, F, T]`` with F = n_freq, T = n_frames (both >= 2**L).
+    ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs).
     """
+
+    name = "uvac"
+    representations = ("z",)
+    config_keys = ("prior_init", "prior_warmup_epochs")
 
     def __init__(
         self,
@@ -57,28 +73,40 @@ class UVAC(nn.Module):
         channels: Sequence[int] = (16, 32, 64, 128),
         gru_hidden: int = 128,
         pool: str = "last",
+        likelihood: str = "gaussian",
+        to_linear=None,
+        dec_bias_init: str = "zero",
+        prior_init: str = "paper",
+        prior_warmup_epochs: int = 0,
+        hparams: Mapping[str, Any] | None = None,
     ):
         super().__init__()
-        if int(n_clusters) < 1 or int(d_z) < 1:
-            raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
-        self.n_freq, self.n_frames = int(n_freq), int(n_frames)
-        self.n_clusters, self.d_z = int(n_clusters), int(d_z)
-        self.divergence = divergence
-        act = final_activation_for(divergence)
+        self._setup(n_freq, n_frames, n_clusters, d_z, divergence, likelihood, to_linear, dec_bias_init)
+        if prior_init not in PRIOR_INITS:
+            raise ValueError(f"prior_init: expected one of {PRIOR_INITS}, got {prior_init!r}")
+        self.prior_init, self.prior_warmup_epochs = prior_init, int(prior_warmup_epochs)
+        self.hparams = {"lam": 1.0, "kl_warmup_epochs": 0, "epochs": 1, **dict(hparams or {})}
         self.encoder = ConvEncoder(1, n_freq, n_frames, channels, gru_hidden, pool=pool)
         self.to_latent = nn.Linear(self.encoder.out_features, 2 * self.d_z)
-        self.decoder = ConvDecoder(self.d_z, n_freq, n_frames, channels, final_activation=act)
+        self.decoder = ConvDecoder(self.d_z, n_freq, n_frames, channels, final_activation=self.recon.final_activation)
         init_weights(self.to_latent)
         # GMM prior (paper IV-B initialisation)
         self.pi_logits = nn.Parameter(torch.rand(self.n_clusters))
         self.prior_mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_clusters, self.d_z)))
         self.prior_logvar = nn.Parameter(torch.zeros(self.n_clusters, self.d_z))
+        self.register_buffer("prior_fitted", torch.tensor(prior_init == "paper"))
+
+    @classmethod
+    def from_config(cls, cfg, n_freq, n_frames, to_linear=None) -> "UVAC":
+        return cls(**cls.block_kwargs(cfg, n_freq, n_frames, to_linear), prior_init=cfg["prior_init"],
+                   prior_warmup_epochs=int(cfg["prior_warmup_epochs"]),
+                   hparams={k: cfg[k] for k in ("lam", "kl_warmup_epochs", "epochs")})
 
     # -- pieces -------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x -> (mu, logvar), each [B, d_z]."""
         img, _ = as_image(x, self.n_freq, self.n_frames)
-        h = self.to_latent(self.encoder(img))
+        h = self.to_latent(self.encoder(img, mask))
         return h[:, : self.d_z], h[:, self.d_z:]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -95,40 +123,84 @@ class UVAC(nn.Module):
         """p(c|z = mu) [B, C] (eq. 14)."""
         return self.cluster_log_probs(mu).exp()
 
-    # -- API ------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, sample: bool | None = None) -> dict[str, torch.Tensor]:
-        """One pass; ``sample`` (default: ``self.training``) draws z by reparametrisation, else z = mu."""
+    # -- ClusteringModel ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, sample: bool | None = None) -> dict:
+        """One pass; ``sample`` (default: ``self.training``) draws z by reparametrisation, else z = mu.
+
+        Returns recon (shape of x), mu, logvar, z [B, d_z] and the prior tensors.
+        """
         img, had_channel = as_image(x, self.n_freq, self.n_frames)
-        mu, logvar = self.encode(img)
+        mu, logvar = self.encode(img, mask)
         do_sample = self.training if sample is None else bool(sample)
-        if do_sample:
-            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        else:
-            z = mu
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if do_sample else mu
         recon = self.decode(z)
         if not had_channel:
             recon = recon.squeeze(1)
-        return {
-            "recon": recon,
-            "mu": mu,
-            "logvar": logvar,
-            "z": z,
-            "pi_logits": self.pi_logits,
-            "prior_mu": self.prior_mu,
-            "prior_logvar": self.prior_logvar,
-        }
+        return {"recon": recon, "mu": mu, "logvar": logvar, "z": z, "pi_logits": self.pi_logits,
+                "prior_mu": self.prior_mu, "prior_logvar": self.prior_logvar}
+
+    def kl_term(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """Eq. 11 against the GMM prior; N(0, I) while a fitted prior is still warming up."""
+        if not bool(self.prior_fitted):
+            return gaussian_kl(mu, logvar)
+        return gmm_kl(mu, logvar, self.pi_logits, self.prior_mu, self.prior_logvar)
+
+    def training_step(self, batch: Batch, epoch_float: float):
+        out = self(batch.x, batch.mask)
+        recon = self.recon(batch.x, out["recon"], batch.mask, batch.stats)
+        kl_z = self.kl_term(out["mu"], out["logvar"])
+        total = recon + kl_weight_at(self.hparams, int(epoch_float)) * kl_z
+        return total, {"recon": recon, "kl_z": kl_z}
+
+    def step_logs(self, epoch_float: float) -> dict[str, float]:
+        return {"train/kl_weight": float(kl_weight_at(self.hparams, int(epoch_float)))}
+
+    def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
+        if bool(self.prior_fitted) or epoch < self.prior_warmup_epochs:
+            return {}
+        self.fit_prior(self.latent_means(batches), seed)
+        return {"train/prior_fitted_at": float(epoch)}
 
     @torch.no_grad()
-    def infer(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def latent_means(self, batches: TrainBatches) -> np.ndarray:
+        """mu [N, d_z] over ``batches`` as training sees them (BatchNorm on batch statistics),
+        leaving the running statistics untouched."""
+        saved = {k: v.clone() for k, v in self.named_buffers() if "running" in k or "num_batches" in k}
+        was_training = self.training
+        self.train()
+        try:
+            mus = [self.encode(b.x, b.mask)[0].float().cpu() for b in batches()]
+        finally:
+            for k, v in self.named_buffers():
+                if k in saved:
+                    v.copy_(saved[k])
+            self.train(was_training)
+        return torch.cat(mus).numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def fit_prior(self, z: np.ndarray, seed: int) -> None:
+        """Fit a diagonal GaussianMixture (C components, seeded) on z [N, d_z]; copy it into the prior."""
+        from sklearn.mixture import GaussianMixture
+
+        gm = GaussianMixture(self.n_clusters, covariance_type="diag", random_state=int(seed) % (2**31),
+                             reg_covar=1e-4, max_iter=200).fit(z)
+        dev = self.prior_mu.device
+        self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(gm.weights_, 1e-8)), dtype=torch.float32, device=dev))
+        self.prior_mu.copy_(torch.as_tensor(gm.means_, dtype=torch.float32, device=dev))
+        self.prior_logvar.copy_(torch.as_tensor(np.log(gm.covariances_), dtype=torch.float32, device=dev))
+        self.prior_fitted.fill_(True)
+
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Inference (encoder + prior only): probs = p(c|mu) [B, C], cluster [B], z = mu [B, d_z]."""
-        mu, _ = self.encode(x)
+        mu, _ = self.encode(x, mask)
         probs = self.cluster_probs(mu)
         return {"probs": probs, "cluster": probs.argmax(dim=1), "z": mu}
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Cluster index [B] = argmax_c p(c|mu) (eq. 14)."""
-        return self.infer(x)["cluster"]
+        return self.infer(x, mask)["cluster"]
 
     def inference_parameters(self) -> int:
         """Parameters needed to cluster: encoder + latent layer + GMM prior (no decoder)."""

@@ -1,0 +1,310 @@
+"""Each training stabiliser is honoured (config key -> behaviour), and the recipes resolve to
+their documented values. Tiny tensors and the tiny synthetic cache; CPU, seconds."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from trainables.config import DEFAULTS, RECIPES, ConfigError, resolve_config
+from trainables.losses import reconstruction
+from trainables.models import MODELS, Batch, CatUVAC, UVAC, build_model
+from trainables.models.cat_uvac import gumbel_softmax_fp32, marginal_kl_uniform
+from trainables.reconstruction import LIKELIHOODS, Reconstruction
+
+TINY = dict(channels=(2, 3, 4, 4), gru_hidden=6)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _data(b=4, f=16, t=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, f, t, generator=g) ** 3  # sparse-ish, like linear magnitudes
+    mask = torch.ones(b, t)
+    mask[0, 10:] = 0
+    x[0, :, 10:] = 0
+    stats = torch.tensor([[0.1, 2.0, 0.0, 1.0]]).repeat(b, 1)
+    return x, mask, stats
+
+
+def _batches(table_data):
+    x, mask, stats = table_data
+    return lambda: iter([Batch(x[:2], mask[:2], stats[:2]), Batch(x[2:], mask[2:], stats[2:])])
+
+
+# ------------------------------------------------------------------ likelihoods
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_every_likelihood_is_a_finite_masked_nll_with_gradients(likelihood):
+    x, mask, stats = _data()
+    rec = Reconstruction("euc", likelihood, n_freq=16)
+    out = torch.zeros(4, 16, 16, requires_grad=True)
+    value = rec(x, out, mask, stats)
+    assert value.ndim == 0 and torch.isfinite(value)
+    value.backward()
+    assert out.grad.abs().sum() > 0
+    assert torch.all(out.grad[0, :, 10:] == 0), "padding frames must not receive gradient"
+    if likelihood.startswith("gaussian_learned"):
+        assert rec.log_var.grad is not None and rec.log_var.grad.abs().sum() > 0
+        assert rec.log_var.shape == ((16,) if likelihood.endswith("freq") else (1,))
+
+
+def test_likelihood_values():
+    x, mask, stats = _data()
+    o = torch.rand(4, 16, 16)
+    keep = (mask > 0)[:, None, :].expand_as(x)
+    gauss = Reconstruction("euc", "gaussian", 16)(x, o, mask, stats)
+    assert torch.allclose(gauss, reconstruction(x, o, mask, "euc"))
+    logits = torch.randn(4, 16, 16)
+    bern = Reconstruction("euc", "bernoulli", 16)(x, logits, mask, stats)
+    manual = torch.where(keep, F.binary_cross_entropy_with_logits(logits, x, reduction="none"), 0).sum((1, 2)).mean()
+    assert torch.allclose(bern, manual)
+    # a learned variance starts at the papers' 1/2: same as the fixed Gaussian up to 0.5 log(1/2) per real bin
+    learned = Reconstruction("euc", "gaussian_learned", 16)(x, o, mask, stats)
+    n_bins = keep.sum((1, 2)).float().mean()
+    assert torch.allclose(learned, gauss + 0.5 * math.log(0.5) * n_bins, atol=1e-4)
+    assert Reconstruction("euc", "bernoulli", 16).final_activation is None
+    assert Reconstruction("euc", "gaussian_learned_freq", 16).final_activation == "sigmoid"
+
+
+def test_learned_variance_moves_towards_the_residual_variance():
+    torch.manual_seed(0)
+    x, mask, stats = _data(b=8)
+    o = x + 0.05 * torch.randn_like(x)  # residual sd 0.05, far below sqrt(1/2)
+    rec = Reconstruction("euc", "gaussian_learned", 16)
+    opt = torch.optim.Adam(rec.parameters(), lr=0.1)
+    for _ in range(200):
+        opt.zero_grad()
+        rec(x, o, mask, stats).backward()
+        opt.step()
+    resid = ((x - o)[(mask > 0)[:, None, :].expand_as(x)] ** 2).mean()
+    assert abs(float(rec.log_var.detach()) - math.log(float(resid))) < 0.1
+
+
+def test_likelihood_needs_the_euclidean_divergence():
+    with pytest.raises(ConfigError, match="likelihood"):
+        resolve_config({"divergence": "is", "likelihood": "bernoulli"})
+    # the recipe's likelihood gives way to an explicit IS / KL divergence
+    assert resolve_config({"divergence": "kl"})["likelihood"] == "gaussian"
+
+
+# ------------------------------------------------------------------ decoder output bias
+@pytest.mark.parametrize("divergence", ["euc", "is", "kl"])
+def test_data_mean_output_bias(divergence):
+    x, mask, stats = _data()
+
+    def to_linear(x01, st):
+        return x01 * st[:, 1, None, None] + st[:, 0, None, None]
+
+    m = UVAC(16, 16, n_clusters=3, d_z=2, divergence=divergence, to_linear=to_linear, dec_bias_init="data_mean",
+             likelihood="bernoulli" if divergence == "euc" else "gaussian", **TINY)
+    m.on_train_start(_batches((x, mask, stats)), seed=0)
+    bias = float(m.decoder.deconvs[-1].bias.detach())
+    keep = (mask > 0)[:, None, :].expand_as(x)
+    if divergence == "euc":
+        assert torch.sigmoid(torch.tensor(bias)) == pytest.approx(float(x[keep].mean()), rel=1e-4)
+    else:
+        lin = to_linear(x, stats)
+        target = (lin * lin if divergence == "is" else lin)[keep].mean()
+        assert math.exp(bias) == pytest.approx(float(target), rel=1e-4)
+    zero = UVAC(16, 16, n_clusters=3, d_z=2, **TINY)
+    zero.on_train_start(_batches((x, mask, stats)), seed=0)
+    assert float(zero.decoder.deconvs[-1].bias.detach()) == 0.0
+
+
+# ------------------------------------------------------------------ GMM prior
+def test_fitted_prior_equals_a_gaussian_mixture_on_the_same_latents():
+    from sklearn.mixture import GaussianMixture
+
+    torch.manual_seed(0)
+    data = _data(b=40, seed=1)
+    m = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="fit", prior_warmup_epochs=2, **TINY)
+    before = {k: v.clone() for k, v in m.state_dict().items() if "prior" in k or "pi" in k}
+    assert m.on_epoch_start(1, _batches(data), seed=5) == {}  # still warming up
+    assert not bool(m.prior_fitted)
+    assert all(torch.equal(before[k], m.state_dict()[k]) for k in before)
+    z = m.latent_means(_batches(data))
+    logs = m.on_epoch_start(2, _batches(data), seed=5)
+    assert logs == {"train/prior_fitted_at": 2.0} and bool(m.prior_fitted)
+    gm = GaussianMixture(3, covariance_type="diag", random_state=5, reg_covar=1e-4, max_iter=200).fit(z)
+    np.testing.assert_allclose(torch.softmax(m.pi_logits, 0).detach().numpy(), gm.weights_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m.prior_mu.detach().numpy(), gm.means_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.prior_logvar.exp().detach().numpy(), gm.covariances_, rtol=1e-4)
+    # fitted once: a later epoch does not refit
+    assert m.on_epoch_start(3, _batches(data), seed=5) == {}
+
+
+def test_prior_warmup_uses_a_standard_normal_then_eq_11():
+    from trainables.losses import gaussian_kl, gmm_kl
+
+    torch.manual_seed(0)
+    x, mask, stats = _data()
+    m = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="fit", **TINY).train()
+    mu, logvar = torch.randn(4, 2), torch.randn(4, 2)
+    assert torch.allclose(m.kl_term(mu, logvar), gaussian_kl(mu, logvar))
+    m.prior_fitted.fill_(True)
+    assert torch.allclose(m.kl_term(mu, logvar), gmm_kl(mu, logvar, m.pi_logits, m.prior_mu, m.prior_logvar))
+    assert bool(UVAC(16, 16, **TINY).prior_fitted), "the paper's prior is used from the first step"
+
+
+def test_latent_means_leave_batchnorm_statistics_alone():
+    m = UVAC(16, 16, n_clusters=3, d_z=2, **TINY).eval()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    m.latent_means(_batches(_data()))
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert not m.training
+
+
+# ------------------------------------------------------------------ categorical UVAC terms
+def test_marginal_entropy_term_rises_when_one_category_dominates():
+    k = 5
+    balanced = torch.eye(k).repeat(4, 1) * 6.0  # every category used equally
+    assert float(marginal_kl_uniform(balanced)) == pytest.approx(0.0, abs=1e-3)
+    skewed = balanced.clone()
+    skewed[:12] = torch.tensor([6.0, 0, 0, 0, 0])
+    one = torch.tensor([[20.0, 0, 0, 0, 0]]).repeat(20, 1)
+    vals = [float(marginal_kl_uniform(t)) for t in (balanced, skewed, one)]
+    assert vals[0] < vals[1] < vals[2]
+    assert vals[2] == pytest.approx(math.log(k), abs=1e-3)
+
+
+def test_marginal_entropy_weight_enters_the_loss():
+    x, mask, stats = _data()
+    totals = {}
+    for w in (0.0, 3.0):
+        torch.manual_seed(0)
+        m = CatUVAC(16, 16, n_clusters=3, d_z=2, marginal_entropy_weight=w, **TINY).train()
+        torch.manual_seed(1)
+        totals[w] = m.training_step(Batch(x, mask, stats), 0.0)
+    (t0, terms0), (t3, terms3) = totals[0.0], totals[3.0]
+    assert "kl_ybar" not in terms0 and "kl_ybar" in terms3
+    assert torch.allclose(t3, t0 + 3.0 * terms3["kl_ybar"], atol=1e-5)
+
+
+def test_kl_z_weight_scales_only_kl_z():
+    x, mask, stats = _data()
+    out = {}
+    for w in (1.0, 4.0):
+        torch.manual_seed(0)
+        m = CatUVAC(16, 16, n_clusters=3, d_z=2, kl_z_weight=w, **TINY).train()
+        torch.manual_seed(1)
+        out[w] = m.training_step(Batch(x, mask, stats), 0.0)
+    (t1, terms), (t4, _) = out[1.0], out[4.0]
+    assert torch.allclose(t4, t1 + 3.0 * terms["kl_z"], atol=1e-4)
+
+
+def test_hard_gumbel_softmax_is_one_hot_forward_with_gradients():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4, requires_grad=True)
+    y = gumbel_softmax_fp32(logits, 0.7, hard=True)
+    assert torch.equal(y.detach().sum(1), torch.ones(6))
+    assert set(y.detach().unique().tolist()) <= {0.0, 1.0}
+    (y * torch.arange(4.0)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+    m = CatUVAC(16, 16, n_clusters=3, d_z=2, gumbel_hard=True, **TINY).train()
+    assert set(m(torch.rand(2, 16, 16), tau=0.5)["y"].detach().unique().tolist()) <= {0.0, 1.0}
+
+
+# ------------------------------------------------------------------ BatchNorm re-estimation
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_batchnorm_reestimation_changes_running_stats_not_weights(model):
+    torch.manual_seed(0)
+    m = MODELS[model](16, 16, n_clusters=3, d_z=2, **TINY).train()
+    params = {k: p.detach().clone() for k, p in m.named_parameters()}
+    bn_before = {k: v.clone() for k, v in m.named_buffers() if "running" in k}
+    n = m.reestimate_batchnorm(_batches(_data(b=8)))
+    assert n > 0
+    assert all(torch.equal(params[k], p) for k, p in m.named_parameters())
+    changed = [k for k, v in m.named_buffers() if "running" in k and not torch.equal(bn_before[k], v)]
+    assert changed, "running statistics were not re-estimated"
+    assert m.training, "the model's mode is restored"
+    assert all(b.momentum == 0.1 for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d))
+
+
+def test_batchnorm_reestimation_makes_eval_agree_with_batch_statistics():
+    """After re-estimation, evaluation-mode encodings equal those computed with the data's own statistics."""
+    torch.manual_seed(0)
+    x, mask, stats = _data(b=16)
+    m = UVAC(16, 16, n_clusters=3, d_z=2, **TINY)
+    for b in m.modules():  # drifted statistics, as early in training
+        if isinstance(b, torch.nn.BatchNorm2d):
+            b.running_mean.fill_(3.0)
+            b.running_var.fill_(9.0)
+    whole = lambda: iter([Batch(x, mask, stats)])  # noqa: E731
+    m.train()
+    with torch.no_grad():
+        batch_mu = m.encode(x)[0]
+    m.eval()
+    with torch.no_grad():
+        drifted = m.encode(x)[0]
+    m.reestimate_batchnorm(whole)
+    m.eval()
+    with torch.no_grad():
+        fixed = m.encode(x)[0]
+    # running variances are unbiased (n / (n - 1)) where training normalises with the biased one,
+    # so agreement is close, not exact, on 16 clips
+    err_fixed, err_drifted = float((fixed - batch_mu).abs().max()), float((drifted - batch_mu).abs().max())
+    assert err_fixed < 0.05 and err_fixed < 0.1 * err_drifted, (err_fixed, err_drifted)
+
+
+# ------------------------------------------------------------------ GRU pooling
+def test_mean_pool_averages_over_real_steps_only():
+    from trainables.models.blocks import ConvEncoder
+
+    torch.manual_seed(0)
+    enc = ConvEncoder(1, 16, 32, channels=(2, 2), gru_hidden=5, pool="mean").eval()
+    mask = torch.ones(2, 32)
+    mask[0, 12:] = 0  # 12 real frames: the receptive fields of conv steps 0..5 of 8 reach them
+    steps = enc.step_mask(mask)
+    assert steps.shape == (2, 8)
+    assert steps[0].tolist() == [1, 1, 1, 1, 1, 1, 0, 0] and steps[1].sum() == 8
+    x = torch.rand(2, 1, 16, 32)
+    h = enc.convs(x)
+    seq = h.permute(0, 3, 1, 2).reshape(2, 8, -1)
+    out, _ = enc.gru(seq)
+    got = enc(x, mask)
+    assert torch.allclose(got[0], out[0, :6].mean(0), atol=1e-6)
+    assert torch.allclose(got[1], out[1].mean(0), atol=1e-6)
+    last = ConvEncoder(1, 16, 32, channels=(2, 2), gru_hidden=5, pool="last").eval()
+    last.load_state_dict(enc.state_dict())
+    assert torch.allclose(last(x, mask), out[:, -1], atol=1e-6)
+
+
+# ------------------------------------------------------------------ recipes
+STABILISERS = ("likelihood", "dec_bias_init", "prior_init", "marginal_entropy_weight", "kl_z_weight",
+               "gumbel_hard", "bn_reestimate", "pool")
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_recipes_resolve_to_their_documented_values(recipe, model):
+    cfg = resolve_config({"model": model, "recipe": recipe})
+    assert cfg["recipe"] == recipe
+    for key, value in RECIPES[recipe][model].items():
+        assert cfg[key] == value, key
+    if recipe.startswith("paper"):  # every stabiliser off: the papers' settings
+        for key in STABILISERS:
+            assert cfg[key] == DEFAULTS[key], key
+    # the resolved config builds, and an explicit value always wins over the recipe
+    assert resolve_config({"model": model, "recipe": recipe, "pool": "last"})["pool"] == "last"
+    build_model({**cfg, "n_clusters": 3, "channels": "2,2,2,2", "gru_hidden": 4}, 16, 16)
+
+
+def test_recipe_defaults_and_learning_rates():
+    assert DEFAULTS["recipe"] == "recommended"
+    assert resolve_config({})["recipe"] == "recommended"
+    paper = resolve_config({"model": "uvac", "recipe": "paper"})
+    assert (paper["lr_start"], paper["lr_end"]) == (5e-4, 5e-5)  # the categorical paper's III-D, both models
+    fast = resolve_config({"model": "uvac", "recipe": "paper-lr5e-3"})
+    assert (fast["lr_start"], fast["lr_end"]) == (5e-3, 5e-4)  # the UVAC paper's own
+    assert resolve_config({"model": "cat_uvac", "recipe": "paper"}, dataset="urbansound8k")["lam"] == 2.0
+    with pytest.raises(ConfigError, match="recipe"):
+        resolve_config({"recipe": "bogus"})

@@ -1,0 +1,149 @@
+"""The one interface every clustering network implements, so the training loop never asks which
+model it runs (in the spirit of Asteroid's ``System`` and Optuna's ``BaseSampler``).
+
+A model is built from a resolved config (:meth:`ClusteringModel.from_config`), and from then on
+the loop only calls:
+
+* :meth:`on_train_start` once, with the training split (data-dependent initialisation such as
+  the decoder's output bias);
+* :meth:`on_epoch_start` before every epoch (warm-up hooks such as fitting the GMM prior);
+  returns numbers to log;
+* :meth:`training_step` per batch: ``(total loss, {term: scalar})`` at a fractional epoch
+  (schedules such as the Gumbel-Softmax temperature or the KL warm-up live in the model);
+* :meth:`infer` for evaluation and prediction: cluster, probabilities and the representations
+  named in :attr:`representations` (``z``: latent mean; ``y``: categorical posterior).
+
+Shapes: ``x`` [B, F, T] (or [B, 1, F, T]) normalised to [0, 1]; ``mask`` [B, T] (1 = real
+frame); ``stats`` [B, 4] per-clip normalisation statistics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterable, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["Batch", "ClusteringModel", "TrainBatches"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One mini-batch: ``x`` [B, F, T] in [0, 1], ``mask`` [B, T], ``stats`` [B, 4]."""
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    stats: torch.Tensor
+
+
+# A callable returning a fresh pass over the training split in fixed order (no shuffling).
+TrainBatches = Callable[[], Iterable[Batch]]
+
+
+class ClusteringModel(nn.Module):
+    """Base class of the registered networks (:data:`trainables.models.MODELS`)."""
+
+    name: ClassVar[str]
+    representations: ClassVar[tuple[str, ...]] = ("z",)
+    # Config keys this model reads (beyond the shared ones); documented in trainables.config.
+    config_keys: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], n_freq: int, n_frames: int, to_linear=None) -> "ClusteringModel":
+        raise NotImplementedError
+
+    # -- training hooks ---------------------------------------------------------------------------
+    def on_train_start(self, batches: TrainBatches, seed: int) -> None:
+        """Data-dependent initialisation before the first epoch (not called on resume)."""
+
+    def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
+        """Called before 0-based ``epoch``; returns numbers to log (``train/...`` keys)."""
+        return {}
+
+    def training_step(self, batch: Batch, epoch_float: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total loss, named scalar terms) of one batch at ``epoch + fraction done``."""
+        raise NotImplementedError
+
+    def step_logs(self, epoch_float: float) -> dict[str, float]:
+        """Scheduled values to log for an epoch (e.g. ``train/tau``, ``train/kl_weight``)."""
+        return {}
+
+    # -- inference --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``cluster`` [B], ``probs`` [B, K] and each of :attr:`representations` [B, D]."""
+        raise NotImplementedError
+
+    def inference_parameters(self) -> int:
+        """Parameters that :meth:`infer` uses (no decoder)."""
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------------------
+    @torch.no_grad()
+    def reestimate_batchnorm(self, batches: TrainBatches) -> int:
+        """Recompute every BatchNorm's running statistics as exact averages over ``batches``.
+
+        Weights are untouched; only ``running_mean`` / ``running_var`` / ``num_batches_tracked``
+        change. The pass runs the inference path (:meth:`infer`) with the BatchNorm layers in
+        training mode, so the statistics are those of the inputs evaluation will see.
+        Returns the number of BatchNorm layers re-estimated.
+        """
+        bns = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return 0
+        was_training = self.training
+        saved = [(m.momentum, m.training) for m in bns]
+        self.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average = exact mean over the batches
+            m.train()
+        seen = 0
+        for b in batches():
+            if b.x.shape[0] < 2:
+                continue
+            self.infer(b.x, b.mask)
+            seen += 1
+        for m, (momentum, _) in zip(bns, saved):
+            m.momentum = momentum
+        self.train(was_training)
+        return len(bns) if seen else 0
+
+
+class LatentClusteringModel(ClusteringModel):
+    """What UVAC and categorical UVAC share: input checks, the reconstruction term, the
+    decoder's output-bias initialisation and the config keys of the shared blocks."""
+
+    def _setup(self, n_freq: int, n_frames: int, n_clusters: int, d_z: int, divergence: str,
+               likelihood: str, to_linear, dec_bias_init: str) -> None:
+        from trainables.reconstruction import Reconstruction
+
+        if int(n_clusters) < 1 or int(d_z) < 1:
+            raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
+        if dec_bias_init not in ("zero", "data_mean"):
+            raise ValueError(f"dec_bias_init: expected 'zero' or 'data_mean', got {dec_bias_init!r}")
+        self.n_freq, self.n_frames = int(n_freq), int(n_frames)
+        self.n_clusters, self.d_z = int(n_clusters), int(d_z)
+        self.divergence, self.likelihood = divergence, likelihood
+        self.recon = Reconstruction(divergence, likelihood, self.n_freq, to_linear)
+        self.dec_bias_init = dec_bias_init
+
+    @staticmethod
+    def block_kwargs(cfg: Mapping[str, Any], n_freq: int, n_frames: int, to_linear=None) -> dict[str, Any]:
+        """Constructor arguments common to both models, from a resolved config."""
+        from trainables.config import parse_channels
+
+        return dict(
+            n_freq=int(n_freq), n_frames=int(n_frames), n_clusters=int(cfg["n_clusters"]), d_z=int(cfg["d_z"]),
+            channels=parse_channels(cfg["channels"]), gru_hidden=int(cfg["gru_hidden"]), pool=cfg["pool"],
+            divergence=cfg["divergence"], likelihood=cfg["likelihood"], to_linear=to_linear,
+            dec_bias_init=cfg["dec_bias_init"],
+        )
+
+    def on_train_start(self, batches: TrainBatches, seed: int) -> None:
+        if self.dec_bias_init != "data_mean":
+            return
+        xs, ms, ss = [], [], []
+        for b in batches():
+            xs.append(b.x), ms.append(b.mask), ss.append(b.stats)
+        self.decoder.set_output_bias(self.recon.output_bias(torch.cat(xs), torch.cat(ms), torch.cat(ss)))
