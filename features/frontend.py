@@ -181,6 +181,22 @@ PRESETS: dict[str, Preset] = {
         compression="none",
         description="UVAC paper (AudioMNIST): 48 kHz, 1 s, Hann 960 / hop 480, |STFT| bins 1..128 -> 128 x 99",
     ),
+    "audiomnist_log": Preset(
+        name="audiomnist_log",
+        sample_rate=48000,
+        duration_s=1.0,
+        win_s=0.02,
+        hop_s=0.01,
+        scale="linear",
+        n_bins=128,
+        first_bin=1,
+        compression="log",
+        log_eps=1e-4,
+        description=(
+            "The audiomnist front end with log compression (not in the papers): log(|STFT| + 1e-4), "
+            "bins 1..128 -> 128 x 99; dense inputs instead of the sparse linear magnitude"
+        ),
+    ),
     "urban4s": Preset(
         name="urban4s",
         sample_rate=16000,
@@ -221,6 +237,7 @@ PRESETS: dict[str, Preset] = {
 
 # The paper shapes, asserted once at import (SPEC.md section 1).
 assert PRESETS["audiomnist"].shape == (128, 99), PRESETS["audiomnist"].shape
+assert PRESETS["audiomnist_log"].shape == (128, 99), PRESETS["audiomnist_log"].shape
 assert PRESETS["urban4s"].shape == (128, 132), PRESETS["urban4s"].shape
 assert PRESETS["urban10s"].shape == (128, 332), PRESETS["urban10s"].shape
 assert PRESETS["compact"].shape == (64, 32), PRESETS["compact"].shape

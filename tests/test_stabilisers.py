@@ -131,13 +131,17 @@ def test_fitted_prior_equals_a_gaussian_mixture_on_the_same_latents():
     assert m.on_epoch_start(1, _batches(data), seed=5) == {}  # still warming up
     assert not bool(m.prior_fitted)
     assert all(torch.equal(before[k], m.state_dict()[k]) for k in before)
-    z = m.latent_means(_batches(data))
+    mu, var = m.latent_posteriors(_batches(data))
     logs = m.on_epoch_start(2, _batches(data), seed=5)
     assert logs == {"train/prior_fitted_at": 2.0} and bool(m.prior_fitted)
-    gm = GaussianMixture(3, covariance_type="diag", random_state=5, reg_covar=1e-4, max_iter=200).fit(z)
+    gm = GaussianMixture(3, covariance_type="diag", random_state=5, reg_covar=1e-4, max_iter=200).fit(mu)
     np.testing.assert_allclose(torch.softmax(m.pi_logits, 0).detach().numpy(), gm.weights_, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(m.prior_mu.detach().numpy(), gm.means_, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(m.prior_logvar.exp().detach().numpy(), gm.covariances_, rtol=1e-4)
+    # variances: the mixture's, widened by the mean posterior variance of each component's clips
+    resp = gm.predict_proba(mu)
+    widened = gm.covariances_ + (resp.T @ var) / resp.sum(0)[:, None]
+    np.testing.assert_allclose(m.prior_logvar.exp().detach().numpy(), widened, rtol=1e-4)
+    assert (m.prior_logvar.exp().detach().numpy() > gm.covariances_).all()
     # fitted once: a later epoch does not refit
     assert m.on_epoch_start(3, _batches(data), seed=5) == {}
 
@@ -155,10 +159,13 @@ def test_prior_warmup_uses_a_standard_normal_then_eq_11():
     assert bool(UVAC(16, 16, **TINY).prior_fitted), "the paper's prior is used from the first step"
 
 
-def test_latent_means_leave_batchnorm_statistics_alone():
+def test_latent_posteriors_leave_batchnorm_statistics_and_the_random_state_alone():
     m = UVAC(16, 16, n_clusters=3, d_z=2, **TINY).eval()
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    m.latent_means(_batches(_data()))
+    rng = torch.get_rng_state()
+    mu, var = m.latent_posteriors(_batches(_data()))
+    assert mu.shape == var.shape == (4, 2) and (var > 0).all()
+    assert torch.equal(rng, torch.get_rng_state())
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert not m.training
 

@@ -42,12 +42,20 @@ def test_cat_uvac_searches_what_the_issue_asks():
     names = {p["name"] for p in params}
     assert {"tau_kind", "tau_start", "tau_end", "tau_anneal_epochs", "lam", "d_z", "divergence",
             "lr_start", "lr_end"} <= names
+    # the stabilisers, so a study maps what each costs (issue: clustering quality)
+    assert {"likelihood", "dec_bias_init", "bn_reestimate", "pool", "marginal_entropy_weight", "kl_z_weight",
+            "gumbel_hard"} <= names
+    lam = next(p for p in params if p["name"] == "lam")
+    assert lam["log"] and lam["high"] / lam["low"] >= 100
+    like = next(p for p in params if p["name"] == "likelihood")
+    assert set(like["choices"]) == {"gaussian", "bernoulli", "gaussian_learned", "gaussian_learned_freq"}
     div = next(p for p in params if p["name"] == "divergence")
     assert set(div["choices"]) == {"euc", "is", "kl"}
     anneal = next(p for p in params if p["name"] == "tau_anneal_epochs")
     assert anneal["high"] == 7 and anneal["when"]  # conditional on a non-constant schedule
     uvac_names = {p["name"] for p in record_space("uvac")[0]}
     assert not any(n.startswith("tau") for n in uvac_names)
+    assert {"prior_init", "prior_warmup_epochs", "likelihood", "bn_reestimate", "pool"} <= uvac_names
     assert consts == {"model": "cat_uvac"}
 
 

@@ -139,7 +139,8 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "paper-lr5e-3": {"uvac": {"lr_start": 5e-3, "lr_end": 5e-4}, "cat_uvac": {}},
     "recommended": {
         "uvac": {"likelihood": "bernoulli", "dec_bias_init": "data_mean", "prior_init": "fit",
-                 "prior_warmup_epochs": 5, "bn_reestimate": True, "pool": "mean"},
+                 "prior_warmup_epochs": 5, "bn_reestimate": True, "pool": "mean",
+                 "lr_start": 2e-3, "lr_end": 2e-4, "batch_size": 32},
         "cat_uvac": {"likelihood": "bernoulli", "dec_bias_init": "data_mean", "marginal_entropy_weight": 5.0,
                      "bn_reestimate": True, "pool": "mean"},
     },

@@ -15,7 +15,8 @@
 * ``prior_init="fit"`` (not in the paper; VaDE's start): for the first ``prior_warmup_epochs``
   epochs the KL term is taken against N(0, I) (a plain VAE); before the next epoch a diagonal
   GaussianMixture is fitted on the latent means of the training split (seeded) and copied into
-  pi, the means and the variances, and eq. 11 takes over. The paper's start puts all components
+  pi, the means and the variances (widened by the posterior variances, see :meth:`UVAC.fit_prior`),
+  and eq. 11 takes over. The paper's start puts all components
   within ~0.5 sd of each other, where they move together. ``prior_fitted`` (a buffer) records
   that the fit happened, so a resumed run does not fit twice.
 
@@ -158,37 +159,47 @@ class UVAC(LatentClusteringModel):
     def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
         if bool(self.prior_fitted) or epoch < self.prior_warmup_epochs:
             return {}
-        self.fit_prior(self.latent_means(batches), seed)
+        self.fit_prior(*self.latent_posteriors(batches), seed)
         return {"train/prior_fitted_at": float(epoch)}
 
     @torch.no_grad()
-    def latent_means(self, batches: TrainBatches) -> np.ndarray:
-        """mu [N, d_z] over ``batches`` as training sees them (BatchNorm on batch statistics),
-        leaving the running statistics untouched."""
+    def latent_posteriors(self, batches: TrainBatches) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, variance) of q(z|x), each [N, d_z], over ``batches`` as training sees them
+        (BatchNorm on batch statistics; running statistics left untouched)."""
         saved = {k: v.clone() for k, v in self.named_buffers() if "running" in k or "num_batches" in k}
         was_training = self.training
         self.train()
         try:
-            mus = [self.encode(b.x, b.mask)[0].float().cpu() for b in batches()]
+            stats = [tuple(t.float().cpu() for t in self.encode(b.x, b.mask)) for b in batches()]
         finally:
             for k, v in self.named_buffers():
                 if k in saved:
                     v.copy_(saved[k])
             self.train(was_training)
-        return torch.cat(mus).numpy().astype(np.float64)
+        mu = torch.cat([m for m, _ in stats]).numpy().astype(np.float64)
+        var = torch.cat([torch.exp(lv) for _, lv in stats]).numpy().astype(np.float64)
+        return mu, var
 
     @torch.no_grad()
-    def fit_prior(self, z: np.ndarray, seed: int) -> None:
-        """Fit a diagonal GaussianMixture (C components, seeded) on z [N, d_z]; copy it into the prior."""
+    def fit_prior(self, mu: np.ndarray, var: np.ndarray, seed: int):
+        """Fit a diagonal GaussianMixture (C components, seeded) on the latent means ``mu``
+        [N, d_z] and copy it into the prior, each component's variance widened by the mean
+        posterior variance ``var`` [N, d_z] of the clips it holds (moment matching of the
+        aggregate posterior). Fitted on the means alone, the variances shrink to the spread of
+        the means (tiny after a warm-up against N(0, I)), and eq. 11 then starts in the
+        thousands of nats and collapses the run (measured on FSDD). Returns the mixture."""
         from sklearn.mixture import GaussianMixture
 
         gm = GaussianMixture(self.n_clusters, covariance_type="diag", random_state=int(seed) % (2**31),
-                             reg_covar=1e-4, max_iter=200).fit(z)
+                             reg_covar=1e-4, max_iter=200).fit(mu)
+        resp = gm.predict_proba(mu)  # [N, C]
+        post_var = (resp.T @ var) / np.maximum(resp.sum(0)[:, None], 1e-12)  # [C, d_z]
         dev = self.prior_mu.device
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(gm.weights_, 1e-8)), dtype=torch.float32, device=dev))
         self.prior_mu.copy_(torch.as_tensor(gm.means_, dtype=torch.float32, device=dev))
-        self.prior_logvar.copy_(torch.as_tensor(np.log(gm.covariances_), dtype=torch.float32, device=dev))
+        self.prior_logvar.copy_(torch.as_tensor(np.log(gm.covariances_ + post_var), dtype=torch.float32, device=dev))
         self.prior_fitted.fill_(True)
+        return gm
 
     @torch.no_grad()
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
