@@ -2,7 +2,7 @@
 
 Columns: ``Method``, ``Repr.`` (the representation the clustering metrics are computed on:
 ``z`` latent mean, ``y`` categorical probabilities, ``x`` input features), ``Seeds`` (seeds
-that completed / seeds run), ``ACC %``, ``NMI``, ``Silhouette``, ``DBI``, ``CHI x1e3``.
+that completed / seeds run), ``ACC %``, ``NMI``, ``ARI``, ``Silhouette``, ``DBI``, ``CHI x1e3``.
 Means and sample standard deviations (ddof=1; 0 for a single seed) over the completed
 seeds; NaN values (a collapsed clustering) are left out of the mean and counted in a
 footnote.
@@ -22,6 +22,7 @@ import pandas as pd
 COLUMNS = [
     ("ACC %", "acc", 100.0, False),
     ("NMI", "nmi", 1.0, False),
+    ("ARI", "ari", 1.0, False),
     ("Silhouette", "silhouette", 1.0, True),
     ("DBI", "dbi", 1.0, True),
     ("CHI x1e3", "chi", 1e-3, True),

@@ -98,7 +98,9 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
     from trainables.config import RECIPES
 
     common = {"epochs": a.epochs, "channels": a.channels, "gru_hidden": a.gru_hidden, "device": a.device,
-              "batch_size": a.batch_size, "checkpoint_every": 0}
+              "checkpoint_every": 0}
+    if a.batch_size:  # else each recipe's own
+        common["batch_size"] = a.batch_size
     jobs: list[Job] = []
     for split in a.splits:
         for seed in range(a.seeds):
@@ -195,32 +197,32 @@ def ablation_rows(results: list[tuple[Job, dict]], models: list[str]) -> list[di
 
 
 def _markdown(rows: list[dict]) -> str:
-    import pandas as pd
-
-    return pd.DataFrame(rows).to_markdown(index=False) if rows else "(none)"
+    """A Markdown table of dicts (same keys), numbers right-aligned."""
+    if not rows:
+        return "(none)"
+    cols = list(rows[0])
+    num = [all(isinstance(r.get(c), (int, float)) for r in rows) for c in cols]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if n else "---" for n in num) + "|"]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header: str) -> str:
     """Print-ready Markdown of every table; CSV files beside it in ``a.out``."""
     import pandas as pd
 
-    from analysis.tables import table_one
+    from analysis.tables import table_one, table_one_markdown
 
     a.out.mkdir(parents=True, exist_ok=True)
+    # the raw results first: a failure below loses no run
+    (a.out / "runs.json").write_text(json.dumps(
+        [{"label": j.label, "kind": j.kind, "split": j.split, "seed": j.seed, "group": j.group, "config": j.config,
+          **{k: v for k, v in r.items()}} for j, r in results], indent=1, default=str))
     parts = [header]
     for split in a.splits:
         df = table_one(_rows_for(results, split))
-        ari = {}
-        for row in _rows_for(results, split):
-            v = [m.get("test/ari", math.nan) for m in row["metrics"]]
-            v = [x for x in v if math.isfinite(x)]
-            ari[row["method"]] = (f"{sum(v) / len(v):.2f} ± {pd.Series(v).std(ddof=1) if len(v) > 1 else 0:.2f}"
-                                  if v else "NaN")
-        df.insert(df.columns.get_loc("NMI") + 1 if "NMI" in df.columns else len(df.columns), "ARI",
-                  [ari[m] for m in df["Method"]])
-        shown = ["Method", "Repr.", "Seeds", "ACC %", "NMI", "ARI", "Silhouette", "DBI", "CHI x1e3"]
         df.to_csv(a.out / f"table1_{split}.csv", index=False)
-        parts.append(f"### Table I, {split} split (test, mean ± std over seeds)\n\n{df[shown].to_markdown(index=False)}")
+        parts.append(table_one_markdown(df, title=f"### Table I, {split} split (test, mean ± std over seeds)"))
         reach = epochs_to_reach(results, split)
         pd.DataFrame(reach).to_csv(a.out / f"epochs_to_kmeans_{split}.csv", index=False)
         parts.append(f"### Epochs to reach K-means' accuracy, {split} split (validation)\n\n{_markdown(reach)}")
@@ -234,9 +236,6 @@ def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header:
             f"- {j.label}, {j.split} split, seed {j.seed}: {r['status']} {r.get('reason', '')}" for j, r in failed))
     text = "\n\n".join(parts) + "\n"
     (a.out / "quality.md").write_text(text)
-    (a.out / "runs.json").write_text(json.dumps(
-        [{"label": j.label, "kind": j.kind, "split": j.split, "seed": j.seed, "group": j.group, "config": j.config,
-          **{k: v for k, v in r.items()}} for j, r in results], indent=1, default=str))
     return text
 
 
@@ -256,10 +255,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", default="paper,recommended")
     p.add_argument("--channels", default="8,16,32,64", help="encoder channels (papers: 16,32,64,128)")
     p.add_argument("--gru-hidden", type=int, default=64, help="GRU units (papers: 128)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=0, help="0 = the recipe's (papers: 64)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     p.add_argument("--smoke-test", action="store_true", help="tiny: 120 clips, 1 epoch, 1 seed, no ablation")
+    p.add_argument("--tables-from", type=Path, metavar="RUNS_JSON",
+                   help="re-render the tables from a previous run's runs.json (no training)")
     return p
 
 
@@ -279,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.ablation_seeds > 0 and "recommended" not in a.recipes:
         a.ablation_seeds = 0
+    if a.tables_from:
+        saved = json.loads(a.tables_from.read_text())
+        results = [(Job(r["kind"], r["split"], r["seed"], r["config"], r["label"], r["group"]),
+                    {k: r[k] for k in ("status", "reason", "metrics", "val_acc", "time_s") if k in r}) for r in saved]
+        a.splits = [s for s in a.splits if any(j.split == s for j, _ in results)]
+        print(write_report(results, a, f"Tables re-rendered from {a.tables_from}"))
+        return 0
     if not (a.root / "recordings").is_dir():
         print(f"error: {a.root} has no recordings/ folder (FSDD layout)", file=sys.stderr)
         return 2
@@ -293,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = plan_jobs(a)
     header = (f"Quality on real speech: FSDD ({summary.n_used} clips, 4 speakers, preset {a.preset}, "
               f"{summary.shape[0]} x {summary.shape[1]}), {a.epochs} epochs, {a.seeds} seed(s), channels "
-              f"{a.channels}, GRU {a.gru_hidden}, batch {a.batch_size}, device {a.device}\n\n"
+              f"{a.channels}, GRU {a.gru_hidden}, batch {a.batch_size or 'of the recipe'}, device {a.device}\n\n"
               f"Command: python -m benchmarks.quality {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(header, flush=True)
     print(f"{len(jobs)} runs on {a.jobs} worker(s); cache {cache_dir}", flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import logging
 import os
 import secrets
@@ -120,6 +121,7 @@ class StudyResult:
     warnings: list = field(default_factory=list)
     seed: Optional[int] = None
     pinned: dict = field(default_factory=dict)   # searched keys fixed by --set
+    baseline: dict = field(default_factory=dict)  # K-means on the same split: {"val/acc": .., "test/acc": ..}
 
     @property
     def failed(self) -> bool:
@@ -353,6 +355,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     fixed = _fixed_config(opts, cache_dir, n_clusters)
     check_config(opts, fixed)
     cache_key = getattr(table, "cache_key", "")
+    baseline = kmeans_baseline(table, n_clusters)
     del table
 
     pinned_record = {"study.pinned": _pinned_text(pinned)} if pinned else {}
@@ -375,6 +378,9 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     study.set_user_attr("fixed_config", json.dumps(fixed))
     study.set_user_attr("seed", opts.seed)
     study.set_user_attr("pinned", json.dumps(pinned))
+    study.set_user_attr("kmeans_baseline", json.dumps(baseline))
+    tracking.log_parent_metrics(tracking_uri, parent_id, {f"baseline/kmeans_{k.replace('/', '_')}": v
+                                                         for k, v in baseline.items()})
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental API warning
@@ -412,7 +418,8 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
             print(f"[study] pinned by --set (not searched): {_pinned_text(pinned)}", flush=True)
         grid = tuner.fit()
         return _finish(name, storage, tracking_uri, parent_id, objectives, grid, opts.num_samples, t0,
-                       os.path.join(_ray_storage_path(opts), name), seed=opts.seed, pinned=pinned)
+                       os.path.join(_ray_storage_path(opts), name), seed=opts.seed, pinned=pinned,
+                       baseline=baseline)
     finally:
         if started_ray:
             import ray
@@ -456,11 +463,20 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
         grid = tuner.fit()
         pinned = json.loads(attrs.get("pinned") or "{}")
         return _finish(name, storage, tracking_uri, parent_id, objectives, grid, opts.num_samples, t0, path,
-                       seed=opts.seed, pinned=pinned)
+                       seed=opts.seed, pinned=pinned, baseline=json.loads(attrs.get("kmeans_baseline") or "{}"))
     finally:
         if started_ray:
             import ray
             ray.shutdown()
+
+
+def kmeans_baseline(table, n_clusters: int) -> dict:
+    """K-means (seed 0) on the study's split: the accuracy every trial should beat, shown beside
+    the Pareto trials (val/acc to compare with the objectives, test/acc for the record)."""
+    from trainables.baselines import run_baseline
+
+    m = run_baseline("kmeans", table, int(n_clusters), 0).metrics
+    return {k: float(m[k]) for k in ("val/acc", "test/acc") if k in m and math.isfinite(float(m[k]))}
 
 
 def _pinned_text(pinned: dict) -> str:
@@ -468,7 +484,7 @@ def _pinned_text(pinned: dict) -> str:
 
 
 def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0, path, *,
-            seed=None, pinned=None) -> StudyResult:
+            seed=None, pinned=None, baseline=None) -> StudyResult:
     import optuna
     from optuna.trial import TrialState
 
@@ -522,7 +538,7 @@ def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0,
                        experiment_path=path, counts=counts, pareto=pareto, elapsed_s=time.time() - t0,
                        interrupted=interrupted, ui_command=tracking.ui_command(tracking_uri),
                        objectives=[str(o) for o in objectives], warnings=warnings, seed=seed,
-                       pinned=dict(pinned or {}))
+                       pinned=dict(pinned or {}), baseline=dict(baseline or {}))
 
 
 def _failure_text(counts: dict) -> str:
@@ -549,6 +565,13 @@ def format_result(res: StudyResult) -> str:
     for w in res.warnings:
         lines.append(f"warning: trials kept off the front: {w}")
     lines.append(f"Pareto-optimal trials ({len(res.pareto)}), objectives {', '.join(res.objectives)}:")
+    if res.baseline:
+        km = " ".join(f"{k}={v:.4g}" for k, v in res.baseline.items())
+        above = [p["number"] for p in res.pareto if p["values"].get("val/acc", -1) > res.baseline.get("val/acc", 2)]
+        verdict = "" if not any("val/acc" in p["values"] for p in res.pareto) else (
+            f"; Pareto trials above it on val/acc: {', '.join(map(str, above))}" if above
+            else "; no Pareto trial beats it on val/acc")
+        lines.append(f"  baseline K-means on the same split (seed 0): {km}{verdict}")
     for p in res.pareto:
         vals = " ".join(f"{k}={v:.4g}" for k, v in p["values"].items())
         test = " ".join(f"{k}={'-' if v is None else f'{v:.4g}'}" for k, v in p["test"].items())

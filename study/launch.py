@@ -6,6 +6,7 @@ import sys
 
 from study.engine import StudyError, StudyOptions, format_result, resume_study, run_study
 from study.spaces import SPACES, describe_space, list_spaces
+from trainables.config import RECIPES
 
 
 def _value(text: str):
@@ -40,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--smoke-test", action="store_true", help="tiny: 2 trials x 1 epoch")
     g.add_argument("--asha-metric", metavar="METRIC:max|min", help="stop bad trials early with ASHA on one metric")
     g.add_argument("--grace-period", type=int, default=d.grace_period, help="ASHA grace period in epochs")
+    g.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="base training config of every trial (default recommended; paper = the papers' settings)")
     g.add_argument("--seed", type=int, default=d.seed,
                    help="sampler seed (default: a fresh one per study, printed and recorded in the Optuna "
                         "study's user attrs and the MLflow parent run; --resume keeps it)")
@@ -72,6 +75,8 @@ def options_from_args(a: argparse.Namespace) -> StudyOptions:
             raise StudyError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         overrides[k.strip()] = _value(v.strip())
+    if a.recipe or "recipe" not in overrides:
+        overrides["recipe"] = a.recipe or "recommended"  # recorded with the study's fixed config
     return StudyOptions(
         space=a.space or "cat_uvac", features=a.features, dataset=a.dataset, root=a.root,
         features_root=a.features_root, objectives=a.objective,

@@ -114,6 +114,13 @@ def child_runs(uri: str, parent_id: str) -> list:
                               max_results=50000)
 
 
+def log_parent_metrics(uri: str, parent_id: str, metrics: dict) -> None:
+    """Study-level numbers on the parent run (e.g. the K-means baseline of the study's split)."""
+    client = _client(uri)
+    for k, v in metrics.items():
+        client.log_metric(parent_id, k, float(v))
+
+
 def finish_parent(uri: str, parent_id: str, status: str = "FINISHED", tags: Optional[dict] = None) -> None:
     client = _client(uri)
     for k, v in (tags or {}).items():

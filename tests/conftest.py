@@ -33,6 +33,21 @@ TINY_OVERRIDES: dict[str, Any] = {
 }
 
 
+# Constructor arguments of a tiny network for model-level unit tests (no config involved).
+TINY_NET: dict[str, Any] = {"channels": (2, 3, 4, 4), "gru_hidden": 6}
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @dataclass
 class TinyCache:
     dir: Path

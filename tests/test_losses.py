@@ -18,16 +18,9 @@ from trainables.losses import (
 )
 from trainables.models import MODELS, Batch, CatUVAC, UVAC
 
-TINY = dict(channels=(2, 3, 4, 4), gru_hidden=6)
+from tests.conftest import TINY_NET as TINY
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _to_linear(x01, stats):

@@ -9,16 +9,11 @@ from trainables.models.blocks import broadcast_cat, encoder_grid
 from trainables.models.cat_uvac import gumbel_softmax_fp32
 from trainables.losses import DIVERGENCES
 
-TINY = dict(channels=(2, 3, 4, 4), gru_hidden=6)
+from tests.conftest import TINY_NET as TINY
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 SIZES = [(128, 99), (128, 132), (128, 332), (64, 32), (16, 16), (17, 31), (33, 47), (31, 16)]
 
 

@@ -15,15 +15,9 @@ from trainables.models import MODELS, Batch, CatUVAC, UVAC, build_model
 from trainables.models.cat_uvac import gumbel_softmax_fp32, marginal_kl_uniform
 from trainables.reconstruction import LIKELIHOODS, Reconstruction
 
-TINY = dict(channels=(2, 3, 4, 4), gru_hidden=6)
+from tests.conftest import TINY_NET as TINY
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(b=4, f=16, t=16, seed=0):
@@ -183,28 +177,25 @@ def test_marginal_entropy_term_rises_when_one_category_dominates():
     assert vals[2] == pytest.approx(math.log(k), abs=1e-3)
 
 
-def test_marginal_entropy_weight_enters_the_loss():
+def _cat_step(**options):
+    """(total, terms) of one training step of a seeded tiny CatUVAC with ``options``."""
     x, mask, stats = _data()
-    totals = {}
-    for w in (0.0, 3.0):
-        torch.manual_seed(0)
-        m = CatUVAC(16, 16, n_clusters=3, d_z=2, marginal_entropy_weight=w, **TINY).train()
-        torch.manual_seed(1)
-        totals[w] = m.training_step(Batch(x, mask, stats), 0.0)
-    (t0, terms0), (t3, terms3) = totals[0.0], totals[3.0]
+    torch.manual_seed(0)
+    m = CatUVAC(16, 16, n_clusters=3, d_z=2, **options, **TINY).train()
+    torch.manual_seed(1)
+    return m.training_step(Batch(x, mask, stats), 0.0)
+
+
+def test_marginal_entropy_weight_enters_the_loss():
+    t0, terms0 = _cat_step(marginal_entropy_weight=0.0)
+    t3, terms3 = _cat_step(marginal_entropy_weight=3.0)
     assert "kl_ybar" not in terms0 and "kl_ybar" in terms3
     assert torch.allclose(t3, t0 + 3.0 * terms3["kl_ybar"], atol=1e-5)
 
 
 def test_kl_z_weight_scales_only_kl_z():
-    x, mask, stats = _data()
-    out = {}
-    for w in (1.0, 4.0):
-        torch.manual_seed(0)
-        m = CatUVAC(16, 16, n_clusters=3, d_z=2, kl_z_weight=w, **TINY).train()
-        torch.manual_seed(1)
-        out[w] = m.training_step(Batch(x, mask, stats), 0.0)
-    (t1, terms), (t4, _) = out[1.0], out[4.0]
+    t1, terms = _cat_step(kl_z_weight=1.0)
+    t4, _ = _cat_step(kl_z_weight=4.0)
     assert torch.allclose(t4, t1 + 3.0 * terms["kl_z"], atol=1e-4)
 
 

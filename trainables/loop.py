@@ -193,28 +193,23 @@ def _evaluate(model: ClusteringModel, data: _Data, labels: np.ndarray, cfg, pref
 # ---------------------------------------------------------------------------------------------
 # state capture / restore
 # ---------------------------------------------------------------------------------------------
-def _clone_tree(obj):
+def _map_tree(obj, fn):
+    """``fn`` applied to every tensor of nested dicts / lists / tuples."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
+        return fn(obj)
     if isinstance(obj, dict):
-        return {k: _clone_tree(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clone_tree(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_clone_tree(v) for v in obj)
+        return {k: _map_tree(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tree(v, fn) for v in obj)
     return obj
+
+
+def _clone_tree(obj):
+    return _map_tree(obj, lambda t: t.detach().clone())
 
 
 def _to_cpu_tree(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu_tree(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu_tree(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_to_cpu_tree(v) for v in obj)
-    return obj
+    return _map_tree(obj, lambda t: t.detach().cpu())
 
 
 def _rng_state(shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> dict[str, Any]:

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file with a partial config (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint with RUN_DIR/config.json")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
-    g = p.add_argument_group("config keys (see trainables/config.py; default: paper values)")
+    g = p.add_argument_group("config keys (see trainables/config.py; defaults: the recipe's, --recipe "
+                             "paper | paper-lr5e-3 | recommended)")
     for key, default in DEFAULTS.items():
         kind = type(default).__name__
         g.add_argument(_flag(key), dest=key, default=None, metavar=kind.upper(),
@@ -93,7 +94,7 @@ def write_assignments(assignments: dict[str, Any], path: Path) -> None:
 
 def _progress_line(epoch: int, epochs: int, m: dict[str, Any]) -> str:
     parts = [f"epoch {epoch}/{epochs}"]
-    for key in ("train/loss", "train/recon", "train/kl_z", "train/kl_y", "train/kl", "train/tau", "train/lr",
+    for key in ("train/loss", "train/recon", "train/kl_z", "train/kl_y", "train/kl_ybar", "train/tau", "train/lr",
                 "val/acc", "val/nmi", "val/silhouette_z", "val/silhouette_y"):
         if key in m and isinstance(m[key], (int, float)):
             parts.append(f"{key} {m[key]:.4g}")

@@ -18,13 +18,13 @@ frame); ``stats`` [B, 4] per-clip normalisation statistics.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["Batch", "ClusteringModel", "TrainBatches"]
+__all__ = ["Batch", "Blocks", "ClusteringModel", "LatentClusteringModel", "TrainBatches"]
 
 
 @dataclass(frozen=True)
@@ -110,35 +110,54 @@ class ClusteringModel(nn.Module):
         return len(bns) if seen else 0
 
 
-class LatentClusteringModel(ClusteringModel):
-    """What UVAC and categorical UVAC share: input checks, the reconstruction term, the
-    decoder's output-bias initialisation and the config keys of the shared blocks."""
+@dataclass(frozen=True)
+class Blocks:
+    """Construction options both networks share (defaults: the papers'). Passed to a model's
+    constructor as keyword arguments (``UVAC(128, 99, channels=(8, 16, 32, 64), pool="mean")``)."""
 
-    def _setup(self, n_freq: int, n_frames: int, n_clusters: int, d_z: int, divergence: str,
-               likelihood: str, to_linear, dec_bias_init: str) -> None:
-        from trainables.reconstruction import Reconstruction
+    divergence: str = "euc"
+    likelihood: str = "gaussian"
+    channels: Sequence[int] = (16, 32, 64, 128)
+    gru_hidden: int = 128
+    pool: str = "last"
+    dec_bias_init: str = "zero"
+    to_linear: Any = None  # to_linear(x01, stats) -> linear magnitude, for the is / kl divergences
 
-        if int(n_clusters) < 1 or int(d_z) < 1:
-            raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
-        if dec_bias_init not in ("zero", "data_mean"):
-            raise ValueError(f"dec_bias_init: expected 'zero' or 'data_mean', got {dec_bias_init!r}")
-        self.n_freq, self.n_frames = int(n_freq), int(n_frames)
-        self.n_clusters, self.d_z = int(n_clusters), int(d_z)
-        self.divergence, self.likelihood = divergence, likelihood
-        self.recon = Reconstruction(divergence, likelihood, self.n_freq, to_linear)
-        self.dec_bias_init = dec_bias_init
-
-    @staticmethod
-    def block_kwargs(cfg: Mapping[str, Any], n_freq: int, n_frames: int, to_linear=None) -> dict[str, Any]:
-        """Constructor arguments common to both models, from a resolved config."""
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], to_linear=None) -> dict[str, Any]:
         from trainables.config import parse_channels
 
-        return dict(
-            n_freq=int(n_freq), n_frames=int(n_frames), n_clusters=int(cfg["n_clusters"]), d_z=int(cfg["d_z"]),
-            channels=parse_channels(cfg["channels"]), gru_hidden=int(cfg["gru_hidden"]), pool=cfg["pool"],
-            divergence=cfg["divergence"], likelihood=cfg["likelihood"], to_linear=to_linear,
-            dec_bias_init=cfg["dec_bias_init"],
-        )
+        return dict(divergence=cfg["divergence"], likelihood=cfg["likelihood"], channels=parse_channels(cfg["channels"]),
+                    gru_hidden=int(cfg["gru_hidden"]), pool=cfg["pool"], dec_bias_init=cfg["dec_bias_init"],
+                    to_linear=to_linear)
+
+
+class LatentClusteringModel(ClusteringModel):
+    """What UVAC and categorical UVAC share: input checks, the reconstruction term, the
+    decoder's output-bias initialisation and the construction options (:class:`Blocks`)."""
+
+    def _setup(self, n_freq: int, n_frames: int, n_clusters: int, d_z: int, blocks: Mapping[str, Any]) -> Blocks:
+        """Validate and store the shared options; returns them for building the networks."""
+        from trainables.reconstruction import Reconstruction
+
+        unknown = set(blocks) - {f.name for f in fields(Blocks)}
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unexpected argument(s) {', '.join(sorted(unknown))}")
+        b = Blocks(**blocks)
+        if int(n_clusters) < 1 or int(d_z) < 1:
+            raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
+        if b.dec_bias_init not in ("zero", "data_mean"):
+            raise ValueError(f"dec_bias_init: expected 'zero' or 'data_mean', got {b.dec_bias_init!r}")
+        self.n_freq, self.n_frames = int(n_freq), int(n_frames)
+        self.n_clusters, self.d_z = int(n_clusters), int(d_z)
+        self.divergence, self.likelihood = b.divergence, b.likelihood
+        self.recon = Reconstruction(b.divergence, b.likelihood, self.n_freq, b.to_linear)
+        self.dec_bias_init = b.dec_bias_init
+        return b
+
+    @staticmethod
+    def size_kwargs(cfg: Mapping[str, Any], n_freq: int, n_frames: int) -> dict[str, int]:
+        return dict(n_freq=int(n_freq), n_frames=int(n_frames), n_clusters=int(cfg["n_clusters"]), d_z=int(cfg["d_z"]))
 
     def on_train_start(self, batches: TrainBatches, seed: int) -> None:
         if self.dec_bias_init != "data_mean":

@@ -28,14 +28,14 @@ default: the probabilities of q(y|x), deterministic) or the one-hot of the argma
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from trainables.losses import categorical_kl_uniform, gaussian_kl
-from trainables.models.base import Batch, LatentClusteringModel
+from trainables.models.base import Batch, Blocks, LatentClusteringModel
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, broadcast_cat, init_weights
 from trainables.schedules import kl_weight_at, tau_at
 
@@ -75,10 +75,12 @@ def marginal_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
 
 
 class CatUVAC(LatentClusteringModel):
-    """CatUVAC(n_freq, n_frames, n_clusters=10, d_z=10, divergence="euc", ...).
+    """CatUVAC(n_freq, n_frames, n_clusters=10, d_z=10, *, tau_floor, eval_y, gumbel_hard,
+    marginal_entropy_weight, kl_z_weight, hparams, **blocks).
 
     Input x: ``[B, F, T]`` or ``[B, 1, F, T]`` with F = n_freq, T = n_frames (both >= 2**L).
-    ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs, tau_*).
+    ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs, tau_*);
+    ``blocks`` are the shared construction options (:class:`~trainables.models.base.Blocks`).
     """
 
     name = "cat_uvac"
@@ -88,28 +90,12 @@ class CatUVAC(LatentClusteringModel):
     _SCHEDULE_KEYS = ("lam", "kl_warmup_epochs", "epochs", "tau_kind", "tau_start", "tau_end",
                       "tau_anneal_epochs", "tau_floor")
 
-    def __init__(
-        self,
-        n_freq: int,
-        n_frames: int,
-        n_clusters: int = 10,
-        d_z: int = 10,
-        divergence: str = "euc",
-        channels: Sequence[int] = (16, 32, 64, 128),
-        gru_hidden: int = 128,
-        pool: str = "last",
-        likelihood: str = "gaussian",
-        to_linear=None,
-        dec_bias_init: str = "zero",
-        tau_floor: float = 0.05,
-        eval_y: str = "softmax",
-        gumbel_hard: bool = False,
-        marginal_entropy_weight: float = 0.0,
-        kl_z_weight: float = 1.0,
-        hparams: Mapping[str, Any] | None = None,
-    ):
+    def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = 10, *,
+                 tau_floor: float = 0.05, eval_y: str = "softmax", gumbel_hard: bool = False,
+                 marginal_entropy_weight: float = 0.0, kl_z_weight: float = 1.0,
+                 hparams: Mapping[str, Any] | None = None, **blocks: Any):
         super().__init__()
-        self._setup(n_freq, n_frames, n_clusters, d_z, divergence, likelihood, to_linear, dec_bias_init)
+        b = self._setup(n_freq, n_frames, n_clusters, d_z, blocks)
         if eval_y not in ("softmax", "onehot"):
             raise ValueError(f"eval_y: expected 'softmax' or 'onehot', got {eval_y!r}")
         self.tau_floor = float(tau_floor)
@@ -119,18 +105,19 @@ class CatUVAC(LatentClusteringModel):
         self.kl_z_weight = float(kl_z_weight)
         self.hparams = {"lam": 1.0, "kl_warmup_epochs": 0, "epochs": 1, "tau_kind": "constant", "tau_start": 1.0,
                         "tau_end": 1.0, "tau_anneal_epochs": 0, "tau_floor": self.tau_floor, **dict(hparams or {})}
-        self.enc_y = ConvEncoder(1, n_freq, n_frames, channels, gru_hidden, pool=pool)  # h
+        self.enc_y = ConvEncoder(1, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)  # h
         self.to_logits = nn.Linear(self.enc_y.out_features, self.n_clusters)
-        self.enc_z = ConvEncoder(1 + self.n_clusters, n_freq, n_frames, channels, gru_hidden, pool=pool)  # f
+        self.enc_z = ConvEncoder(1 + self.n_clusters, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)  # f
         self.to_latent = nn.Linear(self.enc_z.out_features, 2 * self.d_z)
-        self.decoder = ConvDecoder(self.n_clusters + self.d_z, n_freq, n_frames, channels,
+        self.decoder = ConvDecoder(self.n_clusters + self.d_z, n_freq, n_frames, b.channels,
                                    final_activation=self.recon.final_activation)  # g
         init_weights(self.to_logits)
         init_weights(self.to_latent)
 
     @classmethod
     def from_config(cls, cfg, n_freq, n_frames, to_linear=None) -> "CatUVAC":
-        return cls(**cls.block_kwargs(cfg, n_freq, n_frames, to_linear), tau_floor=float(cfg["tau_floor"]),
+        return cls(**cls.size_kwargs(cfg, n_freq, n_frames), **Blocks.from_config(cfg, to_linear),
+                   tau_floor=float(cfg["tau_floor"]),
                    gumbel_hard=bool(cfg["gumbel_hard"]),
                    marginal_entropy_weight=float(cfg["marginal_entropy_weight"]),
                    kl_z_weight=float(cfg["kl_z_weight"]),

@@ -28,14 +28,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from trainables.losses import gaussian_kl, gmm_kl
-from trainables.models.base import Batch, LatentClusteringModel, TrainBatches
+from trainables.models.base import Batch, Blocks, LatentClusteringModel, TrainBatches
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, init_weights
 from trainables.schedules import kl_weight_at
 
@@ -54,42 +54,29 @@ def gmm_log_likelihoods(z: torch.Tensor, prior_mu: torch.Tensor, prior_logvar: t
 
 
 class UVAC(LatentClusteringModel):
-    """UVAC(n_freq, n_frames, n_clusters=10, d_z=10, divergence="euc", ...).
+    """UVAC(n_freq, n_frames, n_clusters=10, d_z=10, *, prior_init, prior_warmup_epochs, hparams, **blocks).
 
     Input x: ``[B, F, T]`` or ``[B, 1, F, T]`` with F = n_freq, T = n_frames (both >= 2**L).
-    ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs).
+    ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs);
+    ``blocks`` are the shared construction options (:class:`~trainables.models.base.Blocks`).
     """
 
     name = "uvac"
     representations = ("z",)
     config_keys = ("prior_init", "prior_warmup_epochs")
 
-    def __init__(
-        self,
-        n_freq: int,
-        n_frames: int,
-        n_clusters: int = 10,
-        d_z: int = 10,
-        divergence: str = "euc",
-        channels: Sequence[int] = (16, 32, 64, 128),
-        gru_hidden: int = 128,
-        pool: str = "last",
-        likelihood: str = "gaussian",
-        to_linear=None,
-        dec_bias_init: str = "zero",
-        prior_init: str = "paper",
-        prior_warmup_epochs: int = 0,
-        hparams: Mapping[str, Any] | None = None,
-    ):
+    def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = 10, *,
+                 prior_init: str = "paper", prior_warmup_epochs: int = 0,
+                 hparams: Mapping[str, Any] | None = None, **blocks: Any):
         super().__init__()
-        self._setup(n_freq, n_frames, n_clusters, d_z, divergence, likelihood, to_linear, dec_bias_init)
+        b = self._setup(n_freq, n_frames, n_clusters, d_z, blocks)
         if prior_init not in PRIOR_INITS:
             raise ValueError(f"prior_init: expected one of {PRIOR_INITS}, got {prior_init!r}")
         self.prior_init, self.prior_warmup_epochs = prior_init, int(prior_warmup_epochs)
         self.hparams = {"lam": 1.0, "kl_warmup_epochs": 0, "epochs": 1, **dict(hparams or {})}
-        self.encoder = ConvEncoder(1, n_freq, n_frames, channels, gru_hidden, pool=pool)
+        self.encoder = ConvEncoder(1, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)
         self.to_latent = nn.Linear(self.encoder.out_features, 2 * self.d_z)
-        self.decoder = ConvDecoder(self.d_z, n_freq, n_frames, channels, final_activation=self.recon.final_activation)
+        self.decoder = ConvDecoder(self.d_z, n_freq, n_frames, b.channels, final_activation=self.recon.final_activation)
         init_weights(self.to_latent)
         # GMM prior (paper IV-B initialisation)
         self.pi_logits = nn.Parameter(torch.rand(self.n_clusters))
@@ -99,7 +86,8 @@ class UVAC(LatentClusteringModel):
 
     @classmethod
     def from_config(cls, cfg, n_freq, n_frames, to_linear=None) -> "UVAC":
-        return cls(**cls.block_kwargs(cfg, n_freq, n_frames, to_linear), prior_init=cfg["prior_init"],
+        return cls(**cls.size_kwargs(cfg, n_freq, n_frames), **Blocks.from_config(cfg, to_linear),
+                   prior_init=cfg["prior_init"],
                    prior_warmup_epochs=int(cfg["prior_warmup_epochs"]),
                    hparams={k: cfg[k] for k in ("lam", "kl_warmup_epochs", "epochs")})
 
