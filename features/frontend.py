@@ -1,6 +1,6 @@
 """Front ends: waveform -> normalised spectrogram + activity mask + per-clip statistics.
 
-Everything is expressed in seconds and hertz (SPEC.md section 1); sample counts are derived
+Everything is expressed in seconds and hertz (docs/MODELS.md, "Front ends"); sample counts are derived
 from the preset's ``sample_rate`` and checked to be whole numbers. Every input is resampled
 to the preset's rate before the STFT (the AudioMNIST trap: 128 x 99 only comes out at 48 kHz
 without centre padding).
@@ -235,7 +235,7 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-# The paper shapes, asserted once at import (SPEC.md section 1).
+# The paper shapes, asserted once at import (docs/MODELS.md, "Front ends").
 assert PRESETS["audiomnist"].shape == (128, 99), PRESETS["audiomnist"].shape
 assert PRESETS["audiomnist_log"].shape == (128, 99), PRESETS["audiomnist_log"].shape
 assert PRESETS["urban4s"].shape == (128, 132), PRESETS["urban4s"].shape

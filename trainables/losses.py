@@ -3,7 +3,8 @@
 Everything here is computed in fp32 (inputs are cast), so it is safe after a bf16 autocast
 forward pass.
 
-Reconstruction (SPEC.md section 3, vae-spectrogram-divergences paper):
+Reconstruction (docs/MODELS.md, "Reconstruction"; the divergence paper, "Notes on the use of
+variational autoencoders for speech and audio spectrogram modeling"):
 
 * ``"euc"``: squared error ``(x01 - out)**2`` on the normalised [0, 1] values (sigmoid output).
 * ``"is"``: Itakura-Saito on the de-normalised **power** ``x = to_linear(x01, stats)**2``, the

@@ -1,4 +1,4 @@
-"""Clustering metrics (SPEC.md section 4; both papers, section "Metrics").
+"""Clustering metrics (docs/MODELS.md, "Metrics"; both papers, section "Metrics").
 
 numpy in, plain ``float`` out; nothing here knows of torch training, Ray or MLflow.
 
