@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from analysis.runs import client, parse_value
+from trainables.config import DEFAULTS
 from analysis.tables import table_one, table_one_markdown
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,6 @@ class ReplicationResult:
 
 
 # ------------------------------------------------------------------ reading the runs
-def _config_keys() -> Optional[set]:
-    try:
-        from trainables.config import DEFAULTS
-        return set(DEFAULTS)
-    except ImportError:
-        return None
-
-
 def source_from_run(run_id: str, tracking_uri: Optional[str] = None, features: Optional[str] = None) -> Source:
     cl = client(tracking_uri)
     run = cl.get_run(run_id)
@@ -83,8 +76,7 @@ def source_from_run(run_id: str, tracking_uri: Optional[str] = None, features: O
     if not feats or str(feats) == "None":
         raise ReplicationError(f"run {run_id}: no feature cache in its params nor its parent's "
                                f"(fixed.features); pass --features DIR")
-    keys = _config_keys()
-    config = {k: v for k, v in params.items() if v is not None and (keys is None or k in keys)}
+    config = {k: v for k, v in params.items() if v is not None and k in DEFAULTS}
     dropped = sorted(set(params) - set(config))
     if dropped:
         log.info("run %s: params not in the training config, ignored: %s", run_id, ", ".join(dropped))
@@ -139,8 +131,7 @@ def baseline_one(method: str, features: str, n_clusters: int, seed: int, split_s
     table = _table(features, split_scheme)
     n = int(n_clusters) or len(table.classes)
     out = run_baseline(method, table, n, int(seed))
-    metrics = out.metrics if hasattr(out, "metrics") else out
-    return {"status": "complete", "reason": "", "metrics": _finite_metrics(dict(metrics))}
+    return {"status": "complete", "reason": "", "metrics": _finite_metrics(dict(out.metrics))}
 
 
 def _safe(fn, *args) -> dict:
@@ -178,7 +169,7 @@ def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: Optional
         raise ReplicationError(f"feature cache {feature_dir} not found (pass --features DIR)")
     table = _table(feature_dir, sources[0].config.get("split_scheme") or None)
     for s in sources:
-        if s.cache_key and getattr(table, "cache_key", "") != s.cache_key and not allow_other_cache:
+        if s.cache_key and table.cache_key != s.cache_key and not allow_other_cache:
             raise ReplicationError(f"run {s.run_id}: its study used cache_key {s.cache_key}, but {feature_dir} "
                                    f"holds {table.cache_key} (rebuild the same cache, or --allow-other-cache)")
         if epochs:
@@ -225,7 +216,7 @@ def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: Optional
     t1 = table_one(list(by_method.values()))
     seeds_df = pd.DataFrame(long_rows)
     title = (f"Table I: test split of {Path(feature_dir).name}, {seeds} seed(s) "
-             f"(cache {getattr(table, 'cache_key', '')[:12]})")
+             f"(cache {table.cache_key[:12]})")
     md = table_one_markdown(t1, title)
 
     out_dir = Path(out_dir or Path("reports", f"replication-{time.strftime('%Y%m%d-%H%M%S')}"))
@@ -248,7 +239,7 @@ def _log(sources, jobs, results, seeds, feature_dir, table, out_dir, tracking_ur
     parent = cl.create_run(exp, run_name=name, tags={
         "study.kind": "replication", "replication.source_runs": ",".join(s.run_id for s in sources),
         "replication.seeds": str(seeds), "replication.features": feature_dir,
-        "study.cache_key": getattr(table, "cache_key", "")}).info.run_id
+        "study.cache_key": table.cache_key}).info.run_id
     now = int(time.time() * 1000)
     for (label, model, src, seed, cfg, _), res in zip(jobs, results):
         rid = cl.create_run(exp, run_name=f"{label} seed {seed}", tags={

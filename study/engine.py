@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from study.objectives import (Objective, classify, default_objectives, model_metrics, parse_objective,
-                              parse_objectives)
+from study.objectives import default_objectives, model_metrics, parse_objective, parse_objectives
 from study.spaces import SPACES, RecordingTrial, get_space, record_space
 
 log = logging.getLogger(__name__)
@@ -354,7 +353,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     n_clusters = opts.n_clusters or len(table.classes)
     fixed = _fixed_config(opts, cache_dir, n_clusters)
     check_config(opts, fixed)
-    cache_key = getattr(table, "cache_key", "")
+    cache_key = table.cache_key
     baseline = kmeans_baseline(table, n_clusters)
     del table
 

@@ -28,10 +28,10 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-# Metric-name suffix -> direction; mirrors trainables.metrics.DIRECTIONS (used when
-# that module is importable, see ``default_direction``).
-_FALLBACK_DIRECTIONS = {"acc": "max", "nmi": "max", "ari": "max", "silhouette": "max",
-                        "dbi": "min", "chi": "max", "loss": "min"}
+from trainables.metrics import DIRECTIONS
+
+# Metric-name suffix -> direction: the clustering metrics' (trainables.metrics) and the loss.
+_DIRECTIONS = {**DIRECTIONS, "loss": "min"}
 
 DEFAULT_OBJECTIVES = ("val/silhouette_z:max", "val/acc:max")
 # Baselines cluster the input features: their quality metrics are on x, not on z.
@@ -55,20 +55,11 @@ class Objective:
         return f"{self.metric}:{self.mode}"
 
 
-def _directions() -> dict:
-    try:
-        from trainables.metrics import DIRECTIONS  # type: ignore
-        return {**_FALLBACK_DIRECTIONS, **DIRECTIONS}
-    except Exception:
-        return dict(_FALLBACK_DIRECTIONS)
-
-
 def default_direction(metric: str) -> str:
     base = metric.split("/")[-1]
-    dirs = _directions()
     for key in (base, base.split("_")[0]):
-        if key in dirs:
-            return dirs[key]
+        if key in _DIRECTIONS:
+            return _DIRECTIONS[key]
     raise ValueError(f"no default direction for {metric!r}; write it as {metric}:max or {metric}:min")
 
 

@@ -11,21 +11,6 @@ from ray.tune import Callback
 from study.objectives import Objective, classify, objective_values
 
 
-def _dominates(a, b, modes) -> bool:
-    better = False
-    for x, y, m in zip(a, b, modes):
-        if (m == "max" and x < y) or (m == "min" and x > y):
-            return False
-        if x != y:
-            better = True
-    return better
-
-
-def pareto_indices(points: list[list[float]], modes: list[str]) -> list[int]:
-    return [i for i, p in enumerate(points)
-            if not any(_dominates(q, p, modes) for j, q in enumerate(points) if j != i)]
-
-
 def summarise(trials, objectives: list[Objective], total: int, ending=None) -> str:
     """One line of counts and best values; ``ending`` = (trial, error) for a trial whose
     end is being reported (Tune calls back before it updates the trial's status)."""

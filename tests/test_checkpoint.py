@@ -109,4 +109,4 @@ def test_resume_refuses_a_different_architecture(tiny_table, tiny_config, tmp_pa
     ck = tmp_path / "ck"
     train(tiny_config(epochs=1, d_z=4), tiny_table, checkpoint_dir=str(ck))
     with pytest.raises(ValueError, match="d_z"):
-        train(tiny_config(epochs=2, d_z=6), tiny_table, resume=str(ck))  # the ARCHITECTURE.md alias
+        train(tiny_config(epochs=2, d_z=6), tiny_table, resume_from=str(ck))

@@ -177,8 +177,8 @@ def test_silhouette_sampling_reproducible_and_used_above_threshold():
     # below the threshold: every row
     below = cluster_quality(x, y, sample_size=1000, seed=7)
     assert below["silhouette"] == pytest.approx(silhouette_score(x, y))
-    # the config-style alias reaches cluster_quality
-    m = clustering_metrics(y, y, {"z": x}, silhouette_sample=80, seed=7)
+    # the sample size reaches cluster_quality
+    m = clustering_metrics(y, y, {"z": x}, sample_size=80, seed=7)
     assert m["val/silhouette_z"] == a["silhouette"]
 
 

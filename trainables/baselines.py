@@ -57,7 +57,7 @@ COVARIANCE_TYPES = ("diag", "spherical", "full", "tied")
 
 @dataclass
 class BaselineResult:
-    """What :func:`run_baseline` returns (also readable as ``result["metrics"]``).
+    """What :func:`run_baseline` returns.
 
     metrics        ``val/...`` and ``test/...`` floats, the models' names
     ids, split     [N] of every row of the input table, in table order
@@ -74,14 +74,6 @@ class BaselineResult:
     clusters: np.ndarray
     probabilities: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, key: str):
-        if key == "assignments":
-            return self.assignments()
-        return getattr(self, key)
-
-    def keys(self):
-        return ("method", "metrics", "ids", "split", "clusters", "probabilities", "info", "assignments")
 
     def assignments(self, splits: tuple[str, ...] = ("val", "test")) -> dict[str, np.ndarray]:
         """Per-clip columns ``id``, ``split``, ``cluster`` for the rows of ``splits``."""

@@ -180,7 +180,7 @@ def _evaluate(model: ClusteringModel, data: _Data, labels: np.ndarray, cfg, pref
         representations=reps,
         prefix=prefix,
         n_clusters=int(cfg["n_clusters"]),
-        silhouette_sample=int(cfg["silhouette_sample"]) or None,
+        sample_size=int(cfg["silhouette_sample"]) or None,
         seed=int(cfg["seed"]),
     )
     m = {k: _to_float(v) for k, v in m.items()}
@@ -287,7 +287,6 @@ def train(
     checkpoint_dir: str | None = None,
     resume_from: str | None = None,
     should_stop: Callable[[], bool] | None = None,
-    resume: str | None = None,
 ) -> TrainResult:
     """Train (or fit a baseline) on ``table`` and evaluate; see the module docstring.
 
@@ -297,14 +296,8 @@ def train(
     checkpoint_dir  where to write checkpoints (every ``checkpoint_every`` epochs and at the end)
     resume_from     a checkpoint directory (or state file) to continue from
     should_stop     polled after every epoch; True -> stop
-    resume          alias of ``resume_from`` (the name docs/ARCHITECTURE.md used first)
     """
-    if resume is not None:
-        if resume_from is not None and str(resume_from) != str(resume):
-            raise ValueError("give resume_from or resume, not both")
-        resume_from = resume
-    preset_name = getattr(getattr(table, "preset", None), "name", None)
-    cfg = resolve_config(config, dataset=preset_name)
+    cfg = resolve_config(config, dataset=table.preset.name)
     if cfg["n_clusters"] == 0:
         cfg["n_clusters"] = len(table.classes)
         if cfg["n_clusters"] < 2:
@@ -436,7 +429,7 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
     def write_checkpoint(path) -> str:
         state = _to_cpu_tree(last_good)
         state["config"] = dict(cfg)
-        state["meta"] = {"preset": getattr(table.preset, "name", ""), "cache_key": str(table.cache_key),
+        state["meta"] = {"preset": table.preset.name, "cache_key": str(table.cache_key),
                          "n_freq": int(n_freq), "n_frames": int(n_frames)}
         return str(save_checkpoint(path, state))
 

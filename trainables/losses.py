@@ -40,7 +40,7 @@ Gaussian are in :mod:`trainables.reconstruction`.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 
@@ -94,10 +94,9 @@ def _as_bft(t: torch.Tensor, name: str) -> torch.Tensor:
     raise ValueError(f"{name}: expected [B, F, T] or [B, 1, F, T], got {tuple(t.shape)}")
 
 
-def _resolve_to_linear(to_linear, denormalise, preset) -> ToLinear:
-    fn = to_linear if to_linear is not None else denormalise
-    if fn is not None:
-        return fn
+def _resolve_to_linear(to_linear, preset) -> ToLinear:
+    if to_linear is not None:
+        return to_linear
     if preset is not None:
         from features.frontend import denormalise as _den
 
@@ -114,7 +113,6 @@ def reconstruction(
     preset: Any = None,
     *,
     to_linear: ToLinear | None = None,
-    denormalise: ToLinear | None = None,
     reduction: str = "sum",
     is_eps: float = IS_EPS,
     per_clip: bool = False,
@@ -126,8 +124,8 @@ def reconstruction(
     mask         [B, T], 1 = real frame, 0 = padding (None = all real)
     norm_stats   [B, 4] per-clip (mean, std, min, max), for ``"is"`` / ``"kl"``
     to_linear    ``to_linear(x01, norm_stats) -> linear magnitude`` (e.g. a closure over
-                 ``features.frontend.denormalise``); ``denormalise`` is an alias; without
-                 either, ``preset`` is used with ``features.frontend.denormalise``
+                 ``features.frontend.denormalise``); without it, ``preset`` is used with
+                 ``features.frontend.denormalise``
     reduction    ``"sum"`` (per-clip sum over real bins; default) or ``"mean_bins"``
     """
     if divergence not in DIVERGENCES:
@@ -150,7 +148,7 @@ def reconstruction(
     else:
         if norm_stats is None:
             raise ValueError(f"divergence {divergence!r} needs norm_stats to de-normalise the targets")
-        fn = _resolve_to_linear(to_linear, denormalise, preset)
+        fn = _resolve_to_linear(to_linear, preset)
         mag = fn(x01, norm_stats.float()).float().clamp_min(0.0)
         if mag.shape != x01.shape:
             raise ValueError(f"to_linear returned {tuple(mag.shape)}, expected {tuple(x01.shape)}")

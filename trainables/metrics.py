@@ -198,7 +198,6 @@ def clustering_metrics(
     n_clusters: int | None = None,
     sample_size: int | None = 2000,
     seed: int = 0,
-    silhouette_sample: int | None = -1,
 ) -> dict[str, float]:
     """All clustering metrics of one split in one flat dict of floats.
 
@@ -208,8 +207,8 @@ def clustering_metrics(
                      probabilities, ``"x"`` flattened input features (any names work)
     prefix           namespace, e.g. ``"val/"`` or ``"test/"``
     n_clusters       clusters the model could use (for occupancy); default ``max(y_pred) + 1``
-    sample_size      silhouette sample size (see :func:`cluster_quality`); None/0 = all rows
-    silhouette_sample  alias of ``sample_size`` (the config key's name); wins when given
+    sample_size      silhouette sample size (see :func:`cluster_quality`; the config key
+                     ``silhouette_sample``); None/0 = all rows
 
     Keys: ``{prefix}acc``, ``nmi``, ``ari``, ``n_clusters_used``, ``collapsed`` (1.0 when fewer
     than two clusters are used, else 0.0), ``occupancy_max`` (largest cluster's fraction),
@@ -217,8 +216,6 @@ def clustering_metrics(
     0 = everything in one cluster), and per representation ``r``: ``silhouette_r``, ``dbi_r``,
     ``chi_r`` (NaN on a collapse). An empty split gives NaN everywhere and n_clusters_used 0.
     """
-    if silhouette_sample != -1:
-        sample_size = silhouette_sample
     t, p = _pair(y_true, y_pred)
     reps = dict(representations or {})
     m: dict[str, float] = {}

@@ -1,13 +1,11 @@
 """Schedules: pure functions of the (global) epoch, so that a resumed run continues the same curve.
 
-Epochs are 0-based: epoch 0 is the first epoch, ``epochs - 1`` the last. Each function has two
-call forms:
+Epochs are 0-based: epoch 0 is the first epoch, ``epochs - 1`` the last. The models and the
+loop call ``tau_at`` / ``lr_at`` / ``kl_weight_at`` in one form, ``f(config, epoch, ...)``,
+reading the keys of :mod:`trainables.config`; each reads its numbers and evaluates an explicit
+curve, ``tau_curve`` / ``lr_curve`` / ``kl_warmup_factor``.
 
-* the config form of the architecture contract, ``f(config, epoch, ...)``, reading the keys of
-  :mod:`trainables.config`;
-* the explicit form, ``f(<numbers>..., epoch)``.
-
-``tau_at`` -- Gumbel-Softmax temperature at ``t = epoch + frac`` (``frac`` = fraction of the
+``tau_curve`` -- Gumbel-Softmax temperature at ``t = epoch + frac`` (``frac`` = fraction of the
 epoch done, ``step / steps_per_epoch``), annealed from ``start`` (t = 0) to ``end``
 (t = ``anneal_epochs``), then held at ``end``; never below ``floor``:
 
@@ -16,18 +14,17 @@ epoch done, ``step / steps_per_epoch``), annealed from ``start`` (t = 0) to ``en
   exponential   start * (end / start) ** (t / A)
   cosine        end + (start - end) * (1 + cos(pi * t / A)) / 2
 
-Config form ``tau_at(config, epoch, frac=0.0)``: keys tau_kind, tau_start, tau_end,
-tau_anneal_epochs (0 = the whole run, A = epochs), tau_floor. With A = epochs the temperature
+``tau_at(config, epoch, frac=0.0)``: keys tau_kind, tau_start, tau_end, tau_anneal_epochs
+(0 = the whole run, A = epochs), tau_floor. With A = epochs the temperature
 reaches ``end`` at the end of the last epoch (``tau_at(cfg, epochs - 1, 1.0)``).
 
-``lr_at`` -- exponential decay from ``start`` (epoch 0) to ``end`` (the last epoch,
+``lr_curve`` -- exponential decay from ``start`` (epoch 0) to ``end`` (the last epoch,
 ``total_epochs - 1``): ``start * (end / start) ** (epoch / (total_epochs - 1))`` (the UVAC
-paper: 5e-3 -> 5e-4 "at the last epoch"). Config form ``lr_at(config, epoch)``: lr_start,
-lr_end, epochs.
+paper: 5e-3 -> 5e-4 "at the last epoch"). ``lr_at(config, epoch)``: lr_start, lr_end, epochs.
 
-``kl_weight_at`` -- linear KL warm-up factor ``min(1, epoch / warmup_epochs)`` (0 at the first
-epoch, 1 from epoch ``warmup_epochs`` on); ``warmup_epochs = 0`` is off (always 1). The
-config form ``kl_weight_at(config, epoch)`` returns ``config["lam"] * factor``: the full KL
+``kl_warmup_factor`` -- linear KL warm-up factor ``min(1, epoch / warmup_epochs)`` (0 at the
+first epoch, 1 from epoch ``warmup_epochs`` on); ``warmup_epochs = 0`` is off (always 1).
+``kl_weight_at(config, epoch)`` returns ``config["lam"] * factor``: the full KL
 weight, warmed up "from 0 to lam" (what the trainer passes as the loss's ``lam``).
 """
 from __future__ import annotations
@@ -65,17 +62,11 @@ def tau_curve(kind: str, start: float, end: float, anneal_epochs: float, epoch_f
     return max(tau, floor)
 
 
-def tau_at(*args: Any, **kwargs: Any) -> float:
-    """``tau_at(config, epoch, frac=0.0)`` or ``tau_at(kind, start, end, anneal_epochs, epoch_float, floor=0.05)``."""
-    if args and isinstance(args[0], Mapping):
-        cfg = args[0]
-        rest = list(args[1:])
-        epoch = rest.pop(0) if rest else kwargs.pop("epoch")
-        frac = rest.pop(0) if rest else kwargs.pop("frac", kwargs.pop("step", 0.0))
-        anneal = float(cfg.get("tau_anneal_epochs", 0)) or float(cfg["epochs"])
-        return tau_curve(cfg["tau_kind"], cfg["tau_start"], cfg["tau_end"], anneal,
-                         float(epoch) + float(frac), cfg.get("tau_floor", 0.05))
-    return tau_curve(*args, **kwargs)
+def tau_at(config: Mapping[str, Any], epoch: int, frac: float = 0.0) -> float:
+    """Temperature at ``epoch + frac`` from the config keys (see the module doc)."""
+    anneal = float(config["tau_anneal_epochs"]) or float(config["epochs"])
+    return tau_curve(config["tau_kind"], config["tau_start"], config["tau_end"], anneal,
+                     float(epoch) + float(frac), config["tau_floor"])
 
 
 def lr_curve(start: float, end: float, total_epochs: int, epoch: float) -> float:
@@ -90,13 +81,9 @@ def lr_curve(start: float, end: float, total_epochs: int, epoch: float) -> float
     return start * (end / start) ** r
 
 
-def lr_at(*args: Any, **kwargs: Any) -> float:
-    """``lr_at(config, epoch)`` or ``lr_at(start, end, total_epochs, epoch)``."""
-    if args and isinstance(args[0], Mapping):
-        cfg = args[0]
-        epoch = args[1] if len(args) > 1 else kwargs["epoch"]
-        return lr_curve(cfg["lr_start"], cfg["lr_end"], int(cfg["epochs"]), epoch)
-    return lr_curve(*args, **kwargs)
+def lr_at(config: Mapping[str, Any], epoch: float) -> float:
+    """Learning rate at ``epoch`` from the config keys lr_start, lr_end, epochs."""
+    return lr_curve(config["lr_start"], config["lr_end"], int(config["epochs"]), epoch)
 
 
 def kl_warmup_factor(warmup_epochs: float, epoch: float) -> float:
@@ -107,10 +94,6 @@ def kl_warmup_factor(warmup_epochs: float, epoch: float) -> float:
     return min(1.0, max(0.0, float(epoch)) / w)
 
 
-def kl_weight_at(*args: Any, **kwargs: Any) -> float:
-    """``kl_weight_at(config, epoch)`` -> lam * factor, or ``kl_weight_at(warmup_epochs, epoch)`` -> factor."""
-    if args and isinstance(args[0], Mapping):
-        cfg = args[0]
-        epoch = args[1] if len(args) > 1 else kwargs["epoch"]
-        return float(cfg.get("lam", 1.0)) * kl_warmup_factor(cfg.get("kl_warmup_epochs", 0), epoch)
-    return kl_warmup_factor(*args, **kwargs)
+def kl_weight_at(config: Mapping[str, Any], epoch: float) -> float:
+    """The full KL weight at ``epoch``: ``config["lam"]`` times the warm-up factor."""
+    return float(config["lam"]) * kl_warmup_factor(config["kl_warmup_epochs"], epoch)

@@ -19,7 +19,6 @@ which is how the study tells "pruned" from "complete" (see study.objectives).
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import tempfile
@@ -71,16 +70,6 @@ def write_assignments(assignments: Any, path: Path) -> None:
     df.to_parquet(path, index=False)
 
 
-def _resume_kwarg() -> str:
-    from trainables import loop
-
-    params = inspect.signature(loop.train).parameters
-    for name in ("resume_from", "resume"):
-        if name in params:
-            return name
-    raise TypeError("trainables.loop.train takes neither resume_from nor resume")
-
-
 def train_config(config: dict) -> dict:
     """The training config of a trial: the study's bookkeeping keys removed."""
     return {k: v for k, v in config.items() if k not in STUDY_KEYS}
@@ -115,10 +104,7 @@ def trainable(config: dict) -> None:
         else:
             tune.report(payload)
 
-    kwargs = {"on_epoch": on_epoch}
-    if resume_dir is not None:
-        kwargs[_resume_kwarg()] = resume_dir
-    result = loop.train(cfg, table, **kwargs)
+    result = loop.train(cfg, table, on_epoch=on_epoch, resume_from=resume_dir)
 
     status = {"complete": "complete", "diverged": "diverged"}.get(result.status, "pruned")
     final = {**_scalars(result.metrics), "epoch": int(result.epochs_done),
@@ -129,7 +115,6 @@ def trainable(config: dict) -> None:
                 last_fn[0](os.path.join(d, "checkpoint"))
             except Exception:  # a diverged model may not be worth keeping; still report
                 pass
-        write_assignments(getattr(result, "assignments", None), Path(d) / "assignments.parquet")
-        resolved = getattr(result, "config", None) or cfg
-        Path(d, "config.json").write_text(json.dumps(resolved, indent=2, sort_keys=True, default=str))
+        write_assignments(result.assignments, Path(d) / "assignments.parquet")
+        Path(d, "config.json").write_text(json.dumps(result.config, indent=2, sort_keys=True, default=str))
         tune.report(final, checkpoint=Checkpoint.from_directory(d))
