@@ -20,19 +20,18 @@ renamed loss term or metric shows up there.
 """
 from __future__ import annotations
 
+from trainables.config import BASELINES
 from trainables.metrics import QUALITY_METRICS
+from trainables.models import MODELS
 
 __all__ = ["REPRESENTATIONS", "SPLIT_METRICS", "CONDITIONAL_TRAIN", "declared_metrics", "known_models"]
 
-# Representations the clustering-quality metrics are computed on, per model. This mirrors
-# the model registry (trainables.loop._evaluate: z for both networks, y for categorical
-# UVAC; trainables.baselines: x, the flattened input features); keep it in step until the
-# registry exposes it.
+# Representations the clustering-quality metrics are computed on, per model: what each
+# registered network declares (z latent mean, y categorical posterior); the baselines cluster
+# x, the flattened input features (trainables.baselines).
 REPRESENTATIONS: dict[str, tuple[str, ...]] = {
-    "uvac": ("z",),
-    "cat_uvac": ("z", "y"),
-    "kmeans": ("x",),
-    "gmm": ("x",),
+    **{name: tuple(cls.representations) for name, cls in MODELS.items()},
+    **{name: ("x",) for name in BASELINES},
 }
 
 # Keys of trainables.metrics.clustering_metrics that do not depend on a representation.
@@ -44,7 +43,7 @@ _TRAIN_EXTRA = {"cat_uvac": ("kl_y", "tau")}
 # Reported only under some configs or in some epochs (still valid names).
 CONDITIONAL_TRAIN: dict[str, tuple[str, ...]] = {"cat_uvac": ("kl_ybar",), "uvac": ("prior_fitted_at",)}
 _BASELINE_TRAIN = ("time_s",)
-_NEURAL = ("uvac", "cat_uvac")
+_NEURAL = tuple(MODELS)
 
 
 def known_models() -> list[str]:

@@ -1,4 +1,4 @@
-"""Shared convolutional-recurrent blocks of UVAC and categorical UVAC (SPEC.md section 2).
+"""Shared convolutional-recurrent blocks of UVAC and categorical UVAC (docs/MODELS.md, "Models").
 
 Shape conventions (F = frequency rows, T = time frames, both >= 2**L for L conv layers):
 

@@ -1,4 +1,4 @@
-"""Categorical UVAC (M2-style, categorical UVAC paper, SPEC.md section 2).
+"""Categorical UVAC (M2-style, categorical UVAC paper; docs/MODELS.md, "Models").
 
 * q(y|x): encoder h (:class:`~trainables.models.blocks.ConvEncoder`) -> linear -> K logits.
   Training sample: Gumbel-Softmax ``y = softmax((logits + g) / tau)``, g ~ Gumbel(0, 1),

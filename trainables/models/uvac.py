@@ -1,4 +1,4 @@
-"""UVAC: convolutional-recurrent VAE with a learnable GMM prior (UVAC paper, SPEC.md section 2).
+"""UVAC: convolutional-recurrent VAE with a learnable GMM prior (UVAC paper; docs/MODELS.md, "Models").
 
 * q(z|x) = N(mu, diag exp(logvar)): :class:`~trainables.models.blocks.ConvEncoder` then one
   linear layer to ``2 * d_z`` (first half mu, second half the log-variance).
