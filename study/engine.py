@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from study.objectives import default_objectives, model_metrics, parse_objective, parse_objectives
 from study.spaces import SPACES, RecordingTrial, get_space, record_space
+from trainables.config import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,8 @@ def _fixed_config(opts: StudyOptions, cache_dir: str, n_clusters: int) -> dict:
     if not opts.features and opts.dataset == "synthetic" and not opts.root and opts.space in ("uvac", "cat_uvac"):
         fixed.update(EMBEDDED_SMALL)
     fixed.update(opts.overrides or {})
+    # the recipe every trial's config starts from, recorded with the study's fixed config
+    fixed.setdefault("recipe", DEFAULTS["recipe"])
     return fixed
 
 

@@ -75,8 +75,8 @@ def options_from_args(a: argparse.Namespace) -> StudyOptions:
             raise StudyError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         overrides[k.strip()] = _value(v.strip())
-    if a.recipe or "recipe" not in overrides:
-        overrides["recipe"] = a.recipe or "recommended"  # recorded with the study's fixed config
+    if a.recipe:
+        overrides["recipe"] = a.recipe
     return StudyOptions(
         space=a.space or "cat_uvac", features=a.features, dataset=a.dataset, root=a.root,
         features_root=a.features_root, objectives=a.objective,

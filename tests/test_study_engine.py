@@ -80,6 +80,12 @@ def test_smoke_study_per_space(tmp_path, features, space, capsys):
                 assert [m.step for m in hist][0] == 1
     out = format_result(res)
     assert "Pareto-optimal trials" in out and "mlflow ui --backend-store-uri sqlite:///" in out
+    # the baseline every study should beat, on the same split, printed beside the Pareto trials
+    # and logged on the parent run
+    assert 0.0 <= res.baseline["val/acc"] <= 1.0
+    assert f"baseline K-means on the same split (seed 0): val/acc={res.baseline['val/acc']:.4g}" in out
+    assert parent.data.metrics["baseline/kmeans_val_acc"] == pytest.approx(res.baseline["val/acc"])
+    assert parent.data.params["fixed.recipe"] == "recommended"
     for p in res.pareto:
         assert p["run_id"] in {r.info.run_id for r in children}
 
@@ -99,7 +105,7 @@ def diverging_space(trial, *, epochs=1):
     """cat_uvac with one learning rate that no Adam survives (an honest divergence)."""
     trial.suggest_categorical("lr_start", [1e-3, 1e12])
     trial.suggest_float("lr_end", 1e-5, 1e-4, log=True)
-    trial.suggest_categorical("divergence", ["euc"])  # 'is' needs likelihood=gaussian now
+    trial.suggest_categorical("divergence", ["euc"])
     return {"model": "cat_uvac"}
 
 
