@@ -110,3 +110,16 @@ def test_resume_refuses_a_different_architecture(tiny_table, tiny_config, tmp_pa
     train(tiny_config(epochs=1, d_z=4), tiny_table, checkpoint_dir=str(ck))
     with pytest.raises(ValueError, match="d_z"):
         train(tiny_config(epochs=2, d_z=6), tiny_table, resume_from=str(ck))
+
+
+def test_resume_refuses_a_changed_feature_cache(tiny_table, tiny_config, tmp_path):
+    """A cache rebuilt since the checkpoint (clips may have moved between splits) is refused."""
+    from dataclasses import replace
+
+    ck = tmp_path / "ck"
+    train(tiny_config(epochs=1), tiny_table, checkpoint_dir=str(ck))
+    rebuilt = replace(tiny_table, cache_key=tiny_table.cache_key + "-rebuilt")
+    with pytest.raises(ValueError, match="feature cache"):
+        train(tiny_config(epochs=2), rebuilt, resume_from=str(ck))
+    # the same cache resumes
+    assert train(tiny_config(epochs=2), tiny_table, resume_from=str(ck)).epochs_done == 2

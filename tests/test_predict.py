@@ -63,6 +63,9 @@ def test_fresh_wav_gets_the_training_cluster(trained_run, tiny_cache, tmp_path, 
     b = by_path[str(bad)]
     assert b["status"] == "rejected" and b["reason"]
     assert "inference part:" in cap.err
+    missing = tmp_path / "missing.wav"
+    assert main(["--run", str(trained_run), "--audio", str(missing)]) == 1  # nothing predicted
+    assert "no such file" in capsys.readouterr().out
 
 
 def test_inference_part_is_smaller_than_the_model(trained_run):

@@ -90,3 +90,17 @@ def test_cli_bad_input_is_a_clear_error(tiny_cache, tmp_path, capsys):
     cfg.write_text(json.dumps({"lr_start": 1e-4, "lr_end": 1e-3}))
     assert main(["--features", str(tiny_cache.dir), "--out", str(tmp_path / "r4"), "--config", str(cfg)]) == 2
     assert "lr_end" in capsys.readouterr().err
+    assert main(["--features", str(tiny_cache.dir), "--out", str(tmp_path / "r5"), "--recipe", "papr"]) == 2
+    assert "recipe" in capsys.readouterr().err
+
+
+def test_cli_unavailable_device_is_one_line_before_any_file(tiny_cache, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the error path needs a machine without it")
+    out = tmp_path / "r"
+    assert main(["--features", str(tiny_cache.dir), "--out", str(out), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: device 'cuda' requested but CUDA is not available") and err.count("\n") == 1
+    assert not out.exists()

@@ -356,6 +356,11 @@ def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
         model.on_train_start(run.train_batches, seed)
         return run
     st = load_checkpoint(resume_from, map_location="cpu")
+    old_key = st.get("meta", {}).get("cache_key")
+    if old_key is not None and old_key != table.cache_key:
+        raise ValueError(
+            f"cannot resume: the checkpoint was trained on feature cache {old_key}, the features given now are "
+            f"{table.cache_key} (rebuilt or another cache: clips may have moved between splits); start a new run")
     old = st.get("config", {})
     diff = [k for k in STRUCTURAL_KEYS if k in old and str(old[k]) != str(cfg[k])]
     if diff:

@@ -116,6 +116,9 @@ class Predictor:
         results: list[Prediction | None] = [None] * len(paths)
         ok_idx, specs = [], []
         for i, path in enumerate(paths):
+            if not Path(path).exists():
+                results[i] = Prediction(str(path), "rejected", reason="no such file")
+                continue
             try:
                 specs.append(self.featurise(Path(path)))
                 ok_idx.append(i)

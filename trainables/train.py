@@ -103,6 +103,15 @@ def _progress_line(epoch: int, epochs: int, m: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def _check_device(name: str) -> None:
+    """A requested device that this machine does not have is a config error (before any file is written)."""
+    if str(name).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if not features:
             raise ConfigError("--features DIR is required (a feature cache built by python -m features.build)")
         resolve_config(partial)  # fail fast on bad keys/values, before loading any data
+        _check_device(partial.get("device", DEFAULTS["device"]))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
