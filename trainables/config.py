@@ -141,9 +141,9 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "recommended": {
         "uvac": {"likelihood": "bernoulli", "dec_bias_init": "data_mean", "prior_init": "fit",
                  "prior_warmup_epochs": 5, "bn_reestimate": True, "pool": "mean",
-                 "lr_start": 2e-3, "lr_end": 2e-4, "batch_size": 32},
+                 "lr_start": 2e-3, "lr_end": 2e-4, "batch_size": 16},
         "cat_uvac": {"likelihood": "bernoulli", "dec_bias_init": "data_mean", "marginal_entropy_weight": 5.0,
-                     "bn_reestimate": True, "pool": "mean"},
+                     "bn_reestimate": True, "pool": "mean", "lr_start": 1e-3, "lr_end": 1e-4, "batch_size": 8},
     },
 }
 # Recipes in which categorical UVAC's lambda follows the paper's per-dataset value (Table I).
