@@ -323,6 +323,7 @@ class _Run:
     shuffle_gen: torch.Generator
     np_gen: np.random.Generator
     autocast: Any
+    resident: bool  # the data live on the device (decided once, for every split)
     start_epoch: int = 0
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -349,9 +350,9 @@ def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
         raise ValueError(f"the train split has {len(tr_tab)} clip(s); at least 2 are needed")
     model = build_model(cfg, *table.shape, preset=table.preset).to(device)
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    resident = _fits_on_device(table, device)
     run = _Run(cfg, model, torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"])),
-               _Data(tr_tab, device, _fits_on_device(table, device)), shuffle_gen,
-               np.random.default_rng(seed), autocast)
+               _Data(tr_tab, device, resident), shuffle_gen, np.random.default_rng(seed), autocast, resident)
     if resume_from is None:
         model.on_train_start(run.train_batches, seed)
         return run
@@ -427,7 +428,7 @@ def _before_evaluation(run: _Run) -> None:
 def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
     run = _setup_run(cfg, table, device, use_bf16, resume_from)
     va_tab = table.select("val")
-    val_data = _Data(va_tab, device, _fits_on_device(table, device))
+    val_data = _Data(va_tab, device, run.resident)
     n_freq, n_frames = table.shape
     last_good = run.snapshot(run.start_epoch)
 
@@ -472,8 +473,7 @@ def _finish(run: _Run, table, status, reason, last_good, checkpoint_dir, write_c
     if run.history:
         final.update({k: v for k, v in run.history[-1].items() if k.startswith(("train/", "val/"))})
     final["epoch"] = epochs_done
-    device = run.train_data.device
-    resident = _fits_on_device(table, device)
+    device, resident = run.train_data.device, run.resident
     te_tab = table.select("test")
     if len(te_tab):
         final.update(_evaluate(run.model, _Data(te_tab, device, resident), te_tab.labels, run.cfg, "test/")[0])
