@@ -24,7 +24,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import torch
 
-from features.cache import _fixed_list_tensor, build_cache, load_table
+from features.cache import build_cache, fixed_list_tensor, load_table
 from features.frontend import compute_features, get_preset
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"
@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> None:
 
         def load_parquet(p, shape=(n, f, tt)):
             tab = pq.read_table(p, memory_map=True, columns=["spectrogram"])
-            return _fixed_list_tensor(tab["spectrogram"], shape)
+            return fixed_list_tensor(tab["spectrogram"], shape)
 
         def load_ipc():
             tab = feather.read_table(ipc, memory_map=True, columns=["spectrogram"])
-            return _fixed_list_tensor(tab["spectrogram"], (n, f, tt))
+            return fixed_list_tensor(tab["spectrogram"], (n, f, tt))
 
         for name, path, fn in (
             ("parquet float16 uncompressed", p16, lambda: load_parquet(p16)),

@@ -11,6 +11,8 @@ _EXPORTS = {
     "CacheError": "features.cache",
     "build_cache": "features.cache",
     "load_table": "features.cache",
+    "read_cache_info": "features.cache",
+    "CacheInfo": "features.cache",
     "PRESETS": "features.frontend",
     "ClipFeatures": "features.frontend",
     "Preset": "features.frontend",

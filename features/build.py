@@ -3,9 +3,11 @@
     python -m features.build --dataset fsdd --root ../shared/data/fsdd --preset audiomnist --out DIR
     python -m features.build --dataset synthetic --out DIR          # materialised under DIR/sources/
 
-The logic lives in :func:`features.cache.build_cache`; this is a thin shell that scans the
-dataset, prints a summary, and turns expected failures (wrong root, no usable file) into a
-one-line message and a non-zero exit status.
+The logic lives in :func:`features.builder.build_cache`; this is a thin shell that scans the
+dataset, prints a summary (with a ``repaired:`` line per file found corrupt or missing and
+rebuilt, or why the cache was rebuilt from scratch), and turns expected failures (wrong root, no
+usable file) into a one-line message and a non-zero exit status. ``--force`` rebuilds
+everything; ``--no-verify`` skips the sha256 check of the existing files (huge caches).
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 from features.cache import BuildError, BuildSummary, CacheError, build_cache
+from features.datasets import DATASETS, DEFAULT_PRESET, scan_dataset
+from features.datasets.base import DatasetError
 from features.frontend import PRESETS, get_preset
 
 EXIT_USAGE = 2
@@ -29,25 +33,13 @@ def _human_bytes(n: int) -> str:
 
 
 def default_preset_for(dataset: str) -> str:
-    """The dataset adapter's default preset (``features.datasets.DEFAULT_PRESET``), else ``compact``."""
-    try:
-        from features.datasets import DEFAULT_PRESET  # type: ignore[attr-defined]
-    except ImportError:
-        return "compact"
-    if isinstance(DEFAULT_PRESET, dict):
-        return DEFAULT_PRESET.get(dataset, "compact")
-    return str(DEFAULT_PRESET)
+    """The dataset adapter's default preset (``features.datasets.DEFAULT_PRESET``)."""
+    return DEFAULT_PRESET[dataset]
 
 
 def parser() -> argparse.ArgumentParser:
-    try:
-        from features.datasets import DATASETS  # type: ignore[attr-defined]
-
-        names = sorted(DATASETS)
-    except ImportError:
-        names = None
     p = argparse.ArgumentParser(prog="python -m features.build", description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True, choices=names, help="dataset adapter")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset adapter")
     p.add_argument("--root", type=Path, default=None, help="dataset root (not needed for synthetic)")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="front end (default: the dataset's)")
     p.add_argument("--out", type=Path, required=True, help="output directory (the cache goes in a subfolder)")
@@ -58,13 +50,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only N files, evenly spaced over the sorted ids")
     p.add_argument("--shard-size", type=int, default=4096, help="rows per Parquet shard")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="ignore the existing cache: decode and write everything again")
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not check the sha256 of the existing cache files (only that they exist)")
     return p
 
 
 def scan(dataset: str, root: Path | None, out: Path, seed: int):
     """List the dataset (materialising the synthetic one under ``out/sources`` when no root is given)."""
-    from features.datasets import scan_dataset
-
     if dataset == "synthetic":
         if root is None:
             root = out / "sources" / f"synthetic-seed{seed}"
@@ -80,7 +73,7 @@ def scan(dataset: str, root: Path | None, out: Path, seed: int):
 
 
 def format_summary(s: BuildSummary, n_listed_rejects: int = 5) -> str:
-    lines = []
+    lines = [f"repaired: {r}" for r in s.repairs]
     if s.up_to_date:
         lines.append(f"up to date: {s.cache_dir} (cache key {s.cache_key}); nothing to do")
     else:
@@ -94,7 +87,8 @@ def format_summary(s: BuildSummary, n_listed_rejects: int = 5) -> str:
     for r in [r for r in s.rejects if r.action == "rejected"][:n_listed_rejects]:
         lines.append(f"    e.g. {r.path}: {r.reason}")
     lines.append(f"files cropped:  {s.n_cropped}")
-    lines.append(f"table:          {s.cache_dir}  (rejects: {s.cache_dir / 'rejects.csv'})")
+    lines.append(f"table:          {s.cache_dir}  (rejects: {s.rejects_csv})")
+    lines.append(f"classes:        {s.n_classes}")
     f, t = s.shape
     lines.append(f"spectrogram:    {f} x {t} (F x T), float16, preset {s.preset.name}")
     lines.append(f"size on disk:   {_human_bytes(s.size_bytes)}")
@@ -105,8 +99,6 @@ def format_summary(s: BuildSummary, n_listed_rejects: int = 5) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        from features.datasets.base import DatasetError
-
         preset = get_preset(args.preset or default_preset_for(args.dataset), duration_s=args.duration)
         if args.workers < 1:
             raise BuildError("--workers must be >= 1")
@@ -120,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             shard_size=args.shard_size,
             limit=args.limit,
             progress=not args.no_progress,
+            force=args.force,
+            verify=not args.no_verify,
         )
     except (BuildError, CacheError, DatasetError, ValueError, OSError) as exc:
         print(f"features.build: error: {exc}".splitlines()[0], file=sys.stderr)

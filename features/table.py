@@ -32,6 +32,7 @@ class FeatureTable:
     split: np.ndarray
     preset: Any
     cache_key: str
+    dataset: str | None = None  # the dataset adapter's name (e.g. "fsdd"); None for hand-made tables
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -47,6 +48,11 @@ class FeatureTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of distinct labels (evaluation classes)."""
+        return len(self.classes)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import torch
 
 from features.cache import BuildError, CacheError, build_cache, cache_dir_for, load_table
 from features.datasets.base import AudioRecord, DatasetScan
+from features.manifest import read_manifest
 from features.frontend import compute_features, get_preset
 
 PRESET = get_preset("compact")  # 64 x 32, 16 kHz, 1 s
@@ -162,9 +163,9 @@ def test_bad_files_are_rejected_and_build_goes_on(tmp_path):
     assert by_id["long"].action == "cropped"
     assert by_id["meta-row-9"].reason == "listed in metadata but missing"
     assert s.n_rejected == 3 and s.n_cropped == 1
-    rej = pq.read_table(s.cache_dir / "rejects.parquet").to_pylist()
+    rej = pq.read_table(s.cache_dir / read_manifest(s.cache_dir).rejects.file).to_pylist()
     assert {r["id"] for r in rej} == {"garbage", "empty", "long", "meta-row-9"}
-    csv_text = (s.cache_dir / "rejects.csv").read_text()
+    csv_text = s.rejects_csv.read_text()
     assert csv_text.splitlines()[0] == "id,path,reason,action" and "garbage" in csv_text
     t = load_table(s.cache_dir)
     assert "long" in set(t.ids) and "garbage" not in set(t.ids)
@@ -184,7 +185,7 @@ def test_no_usable_file_is_a_clear_error(tmp_path):
 def test_incomplete_or_tampered_cache_refuses_to_load(tmp_path):
     recs = make_dataset(tmp_path / "src", 5)
     s = build_cache(scan_of(tmp_path / "src", recs), PRESET, tmp_path / "out", progress=False)
-    (s.cache_dir / "splits.parquet").write_bytes(b"x")
+    (s.cache_dir / read_manifest(s.cache_dir).splits.file).write_bytes(b"x")
     with pytest.raises(CacheError, match="splits"):
         load_table(s.cache_dir)
     (s.cache_dir / "manifest.json").unlink()
