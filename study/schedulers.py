@@ -1,0 +1,126 @@
+"""The study's early-stopping scheduler: ``fifo`` (none), ``asha`` (one metric) or ``moasha``
+(every objective), chosen by :func:`choose_scheduler` and built by :func:`make_scheduler`.
+
+A trial a scheduler stops gets no final report with ``trial_status`` (trainables.tune), which
+is how the study classifies it ``pruned`` (study.objectives.classify): PRUNED in Optuna
+(study.searcher.StudySearcher), ``pruned`` / KILLED in MLflow (study.tracking). Both
+schedulers only stop trials *before* their last epoch, so a trial that trains to the end is
+never mistaken for a pruned one.
+
+:class:`MOASHAScheduler` is the Ray glue around the pure rule of study.moasha: rungs at
+``grace_period * eta**k`` epochs (``time_attr`` "epoch") below the last epoch; a trial
+reaching a rung has its objective vector recorded there and continues only if
+``study.moasha.continue_at_rung`` says so. It holds plain dicts and tuples only, so it
+pickles with the experiment (``Tuner.restore``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from study.moasha import continue_at_rung, to_losses
+from study.objectives import FINAL_KEY, Objective, objective_values, parse_objective
+
+SCHEDULERS = ("fifo", "asha", "moasha")
+# Ray's ASHA default (so --scheduler asha is today's ASHA), used by MOASHA too so that the
+# two prune on the same rungs and keep the same fraction.
+REDUCTION_FACTOR = 4
+# "More than a handful" of trials: below this, early stopping has too few trials per rung.
+MOASHA_MIN_TRIALS = 5
+
+
+def choose_scheduler(requested: Optional[str], objectives: list[Objective], num_samples: int,
+                     asha_metric: Optional[str] = None) -> str:
+    """The scheduler's name. None = auto: ``asha`` when an ASHA metric is given (explicit beats
+    default), ``moasha`` for >= 2 objectives and at least MOASHA_MIN_TRIALS trials, ``asha`` for
+    one objective, else ``fifo``. ValueError (one line) for an unknown name or a combination
+    that cannot work."""
+    if requested is not None and requested not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {requested!r}; choose one of {', '.join(SCHEDULERS)}")
+    if requested is None:
+        if asha_metric:
+            return "asha"
+        if len(objectives) >= 2:
+            return "moasha" if num_samples >= MOASHA_MIN_TRIALS else "fifo"
+        return "asha"
+    if requested == "asha" and len(objectives) >= 2 and not asha_metric:
+        raise ValueError(f"--scheduler asha ranks trials on one metric, but the study has {len(objectives)} "
+                         "objectives: give --asha-metric METRIC:max|min, or use --scheduler moasha")
+    if asha_metric and requested != "asha":
+        raise ValueError(f"--asha-metric is used by --scheduler asha only, not {requested}")
+    return requested
+
+
+def make_scheduler(name: str, objectives: list[Objective], *, epochs: int, grace_period: int = 1,
+                   asha_metric: Optional[str] = None) -> Optional[TrialScheduler]:
+    """The Tune scheduler for ``name`` (None for fifo: Tune's default FIFO)."""
+    if name == "fifo":
+        return None
+    if name == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+        a = parse_objective(asha_metric) if asha_metric else objectives[0]
+        # max_t past the last epoch: ASHA stops a trial that reaches max_t, which would
+        # cut off the final report and make a finished trial look pruned.
+        return ASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode, max_t=epochs + 1,
+                             grace_period=max(1, grace_period), reduction_factor=REDUCTION_FACTOR)
+    if name == "moasha":
+        return MOASHAScheduler(objectives, epochs=epochs, grace_period=grace_period)
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+def rung_epochs(epochs: int, grace_period: int, eta: float) -> list[int]:
+    """The rungs: ``grace_period * eta**k`` epochs strictly below the last epoch (stopping at
+    the last epoch saves nothing and would hide the trial's final report)."""
+    rungs, r = [], max(1, int(grace_period))
+    while r < epochs:
+        rungs.append(r)
+        r = max(r + 1, int(round(r * eta)))
+    return rungs
+
+
+class MOASHAScheduler(FIFOScheduler):
+    """Multi-objective ASHA over every objective of the study (see the module docstring)."""
+
+    def __init__(self, objectives: list[Objective], *, epochs: int, grace_period: int = 1,
+                 reduction_factor: float = REDUCTION_FACTOR, time_attr: str = "epoch"):
+        super().__init__()
+        if reduction_factor <= 1:
+            raise ValueError(f"reduction_factor must be > 1, got {reduction_factor}")
+        self._objectives = list(objectives)
+        self._eta = float(reduction_factor)
+        self._time_attr = time_attr
+        self._metric = self._objectives[0].metric  # Tune's bookkeeping only; ranking uses all
+        self.rungs = rung_epochs(epochs, grace_period, self._eta)
+        self.records: dict[int, dict[str, tuple]] = {r: {} for r in self.rungs}  # rung -> trial id -> losses
+        self.stopped: dict[str, int] = {}  # trial id -> the rung it was stopped at
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if FINAL_KEY in result:  # the trial's last report: it has ended already
+            return TrialScheduler.CONTINUE
+        t = result.get(self._time_attr)
+        if t is None:
+            return TrialScheduler.CONTINUE
+        return self.decide(trial.trial_id, float(t), result)
+
+    def decide(self, trial_id: str, t: float, result: dict) -> str:
+        """Record the result at every rung it reaches for the first time; STOP when a rung's
+        rule says so. A result with a missing or non-finite objective is not recorded."""
+        for rung in self.rungs:
+            if t < rung or trial_id in self.records[rung]:
+                continue
+            values = objective_values(result, self._objectives)
+            if values is None:
+                return TrialScheduler.CONTINUE
+            recorded = self.records[rung]
+            recorded[trial_id] = to_losses(values, [o.mode for o in self._objectives])
+            ids = list(recorded)
+            if not continue_at_rung([recorded[i] for i in ids], ids.index(trial_id), self._eta):
+                self.stopped[trial_id] = rung
+                return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def debug_string(self) -> str:
+        counts = ", ".join(f"epoch {r}: {len(self.records[r])} recorded" for r in self.rungs)
+        return (f"MOASHA over {', '.join(map(str, self._objectives))} (eta {self._eta:g}); "
+                f"rungs {counts or 'none'}; {len(self.stopped)} stopped")

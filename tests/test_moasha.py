@@ -1,0 +1,145 @@
+"""MOASHA: the pure rung rule (study.moasha), the Ray scheduler around it and the scheduler
+choice (study.schedulers), and one real study on a local Ray whose pruned trials are PRUNED
+in Optuna, ``pruned`` in MLflow and never on the final Pareto front."""
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
+
+from study.engine import StudyError, StudyOptions
+from study.moasha import (continue_at_rung, crowding_distances, nondominated_ranks, stopped_at_rung,
+                          to_losses)
+from study.objectives import FINAL_KEY, Objective, parse_objectives
+from study.schedulers import MOASHAScheduler, choose_scheduler, make_scheduler, rung_epochs
+
+OBJ2 = [Objective("val/silhouette_z", "max"), Objective("val/acc", "max")]
+
+
+def test_nondominated_ranks_peel_fronts():
+    losses = [[0, 1], [1, 0], [0.5, 0.5], [0.6, 0.6], [1, 1], [2, 2], [0.5, 0.5]]
+    assert nondominated_ranks(losses).tolist() == [0, 0, 0, 1, 2, 3, 0]
+
+
+def test_crowding_distance_extremes_infinite_duplicates_equal():
+    d = crowding_distances([[0, 3], [1, 2], [1, 2], [2, 1], [3, 0]])
+    assert np.isinf(d[0]) and np.isinf(d[4])
+    assert d[1] == d[2] and np.isfinite(d[1]) and np.isclose(d[3], 4 / 3)
+
+
+def test_dominated_trial_stopped_front_trial_continues():
+    # four trials at a rung, eta 4: keep ceil(4/4) = 1 row ahead at most, plus the first front
+    losses = [[0.1, 0.9], [0.9, 0.1], [0.5, 0.5], [0.8, 0.95]]
+    assert not continue_at_rung(losses, 3, eta=4)        # dominated by the first row
+    assert all(continue_at_rung(losses, i, eta=4) for i in range(3))  # all on the front
+    assert stopped_at_rung(losses, eta=4) == {3}
+
+
+def test_front_trial_never_stopped_even_beyond_the_quota():
+    # 8 mutually non-dominated points with eta 4 (quota 2): none stopped
+    xs = np.linspace(0, 1, 8)
+    losses = np.stack([xs, 1 - xs], axis=1)
+    assert stopped_at_rung(losses, eta=4) == set()
+
+
+def test_second_front_cut_by_crowding_distance():
+    # front 0 is one point; front 1 has three points; quota ceil(4/2)=2: one row ahead allowed,
+    # so of front 1 only rows with nobody ahead but the front-0 row continue: its extremes.
+    losses = [[0, 0], [1, 3], [2, 2], [3, 1]]
+    assert stopped_at_rung(losses, eta=2) == {2}
+
+
+def test_directions_respected():
+    good, bad = {"val/acc": 0.9, "val/loss": 0.1}, {"val/acc": 0.8, "val/loss": 0.2}
+    objs = parse_objectives(["val/acc:max", "val/loss:min"])
+    rows = [to_losses([r[o.metric] for o in objs], [o.mode for o in objs]) for r in (good, bad)]
+    assert stopped_at_rung(rows, eta=2) == {1}
+    flipped = parse_objectives(["val/acc:min", "val/loss:max"])
+    rows = [to_losses([r[o.metric] for o in flipped], [o.mode for o in flipped]) for r in (good, bad)]
+    assert stopped_at_rung(rows, eta=2) == {0}
+
+
+RUNG = {"a": (0.1, 0.9), "b": (0.9, 0.1), "c": (0.5, 0.5), "d": (0.6, 0.7), "e": (0.7, 0.6),
+        "f": (0.95, 0.95), "g": (0.65, 0.65)}
+
+
+@pytest.mark.parametrize("last", sorted(RUNG))
+def test_decision_for_last_trial_independent_of_arrival_order(last):
+    others = [k for k in RUNG if k != last]
+    decisions, stopped_sets = set(), set()
+    for perm in itertools.permutations(others):
+        order = [*perm, last]
+        rows = [RUNG[k] for k in order]
+        decisions.add(continue_at_rung(rows, len(order) - 1, eta=2))
+        stopped_sets.add(frozenset(order[i] for i in stopped_at_rung(rows, eta=2)))
+    assert len(decisions) == 1 and len(stopped_sets) == 1
+    # synchronous: the front {a, b, c} kept; quota ceil(7/2) = 4 rows ahead at most, so of the
+    # second front {d, e, g} only its two extremes d and e (crowding +inf, tied) continue
+    stopped = stopped_sets.pop()
+    assert stopped == {"f", "g"}
+    assert decisions.pop() == (last not in stopped)  # the last arrival sees the full set
+
+
+def test_non_finite_losses_refused():
+    with pytest.raises(ValueError, match="finite"):
+        nondominated_ranks([[0.0, float("nan")]])
+
+
+class _Trial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id
+
+
+def _report(epoch, sil, acc):
+    return {"epoch": epoch, "val/silhouette_z": sil, "val/acc": acc}
+
+
+def test_scheduler_stops_dominated_trial_at_rung_and_skips_non_finite():
+    s = MOASHAScheduler(OBJ2, epochs=8, grace_period=1, reduction_factor=2)
+    assert s.rungs == [1, 2, 4]
+    T = TrialScheduler
+    assert s.on_trial_result(None, _Trial("a"), _report(1, 0.5, 0.5)) == T.CONTINUE
+    assert s.on_trial_result(None, _Trial("nan"), _report(1, float("nan"), 0.9)) == T.CONTINUE
+    assert "nan" not in s.records[1]
+    assert s.on_trial_result(None, _Trial("b"), _report(1, 0.4, 0.4)) == T.STOP   # dominated by a
+    assert s.stopped == {"b": 1}
+    assert s.on_trial_result(None, _Trial("c"), _report(1, 0.6, 0.3)) == T.CONTINUE  # on the front
+    # the final report (trial_status) is never stopped: the trial has ended already
+    assert s.on_trial_result(None, _Trial("d"), {**_report(1, 0.0, 0.0), FINAL_KEY: "complete"}) == T.CONTINUE
+    clone = pickle.loads(pickle.dumps(s))  # Tuner.restore pickles the scheduler
+    assert clone.records == s.records and clone.stopped == s.stopped and clone.rungs == s.rungs
+
+
+def test_rungs_below_last_epoch():
+    assert rung_epochs(4, 1, 4) == [1]
+    assert rung_epochs(9, 1, 3) == [1, 3]
+    assert rung_epochs(1, 1, 4) == []
+
+
+def test_choose_scheduler():
+    one = parse_objectives(["val/acc:max"])
+    assert choose_scheduler(None, OBJ2, 5) == "moasha"
+    assert choose_scheduler(None, OBJ2, 4) == "fifo"
+    assert choose_scheduler(None, one, 2) == "asha"
+    assert choose_scheduler(None, OBJ2, 10, "val/acc:max") == "asha"
+    assert choose_scheduler("fifo", OBJ2, 10) == "fifo"
+    with pytest.raises(ValueError, match="choose one of fifo, asha, moasha"):
+        choose_scheduler("bogus", OBJ2, 10)
+    with pytest.raises(ValueError, match="--asha-metric"):
+        choose_scheduler("asha", OBJ2, 10)
+    assert make_scheduler("fifo", OBJ2, epochs=3) is None
+    assert isinstance(make_scheduler("moasha", OBJ2, epochs=3), MOASHAScheduler)
+
+
+def test_options_validate_scheduler():
+    with pytest.raises(StudyError, match="unknown scheduler 'bogus'; choose one of fifo, asha, moasha"):
+        StudyOptions(space="kmeans", scheduler="bogus").validate()
+    with pytest.raises(StudyError, match="--scheduler asha ranks trials on one metric"):
+        StudyOptions(space="kmeans", scheduler="asha").validate()
+    opts = StudyOptions(space="kmeans", num_samples=6)
+    opts.validate()
+    assert opts.scheduler == "moasha"
