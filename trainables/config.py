@@ -149,17 +149,14 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 # Recipes in which categorical UVAC's lambda follows the paper's per-dataset value (Table I).
 PAPER_LAM_RECIPES = ("paper", "paper-lr5e-3")
 
-# Categorical UVAC's lambda per dataset (Table I). Keys are dataset or preset names.
+# Categorical UVAC's lambda per dataset (Table I). Keys are dataset adapter names
+# (features.datasets.DATASETS), as recorded in the cache manifest and on FeatureTable.dataset.
 PAPER_LAM: dict[str, float] = {
     "audiomnist": 0.5,
     "fsdd": 0.5,
     "synthetic": 0.5,
-    "compact": 0.5,
     "urbansound8k": 2.0,
-    "us8k": 2.0,
-    "urban4s": 2.0,
     "tau2019": 2.0,
-    "urban10s": 2.0,
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -182,7 +179,7 @@ class ConfigError(ValueError):
 
 
 def paper_lam(dataset: str | None) -> float | None:
-    """Categorical UVAC's paper lambda for a dataset or preset name (None when unknown)."""
+    """Categorical UVAC's paper lambda for a dataset name (None when unknown)."""
     if not dataset:
         return None
     return PAPER_LAM.get(str(dataset).lower())
@@ -256,7 +253,7 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     Defaults are taken in this order: :data:`DEFAULTS`, then :data:`MODEL_DEFAULTS` of the
     chosen model, then the chosen ``recipe``'s values for that model (:data:`RECIPES`), then
     (categorical UVAC under a paper recipe, when ``lam`` is not given) the paper's lambda of
-    ``dataset`` (a dataset or preset name, see :data:`PAPER_LAM`). Values given in ``partial``
+    ``dataset`` (a dataset adapter name, see :data:`PAPER_LAM`). Values given in ``partial``
     always win. A recipe's ``likelihood`` other than ``gaussian`` needs ``divergence="euc"``:
     when the caller picks ``is`` or ``kl`` without naming a likelihood, it is ``gaussian``.
     Resolving a resolved config returns it unchanged.

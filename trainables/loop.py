@@ -297,11 +297,11 @@ def train(
     resume_from     a checkpoint directory (or state file) to continue from
     should_stop     polled after every epoch; True -> stop
     """
-    cfg = resolve_config(config, dataset=table.preset.name)
+    cfg = resolve_config(config, dataset=table.dataset)
     if cfg["n_clusters"] == 0:
-        cfg["n_clusters"] = len(table.classes)
+        cfg["n_clusters"] = table.n_classes
         if cfg["n_clusters"] < 2:
-            raise ValueError(f"n_clusters=0 means 'number of classes', but the data have {len(table.classes)} class(es)")
+            raise ValueError(f"n_clusters=0 means 'number of classes', but the data have {table.n_classes} class(es)")
 
     if cfg["model"] not in NEURAL_MODELS:
         return _train_baseline(cfg, table)

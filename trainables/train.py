@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     out.mkdir(parents=True, exist_ok=True)
-    resolved = resolve_config(partial, dataset=table.preset.name)
+    resolved = resolve_config(partial, dataset=table.dataset)
     meta = {"features": str(Path(features).resolve()), "cache_key": table.cache_key,
             "preset": table.preset.to_dict()}
     (out / "config.json").write_text(json.dumps({**resolved, **meta}, indent=2, sort_keys=True))
