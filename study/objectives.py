@@ -28,10 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from trainables.metrics import DIRECTIONS
-
-# Metric-name suffix -> direction: the clustering metrics' (trainables.metrics) and the loss.
-_DIRECTIONS = {**DIRECTIONS, "loss": "min"}
+from trainables.metrics import metric_direction
 
 DEFAULT_OBJECTIVES = ("val/silhouette_z:max", "val/acc:max")
 # Baselines cluster the input features: their quality metrics are on x, not on z.
@@ -55,16 +52,9 @@ class Objective:
         return f"{self.metric}:{self.mode}"
 
 
-def default_direction(metric: str) -> str:
-    base = metric.split("/")[-1]
-    for key in (base, base.split("_")[0]):
-        if key in _DIRECTIONS:
-            return _DIRECTIONS[key]
-    raise ValueError(f"no default direction for {metric!r}; write it as {metric}:max or {metric}:min")
-
-
 def parse_objective(text: str, valid=None, *, what: str = "objective", scope: str = "") -> Objective:
-    """``"val/acc:max"`` -> Objective; ``"val/acc"`` takes its default direction.
+    """``"val/acc:max"`` -> Objective; ``"val/acc"`` takes its direction from
+    ``trainables.metrics.metric_direction`` (the one table of directions).
 
     ``METRIC`` or ``METRIC:max|min`` only: more ``:`` parts (``val/acc:max:min``), an empty
     metric or a direction other than max/min is a ValueError. With ``valid`` (the metric
@@ -85,7 +75,7 @@ def parse_objective(text: str, valid=None, *, what: str = "objective", scope: st
     if valid is not None:
         check_metric(metric, valid, what, scope)
     if mode is None:
-        mode = default_direction(metric)
+        mode = metric_direction(metric)
     return Objective(metric, mode)
 
 

@@ -20,8 +20,9 @@ numpy in, plain ``float`` out; nothing here knows of torch training, Ray or MLfl
   mean), ``y`` (categorical probabilities; near one-hot ``y`` drives silhouette towards 1 by
   construction), ``x`` (flattened input features).
 
-:data:`DIRECTIONS` maps each metric family (the name without prefix and representation
-suffix) to ``"max"`` or ``"min"`` for the study's objectives and the analysis.
+:data:`DIRECTIONS` maps each metric family (the name without split prefix and representation
+suffix, :func:`metric_family`) to ``"max"`` or ``"min"``; :func:`metric_direction` reads it. It
+is the one table of directions: the study's objectives and the analysis use it.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ from sklearn.metrics import (
 
 __all__ = [
     "DIRECTIONS",
+    "metric_family",
+    "metric_direction",
     "NMI_AVERAGE_METHOD",
     "QUALITY_METRICS",
     "unsupervised_accuracy",
@@ -60,7 +63,29 @@ DIRECTIONS: dict[str, str] = {
     "chi": "max",
     "occupancy_max": "min",
     "occupancy_entropy": "max",
+    "loss": "min",
+    "time_s": "min",
 }
+
+
+def metric_family(name: str) -> str:
+    """``"val/dbi_z"`` -> ``"dbi"``; ``"test/occupancy_max"`` -> ``"occupancy_max"``: the name
+    without split prefix and representation suffix (the key of :data:`DIRECTIONS`); the base
+    name itself when no family matches."""
+    base = name.split("/")[-1]
+    for key in (base, base.rsplit("_", 1)[0]):
+        if key in DIRECTIONS:
+            return key
+    return base
+
+
+def metric_direction(name: str) -> str:
+    """``"max"`` or ``"min"`` for a metric name (``val/silhouette_z``, ``acc``, ...); ValueError
+    for a metric without a known direction."""
+    family = metric_family(name)
+    if family not in DIRECTIONS:
+        raise ValueError(f"no known direction for {name!r}; write it as {name}:max or {name}:min")
+    return DIRECTIONS[family]
 
 NMI_AVERAGE_METHOD = "arithmetic"
 QUALITY_METRICS = ("silhouette", "dbi", "chi")
