@@ -144,7 +144,8 @@ class Inputs:
 class Plan:
     """What a build keeps from the current generation and what it must (re)do."""
 
-    old: Manifest | None
+    old: Manifest | None  # the generation to build on (None: from scratch)
+    published: set[str] | None  # files the manifest on disk names (None: unknown, delete nothing)
     keep_shards: list[Shard]
     decode_rejects: dict[str, DecodeReject]
     todo: list[AudioRecord]
@@ -191,10 +192,10 @@ def build_cache(
         try:
             inputs = list_inputs(req)
             plan = plan_build(req, inputs)
+            if plan.published is not None:  # orphans of killed builds go; what the manifest names stays
+                remove_files_except(cache_dir, plan.published)
             if plan.up_to_date:
                 return summarise(req, plan.old, len(inputs.records), t0, plan, up_to_date=True)
-            # orphans of killed builds go; every file the current manifest names stays
-            remove_files_except(cache_dir, {f.file for f in plan.old.data_files()} if plan.old else set())
             new_shards, decode_rejects = featurise_new(req, plan, inputs)
             manifest = write_generation(req, inputs, plan.keep_shards + new_shards, decode_rejects)
             return summarise(req, manifest, len(inputs.records), t0, plan, up_to_date=False)
@@ -233,28 +234,30 @@ def list_inputs(req: BuildRequest) -> Inputs:
     return Inputs([r for r in records if r.id in fps], fps, scan_rejects, ihash, cache_key(req.preset, ihash))
 
 
-def _current_generation(req: BuildRequest, repairs: list[str]) -> Manifest | None:
-    """The manifest to build on, or None (none yet, --force, another format or another preset)."""
+def _current_generation(req: BuildRequest, repairs: list[str]) -> tuple[Manifest | None, set[str] | None]:
+    """The manifest to build on, or None (none yet, --force, another format or another preset),
+    and the files the manifest on disk names (None when it cannot be read: nothing is deleted)."""
     try:
         old = read_manifest(req.cache_dir)
     except ManifestVersionError as exc:
         repairs.append(f"rebuilt from scratch: {exc}".replace("; rerun python -m features.build to rebuild the cache", ""))
-        return None
+        return None, None
     if old is None:
-        return None
+        return None, set()
+    published = {f.file for f in old.data_files()}
     if req.force:
         repairs.append("rebuilt from scratch: --force")
-        return None
+        return None, published
     if old.preset != req.preset.to_dict():
         repairs.append("rebuilt from scratch: the preset's description changed")
-        return None
-    return old
+        return None, published
+    return old, published
 
 
 def plan_build(req: BuildRequest, inputs: Inputs) -> Plan:
     """Compare the inputs with the current generation (verifying its files) and decide what to do."""
     repairs: list[str] = []
-    old = _current_generation(req, repairs)
+    old, published = _current_generation(req, repairs)
     fps = inputs.fingerprints
     bad = dict((df.file, problem) for df, problem in verify_files(req.cache_dir, old.data_files(), req.verify)) \
         if old else {}
@@ -286,7 +289,7 @@ def plan_build(req: BuildRequest, inputs: Inputs) -> Plan:
         and list(old.fractions) == list(req.fractions)
         and old.scan_rejects == [r.__dict__ for r in inputs.scan_rejects]
     )
-    return Plan(old, keep_shards, decode_rejects, todo, n_removed, repairs, up_to_date)
+    return Plan(old, published, keep_shards, decode_rejects, todo, n_removed, repairs, up_to_date)
 
 
 def featurise_new(req: BuildRequest, plan: Plan, inputs: Inputs) -> tuple[list[Shard], dict[str, DecodeReject]]:

@@ -7,6 +7,7 @@ between, loads that one: a concurrent reader sees one complete generation or the
 """
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,7 @@ def _check(cache_dir: Path, files: list[DataFile], verify: bool) -> None:
     """CacheError naming the first listed file that is missing or (``verify``) fails its sha256."""
     for df, problem in verify_files(cache_dir, files, checksums=verify)[:1]:
         if problem == "missing":
-            raise FileNotFoundError(cache_dir / df.file)
+            raise FileNotFoundError(errno.ENOENT, "missing", str(cache_dir / df.file))
         raise CacheError(f"{cache_dir / df.file}: {problem}; rerun python -m features.build to repair the cache "
                          f"(or load with verify=False)")
 
@@ -197,7 +198,8 @@ def load_table(
         except FileNotFoundError as exc:
             now = _manifest(cache_dir)
             if now.generation == m.generation:
-                raise CacheError(f"{exc.filename}: listed in the manifest but missing; "
+                missing = exc.filename or (exc.args[0] if exc.args else cache_dir)
+                raise CacheError(f"{missing}: listed in the manifest but missing; "
                                  f"rerun python -m features.build") from None
             m = now  # a build published a new generation meanwhile: load that one
     else:
