@@ -7,6 +7,8 @@ All figures come from this one run on this machine:
   * build: files/s of a clean ``build_cache`` (decode + resample + STFT + Parquet write);
   * load:  GB/s of ``load_table`` (spectrogram bytes delivered as a torch tensor / seconds),
            best of ``--repeats`` (warm page cache);
+  * verify: load time with and without the sha256 check of the files read (``verify=False``),
+           and their ratio, for the Arrow copy and the Parquet shards;
   * ratio: time to decode + featurise the same WAV files again / time to load the cache;
   * storage: the same rows written with a float32 spectrogram and as an uncompressed Arrow
            IPC (Feather) file, to justify float16 Parquet (size and load time).
@@ -66,9 +68,13 @@ def main(argv: list[str] | None = None) -> None:
         load_s, table = _best(lambda: load_table(s.cache_dir), args.repeats)
         nbytes = table.spectrogram.numel() * table.spectrogram.element_size()
         print(f"load:    load_table (Arrow IPC mmap): {n} rows, {nbytes / 1e6:.1f} MB float16 in {load_s * 1e3:.1f} ms "
-              f"= {nbytes / load_s / 1e9:.2f} GB/s (best of {args.repeats}, whole FeatureTable incl. splits)")
+              f"= {nbytes / load_s / 1e9:.2f} GB/s (best of {args.repeats}, whole FeatureTable incl. splits, verify=True)")
         pload_s, _ = _best(lambda: load_table(s.cache_dir, source="parquet"), args.repeats)
         print(f"load:    load_table (Parquet shards):  {pload_s * 1e3:.1f} ms = {nbytes / pload_s / 1e9:.2f} GB/s")
+        print(f"verify:  {'source':8s} {'verify=True':>12s} {'verify=False':>13s} {'ratio':>7s}   (sha256 of every file read)")
+        for source, with_s in (("arrow", load_s), ("parquet", pload_s)):
+            without_s, _ = _best(lambda: load_table(s.cache_dir, source=source, verify=False), args.repeats)
+            print(f"verify:  {source:8s} {with_s * 1e3:9.1f} ms {without_s * 1e3:10.1f} ms {with_s / without_s:6.1f}x")
 
         recs = sorted(scan.records, key=lambda r: r.id)
         keep = set(table.ids.tolist())
