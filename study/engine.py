@@ -1,6 +1,6 @@
 """``run_study(StudyOptions) -> StudyResult``: the whole study as one pure-ish function.
 
-features cache -> Ray Tune (trainables.tune.trainable) searched by Optuna
+features cache -> Ray Tune (study.trainable) searched by Optuna
 (study.searcher.StudySearcher, persisted in an RDB storage) -> MLflow parent/child runs
 (study.tracking) -> the Pareto-optimal trials.
 
@@ -15,13 +15,12 @@ import math
 import logging
 import os
 import secrets
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
+from study.library_logs import library_logs_to, quiet_ray_env
 from study.objectives import default_objectives, model_metrics, parse_objective, parse_objectives
 from study.spaces import SPACES, RecordingTrial, get_space, record_space
 from trainables.config import DEFAULTS
@@ -31,6 +30,10 @@ log = logging.getLogger(__name__)
 
 class StudyError(Exception):
     """A problem with the study's input, reported as one line."""
+
+
+class StudyInterrupted(Exception):
+    """The study was stopped by the user; the message is the command that resumes it."""
 
 
 @dataclass
@@ -47,6 +50,7 @@ class StudyOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     asha_metric: Optional[str] = None       # e.g. "val/acc:max"
+    scheduler: Optional[str] = None         # fifo | asha | moasha; None = auto (study.schedulers.choose_scheduler)
     grace_period: int = 1
     n_clusters: int = 0                     # 0 = number of classes in the data
     storage: str = "sqlite:///optuna.db"
@@ -91,9 +95,11 @@ class StudyOptions:
             valid = None
         scope = f"for model {model} (space {self.space})"
         try:
-            parse_objectives(self.objectives, valid, scope=scope)
+            parsed = parse_objectives(self.objectives, valid, scope=scope)
             if self.asha_metric:
                 parse_objective(self.asha_metric, valid, what="ASHA metric", scope=scope)
+            from study.schedulers import choose_scheduler  # imports Ray: not at module level
+            self.scheduler = choose_scheduler(self.scheduler, parsed, self.num_samples, self.asha_metric)
         except ValueError as exc:
             raise StudyError(str(exc)) from None
         consts = space_constants(self.space, self.epochs)
@@ -102,7 +108,7 @@ class StudyOptions:
                 raise StudyError(f"--set {k}={v}: space {self.space} fixes {k}={consts[k]!r}; "
                                  f"choose the space instead (--space)")
         # The trial config with a placeholder cache (the real one is checked again once built).
-        check_config(self, _fixed_config(self, "<features>", self.n_clusters))
+        check_config(self, _fixed_config(self, self.n_clusters))
 
 
 @dataclass
@@ -136,9 +142,12 @@ def _abs_sqlite(uri: str) -> str:
 
 
 def ensure_features(opts: StudyOptions) -> str:
-    """The feature cache directory: ``--features`` as given, or built (once) under
-    ``features_root/<dataset>`` with ``python -m features.build``."""
-    from features.cache import find_cache_dirs
+    """The feature cache directory: ``--features`` as given, or built (once, in this process,
+    with the feature build's own progress bar) under ``features_root/<dataset>``."""
+    from features.build import default_preset_for, format_summary, scan
+    from features.cache import BuildError, CacheError, build_cache, find_cache_dirs
+    from features.datasets.base import DatasetError
+    from features.frontend import get_preset
 
     if opts.features:
         given = Path(opts.features).resolve()
@@ -149,14 +158,13 @@ def ensure_features(opts: StudyOptions) -> str:
     found = find_cache_dirs(out) if out.is_dir() else []
     if len(found) == 1:
         return str(found[0])
-    cmd = [sys.executable, "-m", "features.build", "--dataset", opts.dataset, "--out", str(out)]
-    if opts.root:
-        cmd += ["--root", opts.root]
-    print(f"[study] building the feature cache: {' '.join(cmd)}", flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise StudyError(f"feature build failed: {tail[-1] if tail else proc.returncode}")
+    print(f"[study] building the {opts.dataset} feature cache under {out}", flush=True)
+    try:
+        ds = scan(opts.dataset, Path(opts.root) if opts.root else None, out, 0)
+        summary = build_cache(ds, get_preset(default_preset_for(opts.dataset)), out, 0, progress=True)
+    except (BuildError, CacheError, DatasetError, ValueError, OSError) as exc:
+        raise StudyError(f"feature build failed: {exc}") from exc
+    print(format_summary(summary), flush=True)
     found = find_cache_dirs(out)
     return str(found[0] if len(found) == 1 else out)
 
@@ -179,8 +187,10 @@ def _load_table(cache_dir: str, split_scheme: Optional[str]):
 EMBEDDED_SMALL = {"channels": "8,16,32,32", "gru_hidden": 32, "silhouette_sample": 500, "batch_size": 64}
 
 
-def _fixed_config(opts: StudyOptions, cache_dir: str, n_clusters: int) -> dict:
-    fixed = {"features": cache_dir, "epochs": int(opts.epochs), "n_clusters": int(n_clusters),
+def _fixed_config(opts: StudyOptions, n_clusters: int) -> dict:
+    """The config every trial starts from (the space's samples go over it); the feature cache
+    is not part of it (it reaches trials through study.trainable.make_trainable)."""
+    fixed = {"epochs": int(opts.epochs), "n_clusters": int(n_clusters),
              "checkpoint_every": int(opts.checkpoint_every)}
     if opts.gpus_per_trial > 0:
         fixed["device"] = "cuda"
@@ -269,7 +279,6 @@ def check_config(opts: StudyOptions, fixed: dict) -> None:
     """Resolve one config of the space (its lowest choices, pinned keys at their --set
     value) so that bad --set values fail now, before any trial."""
     from trainables.config import resolve_config
-    from trainables.tune import train_config
 
     pinned = pinned_params(opts)
     rec = RecordingTrial(choose=pinned)
@@ -277,7 +286,7 @@ def check_config(opts: StudyOptions, fixed: dict) -> None:
     sample = {c["name"]: (c["choices"][0] if c["kind"] == "categorical" else c["low"])
               for c in rec.calls if c["name"] not in pinned}
     try:
-        resolve_config(train_config({**fixed, **sample, **consts}))
+        resolve_config({**fixed, **sample, **consts})
     except ValueError as exc:
         raise StudyError(f"invalid trial config (--set or space): {exc}") from None
 
@@ -291,31 +300,54 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _quiet_ray() -> None:
-    # Checkpointing every epoch of short trials trips Ray's "snapshot too often" warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Ray's boxed tables and TensorBoard hints: the study prints its own progress.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # A diverged trial's last report has no val/ metrics; ASHA skips such results.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-
-
 def _ray_init(opts: StudyOptions) -> bool:
-    import ray
-    _quiet_ray()
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    # No --address: a fresh local instance, even when another cluster runs on this machine
-    # (plain ray.init() would join it); --address auto joins the running cluster.
-    ray.init(address=opts.address or "local", **kwargs)
-    return True
+    """Start a local Ray bound to loopback, or join ``--address``; True when started here."""
+    from study.ray_runtime import init_ray
+    quiet_ray_env()
+    return init_ray(opts.address, None)
 
 
-def _trainable(opts: StudyOptions):
-    from ray import tune
-    from trainables.tune import trainable
-    return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
+def study_log_path(opts: StudyOptions, name: str) -> Path:
+    """Where the libraries' lines go (study.library_logs): in the Ray experiment folder when it
+    is local, else ``runs/logs``."""
+    base = Path(opts.storage_path) if "://" not in opts.storage_path else Path("runs", "logs")
+    return (base / name / "study.log").resolve()
+
+
+def _fit(tuner, opts: StudyOptions, name: str, storage: str, tracking_uri: str, parent_id: str):
+    """``tuner.fit()`` with library lines in the study log; a second Ctrl-C (Ray handles the
+    first by stopping the experiment cleanly) ends the MLflow runs as interrupted and raises
+    StudyInterrupted, whose message is our resume command."""
+    from study import tracking
+    try:
+        return tuner.fit()
+    except KeyboardInterrupt:
+        tracking.interrupt_open_runs(tracking_uri, parent_id)
+        tracking.finish_parent(tracking_uri, parent_id, "KILLED", {"study.state": "interrupted"})
+        raise StudyInterrupted(resume_command(name, storage)) from None
+
+
+def resume_command(name: str, storage: str) -> str:
+    default = _abs_sqlite("sqlite:///optuna.db")
+    return f"python -m study.launch --resume {name}" + ("" if storage == default else f" --storage {storage}")
+
+
+def _callbacks(opts: StudyOptions, objectives, name: str, storage: str, tracking_uri: str, parent_id: str) -> list:
+    """The driver-side Tune callbacks of a study: MLflow child runs, study-level metrics on
+    the parent run, and the terminal's progress (all pickled with the experiment for --resume)."""
+    from study import tracking
+    from study.progress import ProgressCallback
+    from study.trial_index import TrialIndex
+
+    index = TrialIndex(storage, name)
+    return [tracking.MlflowTrialCallback(tracking_uri, parent_id, name, storage),
+            tracking.StudyMetricsCallback(tracking_uri, parent_id, objectives),
+            ProgressCallback(objectives, opts.num_samples, opts.epochs, index, every_s=opts.progress_every_s)]
+
+
+def _trainable(opts: StudyOptions, cache_dir: str):
+    from study.trainable import make_trainable
+    return make_trainable(cache_dir, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial)
 
 
 def _ray_storage_path(opts: StudyOptions) -> str:
@@ -325,22 +357,33 @@ def _ray_storage_path(opts: StudyOptions) -> str:
 
 # --------------------------------------------------------------------------- the study
 def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, stopper=None) -> StudyResult:
+    """Run a new study to its end (or until interrupted) and return its Pareto trials; the
+    libraries' own lines go to the study's log file (study.library_logs).
+
+    ``extra_callbacks`` (Tune Callbacks) and ``stopper`` (a Tune Stopper; a trial it stops
+    counts as pruned) are for programmatic use; both must be picklable for --resume."""
+    opts.validate()
+    name = opts.study_name = opts.study_name or default_study_name(opts)
+    log_path = study_log_path(opts, name)
+    print(f"[study] {name}: library logs (Ray, Optuna, MLflow) go to {log_path}", flush=True)
+    with library_logs_to(log_path):
+        return _run_study(opts, extra_callbacks=extra_callbacks, stopper=stopper)
+
+
+def _run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, stopper=None) -> StudyResult:
     """Run a new study to its end (or until interrupted) and return its Pareto trials.
 
     ``extra_callbacks`` (Tune Callbacks) and ``stopper`` (a Tune Stopper; a trial it stops
     counts as pruned) are for programmatic use; both must be picklable for --resume."""
     import optuna
-    from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from study import tracking
-    from study.progress import ProgressCallback
+    from study.schedulers import make_scheduler
     from study.searcher import StudySearcher
 
-    opts.validate()
-    _quiet_ray()
+    quiet_ray_env()
     t0 = time.time()
     objectives = parse_objectives(opts.objectives)
     seed_given = opts.seed is not None
@@ -349,7 +392,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     pinned = pinned_params(opts)
     storage = _abs_sqlite(opts.storage)
     tracking_uri = _abs_sqlite(opts.tracking_uri)
-    name = opts.study_name or default_study_name(opts)
+    name = opts.study_name
 
     if optuna.study.get_all_study_names(optuna.storages.RDBStorage(storage)).count(name):
         raise StudyError(f"study {name!r} already exists in {storage}; use --resume {name} or another --study-name")
@@ -357,7 +400,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     cache_dir = ensure_features(opts)
     table = _load_table(cache_dir, (opts.overrides or {}).get("split_scheme"))
     n_clusters = opts.n_clusters or len(table.classes)
-    fixed = _fixed_config(opts, cache_dir, n_clusters)
+    fixed = _fixed_config(opts, n_clusters)
     check_config(opts, fixed)
     cache_key = table.cache_key
     baseline = kmeans_baseline(table, n_clusters)
@@ -369,6 +412,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
         tags={"study.space": opts.space, "study.dataset": Path(cache_dir).name if opts.features else opts.dataset,
               "study.cache_key": cache_key, "study.git_commit": tracking.git_commit(),
               "study.objectives": ",".join(str(o) for o in objectives),
+              "study.storage": storage,  # absolute: analysis.importance reads the study from it
               "study.seed": opts.seed, **pinned_record},
         params={**{k: v for k, v in dataclasses.asdict(opts).items() if k != "overrides"},
                 **{f"fixed.{k}": v for k, v in fixed.items()},
@@ -381,6 +425,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     study.set_user_attr("mlflow_parent_run_id", parent_id)
     study.set_user_attr("tracking_uri", tracking_uri)
     study.set_user_attr("fixed_config", json.dumps(fixed))
+    study.set_user_attr("features_dir", cache_dir)
     study.set_user_attr("seed", opts.seed)
     study.set_user_attr("pinned", json.dumps(pinned))
     study.set_user_attr("kmeans_baseline", json.dumps(baseline))
@@ -391,22 +436,17 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
         warnings.simplefilter("ignore")  # experimental API warning
         study.set_metric_names([o.metric for o in objectives])
 
-    scheduler = None
-    if opts.asha_metric:
-        a = parse_objective(opts.asha_metric)
-        # max_t past the last epoch: ASHA stops a trial that reaches max_t, which would
-        # cut off the final report and make a finished trial look pruned.
-        scheduler = ASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode,
-                                  max_t=opts.epochs + 1, grace_period=max(1, opts.grace_period))
+    scheduler = make_scheduler(opts.scheduler, objectives, epochs=opts.epochs, grace_period=opts.grace_period,
+                               asha_metric=opts.asha_metric)
+    study.set_user_attr("scheduler", opts.scheduler)
 
-    callbacks = [tracking.MlflowTrialCallback(tracking_uri, parent_id, name),
-                 ProgressCallback(objectives, opts.num_samples, every_s=opts.progress_every_s)]
+    callbacks = _callbacks(opts, objectives, name, storage, tracking_uri, parent_id)
     callbacks += list(extra_callbacks or [])
 
     started_ray = _ray_init(opts)
     try:
         tuner = Tuner(
-            _trainable(opts),
+            _trainable(opts, cache_dir),
             param_space=fixed,
             tune_config=TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=opts.max_concurrent),
                                    scheduler=scheduler, num_samples=opts.num_samples,
@@ -416,12 +456,13 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
                                  checkpoint_config=CheckpointConfig(num_to_keep=1), verbose=0),
         )
         print(f"[study] {name}: space {opts.space}, {opts.num_samples} trials x {opts.epochs} epochs, "
-              f"{opts.max_concurrent} concurrent, objectives {', '.join(map(str, objectives))}", flush=True)
+              f"{opts.max_concurrent} concurrent, objectives {', '.join(map(str, objectives))}, "
+              f"scheduler {opts.scheduler}", flush=True)
         print(f"[study] sampler seed {opts.seed}" + ("" if seed_given else " (drawn; replay with --seed "
                                                      f"{opts.seed})"), flush=True)
         if pinned:
             print(f"[study] pinned by --set (not searched): {_pinned_text(pinned)}", flush=True)
-        grid = tuner.fit()
+        grid = _fit(tuner, opts, name, storage, tracking_uri, parent_id)
         return _finish(name, storage, tracking_uri, parent_id, objectives, grid, opts.num_samples, t0,
                        os.path.join(_ray_storage_path(opts), name), seed=opts.seed, pinned=pinned,
                        baseline=baseline)
@@ -431,17 +472,10 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
             ray.shutdown()
 
 
-def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Optional[str] = None,
-                 extra_callbacks: Optional[list] = None) -> StudyResult:
-    """Continue an interrupted study: same Ray experiment, Optuna study and MLflow parent."""
+def _stored_study(name: str, storage: str) -> tuple[dict, StudyOptions]:
+    """The Optuna study's user attrs and the options it was launched with."""
     import optuna
-    from ray.tune import Tuner
 
-    from study import tracking
-
-    t0 = time.time()
-    _quiet_ray()
-    storage = _abs_sqlite(storage)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -450,9 +484,28 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
     if "options" not in attrs:
         raise StudyError(f"study {name!r} was not created by study.launch (no stored options)")
     fields = {f.name for f in dataclasses.fields(StudyOptions)}
-    opts = StudyOptions(**{k: v for k, v in json.loads(attrs["options"]).items() if k in fields})
+    return attrs, StudyOptions(**{k: v for k, v in json.loads(attrs["options"]).items() if k in fields})
+
+
+def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Optional[str] = None) -> StudyResult:
+    """Continue an interrupted study: same Ray experiment, Optuna study and MLflow parent."""
+    storage = _abs_sqlite(storage)
+    attrs, opts = _stored_study(name, storage)
     if address:
         opts.address = address
+    log_path = study_log_path(opts, name)
+    print(f"[study] resuming {name}: library logs go to {log_path}", flush=True)
+    with library_logs_to(log_path):
+        return _resume_study(name, storage, attrs, opts)
+
+
+def _resume_study(name: str, storage: str, attrs: dict, opts: StudyOptions) -> StudyResult:
+    from ray.tune import Tuner
+
+    from study import tracking
+
+    t0 = time.time()
+    quiet_ray_env()
     objectives = parse_objectives(opts.objectives)
     tracking_uri = attrs["tracking_uri"]
     parent_id = attrs["mlflow_parent_run_id"]
@@ -463,9 +516,10 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
 
     started_ray = _ray_init(opts)
     try:
-        tuner = Tuner.restore(path, trainable=_trainable(opts), resume_unfinished=True, resume_errored=True)
+        tuner = Tuner.restore(path, trainable=_trainable(opts, attrs["features_dir"]),
+                              resume_unfinished=True, resume_errored=True)
         print(f"[study] resuming {name} from {path} (sampler seed {opts.seed})", flush=True)
-        grid = tuner.fit()
+        grid = _fit(tuner, opts, name, storage, tracking_uri, parent_id)
         pinned = json.loads(attrs.get("pinned") or "{}")
         return _finish(name, storage, tracking_uri, parent_id, objectives, grid, opts.num_samples, t0, path,
                        seed=opts.seed, pinned=pinned, baseline=json.loads(attrs.get("kmeans_baseline") or "{}"))
@@ -531,6 +585,8 @@ def _finish(name, storage, tracking_uri, parent_id, objectives, grid, total, t0,
         pareto.append({"number": t.number, "values": dict(zip([o.metric for o in objectives], t.values)),
                        "params": dict(t.params), "run_id": run.info.run_id if run else None, "test": test})
 
+    if interrupted:  # child runs left RUNNING by Ctrl-C: ended as interrupted, reopened by --resume
+        tracking.interrupt_open_runs(tracking_uri, parent_id)
     tags = {"study.finished_trials": finished, "study.pareto_trials": ",".join(str(p["number"]) for p in pareto)}
     if interrupted:
         tracking.finish_parent(tracking_uri, parent_id, "KILLED", {**tags, "study.state": "interrupted"})
@@ -562,8 +618,7 @@ def format_result(res: StudyResult) -> str:
         lines.append(f"sampler seed {res.seed}" + (f"; pinned by --set: {_pinned_text(res.pinned)}"
                                                    if res.pinned else ""))
     if res.interrupted:
-        lines.append(f"interrupted; continue with: python -m study.launch --resume {res.study_name}"
-                     + (f" --storage {res.storage}" if res.storage != _abs_sqlite("sqlite:///optuna.db") else ""))
+        lines.append(f"interrupted; continue with: {resume_command(res.study_name, res.storage)}")
     elif res.failed:
         lines.append(f"error: study {res.study_name} failed: {_failure_text(res.counts)}; "
                      "see the trials' reasons in MLflow (tag trial.reason) or Optuna (user attr reason)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from study.engine import StudyError, StudyOptions, format_result, resume_study, run_study
+from study.engine import StudyError, StudyInterrupted, StudyOptions, format_result, resume_study, run_study
 from study.spaces import SPACES, describe_space, list_spaces
 from trainables.config import RECIPES
 
@@ -39,8 +39,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--num-samples", type=int, default=d.num_samples, help=f"trials (default {d.num_samples})")
     g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per trial (default {d.epochs})")
     g.add_argument("--smoke-test", action="store_true", help="tiny: 2 trials x 1 epoch")
+    g.add_argument("--scheduler", metavar="fifo|asha|moasha", default=None,
+                   help="early stopping: fifo (none), asha (ASHA on --asha-metric, or on the only objective), "
+                        "moasha (multi-objective ASHA: non-dominated sorting over every objective at each rung). "
+                        "Default: asha with --asha-metric, moasha for 2+ objectives and 5+ trials, asha for one "
+                        "objective, else fifo. Printed and recorded (Optuna user attr 'scheduler', MLflow param)")
     g.add_argument("--asha-metric", metavar="METRIC:max|min", help="stop bad trials early with ASHA on one metric")
-    g.add_argument("--grace-period", type=int, default=d.grace_period, help="ASHA grace period in epochs")
+    g.add_argument("--grace-period", type=int, default=d.grace_period,
+                   help="epochs before the first rung of asha/moasha")
     g.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="base training config of every trial (default recommended; paper = the papers' settings)")
     g.add_argument("--seed", type=int, default=d.seed,
@@ -82,6 +88,7 @@ def options_from_args(a: argparse.Namespace) -> StudyOptions:
         features_root=a.features_root, objectives=a.objective,
         num_samples=a.num_samples, epochs=a.epochs, max_concurrent=a.max_concurrent,
         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, asha_metric=a.asha_metric,
+        scheduler=a.scheduler,
         grace_period=a.grace_period, n_clusters=a.n_clusters, storage=a.storage, study_name=a.study_name,
         tracking_uri=a.tracking_uri, experiment=a.experiment, storage_path=a.storage_path,
         address=a.address, seed=a.seed, max_failures=a.max_failures, overrides=overrides,
@@ -106,6 +113,9 @@ def main(argv=None) -> int:
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StudyInterrupted as exc:
+        print(f"\ninterrupted; what finished is kept. Continue with: {exc}", file=sys.stderr)
+        return 130
     print(format_result(result))
     if result.failed:
         print(f"error: study {result.study_name}: every trial failed, diverged or has no finite objective "

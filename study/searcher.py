@@ -16,7 +16,7 @@ trials (Optuna cannot delete a trial).
 from __future__ import annotations
 
 import logging
-import pickle
+import json
 from typing import Optional
 
 import optuna
@@ -26,9 +26,6 @@ from ray.tune.search.optuna import OptunaSearch
 from study.objectives import Objective, classify, objective_failure, objective_values
 
 log = logging.getLogger(__name__)
-
-TRIAL_KEY = "study_trial"  # Optuna trial number, injected into each trial's config
-
 
 class StudySearcher(OptunaSearch):
     def __init__(self, space, objectives: list[Objective], *, study_name: str,
@@ -74,15 +71,23 @@ class StudySearcher(OptunaSearch):
             if rid not in self._ot_trials:
                 self._ot_trials[rid] = optuna.Trial(self._ot_study, tid)
 
+    # --- saving: JSON, never a pickle read back from the storage path -----------------
+    # (Ray pickles the searcher object itself into its own experiment files, which are
+    # trusted as Ray's; what this class adds on top is plain data.)
+    CKPT_FILE_TMPL = "searcher-state-{}.json"
+
     def save(self, checkpoint_path: str):
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__getstate__(), f)
+        state = {"owned": self._owned, "adopted": sorted(self._adopted),
+                 "completed": sorted(self._completed_trials)}
+        with open(checkpoint_path, "w", encoding="utf-8") as f:
+            json.dump(state, f)
 
     def restore(self, checkpoint_path: str):
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
-        keep = {k: v for k, v in state.items() if v is not None or k not in self.__dict__}
-        self.__dict__.update(keep)
+        with open(checkpoint_path, encoding="utf-8") as f:
+            state = json.load(f)
+        self._owned = {str(k): int(v) for k, v in state["owned"].items()}
+        self._adopted = {int(v) for v in state["adopted"]}
+        self._completed_trials = {str(v) for v in state["completed"]}
         self._ot_study = None
         self._ot_trials = {}
         self._connect()
@@ -105,9 +110,9 @@ class StudySearcher(OptunaSearch):
             self._owned[trial_id] = ot_trial._trial_id
             ot_trial.set_user_attr("ray_trial_id", trial_id)
         ot_trial = self._ot_trials[trial_id]
-        params = self._suggest_from_define_by_run_func(self._space, ot_trial)
-        params[TRIAL_KEY] = ot_trial.number
-        return params  # flat keys: no unflattening (config keys never hold "/")
+        # flat keys: no unflattening (config keys never hold "/"). The Optuna trial is found
+        # again by its user attr ray_trial_id (study.tracking), not through the config.
+        return self._suggest_from_define_by_run_func(self._space, ot_trial)
 
     def on_trial_result(self, trial_id: str, result: dict):
         return  # Optuna takes no intermediate values for several objectives

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import subprocess
 import tempfile
@@ -22,12 +21,13 @@ from typing import Optional
 
 from ray.tune import Callback
 
-from study.objectives import classify
+from study.objectives import classify, objective_values
+from study.trainable import FINAL_KEY, RESOLVED_KEY
+from study.trial_index import MLFLOW_RUN_ATTR, TrialIndex
 
 log = logging.getLogger(__name__)
 
 MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
-STUDY_KEYS = ("features", "study_trial")
 
 
 def absolute_uri(uri: str) -> str:
@@ -72,12 +72,21 @@ def _param_value(v) -> str:
     return s[:6000]
 
 
+# MLflow 3's UI opens an experiment without this tag on its GenAI traces page; with it, on
+# the runs table (the value the UI names CUSTOM_MODEL_DEVELOPMENT).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def get_or_create_experiment(uri: str, name: str) -> str:
+    """The experiment's id, created (tagged as a training experiment) if missing."""
     client = _client(uri)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root(uri))
+    if exp is None:
+        return client.create_experiment(name, artifact_location=artifact_root(uri), tags=EXPERIMENT_KIND)
+    if "mlflow.experimentKind" not in exp.tags:  # made by an older version of the tool
+        for k, v in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(exp.experiment_id, k, v)
+    return exp.experiment_id
 
 
 def start_parent(uri: str, experiment: str, study_name: str, tags: dict, params: dict) -> str:
@@ -129,19 +138,27 @@ def finish_parent(uri: str, parent_id: str, status: str = "FINISHED", tags: Opti
 
 
 class MlflowTrialCallback(Callback):
-    """Tune Callback on the driver: one child run per Optuna trial number."""
+    """Tune Callback on the driver: one child run per Optuna trial number.
 
-    def __init__(self, tracking_uri: str, parent_run_id: str, study_name: str):
+    The run is tagged with the trial's number, study and Ray id, and the Optuna trial gets
+    the run's id (user attr ``mlflow_run_id``). Params are the config the WORKER resolved
+    (its first report, study.trainable.RESOLVED_KEY). A run found again after a resume is
+    reopened only if it was left running or interrupted, and epochs it already holds are not
+    logged twice.
+    """
+
+    def __init__(self, tracking_uri: str, parent_run_id: str, study_name: str, storage_url: str):
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
         self.study_name = study_name
-        self._runs: dict[str, str] = {}
+        self.index = TrialIndex(storage_url, study_name)
+        self._runs: dict[str, str] = {}        # ray trial id -> MLflow run id
+        self._last_step: dict[str, int] = {}   # MLflow run id -> last epoch logged
         self._client_obj = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_client_obj"] = None
-        state["_runs"] = {}
+        state.update(_client_obj=None, _runs={}, _last_step={})
         return state
 
     @property
@@ -152,36 +169,31 @@ class MlflowTrialCallback(Callback):
 
     # -- run lookup -----------------------------------------------------------------
     def run_id(self, trial) -> Optional[str]:
-        number = trial.config.get("study_trial")
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        number = self.index.number(trial.trial_id)
         if number is None:
             return None
-        key = str(number)
-        if key in self._runs:
-            return self._runs[key]
         parent = self.client.get_run(self.parent_run_id)
         found = self.client.search_runs(
             [parent.info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.`trial.number` = '{key}'")
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.`trial.number` = '{number}'")
         if found:
             rid = found[0].info.run_id
-            if found[0].info.status != "RUNNING":
+            if found[0].data.tags.get("trial.status") in ("running", "interrupted"):
                 self.client.update_run(rid, status="RUNNING")
+                self.client.set_tag(rid, "trial.status", "running")
+            self._last_step[rid] = _last_epoch(self.client, rid)
         else:
             run = self.client.create_run(
-                parent.info.experiment_id, run_name=f"{self.study_name}-trial-{key}",
+                parent.info.experiment_id, run_name=f"{self.study_name}-trial-{number}",
                 tags={"mlflow.parentRunId": self.parent_run_id, "study.name": self.study_name,
-                      "trial.number": key, "trial.ray_id": trial.trial_id, "trial.status": "running",
-                      "trial.reason": ""})
+                      "trial.number": str(number), "trial.ray_id": trial.trial_id, "trial.status": "running",
+                      "trial.reason": "", "optuna.study": self.study_name,
+                      "optuna.storage": self.index.storage_url})
             rid = run.info.run_id
-            from mlflow.entities import Param
-            params = {k: v for k, v in trial.config.items() if k not in STUDY_KEYS}
-            try:  # the full training config, defaults filled in
-                from trainables.config import resolve_config
-                params = resolve_config(params)
-            except Exception:
-                pass
-            self.client.log_batch(rid, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
-        self._runs[key] = rid
+        self.index.set_attr(trial.trial_id, MLFLOW_RUN_ATTR, rid)
+        self._runs[trial.trial_id] = rid
         return rid
 
     def _safe(self, fn, *args):
@@ -205,19 +217,25 @@ class MlflowTrialCallback(Callback):
         self._safe(self._log_result, trial, result)
 
     def _log_result(self, trial, result):
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, Param
         rid = self.run_id(trial)
         if not rid:
             return
+        if RESOLVED_KEY in result:
+            resolved = json.loads(result[RESOLVED_KEY])
+            if not self.client.get_run(rid).data.params:
+                params = [Param(k, _param_value(v)) for k, v in sorted(resolved.items())]
+                for i in range(0, len(params), 90):
+                    self.client.log_batch(rid, params=params[i:i + 90])
         step = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
+        final = FINAL_KEY in result
+        if step <= self._last_step.get(rid, 0) and not final:
+            return  # already logged before a resume
+        self._last_step[rid] = step
         now = int(time.time() * 1000)
-        metrics = []
-        for k, v in result.items():
-            if not (k.startswith("train/") or k.startswith("val/") or k.startswith("test/")):
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                continue
-            metrics.append(Metric(k, float(v), now, step))
+        metrics = [Metric(k, float(v), now, step) for k, v in result.items()
+                   if k.split("/", 1)[0] in ("train", "val", "test")
+                   and isinstance(v, (int, float)) and not isinstance(v, bool)]
         for i in range(0, len(metrics), 900):
             self.client.log_batch(rid, metrics=metrics[i:i + 900])
 
@@ -252,6 +270,77 @@ class MlflowTrialCallback(Callback):
             inner = Path(local, "checkpoint")
             if inner.is_dir():
                 self.client.log_artifacts(rid, str(inner), "checkpoint")
+
+
+class StudyMetricsCallback(Callback):
+    """Study-level metrics on the parent run, one step per finished trial: trials complete /
+    pruned / diverged / failed so far, and the hypervolume of the completed trials' front
+    (fixed reference point per objective set, analysis.pareto.reference_point), so the
+    parent run's charts show how the study converged."""
+
+    def __init__(self, tracking_uri: str, parent_run_id: str, objectives):
+        self.tracking_uri = tracking_uri
+        self.parent_run_id = parent_run_id
+        self.objectives = list(objectives)
+
+    def _log(self, trials, ending, error: bool) -> None:
+        from mlflow.entities import Metric
+        from analysis.pareto import hypervolume, reference_point
+
+        counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0}
+        values = []
+        for t in trials:
+            if t is not ending and t.status in ("RUNNING", "PENDING", "PAUSED"):
+                continue
+            status, _ = classify(t.last_result, error if t is ending else t.status == "ERROR")
+            counts[status] += 1
+            if status == "complete" and (v := objective_values(t.last_result, self.objectives)) is not None:
+                values.append(v)
+        step = sum(counts.values())
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"study/trials_{k}", float(v), now, step) for k, v in counts.items()]
+        metrics.append(Metric("study/trials_finished", float(step), now, step))
+        try:
+            ref = reference_point([o.metric for o in self.objectives])
+            hv = hypervolume(values, [o.mode for o in self.objectives], ref) if values else 0.0
+            metrics.append(Metric("study/hypervolume", float(hv), now, step))
+        except ValueError as exc:  # an objective without a fixed reference: no hypervolume
+            log.info("no study/hypervolume: %s", exc)
+        _client(self.tracking_uri).log_batch(self.parent_run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        try:
+            self._log(trials, trial, False)
+        except Exception as exc:  # tracking trouble must not stop the study
+            log.warning("MLflow study metrics failed: %s", exc)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        try:
+            self._log(trials, trial, True)
+        except Exception as exc:
+            log.warning("MLflow study metrics failed: %s", exc)
+
+
+def _last_epoch(client, run_id: str) -> int:
+    """The last epoch a run holds (0 for none): epochs up to it are not logged again."""
+    run = client.get_run(run_id)
+    keys = [k for k in run.data.metrics if k.startswith("train/")] or list(run.data.metrics)
+    if not keys:
+        return 0
+    return max((m.step for m in client.get_metric_history(run_id, keys[0])), default=0)
+
+
+def interrupt_open_runs(uri: str, parent_id: str) -> int:
+    """End the study's child runs still RUNNING as KILLED, tagged ``trial.status=interrupted``
+    (after Ctrl-C or a stop); a resume reopens them. Returns how many were ended."""
+    client = _client(uri)
+    n = 0
+    for r in child_runs(uri, parent_id):
+        if r.info.status == "RUNNING":
+            client.set_tag(r.info.run_id, "trial.status", "interrupted")
+            client.set_terminated(r.info.run_id, status="KILLED")
+            n += 1
+    return n
 
 
 def _error_text(trial) -> str:

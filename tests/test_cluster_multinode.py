@@ -26,6 +26,7 @@ from ray.cluster_utils import Cluster
 from ray.tune import Callback
 
 from study.engine import StudyOptions, run_study
+from study.trial_index import TrialIndex
 from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials
 
 # What the callbacks on the driver see; the callbacks themselves hold only a key so that
@@ -67,7 +68,7 @@ class Observer:
         self.cluster = cluster
         self.epochs = epochs
         self.lock = threading.Lock()
-        self.reports: dict[int, list[tuple[int, int, str]]] = defaultdict(list)  # trial -> (epoch, pid, node)
+        self.reports: dict[str, list[tuple[int, int, str]]] = defaultdict(list)  # trial -> (epoch, pid, node)
         self.killed: dict | None = None
         self.raylets = {_raylet_pid(n): n for n in cluster.worker_nodes}
         self.first_nodes = {n.node_id for n in cluster.worker_nodes}
@@ -88,7 +89,7 @@ class Observer:
             self.replacement = node
 
     def on_result(self, trial, result):
-        number = int(trial.config["study_trial"])
+        number = trial.trial_id  # the Ray trial id: one key per trial
         epoch = int(result.get("epoch", 0))
         pid = int(result["pid"])
         node = self.node_of(pid)
@@ -208,14 +209,15 @@ def test_study_spreads_over_nodes_and_survives_a_node_loss(token_cluster, tmp_pa
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
     assert res.counts["failed"] == 0 and res.counts["running"] == 0
     assert res.counts["complete"] + res.counts["diverged"] == n_trials
-    assert trials[killed["trial"]].user_attrs.get("status") in ("complete", "diverged")
+    killed_number = TrialIndex(res.storage, "multinode").number(killed["trial"])
+    assert trials[killed_number].user_attrs.get("status") in ("complete", "diverged")
 
     # ... and MLflow: one child run per trial (the retried trial continued its own run).
     client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
     numbers = sorted(int(r.data.tags["trial.number"]) for r in children)
     assert numbers == list(range(n_trials))
     by_number = {int(r.data.tags["trial.number"]): r for r in children}
-    run = by_number[killed["trial"]]
+    run = by_number[killed_number]
     assert run.data.tags.get("trial.retries") == "1"
     assert run.info.status in ("FINISHED", "FAILED") and run.data.tags["trial.status"] in ("complete", "diverged")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]

@@ -3,6 +3,7 @@ per space, the MLflow layout, statuses (complete / pruned / diverged), the Paret
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import ray
@@ -11,6 +12,7 @@ from ray.tune import Stopper
 
 from study import spaces
 from study.engine import StudyError, StudyOptions, format_result, run_study
+from study.trial_index import TrialIndex
 from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials, uris
 
 
@@ -24,6 +26,10 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def _param_text(v) -> str:
+    return str(v)
 
 
 def _opts(tmp_path, features, **kw) -> StudyOptions:
@@ -58,9 +64,16 @@ def test_smoke_study_per_space(tmp_path, features, space, capsys):
     assert sorted(r.data.tags["trial.number"] for r in children) == ["0", "1"]
     for r in children:
         t = trials[int(r.data.tags["trial.number"])]
+        # one linked view: the Optuna trial names its MLflow run, the run its trial and study
+        assert t.user_attrs["mlflow_run_id"] == r.info.run_id
+        assert r.data.tags["study.name"] == res.study_name and r.data.tags["optuna.storage"] == res.storage
         assert r.data.params["model"] == space
         for k, v in t.params.items():  # the trial's config is in the params
             assert r.data.params[k] == str(v)
+        # the params are the config the worker resolved and trained with, nothing else
+        resolved = json.loads(Path(client.download_artifacts(r.info.run_id, "config.json", str(tmp_path))).read_text())
+        assert r.data.params == {k: _param_text(v) for k, v in resolved.items()}
+        assert not {"features", "study_trial"} & set(r.data.params)
         status = r.data.tags["trial.status"]  # how training ended; Optuna's status: how it was told
         assert status == t.user_attrs["status"] or (status, t.user_attrs["status"]) == ("complete", "failed")
         if status == "complete":
@@ -78,6 +91,22 @@ def test_smoke_study_per_space(tmp_path, features, space, capsys):
                 assert "checkpoint" in arts
                 hist = client.get_metric_history(r.info.run_id, "train/loss")
                 assert [m.step for m in hist][0] == 1
+    # study-level metrics on the parent, one step per finished trial
+    client_metrics = {k: [(m.step, m.value) for m in client.get_metric_history(res.parent_run_id, k)]
+                      for k in ("study/trials_finished", "study/trials_complete", "study/hypervolume")}
+    assert [s for s, _ in client_metrics["study/trials_finished"]] == [1, 2]
+    assert client_metrics["study/trials_complete"][-1][1] == res.counts["complete"]
+    hv = [v for _, v in client_metrics["study/hypervolume"]]
+    assert len(hv) == 2 and hv[0] <= hv[1]  # never decreases as trials finish
+    # the experiment opens on its runs in the MLflow UI (a training experiment)
+    exp = client.get_experiment(parent.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    # library noise goes to the study's log file, the study's own lines to the terminal
+    printed = capsys.readouterr()
+    assert "trial-epochs" in printed.out and "Pareto front now" in printed.out
+    assert "A new study created in RDB" not in printed.out + printed.err
+    log_file = Path(res.experiment_path, "study.log")
+    assert "A new study created in RDB" in log_file.read_text()
     out = format_result(res)
     assert "Pareto-optimal trials" in out and "mlflow ui --backend-store-uri sqlite:///" in out
     # the baseline every study should beat, on the same split, printed beside the Pareto trials
@@ -93,8 +122,11 @@ def test_smoke_study_per_space(tmp_path, features, space, capsys):
 class StopTrialOne(Stopper):
     """Stops Optuna trial 1 after its first epoch, as a scheduler would."""
 
+    def __init__(self, storage: str, study: str):
+        self.index = TrialIndex(storage, study)
+
     def __call__(self, trial_id, result):
-        number = result.get("config", {}).get("study_trial", result.get("config/study_trial"))
+        number = self.index.number(trial_id)
         return number == 1 and result.get("epoch", 0) >= 1 and "trial_status" not in result
 
     def stop_all(self):
@@ -115,7 +147,8 @@ def test_statuses_diverged_pruned_complete(tmp_path, features, monkeypatch):
     finite objectives can be on the Pareto front."""
     monkeypatch.setitem(spaces.SPACES, "diverging", diverging_space)
     res = run_study(_opts(tmp_path, features, space="diverging", study_name="statuses", num_samples=3, epochs=2,
-                          seed=5, asha_metric="val/acc:max", grace_period=1), stopper=StopTrialOne())
+                          seed=5, asha_metric="val/acc:max", grace_period=1),
+                    stopper=StopTrialOne(uris(tmp_path)["storage"], "statuses"))
     trials = optuna_trials(res)
     assert len(trials) == 3
     assert [t.params["lr_start"] for t in trials] == [1e12, 1e-3, 1e-3], "sampler draws changed; pick another seed"

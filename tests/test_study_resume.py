@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 
 from study.engine import StudyOptions, resume_study, run_study
+from study.trial_index import TrialIndex
 from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials, uris
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +31,12 @@ def features(tmp_path_factory):
 class KillWorkerOnce(Callback):
     """SIGKILLs the worker of Optuna trial 0 once, when it reports epoch 2."""
 
-    def __init__(self, flag: str):
+    def __init__(self, flag: str, storage: str, study: str):
         self.flag = flag
+        self.index = TrialIndex(storage, study)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if trial.config.get("study_trial") == 0 and result.get("epoch") == 2 and not os.path.exists(self.flag):
+        if self.index.number(trial.trial_id) == 0 and result.get("epoch") == 2 and not os.path.exists(self.flag):
             Path(self.flag).write_text(str(result["pid"]))
             os.kill(result["pid"], signal.SIGKILL)
 
@@ -46,7 +48,7 @@ def test_killed_worker_resumes_from_its_checkpoint(tmp_path, features):
         opts = StudyOptions(space="cat_uvac", features=features, num_samples=2, epochs=4, max_concurrent=2,
                             overrides=dict(TINY), study_name="kill", max_failures=2, progress_every_s=1e9,
                             **uris(tmp_path))
-        res = run_study(opts, extra_callbacks=[KillWorkerOnce(flag)])
+        res = run_study(opts, extra_callbacks=[KillWorkerOnce(flag, uris(tmp_path)["storage"], "kill")])
     finally:
         ray.shutdown()
     assert os.path.exists(flag), "the worker was never killed"

@@ -8,7 +8,6 @@ from study.launch import main
 from study.objectives import classify, objective_values, parse_objectives
 from study.spaces import SPACES, describe_space, get_space, record_space
 from trainables.config import resolve_config
-from trainables.tune import train_config
 
 
 @pytest.fixture()
@@ -107,7 +106,3 @@ def test_status_mapping():
     assert objective_values({"val/acc": 0.5}, objs) is None
 
 
-def test_train_config_strips_study_keys():
-    cfg = train_config({"features": "/x", "study_trial": 3, "model": "gmm", "seed": 1})
-    assert cfg == {"model": "gmm", "seed": 1}
-    resolve_config(cfg)

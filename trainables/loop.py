@@ -1,6 +1,6 @@
 """The training loop: one pure function, ``train(config, table) -> TrainResult``.
 
-It serves the CLI (:mod:`trainables.train`), the Ray Tune trainable (:mod:`trainables.tune`)
+It serves the CLI (:mod:`trainables.train`), the Ray Tune trainable (:mod:`study.trainable`)
 and the benchmark alike; it knows nothing of Ray, Optuna or MLflow. Callers observe it through
 ``on_epoch(epoch, metrics, checkpoint_fn)``, called after every epoch: ``checkpoint_fn(dir)``
 writes the state of the last completed epoch to a directory, and a truthy return value of
