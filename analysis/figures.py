@@ -1,18 +1,26 @@
-"""Drawing only: every number shown here is computed by analysis.pareto / analysis.report.
+"""Drawing only: every number drawn here (fronts, staircases, reference points, hypervolumes,
+importances) is computed by analysis.pareto / analysis.importance / analysis.report.
 
-* :func:`scatter_grid_png` - clustering metrics (silhouette, DBI, CHI) against ACC and NMI,
-  one colour per study, each study's 2-D front for the pair drawn as a staircase, the
-  runs on the study's Pareto front (its own objectives) ringed.
+* :data:`METRIC_NAMES` / :func:`metric_label` / :func:`axis_label` - the one table that spells
+  metric names out ("val/dbi_z" -> "Davies-Bouldin index on z (latent mean)", with
+  "validation, lower is better" on axes; directions from ``trainables.metrics``).
+* :func:`scatter_grid_png` - scatter panels, each titled: one colour per study, each study's
+  2-D front of the plotted pair drawn as a STAIRCASE (the boundary of the region it
+  dominates; a diagonal between two front points would show a trade-off no trial reached),
+  the runs on the study's own Pareto front ringed; on the panels of the objectives
+  themselves, the fixed hypervolume reference point (black X) and the dominated region
+  (shaded, its area is the hypervolume).
 * :func:`hypervolume_png` - hypervolume after each completed trial, per study.
-* :func:`importance_png` - parameter importance per objective, per study.
-* :func:`interactive_html` - ONE self-contained HTML page (plotly.js inline, no network):
-  the same scatter panels with hover showing run id, params and metrics, the hypervolume
-  curves and the Pareto table.
+* :func:`importance_png` - one panel per study and objective (fANOVA), with its trial count.
+* :func:`interactive_html` - ONE self-contained HTML page (plotly.js inline, no network): the
+  same panels (hover: study, trial number, the objectives and the parameters that vary across
+  the study's trials), the hypervolume curves, the importances and the Pareto table.
 """
 from __future__ import annotations
 
 import html
 import math
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -20,8 +28,37 @@ import numpy as np
 import pandas as pd
 
 from analysis.runs import fmt
+from trainables.metrics import metric_direction, metric_family
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+METRIC_NAMES = {
+    "acc": "Clustering accuracy", "nmi": "Normalised mutual information", "ari": "Adjusted Rand index",
+    "silhouette": "Silhouette coefficient", "dbi": "Davies-Bouldin index", "chi": "Calinski-Harabasz index",
+    "occupancy_max": "Largest cluster's share", "occupancy_entropy": "Cluster-occupancy entropy",
+    "n_clusters_used": "Clusters used", "collapsed": "Collapsed", "time_s": "Time (s)", "loss": "Loss",
+}
+REPRESENTATION_NAMES = {"z": "z (latent mean)", "y": "y (cluster posterior)", "x": "x (input features)"}
+SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}
+
+
+def metric_label(metric: str, short: bool = False) -> str:
+    """Full name of a metric: ``val/dbi_z`` -> "Davies-Bouldin index on z (latent mean)"
+    (``short``: "Davies-Bouldin index on z")."""
+    base = metric.split("/")[-1]
+    family = metric_family(metric)
+    name = METRIC_NAMES.get(family, base)
+    rep = base[len(family) + 1:] if base.startswith(family + "_") else ""
+    if rep:
+        name += " on " + (rep if short else REPRESENTATION_NAMES.get(rep, rep))
+    return name
+
+
+def axis_label(metric: str, sep: str = "\n") -> str:
+    """``metric_label`` + split and direction: "... on z (latent mean)<sep>validation, lower is better"."""
+    split = SPLIT_NAMES.get(metric.split("/")[0], "") if "/" in metric else ""
+    better = "higher" if metric_direction(metric) == "max" else "lower"
+    return f"{metric_label(metric)}{sep}{split + ', ' if split else ''}{better} is better"
 
 
 def _mpl():
@@ -31,184 +68,220 @@ def _mpl():
     return plt
 
 
-def _label(metric: str) -> str:
-    return metric.replace("metrics.", "")
+def _wrap(text: str, width: int = 60) -> str:
+    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
 
 
-def scatter_grid_png(panels: Sequence[dict], path: Path, title: str = "") -> Optional[Path]:
-    """``panels``: dicts with ``x``, ``y`` (metric names), ``dirs`` (x dir, y dir) and
-    ``series``: one per study with ``study``, ``x`` [N], ``y`` [N], ``front`` (mask [N] of
-    the 2-D front for this pair) and ``pareto`` (mask [N] of the study's own front)."""
+def _draw_panel(ax, panel: dict) -> None:
+    ref = panel.get("reference")
+    for i, s in enumerate(panel["series"]):
+        c = COLOURS[i % len(COLOURS)]
+        x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(x[ok], y[ok], s=16, color=c, alpha=0.5, label=s["study"])
+        steps = np.asarray(s["steps"], float)
+        if len(steps):
+            ax.plot(steps[:, 0], steps[:, 1], "-", color=c, lw=1.4)
+            if ref is not None:
+                ax.fill(np.r_[steps[:, 0], ref[0]], np.r_[steps[:, 1], ref[1]], color=c, alpha=0.08, lw=0)
+        p = np.asarray(s["pareto"], bool) & ok
+        if p.any():
+            ax.scatter(x[p], y[p], s=90, facecolor="none", edgecolor=c, lw=1.6, zorder=4)
+    if ref is not None:
+        ax.scatter([ref[0]], [ref[1]], marker="X", s=80, color="black", zorder=5)
+        ax.annotate(f"reference ({fmt(float(ref[0]))}, {fmt(float(ref[1]))})", (ref[0], ref[1]),
+                    textcoords="offset points", xytext=(6, 6), fontsize=7)
+    ax.set_title(panel["title"], fontsize=9)
+    ax.set_xlabel(axis_label(panel["x"]), fontsize=8)
+    ax.set_ylabel(axis_label(panel["y"]), fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def scatter_grid_png(panels: Sequence[dict], path: Path, title: str) -> Optional[Path]:
+    """``panels``: dicts with ``x``, ``y`` (metric names), ``title``, ``reference`` ((x, y) or
+    None) and ``series``: one per study with ``study``, ``x`` [N], ``y`` [N], ``steps`` [K, 2]
+    (staircase vertices) and ``pareto`` (mask [N] of the study's own front)."""
     if not panels:
         return None
     plt = _mpl()
     n = len(panels)
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows + 0.9), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
-        for i, s in enumerate(panel["series"]):
-            c = COLOURS[i % len(COLOURS)]
-            x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
-            ok = np.isfinite(x) & np.isfinite(y)
-            ax.scatter(x[ok], y[ok], s=16, color=c, alpha=0.45, label=f"{s['study']}")
-            f = np.asarray(s["front"], bool) & ok
-            if f.any():
-                order = np.argsort(x[f])
-                fx, fy = x[f][order], y[f][order]
-                ax.plot(fx, fy, "-", color=c, lw=1.4)
-                ax.scatter(fx, fy, s=34, color=c, edgecolor="black", lw=0.6, zorder=3)
-            p = np.asarray(s["pareto"], bool) & ok
-            if p.any():
-                ax.scatter(x[p], y[p], s=110, facecolor="none", edgecolor=c, lw=1.6, zorder=4)
-        xd, yd = panel["dirs"]
-        ax.set_xlabel(f"{_label(panel['x'])} ({'higher' if xd == 'max' else 'lower'} is better)")
-        ax.set_ylabel(f"{_label(panel['y'])} ({'higher' if yd == 'max' else 'lower'} is better)")
-        ax.grid(alpha=0.3)
+        _draw_panel(ax, panel)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), frameon=False)
-    fig.suptitle(title or "validation metrics: dots = completed trials, line = 2-D front, ring = study front",
-                 y=0.005, va="bottom", fontsize=9)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-    path = Path(path)
+    fig.legend(handles, labels, loc="upper right", ncol=min(4, len(labels)), frameon=False, fontsize=8)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=10)
+    fig.text(0.01, 0.005, "dots: completed trials (validation); steps: each study's 2-D front of the pair; "
+             "rings: the study's Pareto front on its objectives; X: fixed hypervolume reference, shaded: "
+             "the region the front dominates (its area is the hypervolume)", fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1 - 0.55 / (4.6 * rows + 0.9)))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
-def hypervolume_png(histories: dict[str, np.ndarray], path: Path, objectives: dict[str, str]) -> Path:
-    """``histories``: study -> hypervolume after each completed trial."""
+def hypervolume_png(histories: dict[str, np.ndarray], path: Path, legends: dict[str, str],
+                    reference_text: str) -> Path:
+    """``histories``: study -> hypervolume after each completed trial; ``legends``: study -> label."""
     plt = _mpl()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.4))
     for i, (study, hv) in enumerate(histories.items()):
         hv = np.asarray(hv, float)
-        ax.plot(np.arange(1, len(hv) + 1), hv, "-o", ms=3, color=COLOURS[i % len(COLOURS)],
-                label=f"{study}  [{objectives.get(study, '')}]")
+        ax.plot(np.arange(1, len(hv) + 1), hv, "-o", ms=3, color=COLOURS[i % len(COLOURS)], label=legends[study])
+    ax.set_title("Hypervolume of each study's Pareto front after each completed trial", fontsize=10)
     ax.set_xlabel("completed trials (in completion order)")
-    ax.set_ylabel("hypervolume of the front")
+    ax.set_ylabel("hypervolume (higher is better)")
     ax.grid(alpha=0.3)
-    if histories:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.legend(fontsize=7)
+    fig.text(0.01, 0.005, _wrap(reference_text, 120), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
 
 
-def importance_png(importances: dict[str, pd.DataFrame], notes: dict[str, dict], path: Path) -> Path:
-    """``importances``: study -> DataFrame [param x metric]; ``notes``: study -> metric -> why not."""
+def importance_png(panels: Sequence[dict], path: Path) -> Path:
+    """``panels``: dicts with ``title`` and either ``values`` (param -> importance) or ``note``."""
     plt = _mpl()
-    n = max(1, len(importances))
-    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4), squeeze=False)
-    for ax, (study, table) in zip(axes.flat, importances.items()):
-        if table is None or table.empty:
-            msg = "\n".join(notes.get(study, {}).values()) or "no importance computed"
-            ax.text(0.5, 0.5, _wrap(msg), ha="center", va="center", fontsize=8, transform=ax.transAxes)
-            ax.axis("off")
-        else:
-            k = len(table.columns)
-            ys = np.arange(len(table.index))
-            h = 0.8 / k
-            for j, metric in enumerate(table.columns):
-                ax.barh(ys + j * h, table[metric].fillna(0).to_numpy(), height=h,
-                        color=COLOURS[j % len(COLOURS)], label=metric)
-            ax.set_yticks(ys + 0.4 - h / 2)
-            ax.set_yticklabels(table.index)
-            ax.invert_yaxis()
-            ax.set_xlabel("importance (fANOVA, normalised)")
-            ax.legend(fontsize=7)
-        ax.set_title(study, fontsize=9)
+    n = max(1, len(panels))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, panel in zip(axes.flat, panels):
+        ax.set_title(panel["title"], fontsize=9)
+        if panel.get("note"):
+            ax.text(0.5, 0.5, _wrap(panel["note"], 55), ha="center", va="center", fontsize=8,
+                    transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        names, vals = list(panel["values"]), list(panel["values"].values())
+        ax.barh(np.arange(len(names)), vals, color=COLOURS[0])
+        ax.set_yticks(np.arange(len(names)))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("importance (fANOVA, sums to 1)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
 
 
-def _wrap(text: str, width: int = 60) -> str:
-    import textwrap
-    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
+def _hover_text(row: pd.Series, columns: Sequence[str]) -> str:
+    lines = [f"<b>{html.escape(str(row['study']))}</b> trial {row['trial_number']}"]
+    for c in columns:
+        if fmt(row.get(c)) == "":
+            continue
+        name = metric_label(c[len("metrics."):], short=True) if c.startswith("metrics.") else c[len("params."):]
+        lines.append(f"{html.escape(name)} = {html.escape(fmt(row[c]))}")
+    return "<br>".join(lines)
 
 
-def _hover_text(row: pd.Series, param_cols: list[str], metric_cols: list[str]) -> str:
-    parts = [f"<b>run</b> {row['run_id']}", f"study {row['study']} trial {row.get('trial_number', '')}"]
-    parts.append("<b>params</b>")
-    parts += [f"{c[len('params.'):]}={html.escape(fmt(row[c]))}" for c in param_cols if fmt(row.get(c)) != ""]
-    parts.append("<b>metrics</b>")
-    parts += [f"{c[len('metrics.'):]}={fmt(row[c])}" for c in metric_cols if fmt(row.get(c)) != ""]
-    return "<br>".join(parts)
-
-
-def interactive_html(table: pd.DataFrame, panels: Sequence[dict], histories: dict[str, np.ndarray],
-                     pareto_table: pd.DataFrame, path: Path, title: str = "Pareto report") -> Path:
-    """One self-contained page. ``table`` is the completed-run table the panels index into
-    (panel series carry ``index``: the row labels of their points)."""
+def _plotly_panels(panels: Sequence[dict], table: pd.DataFrame, hover_columns: dict[str, list]):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    param_cols = [c for c in table.columns if c.startswith("params.")]
-    metric_cols = [c for c in table.columns if c.startswith("metrics.val/") or c.startswith("metrics.test/")]
-    hover = {idx: _hover_text(row, param_cols, metric_cols) for idx, row in table.iterrows()}
+    cols = min(2, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p["title"] for p in panels],
+                        horizontal_spacing=0.14, vertical_spacing=0.5 / rows)
+    seen = set()
+    for k, panel in enumerate(panels):
+        r, c = k // cols + 1, k % cols + 1
+        ref = panel.get("reference")
+        for i, s in enumerate(panel["series"]):
+            colour = COLOURS[i % len(COLOURS)]
+            x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
+            idx = [j for j, o in zip(s["index"], np.isfinite(x) & np.isfinite(y)) if o]
+            ok = np.isfinite(x) & np.isfinite(y)
+            pareto = np.asarray(s["pareto"], bool)[ok]
+            steps = np.asarray(s["steps"], float)
+            if len(steps):
+                fill = dict(fill="toself", fillcolor=colour, opacity=0.12) if ref is not None else {}
+                xs, ys = (np.r_[steps[:, 0], ref[0]], np.r_[steps[:, 1], ref[1]]) if ref is not None else steps.T
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=colour, width=1.5),
+                                         legendgroup=s["study"], showlegend=False, hoverinfo="skip", **fill),
+                              row=r, col=c)
+            fig.add_trace(go.Scatter(
+                x=x[ok], y=y[ok], mode="markers", name=s["study"], legendgroup=s["study"],
+                showlegend=s["study"] not in seen,
+                marker=dict(color=colour, size=np.where(pareto, 11, 6),
+                            line=dict(color="black", width=np.where(pareto, 2, 0))),
+                customdata=[[table.loc[j, "run_id"]] for j in idx],
+                hovertext=[_hover_text(table.loc[j], hover_columns[s["study"]]) for j in idx],
+                hovertemplate="%{hovertext}<extra></extra>"), row=r, col=c)
+            seen.add(s["study"])
+        if ref is not None:
+            fig.add_trace(go.Scatter(x=[ref[0]], y=[ref[1]], mode="markers+text", showlegend=False,
+                                     marker=dict(symbol="x", size=11, color="black"),
+                                     text=[f"reference ({fmt(float(ref[0]))}, {fmt(float(ref[1]))})"],
+                                     textposition="top right", hoverinfo="skip"), row=r, col=c)
+        fig.update_xaxes(title_text=axis_label(panel["x"], "<br>"), row=r, col=c)
+        fig.update_yaxes(title_text=axis_label(panel["y"], "<br>"), row=r, col=c)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(height=460 * rows, width=620 * cols + 120, margin=dict(t=60),
+                      hoverlabel=dict(align="left", font_size=11), legend=dict(title="study"))
+    return fig
 
-    blocks = []
-    if panels:
-        cols = min(3, len(panels))
-        rows = math.ceil(len(panels) / cols)
-        fig = make_subplots(rows=rows, cols=cols,
-                            subplot_titles=[f"{_label(p['y'])} vs {_label(p['x'])}" for p in panels])
-        studies_seen = set()
-        for k, panel in enumerate(panels):
-            r, c = k // cols + 1, k % cols + 1
-            for i, s in enumerate(panel["series"]):
-                colour = COLOURS[i % len(COLOURS)]
-                x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
-                idx = list(s["index"])
-                pareto = np.asarray(s["pareto"], bool)
-                front = np.asarray(s["front"], bool)
-                ok = np.isfinite(x) & np.isfinite(y)
-                show = s["study"] not in studies_seen
-                studies_seen.add(s["study"])
-                sizes = np.where(pareto, 12, np.where(front, 9, 6))
-                fig.add_trace(go.Scatter(
-                    x=x[ok], y=y[ok], mode="markers", name=s["study"], legendgroup=s["study"],
-                    showlegend=show,
-                    marker=dict(color=colour, size=sizes[ok],
-                                line=dict(color="black", width=np.where(pareto[ok], 2, 0))),
-                    customdata=[[table.loc[j, "run_id"]] for j, o in zip(idx, ok) if o],
-                    hovertext=[hover[j] for j, o in zip(idx, ok) if o],
-                    hovertemplate="%{hovertext}<extra></extra>"), row=r, col=c)
-                f = front & ok
-                if f.any():
-                    order = np.argsort(x[f])
-                    fig.add_trace(go.Scatter(x=x[f][order], y=y[f][order], mode="lines", line=dict(color=colour),
-                                             legendgroup=s["study"], showlegend=False, hoverinfo="skip"),
-                                  row=r, col=c)
-            fig.update_xaxes(title_text=_label(panel["x"]), row=r, col=c)
-            fig.update_yaxes(title_text=_label(panel["y"]), row=r, col=c)
-        fig.update_layout(height=380 * rows, width=430 * cols + 100, title=title,
-                          hoverlabel=dict(align="left", font_size=11))
-        blocks.append(fig.to_html(full_html=False, include_plotlyjs=True, div_id="pareto-scatter"))
-    if histories:
-        hv = go.Figure()
-        for i, (study, h) in enumerate(histories.items()):
-            hv.add_trace(go.Scatter(x=list(range(1, len(h) + 1)), y=list(map(float, h)), mode="lines+markers",
-                                    name=study, line=dict(color=COLOURS[i % len(COLOURS)])))
-        hv.update_layout(title="hypervolume after each completed trial", xaxis_title="completed trials",
-                         yaxis_title="hypervolume", height=380, width=700)
-        blocks.append(hv.to_html(full_html=False, include_plotlyjs=not blocks, div_id="hypervolume"))
+
+def _importance_html(panels: Sequence[dict]) -> str:
+    """The importance panels as small tables (parameter, importance), or their message."""
+    parts = []
+    for panel in panels:
+        head = html.escape(panel["title"]).replace("\n", "<br>")
+        if panel.get("note"):
+            parts.append(f"<div class='imp'><b>{head}</b><p class='note'>{html.escape(panel['note'])}</p></div>")
+            continue
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in panel["values"].items())
+        parts.append(f"<div class='imp'><b>{head}</b><table><tr><th>parameter</th><th>importance</th></tr>"
+                     f"{rows}</table></div>")
+    return "".join(parts)
+
+
+def interactive_html(table: pd.DataFrame, panels: Sequence[dict], hover_columns: dict[str, list],
+                     histories: dict[str, np.ndarray], legends: dict[str, str], reference_text: str,
+                     importance_panels: Sequence[dict], pareto_table: pd.DataFrame, path: Path, title: str) -> Path:
+    """One self-contained page. ``table`` is the completed-run table the panels index into
+    (panel series carry ``index``: the row labels of their points); ``hover_columns``: study ->
+    the columns its hover lists (objectives, then the parameters that vary)."""
+    import plotly.graph_objects as go
+
+    scatter = _plotly_panels(panels, table, hover_columns).to_html(
+        full_html=False, include_plotlyjs=True, div_id="pareto-scatter") if panels else "<p>(no completed trial)</p>"
+    hv = go.Figure()
+    for i, (study, h) in enumerate(histories.items()):
+        hv.add_trace(go.Scatter(x=list(range(1, len(h) + 1)), y=list(map(float, h)), mode="lines+markers",
+                                name=legends[study], line=dict(color=COLOURS[i % len(COLOURS)])))
+    hv.update_layout(title="Hypervolume of each study's Pareto front after each completed trial",
+                     xaxis_title="completed trials (in completion order)",
+                     yaxis_title="hypervolume (higher is better)", height=420, width=900,
+                     legend=dict(orientation="h", y=-0.25))
+    hv_html = hv.to_html(full_html=False, include_plotlyjs=not panels, div_id="hypervolume")
     table_html = pareto_table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}",
                                       classes="pareto", border=0)
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:1em}} table.pareto{{border-collapse:collapse;font-size:12px}}
-table.pareto td,table.pareto th{{border:1px solid #ccc;padding:2px 6px}}</style></head>
+<style>body{{font-family:sans-serif;margin:1em;max-width:1400px}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:2px 6px}} p.note{{font-size:13px;color:#333}}
+div.imp{{display:inline-block;vertical-align:top;margin:0 2em 1em 0;font-size:13px}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>Validation metrics of completed trials; larger markers with a black ring are on the study's Pareto
-front (its own objectives); lines join each study's front for the plotted pair. Hover a point for its
-run id, parameters and metrics. In the MLflow UI, filter the Pareto runs with <code>tags.pareto = 'true'</code>.</p>
-{''.join(blocks)}
+<p class="note">Validation metrics of completed trials (pruned, diverged, failed and non-finite trials are
+left out). Steps: each study's 2-D front of the plotted pair, the boundary of the region it dominates.
+Large markers with a black ring: the study's Pareto front on its own objectives. Hover a point for its
+trial number, objectives and the parameters that vary across the study's trials.</p>
+<p class="note"><b>Hypervolume reference point.</b> {html.escape(reference_text)}</p>
+{scatter}
+<h2>Hypervolume</h2>
+{hv_html}
+<h2>Parameter importance (fANOVA on the Optuna study's own trials and distributions)</h2>
+{_importance_html(importance_panels)}
 <h2>Pareto-optimal runs (selected on validation, test metrics shown)</h2>
 {table_html}
 </body></html>"""

@@ -1,148 +1,135 @@
-"""Which hyperparameters matter, per objective, from the runs read back from MLflow.
+"""Which hyperparameters matter, per objective, read from the study's own Optuna storage.
 
-The completed trials of a study are rebuilt into an in-memory Optuna study
-(``optuna.create_study`` + ``add_trial(optuna.trial.create_trial(...))``), one study per
-objective, with distributions inferred from the values found in the runs:
+The parameters and their TRUE search distributions (log-scaled, integer, categorical, as the
+search space declared them) come from the Optuna study the engine created; nothing is rebuilt
+from MLflow's strings. Where the study lives: the parent run's ``study.storage`` tag (or its
+``storage`` param, see :attr:`analysis.runs.StudyInfo.storage`); the Optuna study has the
+study's name (``study/engine.py``).
 
-* bool or non-numeric values -> ``CategoricalDistribution`` of the distinct values;
-* integers -> ``IntDistribution(min, max)``; floats -> ``FloatDistribution(min, max)``;
-  ``log=True`` when every value is > 0 and max / min >= 100 (learning rates, KL weights);
-* a parameter with a single value in the completed trials is constant: skipped.
+Two steps, I/O apart from computing:
 
-Importance: ``optuna.importance.get_param_importances`` with ``FanovaImportanceEvaluator``
-(fixed seed; needs scikit-learn) by default, ``PedAnovaImportanceEvaluator`` on request.
-Optuna only rates the parameters present in every completed trial, so a conditional
-parameter (e.g. ``tau_end``, absent when ``tau_kind=constant``) is rated only when it was
-drawn in all of them. Fewer than :data:`MIN_TRIALS` completed trials with a finite value
-raise :class:`TooFewTrials` (the report writes the message instead of a figure).
+* :func:`load_trials` (I/O) - the study's trials from its storage, or
+  :class:`StorageUnavailable` with a message the report shows instead of the panel
+  (no storage recorded, the SQLite file missing, no such study in it, ...). A missing
+  SQLite file is never created.
+* :func:`param_importances` (pure) - ``optuna.importance.get_param_importances`` with
+  ``FanovaImportanceEvaluator`` (fixed seed) for ONE objective, on an in-memory study made of
+  the storage's trials with their own params and distributions. The value of a trial is
+  ``trial.values[i]`` when the objective is the study's own i-th objective (Optuna COMPLETE
+  trials); for another metric (``--objective`` override) it is the final MLflow value of
+  the trial's child run (trials complete in MLflow with a finite value). Each result says
+  how many trials it rests on. Optuna rates only the parameters present in every trial, so a
+  conditional parameter (e.g. ``tau_end``) is rated only where it was drawn in all of them.
+  Fewer than :data:`MIN_TRIALS` trials, or no parameter that varies, raise
+  :class:`TooFewTrials`.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
-import numpy as np
 import pandas as pd
 
-from analysis.runs import completed, param_columns
+from analysis.runs import StudyInfo, completed
 
 MIN_TRIALS = 5
-
-# Params that describe bookkeeping, not the search (never rated).
-IGNORED_PARAMS = ("study_trial", "features")
 
 
 class TooFewTrials(ValueError):
     pass
 
 
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+class StorageUnavailable(LookupError):
+    pass
 
 
-def infer_distributions(df: pd.DataFrame) -> dict:
-    """name -> optuna distribution, from the ``params.*`` columns of ``df`` (constants out)."""
-    from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                      IntDistribution)
-
-    out = {}
-    for col in param_columns(df):
-        name = col[len("params."):]
-        if name in IGNORED_PARAMS:
-            continue
-        vals = [v for v in df[col].tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        if not vals:
-            continue
-        distinct = sorted(set(map(repr, vals)))
-        if len(distinct) < 2:
-            continue
-        if all(_is_num(v) for v in vals):
-            lo, hi = min(vals), max(vals)
-            log = lo > 0 and hi / lo >= 100
-            if all(float(v).is_integer() and isinstance(v, (int, np.integer)) for v in vals):
-                out[name] = IntDistribution(int(lo), int(hi), log=log)
-            else:
-                out[name] = FloatDistribution(float(lo), float(hi), log=log)
-        else:
-            choices = sorted({v if isinstance(v, (bool, str)) else str(v) for v in vals}, key=str)
-            out[name] = CategoricalDistribution(choices)
-    return out
+@dataclass
+class OptunaTrials:
+    storage: str
+    metric_names: list     # the study's own objectives, in the order of trial.values
+    trials: list           # optuna FrozenTrial, every state
 
 
-def _param_value(v, dist):
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-    if isinstance(dist, CategoricalDistribution):
-        return v if isinstance(v, (bool, str)) else str(v)
-    if isinstance(dist, IntDistribution):
-        return int(v)
-    return float(v)
+@dataclass
+class Importance:
+    metric: str
+    n_trials: int
+    values: dict           # param -> normalised importance (sums to 1)
 
 
-def rebuild_study(df: pd.DataFrame, metric: str, direction: str):
-    """An in-memory Optuna study holding the completed trials of ``df`` with ``metric`` as
-    value. Returns (study, number of trials added)."""
+def load_trials(info: StudyInfo) -> OptunaTrials:
+    """The trials of study ``info.name`` from its Optuna storage (StorageUnavailable if not reachable)."""
     import optuna
+    from study.tracking import absolute_uri
 
+    storage = absolute_uri(info.storage) if info.storage else ""
+    if not storage:
+        raise StorageUnavailable(f"study {info.name!r}: its parent run records no Optuna storage "
+                                 "(tag study.storage or param storage)")
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        raise StorageUnavailable(f"study {info.name!r}: Optuna storage {storage} not found on this machine")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    done = completed(df)
+    try:
+        study = optuna.load_study(study_name=info.name, storage=storage)
+    except KeyError:
+        raise StorageUnavailable(f"no Optuna study named {info.name!r} in {storage}") from None
+    except Exception as exc:  # a server that does not answer, a bad URL: shown in the report
+        raise StorageUnavailable(f"Optuna storage {storage} not reachable ({type(exc).__name__}: {exc})") from exc
+    return OptunaTrials(storage=storage, metric_names=list(study.metric_names or []),
+                        trials=study.get_trials(deepcopy=False))
+
+
+def _values_by_trial(source: OptunaTrials, runs: pd.DataFrame, metric: str) -> dict[int, float]:
+    """trial number -> value of ``metric``: Optuna's own values for the study's objectives,
+    else the final MLflow value of each completed child run."""
+    from optuna.trial import TrialState
+    if metric in source.metric_names:
+        i = source.metric_names.index(metric)
+        return {t.number: float(t.values[i]) for t in source.trials if t.state == TrialState.COMPLETE}
+    done = completed(runs)
     col = f"metrics.{metric}"
     if col not in done:
-        return optuna.create_study(direction="maximize" if direction == "max" else "minimize"), 0
-    done = done[np.isfinite(done[col].astype(float))]
-    dists = infer_distributions(done)
-    study = optuna.create_study(direction="maximize" if direction == "max" else "minimize")
-    n = 0
-    for _, row in done.iterrows():
-        params, used = {}, {}
-        for name, dist in dists.items():
-            v = row.get(f"params.{name}")
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                continue
-            params[name] = _param_value(v, dist)
-            used[name] = dist
-        study.add_trial(optuna.trial.create_trial(value=float(row[col]), params=params,
-                                                  distributions=used,
-                                                  user_attrs={"run_id": row["run_id"]}))
-        n += 1
-    return study, n
+        return {}
+    pairs = zip(done["trial_number"].astype(int), done[col].astype(float))
+    return {n: v for n, v in pairs if math.isfinite(v)}
 
 
-def param_importances(df: pd.DataFrame, metric: str, direction: str, *,
-                      evaluator: str = "fanova", seed: int = 0,
-                      min_trials: int = MIN_TRIALS) -> dict[str, float]:
-    """Normalised importance (sums to 1) of each hyperparameter for one objective."""
+def param_importances(source: OptunaTrials, runs: pd.DataFrame, metric: str, *, seed: int = 0,
+                      min_trials: int = MIN_TRIALS) -> Importance:
+    """fANOVA importance of each hyperparameter for ``metric`` (see the module docstring)."""
     import optuna
 
-    study, n = rebuild_study(df, metric, direction)
-    if n < min_trials:
-        raise TooFewTrials(f"{metric}: {n} completed trial(s) with a finite value; parameter importance "
-                           f"needs at least {min_trials}")
-    if not infer_distributions(completed(df)):
-        raise TooFewTrials(f"{metric}: no hyperparameter varies across the completed trials")
-    if evaluator == "fanova":
-        ev = optuna.importance.FanovaImportanceEvaluator(seed=seed)
-    elif evaluator == "ped_anova":
-        ev = optuna.importance.PedAnovaImportanceEvaluator()
-    else:
-        raise ValueError(f"unknown evaluator {evaluator!r}: fanova or ped_anova")
+    values = _values_by_trial(source, runs, metric)
+    trials = [t for t in source.trials if t.number in values and t.params]
+    if len(trials) < min_trials:
+        raise TooFewTrials(f"{metric}: {len(trials)} completed trial(s) with a finite value; parameter "
+                           f"importance needs at least {min_trials}")
+    study = optuna.create_study()
+    study.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                                value=values[t.number]) for t in trials])
+    if not any(len({repr(t.params.get(p)) for t in trials}) > 1 for p in trials[0].params):
+        raise TooFewTrials(f"{metric}: no hyperparameter varies across the {len(trials)} completed trials")
     try:
-        imp = optuna.importance.get_param_importances(study, evaluator=ev)
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
     except (ValueError, RuntimeError) as exc:
         raise TooFewTrials(f"{metric}: Optuna could not rate the parameters ({exc})") from exc
-    return {k: float(v) for k, v in imp.items()}
+    return Importance(metric=metric, n_trials=len(trials), values={k: float(v) for k, v in imp.items()})
 
 
-def importance_table(df: pd.DataFrame, objectives: Sequence[tuple[str, str]], **kw
-                     ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Importances for each objective: DataFrame [param x metric] (NaN where not rated) and
-    metric -> message for the objectives that could not be rated."""
-    cols, notes = {}, {}
-    for metric, direction in objectives:
+def importances(source: Optional[OptunaTrials], unavailable: str, runs: pd.DataFrame,
+                metrics: list[str], **kw) -> tuple[list[Importance], dict[str, str]]:
+    """One :class:`Importance` per metric that could be rated, and metric -> message for the
+    others (``unavailable`` for every metric when ``source`` is None)."""
+    rated, notes = [], {}
+    for metric in metrics:
+        if source is None:
+            notes[metric] = f"{metric}: importance not computed: {unavailable}"
+            continue
         try:
-            cols[metric] = param_importances(df, metric, direction, **kw)
+            rated.append(param_importances(source, runs, metric, **kw))
         except TooFewTrials as exc:
             notes[metric] = str(exc)
-    table = pd.DataFrame(cols)
-    if not table.empty:
-        table = table.loc[table.max(axis=1).sort_values(ascending=False).index]
-    return table, notes
+    return rated, notes

@@ -30,25 +30,51 @@ strictly better than ``r`` in every objective contribute. It is computed exactly
   sizes of a study (tens to hundreds of points, 2-4 objectives). The tests check it
   against Optuna's WFG implementation.
 
-Reference point (:func:`reference_point`): by default the *worst* finite value of each
-objective over all the points given (the nadir of the completed trials, not just of the
-front), pushed outwards by ``margin`` (10 %) of that objective's range (or of
-``max(|worst|, 1)`` when the range is zero), so that extreme points of the front still
-add a non-zero volume. The same reference must be used for every value that is compared
-(the whole hypervolume history of a study is computed with one reference); pass an
-explicit one to compare several studies on one scale.
+Reference point (:func:`reference_point`): FIXED per objective, from the metric's known
+bound on its worse side, so that a study's hypervolume depends on its own trials only (never
+on the other studies in a report, nor on a margin around the data):
+
+==========================  =========  ================================================
+metric family               direction  reference (worst end)
+==========================  =========  ================================================
+acc, nmi                    max        0 (both lie in [0, 1])
+ari                         max        -1 (ARI lies in [-0.5, 1]; -1 is a safe bound)
+silhouette                  max        -1 (silhouette lies in [-1, 1])
+chi (Calinski-Harabasz)     max        0 (CHI >= 0; unbounded above, which is the good side)
+dbi (Davies-Bouldin)        min        5, a fixed choice: DBI >= 0 is unbounded above;
+                                       a DBI of 5 means clusters spread five times more
+                                       than they are apart, so worse trials add no volume
+occupancy_max               min        1 (share of the largest cluster, in [0, 1])
+occupancy_entropy           max        0 (entropy >= 0)
+==========================  =========  ================================================
+
+A metric without a row here (e.g. a time or a loss) has no fixed reference: the report
+refuses it as an objective with that message. The same reference serves every value that
+is compared (a study's whole hypervolume history, every study of a report).
+
+:func:`staircase` gives the vertices of a 2-D front drawn as the boundary of the region it
+dominates (steps, never diagonals between points: a diagonal would show trade-offs that no
+trial achieved).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from trainables.metrics import metric_family
+
+# Worst end of each metric family (module docstring): the fixed hypervolume reference.
+REFERENCE: dict[str, float] = {"acc": 0.0, "nmi": 0.0, "ari": -1.0, "silhouette": -1.0, "chi": 0.0,
+                               "dbi": 5.0, "occupancy_max": 1.0, "occupancy_entropy": 0.0}
 
 __all__ = [
     "as_losses",
     "finite_rows",
     "pareto_front",
+    "REFERENCE",
     "reference_point",
+    "staircase",
     "hypervolume",
     "hypervolume_history",
 ]
@@ -114,20 +140,38 @@ def pareto_front(values, directions: Sequence[str]) -> np.ndarray:
     return mask
 
 
-def reference_point(values, directions: Sequence[str], margin: float = 0.1) -> np.ndarray:
-    """Reference point in the original units: the worst finite value of each objective,
-    pushed out by ``margin`` x its range (or x ``max(|worst|, 1)`` for a zero range)."""
+def reference_point(metrics: Sequence[str]) -> np.ndarray:
+    """The fixed hypervolume reference of each metric (original units; table above).
+    ValueError for a metric without a known bound."""
+    ref = []
+    for m in metrics:
+        family = metric_family(m)
+        if family not in REFERENCE:
+            raise ValueError(f"no fixed hypervolume reference for {m!r}: objectives must be among the metric "
+                             f"families {', '.join(sorted(REFERENCE))} (analysis.pareto.REFERENCE)")
+        ref.append(REFERENCE[family])
+    return np.array(ref, dtype=float)
+
+
+def staircase(values, directions: Sequence[str], reference=None) -> np.ndarray:
+    """Vertices [K, 2] of the 2-D front of ``values`` [N, 2] drawn as steps: the boundary of
+    the region the front dominates. With ``reference`` the steps start and end on the
+    reference's lines (the region whose area is the hypervolume)."""
     losses = as_losses(values, directions)
-    losses = losses[np.isfinite(losses).all(axis=1)]
-    if losses.shape[0] == 0:
-        raise ValueError("no row with finite values: cannot choose a reference point")
-    worst = losses.max(axis=0)
-    span = worst - losses.min(axis=0)
-    span = np.where(span > 0, span, np.maximum(np.abs(worst), 1.0))
-    ref_loss = worst + margin * span
-    dirs = _check_directions(directions, losses.shape[1])
-    sign = np.array([-1.0 if d == "max" else 1.0 for d in dirs])
-    return ref_loss * sign
+    sign = np.array([-1.0 if d == "max" else 1.0 for d in _check_directions(directions, 2)])
+    front = losses[pareto_front(values, directions)]
+    if front.shape[0] == 0:
+        return np.zeros((0, 2))
+    front = np.unique(front, axis=0)                       # sorted by the first loss
+    verts = []
+    for i, (x, y) in enumerate(front):
+        verts.append((x, y))
+        if i + 1 < len(front):
+            verts.append((front[i + 1, 0], y))             # along x at this height, then down
+    if reference is not None:
+        ref = np.asarray(reference, float) * sign
+        verts = [(front[0, 0], ref[1])] + verts + [(ref[0], front[-1, 1])]
+    return np.array(verts) * sign
 
 
 def _hv2d(points: np.ndarray, ref: np.ndarray) -> float:
@@ -182,24 +226,17 @@ def hypervolume(front, directions: Sequence[str], reference) -> float:
     return _hv(losses, ref)
 
 
-def hypervolume_history(values, directions: Sequence[str],
-                        reference: Optional[Sequence[float]] = None) -> np.ndarray:
+def hypervolume_history(values, directions: Sequence[str], reference: Sequence[float]) -> np.ndarray:
     """Hypervolume of the front of the first k rows, for k = 1..N (``values`` in the order
-    the trials completed). One reference for the whole history (default: from all rows,
-    see :func:`reference_point`). Non-finite rows leave the hypervolume unchanged."""
+    the trials completed), all against one ``reference``. Non-finite rows leave the
+    hypervolume unchanged."""
     arr = _as_2d(values)
-    n = arr.shape[0]
-    out = np.zeros(n, dtype=float)
-    if n == 0:
-        return out
+    out = np.zeros(arr.shape[0], dtype=float)
     ok = finite_rows(arr)
-    if not ok.any():
-        return out
-    ref = reference_point(arr, directions) if reference is None else np.asarray(reference, float)
     current = 0.0
-    for k in range(n):
+    for k in range(arr.shape[0]):
         if ok[k]:
             upto = arr[: k + 1][ok[: k + 1]]
-            current = hypervolume(upto[pareto_front(upto, directions)], directions, ref)
+            current = hypervolume(upto[pareto_front(upto, directions)], directions, reference)
         out[k] = current
     return out

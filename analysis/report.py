@@ -1,27 +1,34 @@
 """``python -m analysis.report --study NAME [--study NAME2 ...]``: Pareto views of studies.
 
-Reads the studies from MLflow (analysis.runs), and for each study:
+Reads the studies from MLflow (analysis.runs) and, for their parameter importance, from
+their Optuna storage (analysis.importance). For each study, on the VALIDATION metrics of its
+completed trials and on its objectives (``--objective``, parsed by
+``study.objectives.parse_objective``, or the parent's ``study.objectives`` tag):
 
-* the Pareto front of its completed trials on the objectives (``--objective`` or the
-  parent's ``study.objectives`` tag), on the VALIDATION metrics;
-* the hypervolume after each completed trial (completion order; one reference point per
-  set of objectives, from all the studies' completed trials, see analysis.pareto);
-* the parameter importance per objective (analysis.importance);
+* the Pareto front;
+* the hypervolume after each completed trial (completion order) against the FIXED reference
+  point of the objectives (analysis.pareto.REFERENCE: the worst end of each metric's range,
+  e.g. accuracy 0, silhouette -1, Davies-Bouldin 5), so a study's hypervolume is the same in
+  every report, whichever other studies stand beside it;
+* the fANOVA importance of its parameters for each objective, on the Optuna study's own
+  trials and distributions (a message instead when the storage is not reachable).
 
-then writes to ``--out`` (default ``reports/<first study>``):
+Files written to ``--out`` (default ``reports/<first study>/<objective key>``):
+``pareto_objectives.png`` (the objectives against each other, with the reference point and the
+dominated region), ``pareto_silhouette.png``, ``pareto_dbi.png``, ``pareto_chi.png`` (each
+clustering metric against accuracy and NMI), ``hypervolume.png``, ``importance.png``,
+``report.html`` (one self-contained interactive page), ``pareto_runs.csv`` / ``.md`` (the
+Pareto-optimal runs with their validation objectives, varying params and TEST metrics) and
+``summary.json``.
 
-* ``pareto_silhouette.png``, ``pareto_dbi.png``, ``pareto_chi.png``: each clustering metric
-  against val/acc and val/nmi, every study with its own front;
-* ``hypervolume.png``, ``importance.png``;
-* ``report.html``: one self-contained interactive page (plotly.js inline);
-* ``pareto_runs.csv`` and ``pareto_runs.md``: the Pareto-optimal runs with their
-  validation objectives, their params and their TEST metrics;
-* ``summary.json``;
+In MLflow, keyed by the objectives (:func:`objective_key`, e.g. ``silhouette_z-max__acc-max``)
+so that reports on different objectives never overwrite each other: the files go to the
+parent run's artifacts under ``pareto_report/<key>/``, every child run is tagged
+``pareto.<key>=true|false`` and the parent ``pareto.<key>.n_runs`` / ``pareto.<key>.run_ids``.
 
-logs these files as artifacts of each study's parent run (under ``pareto_report/``) and
-tags every child run ``pareto=true|false`` (filter ``tags.pareto = 'true'`` in the UI).
-
-``build_report`` does the work; ``compute_report`` is the pure part (no I/O).
+Every check (study names, objective names and directions, a reference for each objective)
+runs before any file, tag or artifact is written: a bad ``--objective`` exits 2 with the
+valid names. ``compute_report`` is the pure part (no I/O); analysis.figures only draws.
 """
 from __future__ import annotations
 
@@ -38,10 +45,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import figures
-from analysis.importance import importance_table
-from analysis.pareto import hypervolume, hypervolume_history, pareto_front, reference_point
-from analysis.runs import (completed, default_direction, fmt, load_runs, objective_matrix,
-                           parse_objectives)
+from analysis.importance import StorageUnavailable, importances, load_trials
+from analysis.pareto import hypervolume, hypervolume_history, pareto_front, reference_point, staircase
+from analysis.runs import completed, fmt, load_runs, objective_matrix
+from study.objectives import Objective, parse_objectives
+from trainables.metrics import metric_direction
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +61,16 @@ SUPERVISED = ("val/acc", "val/nmi")
 @dataclass
 class StudyReport:
     study: str
-    objectives: list            # [(metric, dir)]
+    objectives: list            # [Objective]
+    key: str                    # objective_key(objectives)
     run_ids: list               # completed runs, completion order
     front_run_ids: list         # Pareto-optimal run ids
-    reference: list             # hypervolume reference point (original units)
+    reference: list             # fixed hypervolume reference point (original units)
     hypervolume: float
     hypervolume_history: list   # after each completed trial
-    importance: pd.DataFrame
-    importance_notes: dict
+    importances: list           # [analysis.importance.Importance], one per rated objective
+    importance_notes: dict      # metric -> why it was not rated
+    varying_params: list        # params.* columns that vary across the completed trials
     n_runs: int                 # all child runs
     n_completed: int
 
@@ -73,49 +83,71 @@ class ReportResult:
     out_dir: Optional[Path] = None
 
 
+def objective_key(objectives: Sequence[Objective]) -> str:
+    """``[val/silhouette_z:max, val/acc:max]`` -> ``"silhouette_z-max__acc-max"``: the name of a
+    report's artifact folder and tags (objectives are validation metrics, so ``val/`` is dropped)."""
+    return "__".join(f"{o.metric.removeprefix('val/').replace('/', '_')}-{o.mode}" for o in objectives)
+
+
 # ------------------------------------------------------------------------ computing
-def _objective_label(objs) -> str:
-    return ",".join(f"{m}:{d}" for m, d in objs)
+def _varying_params(done: pd.DataFrame) -> list[str]:
+    return [c for c in done.columns if c.startswith("params.") and done[c].astype(str).nunique() > 1]
 
 
 def compute_report(table: pd.DataFrame, objectives_by_study: dict[str, list],
-                   importance_kw: Optional[dict] = None) -> dict[str, StudyReport]:
-    """Fronts, hypervolume histories and importances of each study in ``table``."""
+                   trials_by_study: dict[str, tuple]) -> dict[str, StudyReport]:
+    """Fronts, hypervolume histories and importances of each study in ``table``.
+    ``trials_by_study``: study -> (analysis.importance.OptunaTrials or None, why None)."""
     out = {}
-    # one reference point per objective set, from every study that uses it
-    refs = {}
-    for study, objs in objectives_by_study.items():
-        done = completed(table[table["study"] == study])
-        vals = objective_matrix(done, objs)
-        key = _objective_label(objs)
-        refs.setdefault(key, []).append(vals)
-    ref_points = {}
-    for key, mats in refs.items():
-        allv = np.concatenate(mats, axis=0)
-        objs = parse_objectives(key)
-        ok = np.isfinite(allv).all(axis=1) if allv.size else np.zeros(0, bool)
-        ref_points[key] = reference_point(allv, [d for _, d in objs]) if ok.any() else None
-
     for study, objs in objectives_by_study.items():
         sub = table[table["study"] == study]
         done = completed(sub)
-        dirs = [d for _, d in objs]
-        vals = objective_matrix(done, objs)
+        metrics, dirs = [o.metric for o in objs], [o.mode for o in objs]
+        vals = objective_matrix(done, metrics)
         mask = pareto_front(vals, dirs) if len(done) else np.zeros(0, bool)
-        ref = ref_points[_objective_label(objs)]
-        if ref is not None:
-            hist = hypervolume_history(vals, dirs, ref)
-            hv = hypervolume(vals[mask], dirs, ref)
-        else:
-            hist, hv = np.zeros(len(done)), 0.0
-        imp, notes = importance_table(sub, objs, **(importance_kw or {}))
+        ref = reference_point(metrics)
+        source, unavailable = trials_by_study[study]
+        rated, notes = importances(source, unavailable, sub, metrics)
         out[study] = StudyReport(
-            study=study, objectives=list(objs), run_ids=done["run_id"].tolist(),
-            front_run_ids=done["run_id"][mask].tolist(),
-            reference=[float(x) for x in ref] if ref is not None else [],
-            hypervolume=float(hv), hypervolume_history=[float(x) for x in hist],
-            importance=imp, importance_notes=notes, n_runs=len(sub), n_completed=len(done))
+            study=study, objectives=list(objs), key=objective_key(objs), run_ids=done["run_id"].tolist(),
+            front_run_ids=done["run_id"][mask].tolist(), reference=ref.tolist(),
+            hypervolume=hypervolume(vals[mask], dirs, ref) if mask.any() else 0.0,
+            hypervolume_history=hypervolume_history(vals, dirs, ref).tolist(),
+            importances=rated, importance_notes=notes, varying_params=_varying_params(done),
+            n_runs=len(sub), n_completed=len(done))
     return out
+
+
+def _series(table: pd.DataFrame, reports: dict[str, StudyReport], xm: str, ym: str,
+            dirs: tuple, ref) -> list[dict]:
+    series = []
+    for study, rep in reports.items():
+        done = completed(table[table["study"] == study])
+        vals = objective_matrix(done, [xm, ym])
+        series.append({"study": study, "x": vals[:, 0], "y": vals[:, 1], "index": list(done.index),
+                       "steps": staircase(vals, list(dirs), ref),
+                       "pareto": done["run_id"].isin(rep.front_run_ids).to_numpy()})
+    return series
+
+
+def objective_panels(table: pd.DataFrame, reports: dict[str, StudyReport]) -> list[dict]:
+    """One panel per pair of objectives (per objective set), the studies of that set in it,
+    with the fixed reference point and the staircases running to it."""
+    panels = []
+    by_key = {}
+    for study, rep in reports.items():
+        by_key.setdefault(rep.key, {})[study] = rep
+    for group in by_key.values():
+        objs = next(iter(group.values())).objectives
+        for i in range(len(objs)):
+            for j in range(i + 1, len(objs)):
+                xo, yo = objs[j], objs[i]
+                ref = reference_point([xo.metric, yo.metric])
+                panels.append({"x": xo.metric, "y": yo.metric, "reference": ref, "objectives": True,
+                               "title": f"Objectives: {figures.metric_label(yo.metric, True)} vs "
+                                        f"{figures.metric_label(xo.metric, True)}",
+                               "series": _series(table, group, xo.metric, yo.metric, (xo.mode, yo.mode), ref)})
+    return panels
 
 
 def family_metrics(table: pd.DataFrame, family: str) -> list[str]:
@@ -127,24 +159,41 @@ def family_metrics(table: pd.DataFrame, family: str) -> list[str]:
     return sorted(c[len("metrics."):] for c in cols)
 
 
-def panels_for(table: pd.DataFrame, reports: dict[str, StudyReport], family: str) -> list[dict]:
-    """Scatter panels (clustering metric of ``family`` vs ACC and NMI), every study with its
-    own 2-D front for the pair and its own front on its objectives."""
+def family_panels(table: pd.DataFrame, reports: dict[str, StudyReport], family: str) -> list[dict]:
+    """Clustering metric of ``family`` against accuracy and NMI: every study with the 2-D
+    front of the pair as a staircase, its own front (on its objectives) ringed."""
     panels = []
     for ym in family_metrics(table, family):
         for xm in SUPERVISED:
-            if f"metrics.{xm}" not in table:
-                continue
-            dirs = (default_direction(xm), default_direction(ym))
-            series = []
-            for study, rep in reports.items():
-                done = completed(table[table["study"] == study])
-                vals = objective_matrix(done, [(xm, dirs[0]), (ym, dirs[1])])
-                series.append({"study": study, "x": vals[:, 0], "y": vals[:, 1], "index": list(done.index),
-                               "front": pareto_front(vals, list(dirs)) if len(done) else np.zeros(0, bool),
-                               "pareto": done["run_id"].isin(rep.front_run_ids).to_numpy()})
-            panels.append({"x": xm, "y": ym, "dirs": dirs, "series": series})
+            if f"metrics.{xm}" in table:
+                dirs = (metric_direction(xm), metric_direction(ym))
+                panels.append({"x": xm, "y": ym, "reference": None, "objectives": False,
+                               "title": f"{figures.metric_label(ym, True)} vs {figures.metric_label(xm, True)}",
+                               "series": _series(table, reports, xm, ym, dirs, None)})
     return panels
+
+
+def importance_panels(reports: dict[str, StudyReport]) -> list[dict]:
+    panels = []
+    for study, rep in reports.items():
+        rated = {imp.metric: imp for imp in rep.importances}
+        for o in rep.objectives:
+            title = f"{study}: importance for {figures.metric_label(o.metric, True)}"
+            if o.metric in rated:
+                panels.append({"title": f"{title}\nfANOVA on {rated[o.metric].n_trials} completed trials",
+                               "values": rated[o.metric].values})
+            else:
+                panels.append({"title": title, "note": rep.importance_notes[o.metric]})
+    return panels
+
+
+def reference_text(reports: dict[str, StudyReport]) -> str:
+    sets = {rep.key: (rep.objectives, rep.reference) for rep in reports.values()}
+    parts = ["; ".join(f"{figures.metric_label(o.metric, True)} = {fmt(r)}" for o, r in zip(objs, ref))
+             for objs, ref in sets.values()]
+    return ("Fixed per objective from each metric's bound, whatever the studies in the report "
+            "(analysis/pareto.py: accuracy, NMI, CHI 0; ARI and silhouette -1; Davies-Bouldin 5, a fixed "
+            "choice as it is unbounded): " + " | ".join(parts) + ".")
 
 
 def pareto_table(table: pd.DataFrame, reports: dict[str, StudyReport]) -> pd.DataFrame:
@@ -153,16 +202,13 @@ def pareto_table(table: pd.DataFrame, reports: dict[str, StudyReport]) -> pd.Dat
     test_pat = re.compile(r"^metrics\.test/(acc|nmi|ari|silhouette|dbi|chi)(_\w+)?$")
     for study, rep in reports.items():
         sub = table[(table["study"] == study) & table["run_id"].isin(rep.front_run_ids)]
-        all_sub = completed(table[table["study"] == study])
-        varying = [c for c in all_sub.columns if c.startswith("params.")
-                   and all_sub[c].astype(str).nunique() > 1]
         tests = [c for c in sub.columns if test_pat.match(c)]
         for _, r in sub.iterrows():
             row = {"study": study, "space": r.get("space", ""), "run_id": r["run_id"],
                    "trial": int(r["trial_number"])}
-            for m, d in rep.objectives:
-                row[f"{m} ({d})"] = r.get(f"metrics.{m}", np.nan)
-            for c in varying:
+            for o in rep.objectives:
+                row[f"{o.metric} ({o.mode})"] = r.get(f"metrics.{o.metric}", np.nan)
+            for c in rep.varying_params:
                 row[c[len("params."):]] = r[c]
             for c in tests:
                 row[c[len("metrics."):]] = r[c]
@@ -184,58 +230,64 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------ writing
+def _summary(reports: dict[str, StudyReport]) -> dict:
+    return {s: {"objectives": [str(o) for o in r.objectives], "key": r.key, "runs": r.n_runs,
+                "completed": r.n_completed, "pareto_run_ids": r.front_run_ids, "hypervolume": r.hypervolume,
+                "reference_point": r.reference, "hypervolume_history": r.hypervolume_history,
+                "importance": {i.metric: {"n_trials": i.n_trials, "values": i.values} for i in r.importances},
+                "importance_notes": r.importance_notes}
+            for s, r in reports.items()}
+
+
 def write_outputs(table: pd.DataFrame, reports: dict[str, StudyReport], out_dir: Path) -> tuple[dict, pd.DataFrame]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
-    all_panels = []
+    obj_panels = objective_panels(table, reports)
+    shown = {(p["x"], p["y"]) for p in obj_panels}
+    html_panels = list(obj_panels)
+    files["pareto_objectives"] = figures.scatter_grid_png(
+        obj_panels, out_dir / "pareto_objectives.png", "Pareto fronts on the objectives (validation)")
     for fam in FAMILIES:
-        panels = panels_for(table, reports, fam)
-        all_panels += panels
-        p = figures.scatter_grid_png(panels, out_dir / f"pareto_{fam}.png",
-                                     title=f"{fam} vs accuracy / NMI (validation): dots = completed trials, "
-                                           "line = 2-D front per study, ring = study's Pareto front")
-        if p:
-            files[f"pareto_{fam}"] = p
+        panels = family_panels(table, reports, fam)
+        html_panels += [p for p in panels if (p["x"], p["y"]) not in shown and (p["y"], p["x"]) not in shown]
+        path = figures.scatter_grid_png(panels, out_dir / f"pareto_{fam}.png",
+                                        f"{figures.METRIC_NAMES[fam]} against accuracy and NMI (validation)")
+        if path:
+            files[f"pareto_{fam}"] = path
     histories = {s: np.asarray(r.hypervolume_history) for s, r in reports.items()}
-    labels = {s: _objective_label(r.objectives) for s, r in reports.items()}
-    files["hypervolume"] = figures.hypervolume_png(histories, out_dir / "hypervolume.png", labels)
-    files["importance"] = figures.importance_png({s: r.importance for s, r in reports.items()},
-                                                 {s: r.importance_notes for s, r in reports.items()},
-                                                 out_dir / "importance.png")
+    legends = {s: f"{s} [{', '.join(str(o) for o in r.objectives)}]" for s, r in reports.items()}
+    ref_text = reference_text(reports)
+    files["hypervolume"] = figures.hypervolume_png(histories, out_dir / "hypervolume.png", legends, ref_text)
+    imp_panels = importance_panels(reports)
+    files["importance"] = figures.importance_png(imp_panels, out_dir / "importance.png")
     ptable = pareto_table(table, reports)
     ptable.to_csv(out_dir / "pareto_runs.csv", index=False)
     files["csv"] = out_dir / "pareto_runs.csv"
     (out_dir / "pareto_runs.md").write_text(to_markdown(ptable), encoding="utf-8")
     files["markdown"] = out_dir / "pareto_runs.md"
-    done = completed(table)
-    files["html"] = figures.interactive_html(done, all_panels, histories, ptable, out_dir / "report.html",
+    hover = {s: [f"metrics.{o.metric}" for o in r.objectives] + r.varying_params for s, r in reports.items()}
+    files["html"] = figures.interactive_html(completed(table), html_panels, hover, histories, legends, ref_text,
+                                             imp_panels, ptable, out_dir / "report.html",
                                              title="Pareto report: " + ", ".join(reports))
-    summary = {s: {"objectives": labels[s], "runs": r.n_runs, "completed": r.n_completed,
-                   "pareto_run_ids": r.front_run_ids, "hypervolume": r.hypervolume,
-                   "reference_point": r.reference, "hypervolume_history": r.hypervolume_history,
-                   "importance": {m: {k: float(v) for k, v in r.importance[m].dropna().items()}
-                                  for m in r.importance.columns},
-                   "importance_notes": r.importance_notes}
-               for s, r in reports.items()}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out_dir / "summary.json").write_text(json.dumps(_summary(reports), indent=2), encoding="utf-8")
     files["summary"] = out_dir / "summary.json"
     return files, ptable
 
 
 def log_to_mlflow(table: pd.DataFrame, reports: dict[str, StudyReport], studies: dict, out_dir: Path,
                   tracking_uri: Optional[str]) -> None:
+    """Tags keyed by the objectives (``pareto.<key>``) and artifacts under ``pareto_report/<key>/``."""
     from analysis.runs import client
     cl = client(tracking_uri)
     for name, rep in reports.items():
-        info = studies[name]
+        parent = studies[name].parent_run_id
         front = set(rep.front_run_ids)
         for rid in table.loc[table["study"] == name, "run_id"]:
-            cl.set_tag(rid, "pareto", "true" if rid in front else "false")
-        cl.set_tag(info.parent_run_id, "pareto.objectives", _objective_label(rep.objectives))
-        cl.set_tag(info.parent_run_id, "pareto.n_runs", str(len(front)))
-        cl.set_tag(info.parent_run_id, "pareto.run_ids", ",".join(rep.front_run_ids)[:5000])
-        cl.log_artifacts(info.parent_run_id, str(out_dir), ARTIFACT_DIR)
+            cl.set_tag(rid, f"pareto.{rep.key}", "true" if rid in front else "false")
+        cl.set_tag(parent, f"pareto.{rep.key}.n_runs", str(len(front)))
+        cl.set_tag(parent, f"pareto.{rep.key}.run_ids", ",".join(rep.front_run_ids)[:5000])
+        cl.log_artifacts(parent, str(out_dir), f"{ARTIFACT_DIR}/{rep.key}")
 
 
 def valid_metrics(table: pd.DataFrame, infos: dict) -> set[str]:
@@ -253,29 +305,41 @@ def valid_metrics(table: pd.DataFrame, infos: dict) -> set[str]:
     return names
 
 
-def check_objectives(objectives: Sequence[str], table: pd.DataFrame, infos: dict) -> list:
+def check_objectives(objectives: Sequence[str], table: pd.DataFrame, infos: dict) -> list[Objective]:
     """Parsed ``--objective`` items, each a metric the studies report (else ValueError)."""
-    from study.objectives import parse_objectives as parse_checked
     scope = ("in study " if len(infos) == 1 else "in studies ") + ", ".join(infos)
-    return [(o.metric, o.mode) for o in parse_checked(list(objectives), valid_metrics(table, infos), scope=scope)]
+    return parse_objectives(list(objectives), valid_metrics(table, infos), scope=scope)
+
+
+def _optuna_sources(infos: dict) -> dict[str, tuple]:
+    sources = {}
+    for name, info in infos.items():
+        try:
+            sources[name] = (load_trials(info), "")
+        except StorageUnavailable as exc:
+            log.warning("parameter importance of %s: %s", name, exc)
+            sources[name] = (None, str(exc))
+    return sources
 
 
 def build_report(studies: Sequence[str], *, tracking_uri: Optional[str] = None,
                  objectives: Optional[Sequence[str]] = None, out_dir: Optional[Path] = None,
-                 log_mlflow: bool = True, importance_kw: Optional[dict] = None) -> ReportResult:
+                 log_mlflow: bool = True) -> ReportResult:
     if not studies:
         raise ValueError("give at least one --study")
     table, infos = load_runs(studies, tracking_uri)
-    # --objective is checked before anything is written (files, tags, artifacts)
+    # every check before anything is written (files, tags, artifacts)
     given = check_objectives(objectives, table, infos) if objectives else None
     objs_by_study = {}
     for name, info in infos.items():
-        objs = given if given else info.objectives
+        objs = given or info.objectives
         if not objs:
             raise ValueError(f"study {name!r} has no study.objectives tag: pass --objective METRIC:max|min")
+        reference_point([o.metric for o in objs])
         objs_by_study[name] = objs
-    reports = compute_report(table, objs_by_study, importance_kw)
-    out_dir = Path(out_dir or Path("reports", re.sub(r"[^\w.-]+", "_", studies[0])))
+    reports = compute_report(table, objs_by_study, _optuna_sources(infos))
+    first = reports[studies[0]]
+    out_dir = Path(out_dir or Path("reports", re.sub(r"[^\w.-]+", "_", studies[0]), first.key))
     files, ptable = write_outputs(table, reports, out_dir)
     if log_mlflow:
         log_to_mlflow(table, reports, infos, out_dir, tracking_uri)
@@ -289,7 +353,7 @@ def main(argv=None) -> int:
     p.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
                    help="objectives of the front (default: each study's study.objectives tag); a metric "
                         "the studies' models do not report, or a bad direction, is an error (exit 2)")
-    p.add_argument("--out", help="output directory (default reports/<first study>)")
+    p.add_argument("--out", help="output directory (default reports/<first study>/<objective key>)")
     p.add_argument("--no-mlflow-log", action="store_true", help="write files only: no artifacts, no pareto tags")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -301,8 +365,12 @@ def main(argv=None) -> int:
         return 2
     for name, rep in res.studies.items():
         print(f"{name}: {rep.n_completed}/{rep.n_runs} completed, {len(rep.front_run_ids)} on the front "
-              f"[{_objective_label(rep.objectives)}], hypervolume {rep.hypervolume:.4g}")
-        for metric, note in rep.importance_notes.items():
+              f"[{', '.join(str(o) for o in rep.objectives)}], hypervolume {rep.hypervolume:.4g} "
+              f"(reference {rep.reference}); MLflow tag pareto.{rep.key}")
+        for imp in rep.importances:
+            top = max(imp.values, key=imp.values.get)
+            print(f"  importance for {imp.metric} ({imp.n_trials} trials): {top} first")
+        for note in rep.importance_notes.values():
             print(f"  importance: {note}")
     print(to_markdown(res.pareto_table))
     print(f"report: {res.out_dir.resolve()}/report.html")

@@ -22,6 +22,8 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from study.objectives import Objective, parse_objectives
+
 log = logging.getLogger(__name__)
 
 STATUS_COMPLETE = "complete"
@@ -41,27 +43,16 @@ class StudyInfo:
         return self.tags.get("study.space", "")
 
     @property
-    def objectives(self) -> list[tuple[str, str]]:
-        return parse_objectives(self.tags.get("study.objectives", ""))
+    def objectives(self) -> list[Objective]:
+        """The ``study.objectives`` tag, parsed by the study's own parser; [] without the tag."""
+        tag = self.tags.get("study.objectives", "")
+        return parse_objectives(tag) if tag.strip() else []
 
-
-def parse_objectives(text_or_list) -> list[tuple[str, str]]:
-    """``"val/silhouette_z:max,val/acc:max"`` (or a list of such items) -> [(metric, dir)].
-
-    The study's own parser (:func:`study.objectives.parse_objectives`): ``METRIC`` or
-    ``METRIC:max|min`` per item, validation metrics only; a metric without ``:dir`` gets
-    its direction from ``trainables.metrics.DIRECTIONS`` (by the metric's base name, e.g.
-    ``dbi`` for ``val/dbi_z``). Nothing given -> []."""
-    from study.objectives import parse_objectives as _parse
-    items = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list or [])
-    if not any(str(t).replace(",", "").strip() for t in items):
-        return []
-    return [(o.metric, o.mode) for o in _parse(items)]
-
-
-def default_direction(metric: str) -> str:
-    from study.objectives import default_direction as _direction
-    return _direction(metric)
+    @property
+    def storage(self) -> str:
+        """The Optuna storage URL of the study: the ``study.storage`` tag (absolute), else the
+        ``storage`` param the study was launched with; "" when neither is recorded."""
+        return self.tags.get("study.storage") or self.params.get("storage", "")
 
 
 def client(tracking_uri: Optional[str] = None):
@@ -205,10 +196,10 @@ def metric_columns(df: pd.DataFrame, prefix: str = "") -> list[str]:
     return [c for c in df.columns if c.startswith("metrics." + prefix)]
 
 
-def objective_matrix(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> np.ndarray:
-    """[N, M] float array of the objectives (NaN where a run lacks the metric)."""
+def objective_matrix(df: pd.DataFrame, metrics: Sequence[str]) -> np.ndarray:
+    """[N, M] float array of the metrics (NaN where a run lacks one)."""
     cols = []
-    for metric, _ in objectives:
+    for metric in metrics:
         col = f"metrics.{metric}"
         cols.append(df[col].astype(float).to_numpy() if col in df else np.full(len(df), np.nan))
     return np.stack(cols, axis=1) if cols else np.zeros((len(df), 0))

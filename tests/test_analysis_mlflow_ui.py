@@ -88,13 +88,14 @@ def test_report_served_by_mlflow_server_and_ui_screenshot(tmp_path, mlflow_serve
     parent, ids = log_study(url, "ui-study", "cat_uvac", 10, seed=7)
     res = build_report(["ui-study"], tracking_uri=url, out_dir=tmp_path / "report")
     front = set(res.studies["ui-study"].front_run_ids)
-    assert front
+    key = res.studies["ui-study"].key
+    assert front and key == "silhouette_z-max__acc-max"
 
     # runs and pareto tags through the REST API
     exps = _post(url + "/api/2.0/mlflow/experiments/search", {"max_results": 100})["experiments"]
     exp_id = next(e["experiment_id"] for e in exps if e["name"] == "exp")
     found = _post(url + "/api/2.0/mlflow/runs/search",
-                  {"experiment_ids": [exp_id], "filter": "tags.pareto = 'true'", "max_results": 1000})
+                  {"experiment_ids": [exp_id], "filter": f"tags.`pareto.{key}` = 'true'", "max_results": 1000})
     assert {r["info"]["run_id"] for r in found["runs"]} == front
     children = _post(url + "/api/2.0/mlflow/runs/search",
                      {"experiment_ids": [exp_id], "filter": f"tags.mlflow.parentRunId = '{parent}'",
@@ -102,17 +103,17 @@ def test_report_served_by_mlflow_server_and_ui_screenshot(tmp_path, mlflow_serve
     assert {r["info"]["run_id"] for r in children["runs"]} == set(ids)
 
     # the report artifacts are listed and downloadable through the server
-    q = urllib.parse.urlencode({"run_id": parent, "path": "pareto_report"})
+    q = urllib.parse.urlencode({"run_id": parent, "path": f"pareto_report/{key}"})
     _, body = _get(f"{url}/api/2.0/mlflow/artifacts/list?{q}")
     listed = {f["path"] for f in json.loads(body)["files"]}
-    for name in ("report.html", "pareto_runs.csv", "pareto_runs.md", "pareto_silhouette.png", "hypervolume.png"):
-        assert f"pareto_report/{name}" in listed
-    q = urllib.parse.urlencode({"run_uuid": parent, "path": "pareto_report/report.html"})
+    for name in ("report.html", "pareto_runs.csv", "pareto_runs.md", "pareto_objectives.png", "hypervolume.png"):
+        assert f"pareto_report/{key}/{name}" in listed
+    q = urllib.parse.urlencode({"run_uuid": parent, "path": f"pareto_report/{key}/report.html"})
     status, html = _get(f"{url}/get-artifact?{q}")
     assert status == 200
     html = html.decode()
     assert all(rid in html for rid in front)
-    q = urllib.parse.urlencode({"run_uuid": parent, "path": "pareto_report/pareto_runs.csv"})
+    q = urllib.parse.urlencode({"run_uuid": parent, "path": f"pareto_report/{key}/pareto_runs.csv"})
     assert all(rid in _get(f"{url}/get-artifact?{q}")[1].decode() for rid in front)
 
     # the UI itself: headless Chromium screenshot of the study's run page

@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis.pareto import (as_losses, hypervolume, hypervolume_history, pareto_front,
-                             reference_point)
+from analysis.pareto import (REFERENCE, as_losses, hypervolume, hypervolume_history, pareto_front,
+                             reference_point, staircase)
 
 
 def brute_front(values, directions):
@@ -105,7 +105,7 @@ def test_hypervolume_3d_by_hand_and_against_optuna():
         for _ in range(5):
             v = rng.random((25, m))
             dirs = ["max" if i % 2 == 0 else "min" for i in range(m)]
-            ref = reference_point(v, dirs)
+            ref = np.where(np.array(dirs) == "max", -0.1, 1.1)  # beyond the data's [0, 1)
             ours = hypervolume(v[pareto_front(v, dirs)], dirs, ref)
             losses = as_losses(v, dirs)
             theirs = compute_hypervolume(losses, as_losses(ref[None, :], dirs)[0])
@@ -113,13 +113,31 @@ def test_hypervolume_3d_by_hand_and_against_optuna():
             assert ours > 0
 
 
-def test_reference_point_from_data():
-    v = [[0.2, 1.0], [0.6, 3.0], [np.nan, 0.0]]
-    ref = reference_point(v, ["max", "min"], margin=0.1)
-    # worst acc 0.2 pushed down by 0.1*0.4; worst dbi 3.0 pushed up by 0.1*2
-    assert ref == pytest.approx([0.2 - 0.04, 3.0 + 0.2])
-    # zero range: pushed by 10 % of max(|worst|, 1)
-    assert reference_point([[5.0, 0.0]], ["max", "max"]) == pytest.approx([4.5, -0.1])
+def test_reference_point_is_fixed_by_the_metric_bounds():
+    # worst end of each metric's range, whatever the data
+    assert reference_point(["val/acc", "val/silhouette_z", "val/dbi_y", "test/nmi"]).tolist() == [0.0, -1.0, 5.0, 0.0]
+    assert reference_point(["val/chi_x", "val/ari"]).tolist() == [0.0, -1.0]
+    # every family with a reference is a family with a direction, and the reference lies at the worse end
+    from trainables.metrics import DIRECTIONS
+    assert set(REFERENCE) <= set(DIRECTIONS)
+    with pytest.raises(ValueError, match="no fixed hypervolume reference for 'val/time_s'"):
+        reference_point(["val/acc", "val/time_s"])
+
+
+def test_staircase_steps_along_the_dominated_region():
+    # max/max: from the reference's x-line up to the best-y point, steps only (no diagonal)
+    v = [[1, 3], [2, 2], [3, 1], [1, 1]]
+    st = staircase(v, ["max", "max"], [0, 0])
+    assert st.tolist() == [[3, 0], [3, 1], [2, 1], [2, 2], [1, 2], [1, 3], [0, 3]]
+    assert all(a[0] == b[0] or a[1] == b[1] for a, b in zip(st[:-1], st[1:]))
+    # the area under the steps is the hypervolume
+    xs, ys = st[:, 0], st[:, 1]
+    area = sum((xs[i] - xs[i + 1]) * ys[i] for i in range(len(st) - 1) if ys[i] == ys[i + 1])
+    assert area == pytest.approx(hypervolume(v, ["max", "max"], [0, 0]))
+    # max/min (accuracy up, DBI down): the corner lies at the worse value of each pair
+    st = staircase([[0.5, 1.0], [0.8, 2.0], [0.4, 3.0]], ["max", "min"], [0.0, 5.0])
+    assert st.tolist() == [[0.8, 5.0], [0.8, 2.0], [0.5, 2.0], [0.5, 1.0], [0.0, 1.0]]
+    assert staircase([[np.nan, 1.0]], ["max", "max"]).shape == (0, 2)
 
 
 def test_hypervolume_history_monotone_and_matches_final():
@@ -127,11 +145,11 @@ def test_hypervolume_history_monotone_and_matches_final():
     v = rng.random((15, 2))
     v[4] = [np.nan, 0.5]
     dirs = ["max", "min"]
-    hist = hypervolume_history(v, dirs)
+    ref = [0.0, 1.0]
+    hist = hypervolume_history(v, dirs, ref)
     assert hist.shape == (15,)
     assert np.all(np.diff(hist) >= -1e-12)
     assert hist[4] == hist[3]  # the NaN trial changes nothing
-    ref = reference_point(v, dirs)
     assert hist[-1] == pytest.approx(hypervolume(v[pareto_front(v, dirs)], dirs, ref))
     # the first value is the box of the first point alone
     first = v[0]
@@ -148,3 +166,17 @@ def test_hypervolume_2d_matches_grid_count():
         if any(cx < px and cy < py for px, py in pts):
             grid += 1
     assert hypervolume(pts, ["max", "max"], ref) == pytest.approx(grid)
+
+
+def test_one_direction_table_for_study_and_analysis():
+    from study.objectives import parse_objective
+    from trainables.metrics import DIRECTIONS, metric_direction, metric_family
+
+    assert metric_family("val/dbi_z") == "dbi" and metric_family("test/occupancy_max") == "occupancy_max"
+    assert [metric_direction(m) for m in ("val/dbi_y", "val/silhouette_x", "val/acc", "train/loss")] == \
+        ["min", "max", "max", "min"]
+    # the study's parser takes its default direction from the same table
+    for family, direction in DIRECTIONS.items():
+        assert parse_objective(f"val/{family}").mode == direction
+    with pytest.raises(ValueError, match="no known direction for 'val/n_clusters_used'"):
+        metric_direction("val/n_clusters_used")

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,11 @@ mlflow = pytest.importorskip("mlflow")
 from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from analysis.importance import TooFewTrials, param_importances  # noqa: E402
+from analysis.importance import (StorageUnavailable, TooFewTrials, load_trials,  # noqa: E402
+                                 param_importances)
 from analysis.report import build_report  # noqa: E402
 from analysis.runs import completed, load_runs  # noqa: E402
+from study.objectives import Objective  # noqa: E402
 
 
 def _dominates(a, b, dirs):
@@ -34,32 +37,36 @@ def _dominates(a, b, dirs):
 
 
 def log_study(uri, name, space, n, seed, objectives="val/silhouette_z:max,val/acc:max", experiment="exp",
-              artifacts=None):
+              artifacts=None, storage=None):
     """A parent + n child runs with random params/metrics; a few pruned/diverged/failed
-    children get the best values of all, so that they would win if not excluded."""
+    children get the best values of all, so that they would win if not excluded. With
+    ``storage`` (an Optuna RDB URL), the study's Optuna trials too, with the search space's
+    true distributions (``lam`` log-scaled), as study/engine.py stores them."""
     cl = MlflowClient(uri)
     exp = cl.get_experiment_by_name(experiment)
     if artifacts is None and uri.startswith("sqlite:///"):  # beside the database, never in the cwd
         artifacts = Path(uri[len("sqlite:///"):]).parent / "artifacts"
     loc = Path(artifacts).as_uri() if artifacts else None  # a server: its own artifact store
     exp_id = exp.experiment_id if exp else cl.create_experiment(experiment, artifact_location=loc)
-    parent = cl.create_run(exp_id, run_name=name, tags={
-        "study.name": name, "study.space": space, "study.dataset": "synthetic", "study.cache_key": "k",
-        "study.git_commit": "x", "study.objectives": objectives, "study.kind": "study"}).info.run_id
+    tags = {"study.name": name, "study.space": space, "study.dataset": "synthetic", "study.cache_key": "k",
+            "study.git_commit": "x", "study.objectives": objectives, "study.kind": "study"}
+    if storage:
+        tags["study.storage"] = storage
+    parent = cl.create_run(exp_id, run_name=name, tags=tags).info.run_id
     rng = np.random.default_rng(seed)
     kinds = ["constant", "linear", "cosine"]
     statuses = ["complete"] * n
     statuses[1], statuses[3], statuses[5] = "pruned", "diverged", "failed"
-    ids = []
+    ids, optuna_trials = [], []
     for t in range(n):
         st = statuses[t]
         rid = cl.create_run(exp_id, run_name=f"{name}-trial-{t}", tags={
             "mlflow.parentRunId": parent, "study.name": name, "trial.number": str(t),
             "trial.status": st, "trial.reason": "" if st == "complete" else st}).info.run_id
         lam = float(np.exp(rng.uniform(np.log(0.1), np.log(4.0))))
-        params = {"model": space, "d_z": int(rng.integers(4, 33)), "lam": lam,
-                  "divergence": str(rng.choice(["euc", "is", "kl"])), "tau_kind": str(rng.choice(kinds)),
-                  "epochs": 3, "use_mask": True}
+        searched = {"d_z": int(rng.integers(4, 33)), "lam": lam,
+                    "divergence": str(rng.choice(["euc", "is", "kl"])), "tau_kind": str(rng.choice(kinds))}
+        params = {"model": space, **searched, "epochs": 3, "use_mask": True}
         acc = float(rng.uniform(0.1, 0.8)) if st == "complete" else 0.99
         sil = float(np.clip(1.2 * lam / 4 + rng.normal(0, 0.1), -1, 1)) if st == "complete" else 0.99
         if t == 7:
@@ -76,8 +83,36 @@ def log_study(uri, name, space, n, seed, objectives="val/silhouette_z:max,val/ac
         cl.log_batch(rid, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
         cl.set_terminated(rid, "FINISHED" if st == "complete" else "FAILED")
         ids.append(rid)
+        optuna_trials.append((st, searched, {**mets, "val/acc": acc}))
     cl.set_terminated(parent)
+    if storage:
+        _optuna_study(storage, name, objectives, optuna_trials)
     return parent, ids
+
+
+def _optuna_study(storage, name, objectives, trials):
+    """The Optuna side of log_study: COMPLETE trials carry the objective values (a NaN one is
+    told FAIL, as study.searcher does), the others are PRUNED / FAIL."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.trial import TrialState
+    from study.objectives import parse_objectives
+
+    objs = parse_objectives(objectives)
+    study = optuna.create_study(study_name=name, storage=storage,
+                                directions=["maximize" if o.mode == "max" else "minimize" for o in objs])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental API warning (study/engine.py does the same)
+        study.set_metric_names([o.metric for o in objs])
+    dists = {"d_z": IntDistribution(4, 32), "lam": FloatDistribution(0.1, 4.0, log=True),
+             "divergence": CategoricalDistribution(["euc", "is", "kl"]),
+             "tau_kind": CategoricalDistribution(["constant", "linear", "cosine"])}
+    for status, params, mets in trials:
+        values = [mets[o.metric] for o in objs]
+        ok = status == "complete" and all(math.isfinite(v) for v in values)
+        state = TrialState.COMPLETE if ok else (TrialState.PRUNED if status == "pruned" else TrialState.FAIL)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, state=state,
+                                                  values=values if ok else None))
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +141,16 @@ def test_load_runs_tidy_table(uri):
         load_runs(["nope"], uri)
 
 
+KEY = "silhouette_z-max__acc-max"  # objective_key of the default objectives
+
+
+def _optuna_url(uri, tag):
+    return f"sqlite:///{Path(uri[len('sqlite:///'):]).parent / f'optuna-{tag}.db'}"
+
+
 def test_report_two_studies(uri, tmp_path):
-    log_study(uri, "s1", "cat_uvac", 14, seed=1)
-    log_study(uri, "s2", "uvac", 12, seed=2)
+    log_study(uri, "s1", "cat_uvac", 14, seed=1, storage=_optuna_url(uri, "s1"))
+    log_study(uri, "s2", "uvac", 12, seed=2, storage=_optuna_url(uri, "s2"))
     out = tmp_path / "report"
     res = build_report(["s1", "s2"], tracking_uri=uri, out_dir=out)
     table, _ = load_runs(["s1", "s2"], uri)
@@ -128,13 +170,20 @@ def test_report_two_studies(uri, tmp_path):
         # excluded statuses never on the front although their values are the best
         bad = table[(table["study"] == study) & (table["status"] != "complete")]["run_id"]
         assert not set(bad) & set(rep.front_run_ids)
-        # the hypervolume history grows and ends at the front's hypervolume
+        # the hypervolume history grows and ends at the front's hypervolume, against the
+        # fixed reference (silhouette -1, accuracy 0)
         hist = np.array(rep.hypervolume_history)
         assert len(hist) == len(done) and np.all(np.diff(hist) >= -1e-12)
         assert hist[-1] == pytest.approx(rep.hypervolume) and rep.hypervolume > 0
+        assert rep.reference == [-1.0, 0.0] and rep.key == KEY
+        # importance from the Optuna storage, one per objective, on the trials Optuna completed
+        assert [i.metric for i in rep.importances] == ["val/silhouette_z", "val/acc"]
+        n_finite = int(np.isfinite(vals).all(axis=1).sum())
+        assert all(i.n_trials == n_finite for i in rep.importances)
 
-    for name in ("pareto_silhouette.png", "pareto_dbi.png", "pareto_chi.png", "hypervolume.png",
-                 "importance.png", "report.html", "pareto_runs.csv", "pareto_runs.md", "summary.json"):
+    for name in ("pareto_objectives.png", "pareto_silhouette.png", "pareto_dbi.png", "pareto_chi.png",
+                 "hypervolume.png", "importance.png", "report.html", "pareto_runs.csv", "pareto_runs.md",
+                 "summary.json"):
         assert (out / name).stat().st_size > 200, name
     html = (out / "report.html").read_text()
     all_front = [r for rep in res.studies.values() for r in rep.front_run_ids]
@@ -142,14 +191,20 @@ def test_report_two_studies(uri, tmp_path):
         assert rid in html
     # self-contained: plotly.js inline (megabytes), no external script
     assert "<script src=" not in html and len(html) > 1_000_000 and "Plotly.newPlot" in html
-    # hover of a Pareto run carries its id, its params and its metrics
+    # the reference point is stated, and so are the importances' trial counts
+    assert "Hypervolume reference point" in html and "Silhouette coefficient on z = -1" in html
+    assert f"fANOVA on {res.studies['s1'].importances[0].n_trials} completed trials" in html
+    # hover: trial number, objectives and only the params that vary (not model, epochs, use_mask)
+    done = completed(table).set_index("run_id")
+    hovers = [h for hs in re.findall(r'"hovertext":(\[.*?\])', html) for h in json.loads(hs)]
     rid = all_front[0]
-    row = table.set_index("run_id").loc[rid]
-    hovers = [json.loads(h) for h in re.findall(r'"hovertext":(\[.*?\])', html)]
-    mine = [h for hs in hovers for h in hs if rid in h]
+    row = done.loc[rid]
+    mine = [h for h in hovers if f"trial {row['trial_number']}<br>" in h and h.startswith(f"<b>{row['study']}</b>")]
     assert mine, "no hover text for a Pareto run"
-    assert f"d_z={row['params.d_z']}" in mine[0] and f"divergence={row['params.divergence']}" in mine[0]
-    assert f"val/acc={row['metrics.val/acc']:.4g}" in mine[0]
+    assert f"d_z = {row['params.d_z']}" in mine[0] and f"divergence = {row['params.divergence']}" in mine[0]
+    assert f"Clustering accuracy = {row['metrics.val/acc']:.4g}" in mine[0]
+    assert all("epochs" not in h and "use_mask" not in h and "model" not in h for h in hovers)
+    assert max(h.count("<br>") for h in hovers) <= 1 + 2 + 4  # title, 2 objectives, 4 varying params
 
     csv = pd.read_csv(out / "pareto_runs.csv")
     assert sorted(csv["run_id"]) == sorted(all_front)
@@ -157,19 +212,69 @@ def test_report_two_studies(uri, tmp_path):
     md = (out / "pareto_runs.md").read_text()
     assert all(rid in md for rid in all_front)
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"s1", "s2"}
+    assert set(summary) == {"s1", "s2"} and summary["s1"]["reference_point"] == [-1.0, 0.0]
 
-    # MLflow: tags on every child, artifacts on each parent
+    # MLflow: tags keyed by the objectives on every child, artifacts on each parent
     cl = MlflowClient(uri)
+    exp = cl.get_experiment_by_name("exp").experiment_id
     for study in ("s1", "s2"):
-        exp = cl.get_experiment_by_name("exp").experiment_id
-        tagged = cl.search_runs([exp], f"tags.pareto = 'true' and tags.`study.name` = '{study}'")
+        tagged = cl.search_runs([exp], f"tags.`pareto.{KEY}` = 'true' and tags.`study.name` = '{study}'")
         assert {r.info.run_id for r in tagged} == set(res.studies[study].front_run_ids)
-        untagged = cl.search_runs([exp], f"tags.pareto = 'false' and tags.`study.name` = '{study}'")
+        untagged = cl.search_runs([exp], f"tags.`pareto.{KEY}` = 'false' and tags.`study.name` = '{study}'")
         assert len(tagged) + len(untagged) == res.studies[study].n_runs
         parent = cl.search_runs([exp], f"tags.`study.kind` = 'study' and tags.`study.name` = '{study}'")[0]
-        arts = {a.path for a in cl.list_artifacts(parent.info.run_id, "pareto_report")}
-        assert "pareto_report/report.html" in arts and "pareto_report/pareto_runs.csv" in arts
+        arts = {a.path for a in cl.list_artifacts(parent.info.run_id, f"pareto_report/{KEY}")}
+        assert f"pareto_report/{KEY}/report.html" in arts and f"pareto_report/{KEY}/pareto_runs.csv" in arts
+
+
+def test_panels_draw_staircases_and_the_reference(uri, tmp_path):
+    from analysis.report import family_panels, objective_panels
+    log_study(uri, "st1", "uvac", 12, seed=11)
+    res = build_report(["st1"], tracking_uri=uri, out_dir=tmp_path / "st", log_mlflow=False)
+    table, _ = load_runs(["st1"], uri)
+    panels = objective_panels(table, res.studies) + family_panels(table, res.studies, "dbi")
+    assert panels[0]["x"] == "val/acc" and panels[0]["y"] == "val/silhouette_z"
+    assert panels[0]["reference"].tolist() == [0.0, -1.0]
+    assert all(p["title"] for p in panels)
+    for panel in panels:
+        steps = panel["series"][0]["steps"]
+        assert len(steps) >= 1
+        # steps only: every segment is horizontal or vertical, never a diagonal between two trials
+        assert all(a[0] == b[0] or a[1] == b[1] for a, b in zip(steps[:-1], steps[1:]))
+    # the objective panel's staircase runs from the reference's lines, the others do not
+    ref = panels[0]["reference"]
+    st = panels[0]["series"][0]["steps"]
+    assert st[0][1] == ref[1] and st[-1][0] == ref[0]
+    assert panels[-1]["reference"] is None
+
+
+def test_hypervolume_does_not_depend_on_the_other_studies(uri, tmp_path):
+    log_study(uri, "h1", "uvac", 12, seed=21)
+    log_study(uri, "h2", "uvac", 12, seed=22)
+    alone = build_report(["h1"], tracking_uri=uri, out_dir=tmp_path / "a", log_mlflow=False).studies["h1"]
+    beside = build_report(["h1", "h2"], tracking_uri=uri, out_dir=tmp_path / "b", log_mlflow=False).studies["h1"]
+    assert alone.hypervolume > 0 and alone.hypervolume == beside.hypervolume
+    assert alone.hypervolume_history == beside.hypervolume_history and alone.reference == beside.reference
+
+
+def test_two_reports_with_different_objectives_keep_both(uri, tmp_path):
+    parent, ids = log_study(uri, "k1", "uvac", 12, seed=31)
+    first = build_report(["k1"], tracking_uri=uri, out_dir=tmp_path / "one").studies["k1"]
+    second = build_report(["k1"], tracking_uri=uri, objectives=["val/dbi_z:min", "val/nmi"],
+                          out_dir=tmp_path / "two").studies["k1"]
+    assert first.key == KEY and second.key == "dbi_z-min__nmi-max"
+    cl = MlflowClient(uri)
+    for rep in (first, second):
+        arts = {a.path for a in cl.list_artifacts(parent, f"pareto_report/{rep.key}")}
+        assert f"pareto_report/{rep.key}/report.html" in arts
+        local = mlflow.artifacts.download_artifacts(run_id=parent, artifact_path=f"pareto_report/{rep.key}/summary.json",
+                                                    dst_path=str(tmp_path / rep.key), tracking_uri=uri)
+        summary = json.loads(Path(local).read_text())
+        assert summary["k1"]["key"] == rep.key
+        tags = {rid: cl.get_run(rid).data.tags[f"pareto.{rep.key}"] for rid in ids}
+        assert {r for r, v in tags.items() if v == "true"} == set(rep.front_run_ids)
+        assert cl.get_run(parent).data.tags[f"pareto.{rep.key}.n_runs"] == str(len(rep.front_run_ids))
+    assert cl.get_run(parent).data.tags["study.objectives"] == "val/silhouette_z:max,val/acc:max"
 
 
 def test_report_objective_override_with_min(uri, tmp_path):
@@ -177,7 +282,8 @@ def test_report_objective_override_with_min(uri, tmp_path):
     res = build_report(["s3"], tracking_uri=uri, objectives=["val/dbi_z:min", "val/nmi"],
                        out_dir=tmp_path / "o", log_mlflow=False)
     rep = res.studies["s3"]
-    assert rep.objectives == [("val/dbi_z", "min"), ("val/nmi", "max")]
+    assert rep.objectives == [Objective("val/dbi_z", "min"), Objective("val/nmi", "max")]
+    assert rep.reference == [5.0, 0.0]
     table, _ = load_runs(["s3"], uri)
     done = completed(table)
     front = done[done["run_id"].isin(rep.front_run_ids)]
@@ -188,19 +294,37 @@ def test_report_objective_override_with_min(uri, tmp_path):
                       & ((done["metrics.val/dbi_z"] < f["metrics.val/dbi_z"])
                          | (done["metrics.val/nmi"] > f["metrics.val/nmi"]))]
         assert better.empty
+    # no Optuna storage recorded: the report says so instead of rating the parameters
+    assert all("records no Optuna storage" in n for n in rep.importance_notes.values()) and not rep.importances
+    assert "records no Optuna storage" in (tmp_path / "o" / "report.html").read_text()
     # no tags written with log_mlflow=False
     cl = MlflowClient(uri)
-    assert "pareto" not in cl.get_run(rep.run_ids[0]).data.tags
+    assert not any(k.startswith("pareto") for k in cl.get_run(rep.run_ids[0]).data.tags)
 
 
-def test_importance_finds_the_parameter_that_drives_the_metric(uri):
-    log_study(uri, "s4", "uvac", 30, seed=4)  # silhouette = f(lam) + noise
-    table, _ = load_runs(["s4"], uri)
-    imp = param_importances(table, "val/silhouette_z", "max")
-    assert max(imp, key=imp.get) == "lam"
-    assert sum(imp.values()) == pytest.approx(1.0)
+def test_importance_on_the_optuna_storage(uri, tmp_path):
+    storage = _optuna_url(uri, "s4")
+    log_study(uri, "s4", "uvac", 30, seed=4, storage=storage)  # silhouette = f(lam) + noise
+    table, infos = load_runs(["s4"], uri)
+    trials = load_trials(infos["s4"])
+    # the storage's own distributions: lam log-scaled, as declared, not guessed from strings
+    assert trials.trials[0].distributions["lam"].log and trials.metric_names == ["val/silhouette_z", "val/acc"]
+    imp = param_importances(trials, table, "val/silhouette_z")
+    assert max(imp.values, key=imp.values.get) == "lam"
+    assert sum(imp.values.values()) == pytest.approx(1.0)
+    done = completed(table)
+    assert imp.n_trials == int(np.isfinite(done["metrics.val/silhouette_z"]).sum())
+    # a metric that is not an Optuna objective: values from MLflow, the same trials
+    dbi = param_importances(trials, table, "val/dbi_z")
+    assert max(dbi.values, key=dbi.values.get) == "lam" and dbi.n_trials == imp.n_trials
     with pytest.raises(TooFewTrials, match="at least"):
-        param_importances(table.iloc[:4], "val/silhouette_z", "max")
+        param_importances(trials, table, "val/silhouette_z", min_trials=40)
+    # a storage that is gone: a message, and no database created in its place
+    gone = tmp_path / "moved.db"
+    infos["s4"].tags["study.storage"] = f"sqlite:///{gone}"
+    with pytest.raises(StorageUnavailable, match="not found"):
+        load_trials(infos["s4"])
+    assert not gone.exists()
 
 
 def test_cli_prints_table_and_fails_cleanly(uri, tmp_path, capsys):
@@ -212,6 +336,28 @@ def test_cli_prints_table_and_fails_cleanly(uri, tmp_path, capsys):
     from analysis.report import main
     assert main(["--study", "missing", "--tracking-uri", uri, "--out", str(tmp_path / "cli2")]) == 2
     assert "no study named 'missing'" in capsys.readouterr().err
+
+
+def test_bad_objective_exits_2_before_anything_is_written(uri, tmp_path, capsys):
+    from analysis.report import main
+    parent, ids = log_study(uri, "s6", "uvac", 8, seed=6)
+    out = tmp_path / "first"
+    assert main(["--study", "s6", "--tracking-uri", uri, "--out", str(out)]) == 0
+    csv_before = (out / "pareto_runs.csv").read_text()
+    cl = MlflowClient(uri)
+    tags_before = {rid: dict(cl.get_run(rid).data.tags) for rid in [parent, *ids]}
+    capsys.readouterr()
+    for bad, message in [("val/silhouete_z:max", "unknown objective 'val/silhouete_z' in study s6; valid: val/acc, "),
+                         ("val/acc:max:min", "expected METRIC or METRIC:max|min"),
+                         ("val/acc:best", "direction must be max or min"),
+                         ("val/time_s:min", "no fixed hypervolume reference for 'val/time_s'")]:
+        assert main(["--study", "s6", "--tracking-uri", uri, "--out", str(out), "--objective", bad]) == 2, bad
+        assert message in capsys.readouterr().err, bad
+        assert main(["--study", "s6", "--tracking-uri", uri, "--out", str(tmp_path / "never"),
+                     "--objective", bad]) == 2
+        assert not (tmp_path / "never").exists()
+    assert (out / "pareto_runs.csv").read_text() == csv_before
+    assert {rid: dict(cl.get_run(rid).data.tags) for rid in [parent, *ids]} == tags_before
 
 
 @pytest.mark.slow
@@ -238,7 +384,8 @@ def test_report_and_replicate_on_a_real_study(tmp_path):
         ray.shutdown()
     rep_res = build_report(["e2e"], tracking_uri=uri, out_dir=tmp_path / "report")
     rep = rep_res.studies["e2e"]
-    assert rep.n_runs == 4 and rep.objectives == [("val/silhouette_z", "max"), ("val/acc", "max")]
+    assert rep.n_runs == 4 and rep.objectives == [Objective("val/silhouette_z", "max"), Objective("val/acc", "max")]
+    assert "needs at least" in " ".join(rep.importance_notes.values())  # 4 trials, read from the storage
     table, _ = load_runs(["e2e"], uri)
     done = completed(table)
     vals = done[["metrics.val/silhouette_z", "metrics.val/acc"]].to_numpy(float)
@@ -252,7 +399,7 @@ def test_report_and_replicate_on_a_real_study(tmp_path):
     assert all(r in html for r in rep.front_run_ids)
     cl = MlflowClient(uri)
     for rid in table["run_id"]:
-        assert cl.get_run(rid).data.tags["pareto"] == ("true" if rid in expected else "false")
+        assert cl.get_run(rid).data.tags[f"pareto.{KEY}"] == ("true" if rid in expected else "false")
     if expected:
         rr = replicate([sorted(expected)[0]], 2, tracking_uri=uri, out_dir=tmp_path / "rep", num_cpus=2)
         assert len(rr.table) == 4 and (rr.seeds["status"] == "complete").all()
@@ -272,9 +419,9 @@ def test_report_on_a_study_without_completed_trials(uri, tmp_path):
     res = build_report(["empty"], tracking_uri=uri, out_dir=tmp_path / "e")
     rep = res.studies["empty"]
     assert rep.front_run_ids == [] and rep.n_completed == 0 and rep.n_runs == 2
-    assert rep.hypervolume == 0.0 and "needs at least" in " ".join(rep.importance_notes.values())
+    assert rep.hypervolume == 0.0 and "records no Optuna storage" in " ".join(rep.importance_notes.values())
     assert "no Pareto-optimal run" in (tmp_path / "e" / "pareto_runs.md").read_text()
     assert (tmp_path / "e" / "report.html").stat().st_size > 1000
-    tags = [r.data.tags.get("pareto") for r in cl.search_runs(
+    tags = [r.data.tags.get(f"pareto.{KEY}") for r in cl.search_runs(
         [exp_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")]
     assert tags == ["false", "false"]

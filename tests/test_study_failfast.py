@@ -56,11 +56,14 @@ def test_one_strict_objective_parser():
     with pytest.raises(ValueError, match="given twice"):
         parse_objectives(["val/acc:max", "val/acc:min"])
     # analysis parses with the same parser (the MLflow tag form: comma-separated)
-    from analysis.runs import parse_objectives as analysis_parse
-    assert analysis_parse("val/silhouette_z:max,val/dbi_z") == [("val/silhouette_z", "max"), ("val/dbi_z", "min")]
-    assert analysis_parse("") == []
+    from analysis.runs import StudyInfo
+
+    def tagged(tag):
+        return StudyInfo("s", "p", "0", tags={"study.objectives": tag}).objectives
+    assert tagged("val/silhouette_z:max,val/dbi_z") == [Objective("val/silhouette_z", "max"), Objective("val/dbi_z", "min")]
+    assert tagged("") == []
     with pytest.raises(ValueError, match="METRIC or METRIC:max"):
-        analysis_parse(["val/acc:max:min"])
+        tagged("val/acc:max:min")
 
 
 # --------------------------------------------------------------------------- launch validation
