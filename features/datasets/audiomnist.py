@@ -10,18 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from features.datasets.base import (
-    AudioRecord,
-    DatasetError,
-    DatasetScan,
-    Reject,
-    check_member,
-    check_root,
-    finish,
-    record_id,
-    rel_posix,
-    walk_files,
-)
+from features.datasets.base import DatasetError, DatasetScan, add_files, check_root, finish, walk_files
 
 NAME = "audiomnist"
 EXPECTED = "data/{speaker:02d}/{digit}_{speaker}_{take}.wav"
@@ -32,6 +21,20 @@ REASON_BAD_PLACE = "not in a data/{speaker:02d}/ folder"
 REASON_SPEAKER_MISMATCH = "speaker in the file name differs from its data/{speaker}/ folder"
 
 
+def parse(rel: str, path: Path) -> tuple[str, str] | str:
+    """``data/01/0_01_0.wav`` -> (digit, two-digit speaker), or the reason it does not fit."""
+    parts = rel.split("/")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return REASON_BAD_PLACE
+    m = _FILE.match(path.stem)
+    if m is None:
+        return REASON_BAD_NAME
+    digit, speaker, _take = m.groups()
+    if int(speaker) != int(parts[1]):
+        return REASON_SPEAKER_MISMATCH
+    return digit, f"{int(speaker):02d}"
+
+
 def scan(root: Path | str, **_opts) -> DatasetScan:
     """List an AudioMNIST root (the folder that holds ``data/``)."""
     base = check_root(root, NAME)
@@ -39,24 +42,5 @@ def scan(root: Path | str, **_opts) -> DatasetScan:
     if not data.is_dir():
         raise DatasetError(f"{NAME}: {base} has no data/ folder (expected {EXPECTED} under the root)")
     out = DatasetScan(NAME, base)
-    for path in walk_files(base, data, (".wav",)):
-        rel = rel_posix(base, path)
-        rid = record_id(rel)
-        parts = rel.split("/")
-        m = _FILE.match(Path(parts[-1]).stem)
-        if len(parts) != 3 or not parts[1].isdigit():
-            out.rejects.append(Reject(rid, str(path), REASON_BAD_PLACE))
-            continue
-        if m is None:
-            out.rejects.append(Reject(rid, str(path), REASON_BAD_NAME))
-            continue
-        digit, speaker, _take = m.groups()
-        if int(speaker) != int(parts[1]):
-            out.rejects.append(Reject(rid, str(path), REASON_SPEAKER_MISMATCH))
-            continue
-        reason = check_member(base, path)
-        if reason:
-            out.rejects.append(Reject(rid, str(path), reason))
-            continue
-        out.records.append(AudioRecord(rid, path, digit, f"{int(speaker):02d}"))
+    add_files(out, walk_files(base, data, (".wav",)), parse)
     return finish(out, EXPECTED)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,6 +180,30 @@ def add_listed(out: DatasetScan, seen: set[str], listed: str, label: str, group:
         return
     seen.add(rid)
     out.records.append(AudioRecord(rid, path, label, group))
+
+
+def add_files(out: DatasetScan, paths: Iterable[Path], parse: Callable[[str, Path], tuple[str, str] | str]) -> None:
+    """Append files found under ``out.root`` as records, or as rejects. Never opens a file.
+
+    ``parse(rel, path)`` gets the root-relative POSIX path and returns ``(label, group)``, or a
+    reject reason (a string) when the name or place does not fit the layout. A parsed file is
+    then rejected when it leads outside the root or is not a regular file (:func:`check_member`),
+    or when its id (path without suffix) was already listed.
+    """
+    seen: set[str] = set()
+    for path in paths:
+        rel = rel_posix(out.root, path)
+        rid = record_id(rel)
+        parsed = parse(rel, path)
+        reason = parsed if isinstance(parsed, str) else check_member(out.root, path)
+        if reason is None and rid in seen:
+            reason = REASON_DUPLICATE
+        if reason is not None:
+            out.rejects.append(Reject(rid, str(path), reason))
+            continue
+        seen.add(rid)
+        label, group = parsed
+        out.records.append(AudioRecord(rid, path, label, group))
 
 
 def walk_files(root: Path, top: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -14,18 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.datasets.base import (
-    REASON_DUPLICATE,
-    AudioRecord,
-    DatasetScan,
-    Reject,
-    check_member,
-    check_root,
-    finish,
-    record_id,
-    rel_posix,
-    walk_files,
-)
+from features.datasets.base import DatasetScan, add_files, check_root, finish, record_id, walk_files
 
 NAME = "folder"
 SUFFIXES = (".wav", ".flac", ".ogg")
@@ -33,28 +22,19 @@ EXPECTED = "<class>/**/*.wav|flac|ogg"
 REASON_NO_CLASS = "audio file directly in the root, not in a <class>/ folder"
 
 
+def parse(rel: str, _path: Path) -> tuple[str, str] | str:
+    """``dog/session3/a.wav`` -> (``dog``, ``session3``); ``dog/a.wav`` -> (``dog``, its own id)."""
+    parts = rel.split("/")
+    if len(parts) < 2:
+        return REASON_NO_CLASS
+    return parts[0], (parts[1] if len(parts) >= 3 else record_id(rel))
+
+
 def list_folder(root: Path | str, name: str = NAME) -> DatasetScan:
     """The listing shared by the folder and synthetic adapters (``name`` goes in the scan)."""
     base = check_root(root, name)
     out = DatasetScan(name, base)
-    seen: set[str] = set()
-    for path in walk_files(base, base, SUFFIXES):
-        rel = rel_posix(base, path)
-        rid = record_id(rel)
-        parts = rel.split("/")
-        if len(parts) < 2:
-            out.rejects.append(Reject(rid, str(path), REASON_NO_CLASS))
-            continue
-        reason = check_member(base, path)
-        if reason:
-            out.rejects.append(Reject(rid, str(path), reason))
-            continue
-        if rid in seen:
-            out.rejects.append(Reject(rid, str(path), REASON_DUPLICATE))
-            continue
-        seen.add(rid)
-        group = parts[1] if len(parts) >= 3 else rid
-        out.records.append(AudioRecord(rid, path, parts[0], group))
+    add_files(out, walk_files(base, base, SUFFIXES), parse)
     return finish(out, EXPECTED)
 
 

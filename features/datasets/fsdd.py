@@ -9,23 +9,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from features.datasets.base import (
-    AudioRecord,
-    DatasetError,
-    DatasetScan,
-    Reject,
-    check_member,
-    check_root,
-    finish,
-    record_id,
-    rel_posix,
-)
+from features.datasets.base import DatasetError, DatasetScan, add_files, check_root, finish
 
 NAME = "fsdd"
 EXPECTED = "recordings/{digit}_{speaker}_{take}.wav"
 _FILE = re.compile(r"^(\d)_([^_]+)_(\d+)$")
 
 REASON_BAD_NAME = "file name does not match {digit}_{speaker}_{take}.wav"
+
+
+def parse(_rel: str, path: Path) -> tuple[str, str] | str:
+    """``7_jackson_32.wav`` -> (digit, speaker), or the reason it does not fit."""
+    m = _FILE.match(path.stem)
+    if m is None:
+        return REASON_BAD_NAME
+    digit, speaker, _take = m.groups()
+    return digit, speaker
 
 
 def scan(root: Path | str, **_opts) -> DatasetScan:
@@ -35,19 +34,6 @@ def scan(root: Path | str, **_opts) -> DatasetScan:
     if not rec_dir.is_dir():
         raise DatasetError(f"{NAME}: {base} has no recordings/ folder (expected {EXPECTED} under the root)")
     out = DatasetScan(NAME, base)
-    for path in sorted(rec_dir.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() != ".wav":
-            continue
-        rel = rel_posix(base, path)
-        rid = record_id(rel)
-        m = _FILE.match(path.stem)
-        if m is None:
-            out.rejects.append(Reject(rid, str(path), REASON_BAD_NAME))
-            continue
-        reason = check_member(base, path)
-        if reason:
-            out.rejects.append(Reject(rid, str(path), reason))
-            continue
-        digit, speaker, _take = m.groups()
-        out.records.append(AudioRecord(rid, path, digit, speaker))
+    wavs = [p for p in sorted(rec_dir.iterdir()) if not p.name.startswith(".") and p.suffix.lower() == ".wav"]
+    add_files(out, wavs, parse)
     return finish(out, EXPECTED)
