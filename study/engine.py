@@ -612,6 +612,8 @@ KEY_PARAMS = ("model", "divergence", "d_z", "lam", "lr_start", "lr_end", "tau_ki
 
 
 def format_result(res: StudyResult) -> str:
+    from study import tracking
+
     lines = [f"study {res.study_name}: " + ", ".join(f"{k} {v}" for k, v in res.counts.items())
              + f" in {res.elapsed_s:.0f}s"]
     if res.seed is not None:
@@ -639,7 +641,7 @@ def format_result(res: StudyResult) -> str:
         lines.append(f"  trial {p['number']:>3}  {vals}  | {test}  | {params}  | run {p['run_id']}")
     lines.append(f"MLflow parent run {res.parent_run_id}; open the UI with:")
     lines.append(f"  {res.ui_command}")
-    lines.append(f"Optuna study: optuna-dashboard {res.storage}")
+    lines.append(f"Optuna study (sampler state, trials, importance): {tracking.dashboard_command(res.storage)}")
     return "\n".join(lines)
 
 

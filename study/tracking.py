@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,12 +46,28 @@ def artifact_root(tracking_uri: str) -> Optional[str]:
     return None
 
 
+def venv_script(name: str) -> str:
+    """The console script ``name`` of the interpreter running us (the project's venv), so
+    that a printed command works without activating it; the bare name when not installed."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
 def ui_command(tracking_uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
     root = artifact_root(tracking_uri)
-    cmd = f"mlflow ui --backend-store-uri {tracking_uri}"
+    cmd = f"{venv_script('mlflow')} ui --backend-store-uri {tracking_uri}"
     if root:
         cmd += f" --default-artifact-root {root}"
     return cmd
+
+
+def dashboard_command(storage: str) -> str:
+    """The command that opens optuna-dashboard on the study's storage (``pip install -e ".[ui]"``)."""
+    script = venv_script("optuna-dashboard")
+    if script == "optuna-dashboard":
+        return f'optuna-dashboard {storage}   (not installed: pip install -e ".[ui]")'
+    return f"{script} {storage}"
 
 
 def git_commit() -> str:
