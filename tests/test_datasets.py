@@ -1,9 +1,7 @@
 """Dataset adapters on tiny fixtures with each dataset's real layout, wrong roots, rejects."""
 from __future__ import annotations
 
-import builtins
 import csv
-import io
 import os
 from collections import Counter
 from pathlib import Path
@@ -23,6 +21,7 @@ from features.datasets.base import (
     DatasetScan,
 )
 from tests import audio_factory as af
+from tests.test_features_conformance import OpenSpy
 
 FSDD_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 FSDD_REAL = Path(os.environ.get("FSDD_ROOT", FSDD_REAL))
@@ -42,26 +41,6 @@ def _check_scan(s: DatasetScan, name: str, root: Path) -> None:
         assert r.label and r.group
     for rj in s.rejects:
         assert rj.action == "rejected" and rj.reason and "\n" not in rj.reason
-
-
-class _OpenSpy:
-    """Records every file opened through builtins.open / os.open while active."""
-
-    def __init__(self, monkeypatch):
-        self.opened: list[str] = []
-        real_open, real_os_open = builtins.open, os.open
-
-        def spy_open(file, *a, **k):
-            self.opened.append(str(file))
-            return real_open(file, *a, **k)
-
-        def spy_os_open(path, *a, **k):
-            self.opened.append(str(path))
-            return real_os_open(path, *a, **k)
-
-        monkeypatch.setattr(builtins, "open", spy_open)
-        monkeypatch.setattr(io, "open", spy_open)
-        monkeypatch.setattr(os, "open", spy_os_open)
 
 
 # ---------------------------------------------------------------------------------------
@@ -134,7 +113,7 @@ def test_fsdd(tmp_path):
 def test_urbansound8k(tmp_path, monkeypatch):
     root = af.make_us8k_tree(tmp_path / "UrbanSound8K", classes=("dog_bark", "siren"), folds=(1, 3), per_fold=2)
     assert (tmp_path / "outside.wav").is_file()  # the file the ../ row points to exists
-    spy = _OpenSpy(monkeypatch)
+    spy = OpenSpy(monkeypatch)
     s = scan_dataset("urbansound8k", root)
     monkeypatch.undo()
     _check_scan(s, "urbansound8k", root)
@@ -182,7 +161,7 @@ def test_urbansound8k_bad_rows(tmp_path):
 
 def test_tau2019(tmp_path, monkeypatch):
     root = af.make_tau_tree(tmp_path / "TAU-urban-acoustic-scenes-2019-development")
-    spy = _OpenSpy(monkeypatch)
+    spy = OpenSpy(monkeypatch)
     s = scan_dataset("tau2019", root)
     monkeypatch.undo()
     _check_scan(s, "tau2019", root)
@@ -240,27 +219,6 @@ def test_folder_odd_files(tmp_path):
         ("a/g/a_g_0", REASON_DUPLICATE),
         ("a/g/escape", REASON_SYMLINK_OUTSIDE),
     }
-
-
-@pytest.mark.parametrize(
-    "name,maker",
-    [
-        ("audiomnist", af.make_audiomnist_tree),
-        ("fsdd", af.make_fsdd_tree),
-        ("urbansound8k", af.make_us8k_tree),
-        ("tau2019", af.make_tau_tree),
-        ("folder", af.make_folder_tree),
-    ],
-)
-def test_fixture_records_decode(tmp_path, name, maker):
-    """Every record of every fixture is valid audio for the dataset's default preset rate."""
-    from features.frontend import get_preset
-
-    p = get_preset(DEFAULT_PRESET[name])
-    s = scan_dataset(name, maker(tmp_path / name))
-    for r in s.records:
-        clip = load_audio(r.path, p.sample_rate, p.duration_s)
-        assert 0 < clip.waveform.numel() <= p.n_samples
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Dataset adapters: list a dataset root into records (id, path, label, group) and rejects.
 
 ``DATASETS`` maps a dataset name to its ``scan(root, **opts) -> DatasetScan``;
-``scan_dataset(name, root, **opts)`` dispatches. ``DEFAULT_PRESET`` names each dataset's
-front end (presets live in :mod:`features.frontend`). Adapters read metadata and file
+``scan_dataset(name, root, **opts)`` dispatches. ``CLASSES`` holds each adapter's label
+vocabulary (None: open, e.g. the folder names of the folder layout). ``DEFAULT_PRESET`` names
+each dataset's front end (presets live in :mod:`features.frontend`). Adapters read metadata and file
 names only; audio is decoded and validated by :mod:`features.audio`.
 """
 from __future__ import annotations
@@ -10,15 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from features.datasets import audiomnist, folder, fsdd, tau2019, urbansound8k
+from features.datasets import audiomnist, folder, fsdd, synthetic, tau2019, urbansound8k
 from features.datasets.base import AudioRecord, DatasetError, DatasetScan, Reject
-
-
-def _synthetic_scan(root: Path | str, **opts) -> DatasetScan:
-    from features.datasets import synthetic
-
-    return synthetic.scan(root, **opts)
-
 
 DATASETS: dict[str, Callable[..., DatasetScan]] = {
     "audiomnist": audiomnist.scan,
@@ -26,7 +20,16 @@ DATASETS: dict[str, Callable[..., DatasetScan]] = {
     "urbansound8k": urbansound8k.scan,
     "tau2019": tau2019.scan,
     "folder": folder.scan,
-    "synthetic": _synthetic_scan,
+    "synthetic": synthetic.scan,
+}
+
+CLASSES: dict[str, tuple[str, ...] | None] = {
+    "audiomnist": audiomnist.CLASSES,
+    "fsdd": fsdd.CLASSES,
+    "urbansound8k": urbansound8k.CLASSES,
+    "tau2019": tau2019.CLASSES,
+    "folder": folder.CLASSES,
+    "synthetic": synthetic.CLASS_NAMES,
 }
 
 DEFAULT_PRESET: dict[str, str] = {
@@ -48,4 +51,4 @@ def scan_dataset(name: str, root: Path | str, **opts) -> DatasetScan:
     return fn(root, **opts)
 
 
-__all__ = ["DATASETS", "DEFAULT_PRESET", "AudioRecord", "DatasetError", "DatasetScan", "Reject", "scan_dataset"]
+__all__ = ["CLASSES", "DATASETS", "DEFAULT_PRESET", "AudioRecord", "DatasetError", "DatasetScan", "Reject", "scan_dataset"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from features.datasets.base import DatasetError, DatasetScan, add_files, check_root, finish, walk_files
 
 NAME = "audiomnist"
+CLASSES = tuple(str(d) for d in range(10))  # the spoken digits
 EXPECTED = "data/{speaker:02d}/{digit}_{speaker}_{take}.wav"
 _FILE = re.compile(r"^(\d)_(\d+)_(\d+)$")
 

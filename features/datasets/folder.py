@@ -17,6 +17,7 @@ from pathlib import Path
 from features.datasets.base import DatasetScan, add_files, check_root, finish, record_id, walk_files
 
 NAME = "folder"
+CLASSES = None  # open: the class folders' names
 SUFFIXES = (".wav", ".flac", ".ogg")
 EXPECTED = "<class>/**/*.wav|flac|ogg"
 REASON_NO_CLASS = "audio file directly in the root, not in a <class>/ folder"

@@ -12,6 +12,7 @@ from pathlib import Path
 from features.datasets.base import DatasetError, DatasetScan, add_files, check_root, finish
 
 NAME = "fsdd"
+CLASSES = tuple(str(d) for d in range(10))  # the spoken digits
 EXPECTED = "recordings/{digit}_{speaker}_{take}.wav"
 _FILE = re.compile(r"^(\d)_([^_]+)_(\d+)$")
 

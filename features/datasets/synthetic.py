@@ -255,6 +255,7 @@ CLASSES: list[tuple[str, Callable]] = [
     ("vowel_u", _vowel((300.0, 870.0, 2240.0))),
 ]
 MAX_CLASSES = len(CLASSES)
+CLASS_NAMES = tuple(name for name, _ in CLASSES)
 
 
 def class_names(n_classes: int = 10) -> list[str]:

@@ -24,6 +24,8 @@ from features.datasets.base import (
 )
 
 NAME = "tau2019"
+CLASSES = ("airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
+           "street_pedestrian", "street_traffic", "tram")  # the acoustic scenes of the development set
 METADATA = "meta.csv"
 EXPECTED = f"{METADATA} (tab-separated: filename, scene_label, identifier, source_label) and audio/*.wav"
 REQUIRED = ("filename", "scene_label")

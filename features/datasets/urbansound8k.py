@@ -23,6 +23,8 @@ from features.datasets.base import (
 )
 
 NAME = "urbansound8k"
+CLASSES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling", "gun_shot",
+           "jackhammer", "siren", "street_music")  # the ``class`` column of the official metadata
 METADATA = "metadata/UrbanSound8K.csv"
 EXPECTED = f"{METADATA} and audio/fold{{1..10}}/*.wav"
 REQUIRED = ("slice_file_name", "fold", "class")
