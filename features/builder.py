@@ -43,6 +43,7 @@ from features.frontend import Preset
 from features.loader import read_shards
 from features.manifest import (
     MANIFEST,
+    MANIFEST_VERSION,
     DataFile,
     DecodeReject,
     Manifest,
@@ -240,7 +241,8 @@ def _current_generation(req: BuildRequest, repairs: list[str]) -> tuple[Manifest
     try:
         old = read_manifest(req.cache_dir)
     except ManifestVersionError as exc:
-        repairs.append(f"rebuilt from scratch: {exc}".replace("; rerun python -m features.build to rebuild the cache", ""))
+        repairs.append(f"rebuilt from scratch: {MANIFEST} of version {exc.found}, this code reads version "
+                       f"{MANIFEST_VERSION}")
         return None, None
     if old is None:
         return None, set()

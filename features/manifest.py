@@ -28,7 +28,12 @@ MANIFEST_VERSION = 2
 
 
 class ManifestVersionError(CacheError):
-    """A manifest written by another format version of the cache."""
+    """A manifest written by another format version of the cache (``found``: its version)."""
+
+    def __init__(self, where: str, found: object) -> None:
+        super().__init__(f"{where}: manifest version {found} is not the supported version {MANIFEST_VERSION}; "
+                         f"rerun python -m features.build to rebuild the cache")
+        self.found = found
 
 
 @dataclass(frozen=True)
@@ -123,10 +128,7 @@ class Manifest:
             raise CacheError(f"{where}: manifest is not a JSON object; rerun python -m features.build")
         version = d.get("version", d.get("format_version", "unknown"))
         if version != MANIFEST_VERSION:
-            raise ManifestVersionError(
-                f"{where}: manifest version {version} is not the supported version {MANIFEST_VERSION}; "
-                f"rerun python -m features.build to rebuild the cache"
-            )
+            raise ManifestVersionError(where, version)
         for key, typ in _TYPES.items():
             if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):
                 raise CacheError(f"{where}: manifest field {key!r} missing or not a {typ.__name__}; "
