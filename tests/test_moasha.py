@@ -7,6 +7,7 @@ import itertools
 import pickle
 
 import numpy as np
+import optuna
 import pytest
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
@@ -143,3 +144,40 @@ def test_options_validate_scheduler():
     opts = StudyOptions(space="kmeans", num_samples=6)
     opts.validate()
     assert opts.scheduler == "moasha"
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    from tests.study_helpers import build_features
+    return build_features(tmp_path_factory.getbasetemp())
+
+
+def test_real_study_moasha_prunes_off_the_front(tmp_path, features):
+    import ray
+
+    from study.engine import run_study
+    from tests.study_helpers import TINY, mlflow_children, optuna_trials, uris
+
+    opts = StudyOptions(space="cat_uvac", features=features, num_samples=6, epochs=2, max_concurrent=2,
+                        scheduler="moasha", seed=3, study_name="moasha", overrides=dict(TINY),
+                        progress_every_s=1e9, **uris(tmp_path))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        res = run_study(opts)
+    finally:
+        ray.shutdown()
+    assert not res.interrupted and res.counts["pruned"] >= 1, res.counts
+    trials = optuna_trials(res)
+    pruned = {t.number for t in trials if t.state == TrialState.PRUNED}
+    assert len(pruned) == res.counts["pruned"]
+    assert pruned.isdisjoint(p["number"] for p in res.pareto) and res.pareto
+
+    client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    by_status = {r.data.tags["trial.number"]: r for r in children}
+    assert {int(n) for n, r in by_status.items() if r.data.tags["trial.status"] == "pruned"} == pruned
+    for n in pruned:  # stopped at the rung (epoch 1), before the last epoch
+        run = by_status[str(n)]
+        assert run.info.status == "KILLED"
+        assert max(m.step for m in client.get_metric_history(run.info.run_id, "val/acc")) == 1
+    assert optuna.load_study(study_name=res.study_name, storage=res.storage).user_attrs["scheduler"] == "moasha"
+    assert client.get_run(res.parent_run_id).data.params["scheduler"] == "moasha"
