@@ -61,6 +61,11 @@ def axis_label(metric: str, sep: str = "\n") -> str:
     return f"{metric_label(metric)}{sep}{split + ', ' if split else ''}{better} is better"
 
 
+def _rgba(colour: str, alpha: float) -> str:
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
 def _mpl():
     import matplotlib
     matplotlib.use("Agg", force=True)
@@ -82,7 +87,7 @@ def _draw_panel(ax, panel: dict) -> None:
         steps = np.asarray(s["steps"], float)
         if len(steps):
             ax.plot(steps[:, 0], steps[:, 1], "-", color=c, lw=1.4)
-            if ref is not None:
+            if panel.get("shade"):
                 ax.fill(np.r_[steps[:, 0], ref[0]], np.r_[steps[:, 1], ref[1]], color=c, alpha=0.08, lw=0)
         p = np.asarray(s["pareto"], bool) & ok
         if p.any():
@@ -91,7 +96,7 @@ def _draw_panel(ax, panel: dict) -> None:
         ax.scatter([ref[0]], [ref[1]], marker="X", s=80, color="black", zorder=5)
         ax.annotate(f"reference ({fmt(float(ref[0]))}, {fmt(float(ref[1]))})", (ref[0], ref[1]),
                     textcoords="offset points", xytext=(6, 6), fontsize=7)
-    ax.set_title(panel["title"], fontsize=9)
+    ax.set_title(_wrap(panel["title"], 62), fontsize=9)
     ax.set_xlabel(axis_label(panel["x"]), fontsize=8)
     ax.set_ylabel(axis_label(panel["y"]), fontsize=8)
     ax.grid(alpha=0.3)
@@ -100,25 +105,32 @@ def _draw_panel(ax, panel: dict) -> None:
 def scatter_grid_png(panels: Sequence[dict], path: Path, title: str) -> Optional[Path]:
     """``panels``: dicts with ``x``, ``y`` (metric names), ``title``, ``reference`` ((x, y) or
     None) and ``series``: one per study with ``study``, ``x`` [N], ``y`` [N], ``steps`` [K, 2]
-    (staircase vertices) and ``pareto`` (mask [N] of the study's own front)."""
+    (staircase vertices) and ``pareto`` (mask [N] of the study's own front); ``shade``: fill the
+    region under the steps (two objectives: its area is the hypervolume)."""
     if not panels:
         return None
     plt = _mpl()
     n = len(panels)
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows + 0.9), squeeze=False)
+    width, height = max(5.2 * cols, 7.0), 4.6 * rows + 1.2
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
         _draw_panel(ax, panel)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=min(4, len(labels)), frameon=False, fontsize=8)
-    fig.suptitle(title, x=0.01, ha="left", fontsize=10)
-    fig.text(0.01, 0.005, "dots: completed trials (validation); steps: each study's 2-D front of the pair; "
-             "rings: the study's Pareto front on its objectives; X: fixed hypervolume reference, shaded: "
-             "the region the front dominates (its area is the hypervolume)", fontsize=7, va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1 - 0.55 / (4.6 * rows + 0.9)))
+    fig.suptitle(title, x=0.01, y=1 - 0.12 / height, ha="left", va="top", fontsize=11)
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.01, 1 - 0.42 / height),
+               ncol=min(6, len(labels)), frameon=False, fontsize=8)
+    note = ("Dots: completed trials. Steps: each study's 2-D front of the plotted pair. Rings: the study's "
+            "Pareto front on its own objectives.")
+    if any(p.get("reference") is not None for p in panels):
+        note += " X: the fixed hypervolume reference point."
+    if any(p.get("shade") for p in panels):
+        note += " Shaded: the region the front dominates (its area is the hypervolume)."
+    fig.text(0.01, 0.005, _wrap(note, int(width * 17)), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.55 / height))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
@@ -135,6 +147,7 @@ def hypervolume_png(histories: dict[str, np.ndarray], path: Path, legends: dict[
     ax.set_title("Hypervolume of each study's Pareto front after each completed trial", fontsize=10)
     ax.set_xlabel("completed trials (in completion order)")
     ax.set_ylabel("hypervolume (higher is better)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.text(0.01, 0.005, _wrap(reference_text, 120), fontsize=7, va="bottom")
@@ -144,15 +157,17 @@ def hypervolume_png(histories: dict[str, np.ndarray], path: Path, legends: dict[
     return Path(path)
 
 
-def importance_png(panels: Sequence[dict], path: Path) -> Path:
-    """``panels``: dicts with ``title`` and either ``values`` (param -> importance) or ``note``."""
+def importance_png(panels: Sequence[dict], path: Path, cols: int) -> Path:
+    """``panels``: dicts with ``title`` and either ``values`` (param -> importance) or ``note``;
+    ``cols`` per row (one row per study: its number of objectives)."""
     plt = _mpl()
-    n = max(1, len(panels))
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    cols = max(1, min(cols, len(panels)))
+    rows = max(1, math.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows + 0.5), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
+    fig.suptitle("Parameter importance per objective (fANOVA on the Optuna study's trials)", x=0.01, ha="left",
+                 fontsize=11)
     for ax, panel in zip(axes.flat, panels):
         ax.set_title(panel["title"], fontsize=9)
         if panel.get("note"):
@@ -191,7 +206,7 @@ def _plotly_panels(panels: Sequence[dict], table: pd.DataFrame, hover_columns: d
     cols = min(2, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p["title"] for p in panels],
-                        horizontal_spacing=0.14, vertical_spacing=0.5 / rows)
+                        horizontal_spacing=0.14, vertical_spacing=min(0.3, 150 / (460 * rows)))
     seen = set()
     for k, panel in enumerate(panels):
         r, c = k // cols + 1, k % cols + 1
@@ -203,12 +218,13 @@ def _plotly_panels(panels: Sequence[dict], table: pd.DataFrame, hover_columns: d
             ok = np.isfinite(x) & np.isfinite(y)
             pareto = np.asarray(s["pareto"], bool)[ok]
             steps = np.asarray(s["steps"], float)
+            if len(steps) and panel.get("shade"):  # the dominated region: its area is the hypervolume
+                fig.add_trace(go.Scatter(x=np.r_[steps[:, 0], ref[0]], y=np.r_[steps[:, 1], ref[1]], mode="none",
+                                         fill="toself", fillcolor=_rgba(colour, 0.10), legendgroup=s["study"],
+                                         showlegend=False, hoverinfo="skip"), row=r, col=c)
             if len(steps):
-                fill = dict(fill="toself", fillcolor=colour, opacity=0.12) if ref is not None else {}
-                xs, ys = (np.r_[steps[:, 0], ref[0]], np.r_[steps[:, 1], ref[1]]) if ref is not None else steps.T
-                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=colour, width=1.5),
-                                         legendgroup=s["study"], showlegend=False, hoverinfo="skip", **fill),
-                              row=r, col=c)
+                fig.add_trace(go.Scatter(x=steps[:, 0], y=steps[:, 1], mode="lines", line=dict(color=colour, width=1.5),
+                                         legendgroup=s["study"], showlegend=False, hoverinfo="skip"), row=r, col=c)
             fig.add_trace(go.Scatter(
                 x=x[ok], y=y[ok], mode="markers", name=s["study"], legendgroup=s["study"],
                 showlegend=s["study"] not in seen,
@@ -276,7 +292,7 @@ div.imp{{display:inline-block;vertical-align:top;margin:0 2em 1em 0;font-size:13
 left out). Steps: each study's 2-D front of the plotted pair, the boundary of the region it dominates.
 Large markers with a black ring: the study's Pareto front on its own objectives. Hover a point for its
 trial number, objectives and the parameters that vary across the study's trials.</p>
-<p class="note"><b>Hypervolume reference point.</b> {html.escape(reference_text)}</p>
+<p class="note"><b>Hypervolume.</b> {html.escape(reference_text)}</p>
 {scatter}
 <h2>Hypervolume</h2>
 {hv_html}

@@ -132,7 +132,8 @@ def _series(table: pd.DataFrame, reports: dict[str, StudyReport], xm: str, ym: s
 
 def objective_panels(table: pd.DataFrame, reports: dict[str, StudyReport]) -> list[dict]:
     """One panel per pair of objectives (per objective set), the studies of that set in it,
-    with the fixed reference point and the staircases running to it."""
+    with the fixed reference point and the staircases running to it (shaded with two
+    objectives: the area is then the hypervolume)."""
     panels = []
     by_key = {}
     for study, rep in reports.items():
@@ -143,7 +144,7 @@ def objective_panels(table: pd.DataFrame, reports: dict[str, StudyReport]) -> li
             for j in range(i + 1, len(objs)):
                 xo, yo = objs[j], objs[i]
                 ref = reference_point([xo.metric, yo.metric])
-                panels.append({"x": xo.metric, "y": yo.metric, "reference": ref, "objectives": True,
+                panels.append({"x": xo.metric, "y": yo.metric, "reference": ref, "shade": len(objs) == 2,
                                "title": f"Objectives: {figures.metric_label(yo.metric, True)} vs "
                                         f"{figures.metric_label(xo.metric, True)}",
                                "series": _series(table, group, xo.metric, yo.metric, (xo.mode, yo.mode), ref)})
@@ -167,7 +168,7 @@ def family_panels(table: pd.DataFrame, reports: dict[str, StudyReport], family: 
         for xm in SUPERVISED:
             if f"metrics.{xm}" in table:
                 dirs = (metric_direction(xm), metric_direction(ym))
-                panels.append({"x": xm, "y": ym, "reference": None, "objectives": False,
+                panels.append({"x": xm, "y": ym, "reference": None, "shade": False,
                                "title": f"{figures.metric_label(ym, True)} vs {figures.metric_label(xm, True)}",
                                "series": _series(table, reports, xm, ym, dirs, None)})
     return panels
@@ -189,11 +190,12 @@ def importance_panels(reports: dict[str, StudyReport]) -> list[dict]:
 
 def reference_text(reports: dict[str, StudyReport]) -> str:
     sets = {rep.key: (rep.objectives, rep.reference) for rep in reports.values()}
-    parts = ["; ".join(f"{figures.metric_label(o.metric, True)} = {fmt(r)}" for o, r in zip(objs, ref))
+    parts = [", ".join(f"{figures.metric_label(o.metric, True)} = {fmt(r)}" for o, r in zip(objs, ref))
              for objs, ref in sets.values()]
-    return ("Fixed per objective from each metric's bound, whatever the studies in the report "
-            "(analysis/pareto.py: accuracy, NMI, CHI 0; ARI and silhouette -1; Davies-Bouldin 5, a fixed "
-            "choice as it is unbounded): " + " | ".join(parts) + ".")
+    return ("Reference point: " + "; ".join(parts) + ". It is fixed per objective from the metric's bound "
+            "(analysis/pareto.py: accuracy, NMI, Calinski-Harabasz 0; ARI and silhouette -1; Davies-Bouldin 5, "
+            "a fixed choice as it is unbounded), so a study's hypervolume does not depend on the other "
+            "studies in a report.")
 
 
 def pareto_table(table: pd.DataFrame, reports: dict[str, StudyReport]) -> pd.DataFrame:
@@ -260,7 +262,8 @@ def write_outputs(table: pd.DataFrame, reports: dict[str, StudyReport], out_dir:
     ref_text = reference_text(reports)
     files["hypervolume"] = figures.hypervolume_png(histories, out_dir / "hypervolume.png", legends, ref_text)
     imp_panels = importance_panels(reports)
-    files["importance"] = figures.importance_png(imp_panels, out_dir / "importance.png")
+    files["importance"] = figures.importance_png(imp_panels, out_dir / "importance.png",
+                                                 max(len(r.objectives) for r in reports.values()))
     ptable = pareto_table(table, reports)
     ptable.to_csv(out_dir / "pareto_runs.csv", index=False)
     files["csv"] = out_dir / "pareto_runs.csv"

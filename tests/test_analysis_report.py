@@ -192,7 +192,7 @@ def test_report_two_studies(uri, tmp_path):
     # self-contained: plotly.js inline (megabytes), no external script
     assert "<script src=" not in html and len(html) > 1_000_000 and "Plotly.newPlot" in html
     # the reference point is stated, and so are the importances' trial counts
-    assert "Hypervolume reference point" in html and "Silhouette coefficient on z = -1" in html
+    assert "Reference point: Silhouette coefficient on z = -1, Clustering accuracy = 0." in html
     assert f"fANOVA on {res.studies['s1'].importances[0].n_trials} completed trials" in html
     # hover: trial number, objectives and only the params that vary (not model, epochs, use_mask)
     done = completed(table).set_index("run_id")
@@ -367,7 +367,8 @@ def test_report_and_replicate_on_a_real_study(tmp_path):
     ray = pytest.importorskip("ray")
     from study.engine import StudyOptions, run_study
 
-    from analysis.replicate import replicate
+    from analysis.tables import render_replication
+    from study.replicate import replicate
 
     feats = tmp_path / "features"
     subprocess.run([sys.executable, "-m", "features.build", "--dataset", "synthetic", "--out", str(feats),
@@ -401,8 +402,10 @@ def test_report_and_replicate_on_a_real_study(tmp_path):
     for rid in table["run_id"]:
         assert cl.get_run(rid).data.tags[f"pareto.{KEY}"] == ("true" if rid in expected else "false")
     if expected:
-        rr = replicate([sorted(expected)[0]], 2, tracking_uri=uri, out_dir=tmp_path / "rep", num_cpus=2)
-        assert len(rr.table) == 4 and (rr.seeds["status"] == "complete").all()
+        rr = replicate([sorted(expected)[0]], 2, tracking_uri=uri, name="e2e-rep", num_cpus=2)
+        assert all(o["status"] == "complete" for o in rr.outcomes)
+        t1 = render_replication("e2e-rep", uri, tmp_path / "rep").table
+        assert len(t1) == 4 and list(t1["Seeds"]) == ["2/2"] * 4
 
 
 def test_report_on_a_study_without_completed_trials(uri, tmp_path):
