@@ -60,6 +60,7 @@ from features.store import (
     SHARD_COMPRESSION,
     SPLITS_SCHEMA,
     BuildError,
+    CacheError,
     generation_name,
     library_versions,
     remove_files_except,
@@ -244,6 +245,9 @@ def _current_generation(req: BuildRequest, repairs: list[str]) -> tuple[Manifest
         repairs.append(f"rebuilt from scratch: {MANIFEST} of version {exc.found}, this code reads version "
                        f"{MANIFEST_VERSION}")
         return None, None
+    except CacheError as exc:  # unreadable or invalid manifest: the files it named are unknown
+        repairs.append(f"rebuilt from scratch: {exc}")
+        return None, None
     if old is None:
         return None, set()
     published = {f.file for f in old.data_files()}
@@ -400,7 +404,8 @@ def write_generation(
     splits, split_warnings = _write_splits(req, live_ids, [rec_by_id[i].group for i in live_ids])
     rejects_file, rejects_csv = _write_rejects(req.cache_dir, rejects)
     arrow_name = generation_name("table", ".arrow")
-    arrow = DataFile(arrow_name, write_ipc(req.cache_dir / arrow_name, read_shards(req.cache_dir, shards).combine_chunks()))
+    arrow_table = read_shards(req.cache_dir, shards).combine_chunks()
+    arrow = DataFile(arrow_name, write_ipc(req.cache_dir / arrow_name, arrow_table))
     manifest = Manifest(
         generation=uuid.uuid4().hex[:12],
         dataset=req.scan.name,

@@ -48,6 +48,7 @@ def test_cli_builds_then_is_up_to_date(tmp_path, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "files used:     30 of 30" in text and "64 x 32" in text and "size on disk" in text
+    assert "classes:        10" in text
     assert main(args) == 0
     assert "up to date" in capsys.readouterr().out
     t = load_table(out)

@@ -116,6 +116,18 @@ def test_old_manifest_version_is_refused_on_load_and_rebuilt(built):
     _same(load_table(s.cache_dir), reference)
 
 
+def test_garbage_manifest_is_refused_on_load_and_rebuilt(built):
+    src, out, recs, s, reference = built
+    (s.cache_dir / MANIFEST).write_text('{"version": 2, "cache_key": "x", "shards": [', encoding="utf-8")
+    with pytest.raises(CacheError, match="unreadable manifest.*rerun python -m features.build"):
+        load_table(s.cache_dir)
+    r = _build(src, out, recs)
+    assert r.n_processed == 10 and any("unreadable manifest" in line for line in r.repairs), r.repairs
+    _same(load_table(s.cache_dir), reference)
+    named = {f.file for f in read_manifest(s.cache_dir).data_files()}
+    assert {p.name for p in s.cache_dir.iterdir() if p.name.startswith(("shard-", "table-"))} <= named
+
+
 def test_cache_info_reads_the_manifest_only(built):
     src, out, recs, s, reference = built
     m = read_manifest(s.cache_dir)
