@@ -1,22 +1,36 @@
-"""The papers' Table I layout: one row per method, mean ± std over seeds on the TEST split.
+"""The papers' Table I: one row per method, mean ± std over seeds on the TEST split, rendered
+from a replication's MLflow runs (written by ``python -m study.replicate``; layout in
+docs/ARCHITECTURE.md, "Replication over seeds"). This module reads MLflow only.
+
+    python -m analysis.tables --replication NAME_OR_RUN_ID [--out DIR] [--tracking-uri URI]
+
+writes ``table_one.md``, ``table_one.csv`` and ``seeds.csv`` (one row per child run: method,
+seed, status, reason, test metrics) to ``--out`` (default ``reports/<replication name>``) and
+prints the Markdown. Exit 2 when the replication is not found or has no child runs.
 
 Columns: ``Method``, ``Repr.`` (the representation the clustering metrics are computed on:
 ``z`` latent mean, ``y`` categorical probabilities, ``x`` input features), ``Seeds`` (seeds
 that completed / seeds run), ``ACC %``, ``NMI``, ``ARI``, ``Silhouette``, ``DBI``, ``CHI x1e3``.
 Means and sample standard deviations (ddof=1; 0 for a single seed) over the completed
 seeds; NaN values (a collapsed clustering) are left out of the mean and counted in a
-footnote.
+footnote; seeds that failed, diverged or never finished are listed with their reason.
 
 :func:`table_one` is pure (metric dicts in, DataFrame out); :func:`table_one_markdown`
-formats it.
+formats it; :func:`load_replication` reads a replication's runs into its rows.
 """
 from __future__ import annotations
 
+import argparse
 import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+
+from analysis.runs import client
 
 # column label -> (metric family, scale, uses a representation suffix)
 COLUMNS = [
@@ -28,6 +42,7 @@ COLUMNS = [
     ("CHI x1e3", "chi", 1e-3, True),
 ]
 
+DECIMALS = 2
 DEFAULT_REPR = {"cat_uvac": "y", "uvac": "z", "kmeans": "x", "gmm": "x", "labels": "x"}
 
 
@@ -55,10 +70,12 @@ def _stats(values: list[float]) -> tuple[float, float, int]:
 def table_one(rows: Sequence[dict], split: str = "test") -> pd.DataFrame:
     """``rows``: dicts with ``method`` (label), ``model`` (for the default representation),
     ``metrics`` (list of per-seed metric dicts of the seeds that completed), ``n_runs``
-    (seeds attempted) and optional ``representation``.
+    (seeds attempted), optional ``representation`` and optional ``failures`` (one text per
+    seed that did not complete, e.g. "seed 3 diverged: non-finite loss").
 
     Returns one row per method with numeric ``<col> mean`` / ``<col> std`` columns, ``n``
-    columns per metric, and the formatted ``<col>`` text "mean ± std"."""
+    columns per metric, the formatted ``<col>`` text "mean ± std" and ``Not completed``
+    (the failures joined by "; ")."""
     out = []
     for r in rows:
         mets = list(r["metrics"])
@@ -70,13 +87,10 @@ def table_one(rows: Sequence[dict], split: str = "test") -> pd.DataFrame:
             row[f"{label} mean"] = mean * scale if math.isfinite(mean) else math.nan
             row[f"{label} std"] = std * scale if math.isfinite(std) else math.nan
             row[f"{label} n"] = n
-            row[label] = format_mean_std(row[f"{label} mean"], row[f"{label} std"], decimals(label))
+            row[label] = format_mean_std(row[f"{label} mean"], row[f"{label} std"], DECIMALS)
+        row["Not completed"] = "; ".join(r.get("failures", []))
         out.append(row)
     return pd.DataFrame(out)
-
-
-def decimals(label: str) -> int:
-    return 2
 
 
 def format_mean_std(mean: float, std: float, dec: int = 2) -> str:
@@ -99,6 +113,8 @@ def table_one_markdown(df: pd.DataFrame, title: str = "") -> str:
             if r[f"{label} n"] < done:
                 notes.append(f"{r['Method']}: {label} is NaN (collapsed clustering) for "
                              f"{done - r[f'{label} n']} seed(s), left out of the mean")
+        if r.get("Not completed"):
+            notes.append(f"{r['Method']}: not completed: {r['Not completed']}")
     lines.append("")
     lines.append("Mean ± sample std (ddof=1) over the seeds that completed, on the test split. "
                  "Repr.: representation of the silhouette / DBI / CHI (z latent mean, y categorical, "
@@ -107,6 +123,138 @@ def table_one_markdown(df: pd.DataFrame, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_one_csv(df: pd.DataFrame) -> pd.DataFrame:
-    """The CSV layout: formatted columns plus the numeric mean / std / n columns."""
-    return df
+# ------------------------------------------------------------------ a replication read from MLflow
+REPLICATION_KIND = "replication"
+MAX_REASON = 200
+
+
+@dataclass
+class Replication:
+    """A replication's parent run (tags) and its child runs, as MLflow holds them."""
+    name: str
+    parent_run_id: str
+    tags: dict
+    children: list
+
+
+def find_replication(name_or_id: str, tracking_uri: Optional[str] = None) -> Replication:
+    """The replication whose parent run has this id, or the latest one named ``name_or_id``."""
+    from mlflow.exceptions import MlflowException
+    cl = client(tracking_uri)
+    where = tracking_uri or "the default tracking URI"
+    parent = None
+    try:
+        run = cl.get_run(name_or_id)
+        parent = run if run.data.tags.get("study.kind") == REPLICATION_KIND else None
+    except MlflowException:
+        pass
+    if parent is None:
+        exps = [e.experiment_id for e in cl.search_experiments()]
+        safe = name_or_id.replace("'", "\\'")
+        found = cl.search_runs(exps, f"tags.`replication.name` = '{safe}' and tags.`study.kind` = "
+                               f"'{REPLICATION_KIND}'", order_by=["attributes.start_time DESC"]) if exps else []
+        if not found:
+            raise LookupError(f"no replication named {name_or_id!r} nor with that parent run id "
+                              f"(parent run tagged study.kind={REPLICATION_KIND}) at {where}")
+        parent = found[0]
+    pid = parent.info.run_id
+    children = cl.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{pid}'",
+                              max_results=50000)
+    if not children:
+        raise LookupError(f"replication {name_or_id!r} (run {pid}) has no child runs at {where}")
+    return Replication(parent.data.tags.get("replication.name", parent.info.run_name), pid,
+                       dict(parent.data.tags), children)
+
+
+def _order(rep: Replication, tags: dict) -> tuple:
+    """Chosen runs in the order given, then the baselines in theirs; seeds ascending."""
+    sources = rep.tags.get("replication.source_runs", "").split(",")
+    baselines = rep.tags.get("replication.baselines", "").split(",")
+    src, model = tags.get("replication.source_run", ""), tags.get("replication.model", "")
+    group = (0, sources.index(src) if src in sources else len(sources)) if src else \
+        (1, baselines.index(model) if model in baselines else len(baselines))
+    return group + (int(tags.get("replication.seed", -1)),)
+
+
+def seeds_table(rep: Replication) -> pd.DataFrame:
+    """One row per child run: method, model, source_run, seed, status, reason, run_id, test metrics."""
+    rows = []
+    for run in sorted(rep.children, key=lambda r: _order(rep, r.data.tags)):
+        t = run.data.tags
+        rows.append({"method": t.get("replication.method", run.info.run_name),
+                     "model": t.get("replication.model", ""), "source_run": t.get("replication.source_run", ""),
+                     "seed": int(t.get("replication.seed", -1)), "status": t.get("trial.status", ""),
+                     "reason": t.get("trial.reason", ""), "run_id": run.info.run_id,
+                     **{k: float(v) for k, v in sorted(run.data.metrics.items()) if k.startswith("test/")}})
+    return pd.DataFrame(rows)
+
+
+def table_rows(seeds: pd.DataFrame) -> list[dict]:
+    """:func:`table_one` rows from :func:`seeds_table`, one per method in first-seen order."""
+    metric_cols = [c for c in seeds.columns if c.startswith("test/")]
+    rows: dict[str, dict] = {}
+    for _, r in seeds.iterrows():
+        entry = rows.setdefault(r["method"], {"method": r["method"], "model": r["model"], "metrics": [],
+                                              "n_runs": 0, "failures": []})
+        entry["n_runs"] += 1
+        if r["status"] == "complete":
+            entry["metrics"].append({c: float(r[c]) for c in metric_cols if pd.notna(r[c])})
+        else:
+            reason = str(r["reason"] or "")[:MAX_REASON]
+            entry["failures"].append(f"seed {r['seed']} {r['status'] or 'unknown'}" + (f": {reason}" if reason else ""))
+    return list(rows.values())
+
+
+@dataclass
+class RenderedTable:
+    replication: Replication
+    table: pd.DataFrame
+    seeds: pd.DataFrame
+    markdown: str
+    files: dict
+
+
+def render_replication(name_or_id: str, tracking_uri: Optional[str] = None,
+                       out_dir: Optional[Path] = None) -> RenderedTable:
+    """Table I of a replication, written as table_one.md / table_one.csv / seeds.csv."""
+    rep = find_replication(name_or_id, tracking_uri)
+    seeds = seeds_table(rep)
+    table = table_one(table_rows(seeds))
+    t = rep.tags
+    title = (f"Table I: test split of {Path(t.get('replication.features', '?')).name}, "
+             f"{t.get('replication.seeds', '?')} seed(s) (cache {t.get('study.cache_key', '')[:12]}), "
+             f"replication {rep.name}")
+    state = t.get("replication.state", "")
+    if state != "finished":
+        title += f" [replication {state or 'state unknown'}]"
+    md = table_one_markdown(table, title)
+    out = Path(out_dir or Path("reports", rep.name))
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"markdown": out / "table_one.md", "csv": out / "table_one.csv", "seeds": out / "seeds.csv"}
+    files["markdown"].write_text(md, encoding="utf-8")
+    table.to_csv(files["csv"], index=False)
+    seeds.to_csv(files["seeds"], index=False)
+    return RenderedTable(rep, table, seeds, md, files)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.tables",
+                                description="Table I (mean ± std over seeds) of a replication in MLflow.")
+    p.add_argument("--replication", required=True, metavar="NAME_OR_RUN_ID",
+                   help="the replication's name or parent run id (python -m study.replicate)")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    p.add_argument("--out", help="output directory (default reports/<replication name>)")
+    a = p.parse_args(argv)
+    from mlflow.exceptions import MlflowException
+    try:
+        res = render_replication(a.replication, a.tracking_uri, a.out)
+    except (LookupError, MlflowException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(res.markdown)
+    print(f"written: {res.files['markdown'].parent.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
