@@ -3,7 +3,7 @@
 :func:`build_cache` takes an exclusive lock on ``.build.lock`` (concurrent builds of one cache
 are serialised; the second finds it up to date), then
 
-1. :func:`list_inputs`   stat-fingerprints every record (cache key = preset digest + inputs);
+1. :func:`list_inputs`   stat-fingerprints every record;
 2. :func:`plan_build`    reads the current manifest and verifies its files (sha256), and decides
                          which rows are kept, which records must be (re)featurised, and why
                          (new / changed / rejected file changed / file repaired / --force);
@@ -139,7 +139,6 @@ class Inputs:
     fingerprints: dict[str, str]
     scan_rejects: list[Reject]
     inputs_hash: str
-    cache_key: str
 
 
 @dataclass
@@ -217,7 +216,7 @@ def _limit_records(records: list[AudioRecord], limit: int | None) -> list[AudioR
 
 
 def list_inputs(req: BuildRequest) -> Inputs:
-    """The records of the scan (after ``limit``), their stat fingerprints and the cache key.
+    """The records of the scan (after ``limit``) and their stat fingerprints.
 
     A record whose file cannot be stat'ed becomes a scan reject; duplicate ids are a BuildError.
     """
@@ -232,8 +231,7 @@ def list_inputs(req: BuildRequest) -> Inputs:
             fps[r.id] = stat_fingerprint(r)
         except OSError as exc:
             scan_rejects.append(Reject(r.id, str(r.path), f"unreadable: {exc.strerror or exc}", "rejected"))
-    ihash = inputs_hash(fps)
-    return Inputs([r for r in records if r.id in fps], fps, scan_rejects, ihash, cache_key(req.preset, ihash))
+    return Inputs([r for r in records if r.id in fps], fps, scan_rejects, inputs_hash(fps))
 
 
 def _current_generation(req: BuildRequest, repairs: list[str]) -> tuple[Manifest | None, set[str] | None]:
@@ -290,7 +288,7 @@ def plan_build(req: BuildRequest, inputs: Inputs) -> Plan:
         and n_removed == 0
         and len(keep_shards) == len(old.shards)
         and len(decode_rejects) == len(old.decode_rejects)
-        and old.cache_key == inputs.cache_key
+        and old.manifest_hash == inputs.inputs_hash
         and old.split_seed == req.seed
         and list(old.fractions) == list(req.fractions)
         and old.scan_rejects == [r.__dict__ for r in inputs.scan_rejects]
@@ -305,7 +303,6 @@ def featurise_new(req: BuildRequest, plan: Plan, inputs: Inputs) -> tuple[list[S
         "dataset": req.scan.name,
         "dataset_root": str(req.scan.root),
         "manifest_hash": inputs.inputs_hash,
-        "cache_key": inputs.cache_key,
         "versions": json.dumps(library_versions(), sort_keys=True),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spectrogram_shape": str(list(req.preset.shape)),
@@ -413,7 +410,7 @@ def write_generation(
         preset=req.preset.to_dict(),
         preset_digest=req.preset.digest(),
         manifest_hash=inputs.inputs_hash,
-        cache_key=inputs.cache_key,
+        cache_key=cache_key(req.preset, inputs.inputs_hash, live_ids),
         split_seed=req.seed,
         fractions=list(req.fractions),
         split_warnings=split_warnings,

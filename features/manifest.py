@@ -84,7 +84,7 @@ class Manifest:
     preset: dict[str, Any]  # Preset.to_dict()
     preset_digest: str
     manifest_hash: str  # hash of the inputs' fingerprints
-    cache_key: str  # hash of preset digest + manifest_hash
+    cache_key: str  # hash of preset digest + manifest_hash + live ids (features.keys)
     split_seed: int
     fractions: list[float]
     split_warnings: list[str]

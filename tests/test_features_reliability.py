@@ -156,6 +156,7 @@ def test_rejected_file_is_retried_when_fixed_with_the_same_size_and_mtime(tmp_pa
     assert bad.stat().st_size == len(good) and bad.stat().st_mtime_ns == mtime
     s2 = _build(src, out, recs + [rec])
     assert not s2.up_to_date and s2.n_processed == 1 and s2.n_used == 6
+    assert s2.cache_key != s1.cache_key  # the table changed, so does its key
     assert "fixed" in set(load_table(out).ids) and s2.n_rejected == 0
 
 
