@@ -214,8 +214,8 @@ def _plotly_panels(panels: Sequence[dict], table: pd.DataFrame, hover_columns: d
         for i, s in enumerate(panel["series"]):
             colour = COLOURS[i % len(COLOURS)]
             x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
-            idx = [j for j, o in zip(s["index"], np.isfinite(x) & np.isfinite(y)) if o]
             ok = np.isfinite(x) & np.isfinite(y)
+            idx = [j for j, o in zip(s["index"], ok) if o]
             pareto = np.asarray(s["pareto"], bool)[ok]
             steps = np.asarray(s["steps"], float)
             if len(steps) and panel.get("shade"):  # the dominated region: its area is the hypervolume

@@ -120,7 +120,7 @@ def param_importances(source: OptunaTrials, runs: pd.DataFrame, metric: str, *, 
 
 
 def importances(source: Optional[OptunaTrials], unavailable: str, runs: pd.DataFrame,
-                metrics: list[str], **kw) -> tuple[list[Importance], dict[str, str]]:
+                metrics: list[str]) -> tuple[list[Importance], dict[str, str]]:
     """One :class:`Importance` per metric that could be rated, and metric -> message for the
     others (``unavailable`` for every metric when ``source`` is None)."""
     rated, notes = [], {}
@@ -129,7 +129,7 @@ def importances(source: Optional[OptunaTrials], unavailable: str, runs: pd.DataF
             notes[metric] = f"{metric}: importance not computed: {unavailable}"
             continue
         try:
-            rated.append(param_importances(source, runs, metric, **kw))
+            rated.append(param_importances(source, runs, metric))
         except TooFewTrials as exc:
             notes[metric] = str(exc)
     return rated, notes

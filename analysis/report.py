@@ -47,7 +47,7 @@ import pandas as pd
 from analysis import figures
 from analysis.importance import StorageUnavailable, importances, load_trials
 from analysis.pareto import hypervolume, hypervolume_history, pareto_front, reference_point, staircase
-from analysis.runs import completed, fmt, load_runs, objective_matrix
+from analysis.runs import client, completed, fmt, load_runs, objective_matrix
 from study.objectives import Objective, parse_objectives
 from trainables.metrics import metric_direction
 
@@ -281,7 +281,6 @@ def write_outputs(table: pd.DataFrame, reports: dict[str, StudyReport], out_dir:
 def log_to_mlflow(table: pd.DataFrame, reports: dict[str, StudyReport], studies: dict, out_dir: Path,
                   tracking_uri: Optional[str]) -> None:
     """Tags keyed by the objectives (``pareto.<key>``) and artifacts under ``pareto_report/<key>/``."""
-    from analysis.runs import client
     cl = client(tracking_uri)
     for name, rep in reports.items():
         parent = studies[name].parent_run_id
