@@ -168,6 +168,22 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
     )
 
 
+def load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: str, verify: bool) -> FeatureTable:
+    """The table of generation ``m``; when its files are gone because a build published a newer
+    generation since ``m`` was read, the newer one (a CacheError when the file is just missing)."""
+    for _ in range(_ATTEMPTS):
+        try:
+            return _load_generation(cache_dir, m, split_scheme, source, verify)
+        except FileNotFoundError as exc:
+            now = _manifest(cache_dir)
+            if now.generation == m.generation:
+                missing = exc.filename or (exc.args[0] if exc.args else cache_dir)
+                raise CacheError(f"{missing}: listed in the manifest but missing; "
+                                 f"rerun python -m features.build") from None
+            m = now  # a build published a new generation meanwhile: load that one
+    raise CacheError(f"{cache_dir}: {_ATTEMPTS} generations published while loading; try again")
+
+
 def load_table(
     cache_dir: Path | str,
     split_scheme: str = "random",
@@ -190,20 +206,7 @@ def load_table(
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     cache_dir = resolve_cache_dir(cache_dir)
-    m = _manifest(cache_dir)
-    for _ in range(_ATTEMPTS):
-        try:
-            table = _load_generation(cache_dir, m, split_scheme, source, verify)
-            break
-        except FileNotFoundError as exc:
-            now = _manifest(cache_dir)
-            if now.generation == m.generation:
-                missing = exc.filename or (exc.args[0] if exc.args else cache_dir)
-                raise CacheError(f"{missing}: listed in the manifest but missing; "
-                                 f"rerun python -m features.build") from None
-            m = now  # a build published a new generation meanwhile: load that one
-    else:
-        raise CacheError(f"{cache_dir}: {_ATTEMPTS} generations published while loading; try again")
+    table = load_generation(cache_dir, _manifest(cache_dir), split_scheme, source, verify)
     if device is not None:
         table.spectrogram, table.mask, table.norm_stats, table.label_index = (
             x.to(device) for x in (table.spectrogram, table.mask, table.norm_stats, table.label_index))

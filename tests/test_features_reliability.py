@@ -22,6 +22,7 @@ from features.build import main
 from features.builder import KILL_ENV, KILL_POINTS
 from features.cache import CacheError, build_cache, load_table, read_cache_info
 from features.datasets.base import AudioRecord
+from features.loader import load_generation
 from features.manifest import MANIFEST, read_manifest
 from tests.test_build_cli import REPO, write_fsdd_layout
 from tests.test_cache import PRESET, make_dataset, scan_of
@@ -199,6 +200,20 @@ def test_build_killed_at_each_publication_step_leaves_a_complete_cache(tmp_path,
     named = {f.file for f in read_manifest(cache_dir).data_files()}
     on_disk = {p.name for p in cache_dir.iterdir() if p.name not in (MANIFEST, ".build.lock")}
     assert on_disk == named  # orphans of the killed build are gone
+
+
+def test_a_reader_holding_a_replaced_manifest_loads_the_new_generation(built):
+    src, out, recs, s, reference = built
+    stale = read_manifest(s.cache_dir)
+    more = make_dataset(src, 3, start=10)
+    _build(src, out, recs + more)  # publishes a new generation and deletes the stale one's Arrow copy
+    assert not (s.cache_dir / stale.arrow.file).exists()
+    table = load_generation(s.cache_dir, stale, "random", "auto", True)
+    assert len(table) == 13 and table.cache_key == read_manifest(s.cache_dir).cache_key
+    splits = read_manifest(s.cache_dir).splits.file
+    (s.cache_dir / splits).unlink()  # missing, and no newer generation to turn to
+    with pytest.raises(CacheError, match=f"{splits}: listed in the manifest but missing"):
+        load_generation(s.cache_dir, read_manifest(s.cache_dir), "random", "auto", True)
 
 
 def test_a_reader_racing_builds_always_sees_one_complete_generation(tmp_path):
