@@ -37,7 +37,7 @@ from typing import Optional, Sequence
 
 from study.ray_runtime import init_ray
 from study.tracking import MLFLOW_STATUS, git_commit
-from trainables.config import DEFAULTS
+from trainables.config import DEFAULTS, ConfigError, resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -90,42 +90,33 @@ def _client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def _parse_param(text: str):
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null", ""):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def source_from_run(run_id: str, tracking_uri: str, features: Optional[str] = None) -> Source:
-    """The run's params that are training config keys, its feature cache and study."""
+    """The run's params that are training config keys (MLflow's strings: resolve_config coerces
+    them), its feature cache and study. A config that does not resolve is refused here."""
     cl = _client(tracking_uri)
     run = cl.get_run(run_id)
-    params = {k: _parse_param(v) for k, v in run.data.params.items()}
+    params = dict(run.data.params)
     parent_id = run.data.tags.get("mlflow.parentRunId")
     parent = cl.get_run(parent_id) if parent_id else None
     pparams = parent.data.params if parent else {}
     feats = features or params.get("features") or pparams.get("fixed.features") or pparams.get("features")
-    if not feats or str(feats) == "None":
+    if not feats or feats == "None":
         raise ReplicationError(f"run {run_id}: no feature cache in its params nor its parent's "
                                f"(fixed.features); pass --features DIR")
-    config = {k: v for k, v in params.items() if v is not None and k in DEFAULTS}
+    config = {k: v for k, v in params.items() if k in DEFAULTS}
     dropped = sorted(set(params) - set(config))
     if dropped:
         log.info("run %s: params not in the training config, ignored: %s", run_id, ", ".join(dropped))
-    model = str(config.get("model", parent.data.tags.get("study.space", "") if parent else ""))
+    try:
+        resolve_config(config)
+    except ConfigError as exc:
+        raise ReplicationError(f"run {run_id}: its params are not a valid training config: {exc}") from None
+    model = config.get("model", parent.data.tags.get("study.space", "") if parent else "")
     trial = run.data.tags.get("trial.number")
     study = run.data.tags.get("study.name", "")
     label = f"{model} {study} trial {trial} ({run_id[:8]})" if trial is not None else f"{model} ({run_id[:8]})"
-    return Source(run_id=run_id, label=label, model=model, config=config, features=str(feats),
-                  cache_key=(parent.data.tags.get("study.cache_key", "") if parent else ""),
+    return Source(run_id=run_id, label=label, model=model, config=config, features=feats,
+                  cache_key=parent.data.tags.get("study.cache_key", "") if parent else "",
                   experiment_id=run.info.experiment_id)
 
 
@@ -246,18 +237,21 @@ def _check_inputs(run_ids: Sequence[str], seeds: int, name: str, tracking_uri: s
 
 def _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache):
     """The chosen runs and the one feature table they are all replicated on."""
-    from features.cache import load_table
+    from features.cache import CacheError, load_table
     sources = [source_from_run(r, tracking_uri, features) for r in run_ids]
     feats = sorted({s.features for s in sources})
     if len(feats) > 1:
         raise ReplicationError(f"the chosen runs use different feature caches: {feats}; "
                                "Table I compares methods on one data set (pass --features to force one)")
-    schemes = sorted({str(s.config.get("split_scheme", DEFAULTS["split_scheme"])) for s in sources})
+    schemes = sorted({resolve_config(s.config)["split_scheme"] for s in sources})
     if len(schemes) > 1:
         raise ReplicationError(f"the chosen runs use different split schemes {schemes}; Table I needs one test split")
     if not Path(feats[0]).exists():
         raise ReplicationError(f"feature cache {feats[0]} not found (pass --features DIR)")
-    table = load_table(feats[0], split_scheme=schemes[0])
+    try:
+        table = load_table(feats[0], split_scheme=schemes[0])
+    except CacheError as exc:
+        raise ReplicationError(str(exc)) from None
     for s in sources:
         if s.cache_key and table.cache_key != s.cache_key and not allow_other_cache:
             raise ReplicationError(f"run {s.run_id}: its study used cache_key {s.cache_key}, but {feats[0]} "
@@ -279,7 +273,7 @@ def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: str = "s
     if gpus_per_replicate < 0:
         raise ReplicationError(f"--gpus-per-replicate must be >= 0, got {gpus_per_replicate}")
     sources, table, feature_dir = _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache)
-    n_clusters = int(sources[0].config.get("n_clusters", 0) or 0) or len(table.classes)
+    n_clusters = resolve_config(sources[0].config)["n_clusters"] or len(table.classes)
     replicates = plan(sources, seeds, baselines, n_clusters)
     try:
         started_ray = init_ray(address, num_cpus)

@@ -20,10 +20,10 @@ TINY = {"channels": "4,8,8,8", "gru_hidden": 8, "d_z": 4, "batch_size": 16, "dev
         "silhouette_sample": 200}
 
 
-def _study_with_runs(uri, tmp_path, cache_dir, cache_key, configs):
+def _study_with_runs(uri, tmp_path, cache_dir, cache_key, configs, experiment="exp"):
     """A study parent (fixed.features, study.cache_key) and one child run per config."""
     cl = MlflowClient(uri)
-    exp = cl.create_experiment("exp", artifact_location=(tmp_path / "artifacts").as_uri())
+    exp = cl.create_experiment(experiment, artifact_location=(tmp_path / "artifacts").as_uri())
     parent = cl.create_run(exp, run_name="st", tags={
         "study.name": "st", "study.kind": "study", "study.space": "cat_uvac", "study.cache_key": cache_key,
         "study.objectives": "val/silhouette_z:max,val/acc:max"}).info.run_id
@@ -124,11 +124,12 @@ def test_replicate_two_seeds_all_rows(tmp_path, tiny_cache, local_ray):
 
 
 def test_failed_and_diverged_replicates_are_recorded(tmp_path, tiny_cache, local_ray, capsys):
-    """Every replicate fails (a bad config value) or diverges (lr 1e12): the CLI exits 1, the
-    runs say why, and the table shows 0 completed seeds with the reasons."""
+    """Every replicate fails (device cuda, and Ray gives a task without GPUs none) or diverges
+    (lr 1e12): the CLI exits 1, the runs say why, and the table shows 0 completed seeds with
+    the reasons."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ids = _study_with_runs(uri, tmp_path, tiny_cache.dir, tiny_cache.table.cache_key,
-                           [_tiny(model="uvac", divergence="no-such-divergence"),
+                           [_tiny(model="uvac", device="cuda"),
                             _tiny(model="cat_uvac", divergence="euc", lr_start=1e12, lr_end=1e-5)])
     code = main(["--run", ids[0], "--run", ids[1], "--seeds", "1", "--no-baselines", "--name", "bad",
                  "--tracking-uri", uri])
@@ -141,7 +142,8 @@ def test_failed_and_diverged_replicates_are_recorded(tmp_path, tiny_cache, local
     children = {c.data.tags["replication.source_run"]: c for c in _children(cl, parent.info.run_id)}
     assert set(children) == set(ids)
     bad, diverged = children[ids[0]], children[ids[1]]
-    assert bad.data.tags["trial.status"] == "failed" and "no-such-divergence" in bad.data.tags["trial.reason"]
+    assert bad.data.tags["trial.status"] == "failed"
+    assert "CUDA is not available" in bad.data.tags["trial.reason"]
     assert diverged.data.tags["trial.status"] == "diverged" and "non-finite" in diverged.data.tags["trial.reason"]
     assert bad.info.status == diverged.info.status == "FAILED"
 
@@ -161,11 +163,18 @@ def test_replicate_refuses_bad_input_before_any_run(tmp_path, tiny_cache, capsys
         replicate([ids[0], ids[0]], 1, tracking_uri=uri)
     with pytest.raises(ReplicationError, match="--seeds"):
         replicate(ids, 0, tracking_uri=uri)
+    bad = _study_with_runs(uri, tmp_path, tiny_cache.dir, tiny_cache.table.cache_key,
+                           [_tiny(model="uvac", divergence="no-such-divergence")], experiment="exp2")
+    with pytest.raises(ReplicationError, match="not a valid training config: divergence"):
+        replicate(bad, 1, tracking_uri=uri)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReplicationError, match="not a feature cache"):
+        replicate(ids, 1, tracking_uri=uri, features=str(tmp_path / "empty"))
     r = subprocess.run([sys.executable, "-m", "study.replicate", "--run", ids[0], "--seeds", "1",
                         "--tracking-uri", uri], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "cache_key" in r.stderr
     assert main(["--run", "0" * 32, "--seeds", "1", "--tracking-uri", uri]) == 2
     assert "error: Run with id=" + "0" * 32 + " not found" in capsys.readouterr().err
     cl = MlflowClient(uri)
-    exp = cl.get_experiment_by_name("exp").experiment_id
-    assert cl.search_runs([exp], "tags.`study.kind` = 'replication'") == []
+    exps = [cl.get_experiment_by_name(e).experiment_id for e in ("exp", "exp2")]
+    assert cl.search_runs(exps, "tags.`study.kind` = 'replication'") == []
