@@ -288,7 +288,7 @@ def plan_build(req: BuildRequest, inputs: Inputs) -> Plan:
         and n_removed == 0
         and len(keep_shards) == len(old.shards)
         and len(decode_rejects) == len(old.decode_rejects)
-        and old.manifest_hash == inputs.inputs_hash
+        and old.inputs_hash == inputs.inputs_hash
         and old.split_seed == req.seed
         and list(old.fractions) == list(req.fractions)
         and old.scan_rejects == [r.__dict__ for r in inputs.scan_rejects]
@@ -302,7 +302,7 @@ def featurise_new(req: BuildRequest, plan: Plan, inputs: Inputs) -> tuple[list[S
         "preset": req.preset.to_json(),
         "dataset": req.scan.name,
         "dataset_root": str(req.scan.root),
-        "manifest_hash": inputs.inputs_hash,
+        "inputs_hash": inputs.inputs_hash,
         "versions": json.dumps(library_versions(), sort_keys=True),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spectrogram_shape": str(list(req.preset.shape)),
@@ -409,7 +409,7 @@ def write_generation(
         dataset_root=str(req.scan.root),
         preset=req.preset.to_dict(),
         preset_digest=req.preset.digest(),
-        manifest_hash=inputs.inputs_hash,
+        inputs_hash=inputs.inputs_hash,
         cache_key=cache_key(req.preset, inputs.inputs_hash, live_ids),
         split_seed=req.seed,
         fractions=list(req.fractions),

@@ -152,6 +152,9 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
     split = _split_column(cache_dir, m, ids, split_scheme, verify)
     labels = tab["label"].to_numpy().astype(str)
     classes_arr, inverse = np.unique(labels, return_inverse=True)
+    if [str(c) for c in classes_arr] != m.classes:
+        raise CacheError(f"{cache_dir}: the rows' labels differ from the manifest's classes; "
+                         f"rerun python -m features.build")
     return FeatureTable(
         ids=ids,
         spectrogram=fixed_list_tensor(tab["spectrogram"], (n, f, t)),

@@ -66,7 +66,7 @@ class DecodeReject:
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "version": int, "generation": str, "dataset": str, "dataset_root": str, "preset": dict,
-    "preset_digest": str, "manifest_hash": str, "cache_key": str, "split_seed": int, "fractions": list,
+    "preset_digest": str, "inputs_hash": str, "cache_key": str, "split_seed": int, "fractions": list,
     "split_warnings": list, "n_rows": int, "n_classes": int, "classes": list, "shape": list,
     "spectrogram_dtype": str, "shards": list, "arrow": dict, "splits": dict, "rejects": dict,
     "rejects_csv": dict, "fingerprints": dict, "decode_rejects": dict, "scan_rejects": list,
@@ -83,8 +83,8 @@ class Manifest:
     dataset_root: str
     preset: dict[str, Any]  # Preset.to_dict()
     preset_digest: str
-    manifest_hash: str  # hash of the inputs' fingerprints
-    cache_key: str  # hash of preset digest + manifest_hash + live ids (features.keys)
+    inputs_hash: str  # hash of the inputs' stat fingerprints (features.keys)
+    cache_key: str  # hash of preset digest + inputs_hash + live ids (features.keys)
     split_seed: int
     fractions: list[float]
     split_warnings: list[str]

@@ -84,7 +84,7 @@ def test_schema_and_metadata(tmp_path):
     assert schema.field("cropped").type == pa.bool_()
     meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
     assert json.loads(meta["preset"]) == PRESET.to_dict()
-    assert meta["dataset"] == "toy" and len(meta["manifest_hash"]) == 16
+    assert meta["dataset"] == "toy" and len(meta["inputs_hash"]) == 16
     versions = json.loads(meta["versions"])
     assert {"torch", "torchaudio", "pyarrow", "numpy", "soundfile"} <= set(versions)
     assert "created" in meta
