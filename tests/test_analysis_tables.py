@@ -132,13 +132,7 @@ def modules_loaded_by_analysis() -> set[str]:
     return set(json.loads(r.stdout.strip().splitlines()[-1]))
 
 
-TORCH_VIA_CONFIG = ("torch arrives transitively: analysis.pareto/figures/report import trainables.metrics and "
-                    "analysis.runs/report study.objectives, and importing any trainables module runs "
-                    "trainables/config.py, which imports the model registry (trainables.models, torch)")
-
-
-@pytest.mark.parametrize("name", [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=TORCH_VIA_CONFIG))
-                                  if f == "torch" else f for f in FORBIDDEN])
+@pytest.mark.parametrize("name", FORBIDDEN)
 def test_analysis_imports_no_training_stack(modules_loaded_by_analysis, name):
     """Importing every analysis module loads none of ray, torch, features, trainables.loop ..."""
     loaded = sorted(n for n in modules_loaded_by_analysis if n == name or n.startswith(name + "."))

@@ -1,16 +1,7 @@
 """Trainers: models, losses, schedules, metrics, baselines, the training loop and its CLIs.
 
-Light to import (no Ray, no torch): the loop is ``from trainables.loop import train``
-(``trainables.train`` is the CLI module, so the function is not re-exported under that name).
+Importing the package imports nothing else: ``trainables.metrics`` (numpy, scikit-learn) can be
+read without torch (the analysis does), while ``trainables.config`` builds on the model
+registry (torch). The loop is ``from trainables.loop import train`` (``trainables.train`` is
+the CLI module).
 """
-from trainables.config import DEFAULTS, ConfigError, resolve_config
-
-__all__ = ["DEFAULTS", "ConfigError", "resolve_config", "TrainResult"]
-
-
-def __getattr__(name):  # lazy: importing trainables must not import torch
-    if name == "TrainResult":
-        from trainables.loop import TrainResult
-
-        return TrainResult
-    raise AttributeError(f"module 'trainables' has no attribute {name!r}")
