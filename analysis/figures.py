@@ -111,7 +111,7 @@ def scatter_grid_png(panels: Sequence[dict], path: Path, title: str) -> Optional
         return None
     plt = _mpl()
     n = len(panels)
-    cols = min(3, n)
+    cols = 2 if n == 4 else min(3, n)
     rows = math.ceil(n / cols)
     width, height = max(5.2 * cols, 7.0), 4.6 * rows + 1.2
     fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)

@@ -204,7 +204,7 @@ def test_report_two_studies(uri, tmp_path):
     assert f"d_z = {row['params.d_z']}" in mine[0] and f"divergence = {row['params.divergence']}" in mine[0]
     assert f"Clustering accuracy = {row['metrics.val/acc']:.4g}" in mine[0]
     assert all("epochs" not in h and "use_mask" not in h and "model" not in h for h in hovers)
-    assert max(h.count("<br>") for h in hovers) <= 1 + 2 + 4  # title, 2 objectives, 4 varying params
+    assert max(h.count("<br>") for h in hovers) == 6  # 7 lines: study and trial, 2 objectives, 4 varying params
 
     csv = pd.read_csv(out / "pareto_runs.csv")
     assert sorted(csv["run_id"]) == sorted(all_front)
@@ -365,7 +365,8 @@ def test_report_and_replicate_on_a_real_study(tmp_path):
     """End to end: a real small study (Ray Tune + Optuna + MLflow through study.engine),
     then the report on it and a 2-seed replication of one of its Pareto runs."""
     ray = pytest.importorskip("ray")
-    from study.engine import StudyOptions, run_study
+    from study.engine import run_study
+    from study.options import StudyOptions
 
     from analysis.tables import render_replication
     from study.replicate import replicate
