@@ -178,3 +178,11 @@ def test_replicate_refuses_bad_input_before_any_run(tmp_path, tiny_cache, capsys
     cl = MlflowClient(uri)
     exps = [cl.get_experiment_by_name(e).experiment_id for e in ("exp", "exp2")]
     assert cl.search_runs(exps, "tags.`study.kind` = 'replication'") == []
+
+
+def test_init_ray_refuses_bad_options():
+    """Refused before Ray is touched: a cluster's size is its own, and CPUs count from 1."""
+    with pytest.raises(ValueError, match="local Ray instance only"):
+        init_ray("auto", 2)
+    with pytest.raises(ValueError, match="num_cpus must be >= 1"):
+        init_ray(None, 0)
