@@ -1,7 +1,7 @@
 """The study's early-stopping scheduler: ``fifo`` (none), ``asha`` (one metric) or ``moasha``
 (every objective), chosen by :func:`choose_scheduler` and built by :func:`make_scheduler`.
 
-A trial a scheduler stops gets no final report with ``trial_status`` (trainables.tune), which
+A trial a scheduler stops gets no final report with ``trial_status`` (study.trainable), which
 is how the study classifies it ``pruned`` (study.objectives.classify): PRUNED in Optuna
 (study.searcher.StudySearcher), ``pruned`` / KILLED in MLflow (study.tracking). Both
 schedulers only stop trials *before* their last epoch, so a trial that trains to the end is
@@ -11,7 +11,10 @@ never mistaken for a pruned one.
 ``grace_period * eta**k`` epochs (``time_attr`` "epoch") below the last epoch; a trial
 reaching a rung has its objective vector recorded there and continues only if
 ``study.moasha.continue_at_rung`` says so. It holds plain dicts and tuples only, so it
-pickles with the experiment (``Tuner.restore``).
+pickles with the experiment (``Tuner.restore``). Ray pickles the scheduler once, when the
+Tuner is created, and does not checkpoint its state (Ray's ASHA neither): a resumed study's
+rungs start empty, so the trials after a resume are judged against fewer records, which can
+only keep more of them, never fewer.
 """
 from __future__ import annotations
 
