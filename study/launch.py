@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from study.engine import StudyError, StudyInterrupted, StudyOptions, format_result, resume_study, run_study
+from study.engine import StudyInterrupted, resume_study, run_study
+from study.options import StudyError, StudyOptions
+from study.result import format_result
 from study.spaces import SPACES, describe_space, list_spaces
 from trainables.config import RECIPES
 

@@ -11,6 +11,7 @@ names this file.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import warnings
@@ -36,9 +37,9 @@ def library_logs_to(path: Path) -> Iterator[Path]:
     """Route the libraries' loggers and warnings to ``path`` (appended) while the block runs."""
     # Imported first: MLflow and Ray attach their own handlers when imported, which would
     # otherwise come back after the routing below.
-    import mlflow  # noqa: F401
+    for library in ("mlflow", "ray"):
+        importlib.import_module(library)
     import optuna
-    import ray  # noqa: F401
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")

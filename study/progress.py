@@ -21,6 +21,7 @@ from ray.tune import Callback
 
 from analysis.pareto import pareto_front
 from study.objectives import Objective, classify, objective_values
+from study.trainable import FINAL_KEY
 from study.trial_index import TrialIndex
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def epoch_progress(trials, total_trials: int, epochs: int, ending=None) -> tuple
     in full; a trial that ended early (pruned, diverged, failed) counts only what it ran."""
     done = total = 0
     for t in trials:
-        ran = min(_epoch_of(t), epochs)
+        # a baseline reports no epochs: a trial that completed counts in full
+        ran = epochs if (t.last_result or {}).get(FINAL_KEY) == "complete" else min(_epoch_of(t), epochs)
         done += ran
         total += epochs if _live(t, ending) else ran
     total += max(0, total_trials - len(trials)) * epochs

@@ -245,14 +245,15 @@ class MlflowTrialCallback(Callback):
                 for i in range(0, len(params), 90):
                     self.client.log_batch(rid, params=params[i:i + 90])
         step = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
-        final = FINAL_KEY in result
-        if step <= self._last_step.get(rid, 0) and not final:
-            return  # already logged before a resume
-        self._last_step[rid] = step
+        seen = step <= self._last_step.get(rid, -1)  # this epoch is already in the run
+        if seen and FINAL_KEY not in result:
+            return  # an epoch replayed after a resume
+        # the final report repeats the last epoch's train/ and val/ values: only test/ is new
+        prefixes = ("test",) if seen else ("train", "val", "test")
+        self._last_step[rid] = max(step, self._last_step.get(rid, -1))
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in result.items()
-                   if k.split("/", 1)[0] in ("train", "val", "test")
-                   and isinstance(v, (int, float)) and not isinstance(v, bool)]
+                   if k.split("/", 1)[0] in prefixes and isinstance(v, (int, float)) and not isinstance(v, bool)]
         for i in range(0, len(metrics), 900):
             self.client.log_batch(rid, metrics=metrics[i:i + 900])
 
@@ -339,12 +340,12 @@ class StudyMetricsCallback(Callback):
 
 
 def _last_epoch(client, run_id: str) -> int:
-    """The last epoch a run holds (0 for none): epochs up to it are not logged again."""
+    """The last epoch a run holds (-1 for none): epochs up to it are not logged again."""
     run = client.get_run(run_id)
     keys = [k for k in run.data.metrics if k.startswith("train/")] or list(run.data.metrics)
     if not keys:
-        return 0
-    return max((m.step for m in client.get_metric_history(run_id, keys[0])), default=0)
+        return -1
+    return max((m.step for m in client.get_metric_history(run_id, keys[0])), default=-1)
 
 
 def interrupt_open_runs(uri: str, parent_id: str) -> int:

@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-from study.engine import StudyError, StudyOptions
+from study.options import StudyError, StudyOptions
 from study.moasha import (continue_at_rung, crowding_distances, nondominated_ranks, stopped_at_rung,
                           to_losses)
 from study.objectives import FINAL_KEY, Objective, parse_objectives

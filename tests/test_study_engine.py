@@ -11,7 +11,9 @@ from optuna.trial import TrialState
 from ray.tune import Stopper
 
 from study import spaces
-from study.engine import StudyError, StudyOptions, format_result, run_study
+from study.engine import run_study
+from study.options import StudyError, StudyOptions
+from study.result import format_result
 from study.trial_index import TrialIndex
 from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials, uris
 

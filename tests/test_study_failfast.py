@@ -141,7 +141,7 @@ def test_report_refuses_an_unknown_objective_before_writing(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- pinning (no Ray)
 def test_pinned_space_takes_keys_out_of_the_search():
-    from study.engine import PinnedSpace, StudyOptions, pinned_params, study_space
+    from study.options import PinnedSpace, StudyOptions, pinned_params, study_space
 
     opts = StudyOptions(space="cat_uvac", epochs=3, overrides={"divergence": "kl", "tau_kind": "constant",
                                                                "channels": "4,8"})
@@ -163,7 +163,7 @@ def test_pinned_space_takes_keys_out_of_the_search():
 
 def test_complete_trial_without_finite_objective_is_failed_in_optuna(tmp_path):
     """Told FAIL, so the status must not say complete: status=failed and a reason."""
-    from study.engine import study_space, StudyOptions
+    from study.options import StudyOptions, study_space
     from study.searcher import StudySearcher
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
@@ -201,7 +201,8 @@ def local_ray():
 def test_pinned_key_and_drawn_seed_are_used_and_recorded(tmp_path, features, local_ray, capsys):
     """gmm with --set gmm_covariance=spherical: every trial uses it, Optuna searches only the
     seed; the sampler seed is drawn, printed and recorded; --resume keeps it."""
-    from study.engine import StudyOptions, resume_study, run_study
+    from study.engine import resume_study, run_study
+    from study.options import StudyOptions
     from tests.study_helpers import mlflow_children, optuna_trials, uris
 
     opts = StudyOptions(space="gmm", features=features, num_samples=2, max_concurrent=2, study_name="pin",

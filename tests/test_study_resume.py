@@ -16,7 +16,9 @@ import ray
 from optuna.trial import TrialState
 from ray.tune import Callback
 
-from study.engine import StudyOptions, resume_study, run_study
+from study.engine import resume_study, run_study
+from study.options import StudyError, StudyOptions
+from study.result import format_result
 from study.trial_index import TrialIndex
 from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials, uris
 
@@ -107,3 +109,95 @@ def test_interrupted_study_resumes_without_losing_or_duplicating(tmp_path, featu
     # the resumed searcher did not replay the first draws of the seeded sampler
     keys = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(keys)) == total
+
+
+def _launch(tmp_path, features, name: str, total: int, space: str = "kmeans", epochs: int = 1) -> list[str]:
+    u = uris(tmp_path)
+    cmd = [sys.executable, "-m", "study.launch", "--space", space, "--features", features,
+           "--num-samples", str(total), "--epochs", str(epochs), "--max-concurrent", "2", "--study-name", name,
+           "--seed", "3", "--storage", u["storage"], "--tracking-uri", u["tracking_uri"],
+           "--storage-path", u["storage_path"]]
+    return cmd + [f"--set={k}={v}" for k, v in TINY.items() if space != "kmeans"]
+
+
+def test_driver_killed_right_after_start_is_restarted_under_its_name(tmp_path, features):
+    """SIGKILL as soon as Ray wrote tuner.pkl (before any trial state): --resume runs the
+    study's trials in a fresh experiment under the same name, with one MLflow run each."""
+    u = uris(tmp_path)
+    name, total = "early-kill", 3
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(_launch(tmp_path, features, name, total), cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    pkl = Path(u["storage_path"], name, "tuner.pkl")
+    deadline = time.time() + 240
+    while not pkl.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert pkl.exists(), proc.stdout.read()[-3000:] if proc.poll() is not None else "no tuner.pkl in time"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+    proc.wait(timeout=60)
+    assert not list(Path(u["storage_path"], name).glob("experiment_state-*.json")), "killed too late to test this"
+
+    res = resume_study(name, u["storage"])
+    assert not res.interrupted
+    trials = optuna_trials(res)
+    assert len(trials) == total and all(t.state.is_finished() for t in trials), [(t.number, t.state) for t in trials]
+    _, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    assert sorted(int(r.data.tags["trial.number"]) for r in children) == list(range(total))
+    assert list(Path(u["storage_path"]).glob(f"{name}.stale-*")), "the stale Ray folder was not kept aside"
+
+
+def test_launch_stopped_during_setup_starts_over_under_its_name(tmp_path, features, capsys):
+    """An Optuna study with the name but without the study's options (the launch was killed
+    during setup) neither blocks the name nor passes for a study that can be resumed."""
+    u = uris(tmp_path)
+    optuna.create_study(study_name="half", storage=u["storage"], directions=["maximize", "maximize"])
+    with pytest.raises(StudyError, match="stopped during its setup"):
+        resume_study("half", u["storage"])
+    res = run_study(StudyOptions(space="kmeans", features=features, num_samples=1, epochs=1, study_name="half",
+                                 progress_every_s=1e9, **u))
+    assert "starting it over" in capsys.readouterr().out
+    assert res.counts["complete"] == 1 and len(optuna_trials(res)) == 1
+
+
+class InterruptAt(Callback):
+    """Ctrl-C (SIGINT to this driver) once Optuna trial ``number`` reported epoch 1; once only,
+    also after a resume (this callback is pickled with the experiment): a flag file says so."""
+
+    def __init__(self, storage: str, study: str, number: int, flag: str):
+        self.index, self.number, self.flag = TrialIndex(storage, study), number, flag
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if (not os.path.exists(self.flag) and self.index.number(trial.trial_id) == self.number
+                and result.get("epoch") == 1):
+            Path(self.flag).write_text("sent")
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_ends_runs_as_interrupted_and_resume_logs_each_epoch_once(tmp_path, features, capsys):
+    u = uris(tmp_path)
+    opts = StudyOptions(space="cat_uvac", features=features, num_samples=3, epochs=2, max_concurrent=1,
+                        overrides=dict(TINY), study_name="ctrl-c", seed=2, scheduler="fifo",
+                        progress_every_s=1e9, **u)
+    res = run_study(opts, extra_callbacks=[InterruptAt(u["storage"], "ctrl-c", 1, str(tmp_path / "sent"))])
+    assert res.interrupted
+    printed = capsys.readouterr()
+    assert "Tuner.restore" not in printed.out + printed.err  # Ray's hint went to the study log
+    assert "continue with: python -m study.launch --resume ctrl-c" in format_result(res)
+    client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    by_number = {int(r.data.tags["trial.number"]): r for r in children}
+    assert by_number[0].data.tags["trial.status"] == "complete"
+    assert by_number[1].data.tags["trial.status"] == "interrupted" and by_number[1].info.status == "KILLED"
+    assert all(r.info.status != "RUNNING" for r in children)
+    ended0 = by_number[0].info.end_time
+    assert not list(Path(u["storage_path"], "ctrl-c").glob("searcher-state-*.pkl"))  # JSON, not a pickle
+
+    res = resume_study("ctrl-c", u["storage"])
+    assert not res.interrupted and res.counts["complete"] + res.counts["diverged"] == 3
+    client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    by_number = {int(r.data.tags["trial.number"]): r for r in children}
+    assert sorted(by_number) == [0, 1, 2]
+    assert by_number[0].info.end_time == ended0  # a finished trial's run is not reopened
+    for r in children:
+        assert r.info.status != "RUNNING" and r.data.tags["trial.status"] in ("complete", "diverged")
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")]
+        assert sorted(steps) == sorted(set(steps)), (r.data.tags["trial.number"], steps)  # each epoch once

@@ -1,0 +1,224 @@
+"""What a study is asked to do: :class:`StudyOptions` (checked before any file, run or trial),
+and the trial config and search space they imply.
+
+``StudyOptions.validate`` checks names against what the trainer declares (objectives, the
+ASHA metric), ``--set`` values against the config schema and the space, and chooses the
+scheduler; :func:`fixed_config` is the config every trial starts from; :func:`study_space`
+is the define-by-run space with the ``--set`` keys pinned (:class:`PinnedSpace`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from study.objectives import default_objectives, model_metrics, parse_objective, parse_objectives
+from study.spaces import SPACES, RecordingTrial, get_space, record_space
+from trainables.config import DEFAULTS
+
+log = logging.getLogger(__name__)
+
+
+class StudyError(Exception):
+    """A problem with the study's input, reported as one line."""
+
+
+class StudyInterrupted(Exception):
+    """The study was stopped by the user; the message is the command that resumes it."""
+
+
+@dataclass
+class StudyOptions:
+    space: str = "cat_uvac"
+    features: Optional[str] = None          # a feature cache directory
+    dataset: str = "synthetic"              # built under features_root when features is None
+    root: Optional[str] = None              # the dataset's root (real data)
+    features_root: str = "runs/features"
+    objectives: Optional[list] = None       # default: study.objectives.default_objectives(space)
+    num_samples: int = 10
+    epochs: int = 6
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    asha_metric: Optional[str] = None       # e.g. "val/acc:max"
+    scheduler: Optional[str] = None         # fifo | asha | moasha; None = auto (study.schedulers.choose_scheduler)
+    grace_period: int = 1
+    n_clusters: int = 0                     # 0 = number of classes in the data
+    storage: str = "sqlite:///optuna.db"
+    study_name: Optional[str] = None
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "vac-study"
+    storage_path: str = "runs/ray"
+    address: Optional[str] = None
+    seed: Optional[int] = None              # sampler seed; None = a fresh one per new study (recorded)
+    max_failures: int = 2
+    checkpoint_every: int = 1
+    overrides: dict = field(default_factory=dict)   # fixed config for every trial; searched keys are pinned
+    progress_every_s: float = 30.0
+    smoke_test: bool = False
+
+    def validate(self) -> None:
+        if self.space not in SPACES:
+            raise StudyError(f"unknown space {self.space!r}; choose one of {', '.join(sorted(SPACES))}")
+        if self.num_samples < 1:
+            raise StudyError(f"--num-samples must be >= 1, got {self.num_samples}")
+        if self.epochs < 1:
+            raise StudyError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.max_concurrent < 1:
+            raise StudyError(f"--max-concurrent must be >= 1, got {self.max_concurrent}")
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            raise StudyError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+        if self.features and not Path(self.features).exists():
+            raise StudyError(f"--features {self.features}: no such directory")
+        if self.seed is not None and not 0 <= int(self.seed) < 2**32:
+            raise StudyError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if self.smoke_test:
+            self.num_samples, self.epochs = 2, 1
+        if not self.objectives:
+            self.objectives = default_objectives(self.space)
+        # Metric names and --set values are checked here, before any file, run or trial:
+        # a typo is one clear error, not a study whose every trial fails.
+        model = space_model(self.space, self.epochs)
+        try:
+            valid = model_metrics(model) if model else None
+        except ValueError:  # a model without declared metric names: names are not checked
+            log.warning("no declared metric names for model %r; objectives are not checked", model)
+            valid = None
+        scope = f"for model {model} (space {self.space})"
+        try:
+            parsed = parse_objectives(self.objectives, valid, scope=scope)
+            if self.asha_metric:
+                parse_objective(self.asha_metric, valid, what="ASHA metric", scope=scope)
+            from study.schedulers import choose_scheduler  # imports Ray: not at module level
+            self.scheduler = choose_scheduler(self.scheduler, parsed, self.num_samples, self.asha_metric)
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
+        consts = space_constants(self.space, self.epochs)
+        for k, v in (self.overrides or {}).items():
+            if k in consts and str(consts[k]) != str(v):
+                raise StudyError(f"--set {k}={v}: space {self.space} fixes {k}={consts[k]!r}; "
+                                 f"choose the space instead (--space)")
+        # The trial config with a placeholder cache (the real one is checked again once built).
+        check_config(self, fixed_config(self, self.n_clusters))
+
+
+# The embedded default (synthetic set, no --features) is a demo sized for a laptop: narrower
+# networks and the papers' batch of 64 (the recommended recipe's small batches pay off on real
+# speech, at several times the wall time per epoch on tiny inputs).
+EMBEDDED_SMALL = {"channels": "8,16,32,32", "gru_hidden": 32, "silhouette_sample": 500, "batch_size": 64}
+
+
+def fixed_config(opts: StudyOptions, n_clusters: int) -> dict:
+    """The config every trial starts from (the space's samples go over it); the feature cache
+    is not part of it (it reaches trials through study.trainable.make_trainable)."""
+    fixed = {"epochs": int(opts.epochs), "n_clusters": int(n_clusters),
+             "checkpoint_every": int(opts.checkpoint_every)}
+    if opts.gpus_per_trial > 0:
+        fixed["device"] = "cuda"
+    if not opts.features and opts.dataset == "synthetic" and not opts.root and opts.space in ("uvac", "cat_uvac"):
+        fixed.update(EMBEDDED_SMALL)
+    fixed.update(opts.overrides or {})
+    # the recipe every trial's config starts from, recorded with the study's fixed config
+    fixed.setdefault("recipe", DEFAULTS["recipe"])
+    return fixed
+
+
+def space_constants(space: str, epochs: int) -> dict:
+    """The constants a space returns (e.g. ``{"model": "cat_uvac"}``)."""
+    return dict(get_space(space, epochs=epochs)(RecordingTrial()) or {})
+
+
+def space_model(space: str, epochs: int = 1) -> Optional[str]:
+    """The model a space trains (its ``model`` constant), or None when it sets none."""
+    return space_constants(space, epochs).get("model")
+
+
+def searched_params(space: str, epochs: int) -> list[str]:
+    """Every parameter the space may suggest (conditional ones included)."""
+    params, _ = record_space(space, epochs=max(1, int(epochs)))
+    return [c["name"] for c in params]
+
+
+def pinned_params(opts: StudyOptions) -> dict:
+    """The ``--set`` keys the space would search: pinned to the given value in every trial."""
+    searched = set(searched_params(opts.space, opts.epochs))
+    return {k: v for k, v in (opts.overrides or {}).items() if k in searched}
+
+
+class PinnedSpace:
+    """A space with some parameters pinned: their ``suggest_*`` calls answer the pinned value
+    and never reach Optuna (so they are not searched, not in the trial's Optuna params), and
+    the pinned values join the space's constants (so they are in every trial's config).
+    Picklable (for --resume) when the wrapped space is."""
+
+    def __init__(self, fn, pinned: dict):
+        self.fn = fn
+        self.pinned = dict(pinned)
+
+    def __call__(self, trial):
+        consts = self.fn(_PinnedTrial(trial, self.pinned)) or {}
+        return {**consts, **self.pinned}
+
+
+class _PinnedTrial:
+    def __init__(self, trial, pinned: dict):
+        self._trial = trial
+        self._pinned = pinned
+
+    def _suggest(self, kind: str, name: str, *args, **kwargs):
+        if name in self._pinned:
+            return self._pinned[name]
+        return getattr(self._trial, kind)(name, *args, **kwargs)
+
+    def suggest_float(self, name, *args, **kwargs):
+        return self._suggest("suggest_float", name, *args, **kwargs)
+
+    def suggest_int(self, name, *args, **kwargs):
+        return self._suggest("suggest_int", name, *args, **kwargs)
+
+    def suggest_categorical(self, name, *args, **kwargs):
+        return self._suggest("suggest_categorical", name, *args, **kwargs)
+
+    def suggest_uniform(self, name, *args, **kwargs):  # pragma: no cover - legacy API
+        return self._suggest("suggest_uniform", name, *args, **kwargs)
+
+    def suggest_loguniform(self, name, *args, **kwargs):  # pragma: no cover - legacy API
+        return self._suggest("suggest_loguniform", name, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._trial, name)
+
+
+def study_space(opts: StudyOptions, pinned: Optional[dict] = None):
+    """The define-by-run function of the study: the space, with the pinned keys fixed."""
+    fn = get_space(opts.space, epochs=opts.epochs)
+    pinned = pinned_params(opts) if pinned is None else pinned
+    return PinnedSpace(fn, pinned) if pinned else fn
+
+
+def check_config(opts: StudyOptions, fixed: dict) -> None:
+    """Resolve one config of the space (its lowest choices, pinned keys at their --set
+    value) so that bad --set values fail now, before any trial."""
+    from trainables.config import resolve_config
+
+    pinned = pinned_params(opts)
+    rec = RecordingTrial(choose=pinned)
+    consts = get_space(opts.space, epochs=opts.epochs)(rec) or {}
+    sample = {c["name"]: (c["choices"][0] if c["kind"] == "categorical" else c["low"])
+              for c in rec.calls if c["name"] not in pinned}
+    try:
+        resolve_config({**fixed, **sample, **consts})
+    except ValueError as exc:
+        raise StudyError(f"invalid trial config (--set or space): {exc}") from None
+
+
+def default_study_name(opts: StudyOptions) -> str:
+    data = Path(opts.features).name if opts.features else opts.dataset
+    return f"{opts.space}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def pinned_text(pinned: dict) -> str:
+    """``k=v,k2=v2``: how pinned keys are recorded (MLflow tag, Optuna attr) and printed."""
+    return ",".join(f"{k}={v}" for k, v in sorted(pinned.items()))

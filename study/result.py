@@ -1,0 +1,157 @@
+"""What a study gives back: :class:`StudyResult` (counts, the Pareto trials with their test
+metrics, the K-means baseline), read from Optuna and MLflow by :func:`collect_result`, and
+printed by :func:`format_result`."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from study.options import pinned_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyResult:
+    study_name: str
+    parent_run_id: str
+    storage: str
+    tracking_uri: str
+    experiment_path: str
+    counts: dict
+    pareto: list                 # [{number, values, params, run_id, test}]
+    elapsed_s: float
+    interrupted: bool
+    ui_command: str
+    objectives: list
+    warnings: list = field(default_factory=list)
+    seed: Optional[int] = None
+    pinned: dict = field(default_factory=dict)   # searched keys fixed by --set
+    baseline: dict = field(default_factory=dict)  # K-means on the same split: {"val/acc": .., "test/acc": ..}
+
+    @property
+    def failed(self) -> bool:
+        """Finished, but no trial completed with finite objectives (nothing to select)."""
+        return not self.interrupted and self.counts.get("complete", 0) == 0
+
+
+
+
+
+def collect_result(name, storage, tracking_uri, parent_id, objectives, total, t0, path, *,
+                   seed=None, pinned=None, baseline=None) -> StudyResult:
+    """Read the finished (or interrupted) study back from Optuna and MLflow, end the MLflow
+    parent run with the study's state, and return the Pareto trials with their test metrics."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from study import tracking
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0, "running": 0}
+    for t in trials:
+        if t.state == TrialState.RUNNING or t.state == TrialState.WAITING:
+            counts["running"] += 1
+        elif t.state == TrialState.COMPLETE:
+            counts["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            counts["pruned"] += 1
+        else:
+            counts[t.user_attrs.get("status", "failed") if t.user_attrs.get("status") in counts else "failed"] += 1
+    finished = sum(v for k, v in counts.items() if k != "running")
+    warnings = sorted({t.user_attrs.get("reason", "") for t in trials
+                       if t.state == TrialState.FAIL and "not reported" in t.user_attrs.get("reason", "")})
+    interrupted = finished < total or counts["running"] > 0
+    all_failed = not interrupted and counts["complete"] == 0
+
+    runs = {}
+    try:
+        for r in tracking.child_runs(tracking_uri, parent_id):
+            runs[r.data.tags.get("trial.number")] = r
+    except Exception as exc:
+        log.warning("could not read MLflow child runs: %s", exc)
+
+    pareto = []
+    best = study.best_trials if counts["complete"] else []
+    for t in sorted(best, key=lambda t: t.number):
+        run = runs.get(str(t.number))
+        test = {}
+        if run is not None:  # the test split is read only here, for the chosen trials
+            test = {o.metric.replace("val/", "test/", 1): run.data.metrics.get(o.metric.replace("val/", "test/", 1))
+                    for o in objectives}
+        pareto.append({"number": t.number, "values": dict(zip([o.metric for o in objectives], t.values)),
+                       "params": dict(t.params), "run_id": run.info.run_id if run else None, "test": test})
+
+    if interrupted:  # child runs left RUNNING by Ctrl-C: ended as interrupted, reopened by --resume
+        tracking.interrupt_open_runs(tracking_uri, parent_id)
+    tags = {"study.finished_trials": finished, "study.pareto_trials": ",".join(str(p["number"]) for p in pareto)}
+    if interrupted:
+        tracking.finish_parent(tracking_uri, parent_id, "KILLED", {**tags, "study.state": "interrupted"})
+    elif all_failed:
+        tracking.finish_parent(tracking_uri, parent_id, "FAILED",
+                               {**tags, "study.state": "failed", "study.failure": _failure_text(counts)})
+    else:
+        tracking.finish_parent(tracking_uri, parent_id, "FINISHED", {**tags, "study.state": "finished"})
+    return StudyResult(study_name=name, parent_run_id=parent_id, storage=storage, tracking_uri=tracking_uri,
+                       experiment_path=path, counts=counts, pareto=pareto, elapsed_s=time.time() - t0,
+                       interrupted=interrupted, ui_command=tracking.ui_command(tracking_uri),
+                       objectives=[str(o) for o in objectives], warnings=warnings, seed=seed,
+                       pinned=dict(pinned or {}), baseline=dict(baseline or {}))
+
+
+def _failure_text(counts: dict) -> str:
+    ended = ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != "running")
+    return f"no trial completed with finite objectives ({ended or 'no trial ran'}); nothing to select"
+
+
+KEY_PARAMS = ("model", "divergence", "d_z", "lam", "lr_start", "lr_end", "tau_kind", "tau_start", "tau_end",
+              "tau_anneal_epochs", "gmm_covariance", "seed")
+
+
+def resume_command(name: str, storage: str) -> str:
+    """The command that continues study ``name`` (``--storage`` only when not the default)."""
+    from study.tracking import absolute_uri
+
+    default = absolute_uri("sqlite:///optuna.db")
+    return f"python -m study.launch --resume {name}" + ("" if storage == default else f" --storage {storage}")
+
+
+def format_result(res: StudyResult) -> str:
+    from study import tracking
+
+    lines = [f"study {res.study_name}: " + ", ".join(f"{k} {v}" for k, v in res.counts.items())
+             + f" in {res.elapsed_s:.0f}s"]
+    if res.seed is not None:
+        lines.append(f"sampler seed {res.seed}" + (f"; pinned by --set: {pinned_text(res.pinned)}"
+                                                   if res.pinned else ""))
+    if res.interrupted:
+        lines.append(f"interrupted; continue with: {resume_command(res.study_name, res.storage)}")
+    elif res.failed:
+        lines.append(f"error: study {res.study_name} failed: {_failure_text(res.counts)}; "
+                     "see the trials' reasons in MLflow (tag trial.reason) or Optuna (user attr reason)")
+    for w in res.warnings:
+        lines.append(f"warning: trials kept off the front: {w}")
+    lines.append(f"Pareto-optimal trials ({len(res.pareto)}), objectives {', '.join(res.objectives)}:")
+    if res.baseline:
+        km = " ".join(f"{k}={v:.4g}" for k, v in res.baseline.items())
+        above = [p["number"] for p in res.pareto if p["values"].get("val/acc", -1) > res.baseline.get("val/acc", 2)]
+        verdict = "" if not any("val/acc" in p["values"] for p in res.pareto) else (
+            f"; Pareto trials above it on val/acc: {', '.join(map(str, above))}" if above
+            else "; no Pareto trial beats it on val/acc")
+        lines.append(f"  baseline K-means on the same split (seed 0): {km}{verdict}")
+    for p in res.pareto:
+        vals = " ".join(f"{k}={v:.4g}" for k, v in p["values"].items())
+        test = " ".join(f"{k}={'-' if v is None else f'{v:.4g}'}" for k, v in p["test"].items())
+        params = " ".join(f"{k}={_short(p['params'][k])}" for k in KEY_PARAMS if k in p["params"])
+        lines.append(f"  trial {p['number']:>3}  {vals}  | {test}  | {params}  | run {p['run_id']}")
+    lines.append(f"MLflow parent run {res.parent_run_id}; open the UI with:")
+    lines.append(f"  {res.ui_command}")
+    lines.append(f"Optuna study (sampler state, trials, importance): {tracking.dashboard_command(res.storage)}")
+    return "\n".join(lines)
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
