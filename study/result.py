@@ -25,6 +25,7 @@ class StudyResult:
     elapsed_s: float
     interrupted: bool
     ui_command: str
+    ui_url: str
     objectives: list
     warnings: list = field(default_factory=list)
     seed: Optional[int] = None
@@ -98,6 +99,7 @@ def collect_result(name, storage, tracking_uri, parent_id, objectives, total, t0
     return StudyResult(study_name=name, parent_run_id=parent_id, storage=storage, tracking_uri=tracking_uri,
                        experiment_path=path, counts=counts, pareto=pareto, elapsed_s=time.time() - t0,
                        interrupted=interrupted, ui_command=tracking.ui_command(tracking_uri),
+                       ui_url=tracking.ui_url(tracking_uri, parent_id),
                        objectives=[str(o) for o in objectives], warnings=warnings, seed=seed,
                        pinned=dict(pinned or {}), baseline=dict(baseline or {}))
 
@@ -149,6 +151,7 @@ def format_result(res: StudyResult) -> str:
         lines.append(f"  trial {p['number']:>3}  {vals}  | {test}  | {params}  | run {p['run_id']}")
     lines.append(f"MLflow parent run {res.parent_run_id}; open the UI with:")
     lines.append(f"  {res.ui_command}")
+    lines.append(f"  then open {res.ui_url}")
     lines.append(f"Optuna study (sampler state, trials, importance): {tracking.dashboard_command(res.storage)}")
     return "\n".join(lines)
 

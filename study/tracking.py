@@ -53,13 +53,24 @@ def venv_script(name: str) -> str:
     return str(path) if path.exists() else name
 
 
+UI_PORT = 5000
+
+
 def ui_command(tracking_uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
+    """The command that serves the MLflow UI on this store (loopback only)."""
     root = artifact_root(tracking_uri)
     cmd = f"{venv_script('mlflow')} ui --backend-store-uri {tracking_uri}"
     if root:
         cmd += f" --default-artifact-root {root}"
-    return cmd
+    return cmd + f" --host 127.0.0.1 --port {UI_PORT}"
+
+
+def ui_url(tracking_uri: str, run_id: str, base: str = f"http://127.0.0.1:{UI_PORT}") -> str:
+    """The page of a run's experiment in the MLflow UI, as a training experiment: MLflow 3.17's
+    UI follows its global GenAI / Model training switch (GenAI by default) over the experiment's
+    ``mlflow.experimentKind`` tag, and only the ``workflowType`` query sets that switch."""
+    exp = _client(tracking_uri).get_run(run_id).info.experiment_id
+    return f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning"
 
 
 def dashboard_command(storage: str) -> str:

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import optuna
+import pytest
 
 from study.tracking import dashboard_command, ui_command
 
@@ -58,3 +59,39 @@ def test_printed_mlflow_command_uses_the_venv_script(tmp_path):
     assert Path(argv[0]).is_file() and argv[1] == "ui"
     assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path}/mlflow.db"
     assert argv[argv.index("--default-artifact-root") + 1] == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_printed_mlflow_url_opens_the_study_on_its_runs(tmp_path):
+    """The MLflow UI command and URL a study prints, served and rendered in headless Chromium:
+    the page lists the study's run, in the model-training view (not the GenAI overview)."""
+    import re
+
+    from study.tracking import start_parent, ui_url
+    from tests.test_analysis_mlflow_ui import find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found; .ci/run installs it (apt-get install -y chromium)")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = start_parent(uri, "vac-study", "ui-study", tags={"study.space": "kmeans"}, params={})
+    port = _free_port()
+    argv = shlex.split(ui_command(uri))
+    argv[argv.index("--port") + 1] = str(port)
+    url = ui_url(uri, parent, base=f"http://127.0.0.1:{port}")
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=20000",
+                              "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    assert "ui-study" in text and "matching run" in text, text[:2000]
+    assert "Overview" not in text and "Detect Issues" not in text  # the GenAI pages
