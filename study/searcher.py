@@ -27,12 +27,20 @@ from study.objectives import Objective, classify, objective_failure, objective_v
 
 log = logging.getLogger(__name__)
 
+# What this class relies on inside Ray's OptunaSearch (private, so checked by
+# tests/test_study_searcher.py against the installed Ray): the Optuna study and the
+# Ray-id -> optuna.Trial map it keeps, the set of told trials, the define-by-run space and
+# the function that runs it on a trial.
+RAY_INTERNALS = ("_ot_study", "_ot_trials", "_completed_trials", "_space", "_suggest_from_define_by_run_func")
+
+
 class StudySearcher(OptunaSearch):
     def __init__(self, space, objectives: list[Objective], *, study_name: str,
                  storage_url: str, seed: Optional[int] = None):
         self._objectives = list(objectives)
         self._storage_url = storage_url
         self._seed_value = seed
+        self._name = study_name
         self._owned: dict[str, int] = {}  # ray trial id -> optuna _trial_id
         self._adopted: set[int] = set()
         super().__init__(
@@ -57,16 +65,15 @@ class StudySearcher(OptunaSearch):
 
     def _connect(self) -> None:
         if self._ot_study is None:
-            self._storage = optuna.storages.RDBStorage(self._storage_url)
+            storage = optuna.storages.RDBStorage(self._storage_url)
             seed = self._seed_value
             if seed is not None:
                 # A reconnected (resumed) searcher must not replay the first draws of
                 # the seeded sampler: shift the seed by the trials already asked.
-                n = len(self._storage.get_all_trials(
-                    self._storage.get_study_id_from_name(self._study_name), deepcopy=False))
+                n = len(storage.get_all_trials(storage.get_study_id_from_name(self._name), deepcopy=False))
                 seed = seed + 7919 * n
-            self._sampler = optuna.samplers.TPESampler(seed=seed)
-            self._setup_study(self._mode)
+            self._ot_study = optuna.load_study(study_name=self._name, storage=storage,
+                                               sampler=optuna.samplers.TPESampler(seed=seed))
         for rid, tid in self._owned.items():
             if rid not in self._ot_trials:
                 self._ot_trials[rid] = optuna.Trial(self._ot_study, tid)
@@ -142,7 +149,7 @@ class StudySearcher(OptunaSearch):
 def tell(study, ot_trial, state, values, status: str, reason: str) -> None:
     """Tell a trial once; a trial already finished (resume after a late crash) is left as is."""
     try:
-        frozen = study._storage.get_trial(ot_trial._trial_id)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == ot_trial.number)
         if frozen.state.is_finished():
             return
         ot_trial.set_user_attr("status", status)
