@@ -57,16 +57,23 @@ def choose_scheduler(requested: Optional[str], objectives: list[Objective], num_
 
 def make_scheduler(name: str, objectives: list[Objective], *, epochs: int, grace_period: int = 1,
                    asha_metric: Optional[str] = None) -> Optional[TrialScheduler]:
-    """The Tune scheduler for ``name`` (None for fifo: Tune's default FIFO)."""
+    """The Tune scheduler for ``name`` (None for fifo: Tune's default FIFO, and for asha when
+    no rung fits below the last epoch). Neither asha nor moasha stops a trial at its last epoch."""
     if name == "fifo":
         return None
     if name == "asha":
         from ray.tune.schedulers import ASHAScheduler
         a = parse_objective(asha_metric) if asha_metric else objectives[0]
-        # max_t past the last epoch: ASHA stops a trial that reaches max_t, which would
-        # cut off the final report and make a finished trial look pruned.
-        return ASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode, max_t=epochs + 1,
-                             grace_period=max(1, grace_period), reduction_factor=REDUCTION_FACTOR)
+        # Ray's rungs are grace * eta**k up to max_t inclusive: max_t = the epoch before the
+        # last keeps every rung below the last epoch (a trial stopped there has trained in full
+        # but, without its final report, would count as pruned), and stop_last_trials=False
+        # lets a trial that reaches max_t train on to its end.
+        last_rung = epochs - 1
+        if last_rung < max(1, grace_period):
+            return None  # no rung below the last epoch: nothing to stop early
+        return ASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode, max_t=last_rung,
+                             grace_period=max(1, grace_period), reduction_factor=REDUCTION_FACTOR,
+                             stop_last_trials=False)
     if name == "moasha":
         return MOASHAScheduler(objectives, epochs=epochs, grace_period=grace_period)
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")

@@ -16,7 +16,7 @@ from study.options import StudyError, StudyOptions
 from study.moasha import (continue_at_rung, crowding_distances, nondominated_ranks, stopped_at_rung,
                           to_losses)
 from study.objectives import FINAL_KEY, Objective, parse_objectives
-from study.schedulers import MOASHAScheduler, choose_scheduler, make_scheduler, rung_epochs
+from study.schedulers import SCHEDULERS, MOASHAScheduler, choose_scheduler, make_scheduler, rung_epochs
 
 OBJ2 = [Objective("val/silhouette_z", "max"), Objective("val/acc", "max")]
 
@@ -113,6 +113,21 @@ def test_scheduler_stops_dominated_trial_at_rung_and_skips_non_finite():
     assert s.on_trial_result(None, _Trial("d"), {**_report(1, 0.0, 0.0), FINAL_KEY: "complete"}) == T.CONTINUE
     clone = pickle.loads(pickle.dumps(s))  # Tuner.restore pickles the scheduler
     assert clone.records == s.records and clone.stopped == s.stopped and clone.rungs == s.rungs
+
+
+@pytest.mark.parametrize("name", [n for n in SCHEDULERS if n != "fifo"])
+def test_no_scheduler_stops_a_trial_at_its_last_epoch(name):
+    # b is ahead at epoch 1 (so it passes the first rung), then far behind a on every
+    # objective; at epoch 4 of 4 it has trained in full and must reach its final report.
+    s = make_scheduler(name, OBJ2, epochs=4, grace_period=1)
+    a, b = _Trial("a"), _Trial("b")
+    for t in (a, b):
+        s.on_trial_add(None, t)
+    assert s.on_trial_result(None, a, _report(1, 0.5, 0.5)) == TrialScheduler.CONTINUE
+    assert s.on_trial_result(None, b, _report(1, 0.6, 0.6)) == TrialScheduler.CONTINUE
+    for epoch in (2, 3, 4):
+        assert s.on_trial_result(None, a, _report(epoch, 0.9, 0.9)) == TrialScheduler.CONTINUE
+        assert s.on_trial_result(None, b, _report(epoch, 0.1, 0.1)) == TrialScheduler.CONTINUE
 
 
 def test_rungs_below_last_epoch():
