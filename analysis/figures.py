@@ -1,5 +1,5 @@
 """Drawing only: every number drawn here (fronts, staircases, reference points, hypervolumes,
-importances) is computed by analysis.pareto / analysis.importance / analysis.report.
+importances) is computed by study.pareto / analysis.importance / analysis.report.
 
 * :data:`METRIC_NAMES` / :func:`metric_label` / :func:`axis_label` - the one table that spells
   metric names out ("val/dbi_z" -> "Davies-Bouldin index on z (latent mean)", with

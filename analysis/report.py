@@ -7,7 +7,7 @@ completed trials and on its objectives (``--objective``, parsed by
 
 * the Pareto front;
 * the hypervolume after each completed trial (completion order) against the FIXED reference
-  point of the objectives (analysis.pareto.REFERENCE: the worst end of each metric's range,
+  point of the objectives (study.pareto.REFERENCE: the worst end of each metric's range,
   e.g. accuracy 0, silhouette -1, Davies-Bouldin 5), so a study's hypervolume is the same in
   every report, whichever other studies stand beside it;
 * the fANOVA importance of its parameters for each objective, on the Optuna study's own
@@ -46,7 +46,7 @@ import pandas as pd
 
 from analysis import figures
 from analysis.importance import StorageUnavailable, importances, load_trials
-from analysis.pareto import hypervolume, hypervolume_history, pareto_front, reference_point, staircase
+from study.pareto import hypervolume, hypervolume_history, pareto_front, reference_point, staircase
 from analysis.runs import client, completed, fmt, load_runs, objective_matrix
 from study.objectives import Objective, parse_objectives
 from trainables.metrics import metric_direction
@@ -193,7 +193,7 @@ def reference_text(reports: dict[str, StudyReport]) -> str:
     parts = [", ".join(f"{figures.metric_label(o.metric, True)} = {fmt(r)}" for o, r in zip(objs, ref))
              for objs, ref in sets.values()]
     return ("Reference point: " + "; ".join(parts) + ". It is fixed per objective from the metric's bound "
-            "(analysis/pareto.py: accuracy, NMI, Calinski-Harabasz 0; ARI and silhouette -1; Davies-Bouldin 5, "
+            "(study/pareto.py: accuracy, NMI, Calinski-Harabasz 0; ARI and silhouette -1; Davies-Bouldin 5, "
             "a fixed choice as it is unbounded), so a study's hypervolume does not depend on the other "
             "studies in a report.")
 

@@ -12,8 +12,8 @@ size (study.options.EMBEDDED_SMALL); the feature cache is built once under ``--o
 
 Per run, read back from Optuna and MLflow: trials complete/pruned, trial-epochs spent (epochs
 reported by every trial, pruned ones included), wall time, and the hypervolume of the final
-front of the completed trials (analysis.pareto.hypervolume), all against ONE reference point:
-analysis.pareto.reference_point of the objectives (the fixed worst end of each metric's range,
+front of the completed trials (study.pareto.hypervolume), all against ONE reference point:
+study.pareto.reference_point of the objectives (the fixed worst end of each metric's range,
 e.g. -1 for a silhouette, 0 for an accuracy), the same for every run and seed.
 
 "moasha epochs to fifo HV": moasha's completed trials are walked in completion order; at each,
@@ -107,7 +107,7 @@ def _trials(res) -> list[dict]:
 
 def summarise(runs: list[dict]) -> list[dict]:
     """The table's rows for one seed's runs (one shared reference point)."""
-    from analysis.pareto import hypervolume, reference_point
+    from study.pareto import hypervolume, reference_point
 
     directions = [o.split(":")[1] for o in runs[0]["objectives"]]
     ref = reference_point([o.split(":")[0] for o in runs[0]["objectives"]])
@@ -135,7 +135,7 @@ def summarise(runs: list[dict]) -> list[dict]:
 def epochs_to_reach(trials: list[dict], directions, ref, target: float):
     """Trial-epochs spent when the front of the completed trials first reaches ``target``
     hypervolume (trials walked in completion order), or None."""
-    from analysis.pareto import hypervolume
+    from study.pareto import hypervolume
 
     done = sorted((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["completed_at"])
     all_times = sorted(x for t in trials for x in t["epoch_times"])
@@ -158,7 +158,7 @@ def render(rows: list[dict]) -> str:
         lines.append(f"{r['seed']:>4}  {r['scheduler']:<9} {r['complete']:>8} {r['pruned']:>6} {r['other']:>5} "
                      f"{r['trial_epochs']:>12} {r['wall_s']:>7.0f} {r['hypervolume']:>11.4g}  {reach}")
     refs = sorted({tuple(r["reference"]) for r in rows})
-    lines += [f"hypervolume reference point {list(ref)} (analysis.pareto.reference_point: the fixed worst "
+    lines += [f"hypervolume reference point {list(ref)} (study.pareto.reference_point: the fixed worst "
               "end of each objective's range)" for ref in refs]
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ from typing import Optional
 
 from ray.tune import Callback
 
-from analysis.pareto import pareto_front
+from study.pareto import pareto_front
 from study.objectives import Objective, classify, objective_values
 from study.trainable import FINAL_KEY
 from study.trial_index import TrialIndex

@@ -304,7 +304,7 @@ class MlflowTrialCallback(Callback):
 class StudyMetricsCallback(Callback):
     """Study-level metrics on the parent run, one step per finished trial: trials complete /
     pruned / diverged / failed so far, and the hypervolume of the completed trials' front
-    (fixed reference point per objective set, analysis.pareto.reference_point), so the
+    (fixed reference point per objective set, study.pareto.reference_point), so the
     parent run's charts show how the study converged."""
 
     def __init__(self, tracking_uri: str, parent_run_id: str, objectives):
@@ -314,7 +314,7 @@ class StudyMetricsCallback(Callback):
 
     def _log(self, trials, ending, error: bool) -> None:
         from mlflow.entities import Metric
-        from analysis.pareto import hypervolume, reference_point
+        from study.pareto import hypervolume, reference_point
 
         counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0}
         values = []

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis.pareto import (REFERENCE, as_losses, hypervolume, hypervolume_history, pareto_front,
+from study.pareto import (REFERENCE, as_losses, hypervolume, hypervolume_history, pareto_front,
                              reference_point, staircase)
 
 

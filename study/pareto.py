@@ -148,7 +148,7 @@ def reference_point(metrics: Sequence[str]) -> np.ndarray:
         family = metric_family(m)
         if family not in REFERENCE:
             raise ValueError(f"no fixed hypervolume reference for {m!r}: objectives must be among the metric "
-                             f"families {', '.join(sorted(REFERENCE))} (analysis.pareto.REFERENCE)")
+                             f"families {', '.join(sorted(REFERENCE))} (study.pareto.REFERENCE)")
         ref.append(REFERENCE[family])
     return np.array(ref, dtype=float)
 
