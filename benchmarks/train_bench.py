@@ -1,6 +1,6 @@
 """Training throughput: ``trainables.loop.train`` vs a naive reference loop, same run, same model.
 
-    .venv/bin/python -m benchmarks.train_bench [--device cpu|cuda] [--smoke] [--model cat_uvac|uvac]
+    .venv/bin/python -m benchmarks.train_bench [--device cpu|cuda] [--smoke-test] [--model cat_uvac|uvac]
 
 The reference is the loop one would write first: fp32, a ``torch.utils.data.DataLoader`` over
 CPU tensors (shuffle, batch 64), each batch cast to float32 and copied to the device, the same
@@ -9,7 +9,7 @@ device, indexes batches there, and (``--precision bf16``, CUDA only) uses bf16 a
 
 Throughput = training samples per second of one epoch (the loop's validation pass excluded),
 best of ``--epochs`` epochs. Data: random spectrograms in [0, 1] of the preset's shape (the
-throughput does not depend on the values), full paper-sized network unless ``--smoke``.
+throughput does not depend on the values), full paper-sized network unless ``--smoke-test``.
 Prints a table with both figures, their ratio and the device name.
 """
 from __future__ import annotations
@@ -113,7 +113,7 @@ def run(device: str, smoke: bool, model: str, epochs: int, precision: str) -> di
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cpu, and cuda too when present")
-    p.add_argument("--smoke", action="store_true", help="small data and network (CPU-friendly)")
+    p.add_argument("--smoke-test", action="store_true", help="small data and network (CPU-friendly)")
     p.add_argument("--model", choices=["cat_uvac", "uvac"], default="cat_uvac")
     p.add_argument("--epochs", type=int, default=3, help="epochs per contender (best epoch counts)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="loop precision on CUDA")
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     for d in devices:
         if d == "cuda" and not torch.cuda.is_available():
             raise SystemExit("--device cuda: CUDA is not available")
-        rows.append(run(d, a.smoke or d == "cpu" and not a.device, a.model, a.epochs, a.precision))
+        rows.append(run(d, a.smoke_test or d == "cpu" and not a.device, a.model, a.epochs, a.precision))
     print(f"{'device':<40} {'model':<9} {'input':<8} {'prec':<5} {'reference/s':>12} {'loop/s':>10} {'ratio':>6}")
     for r in rows:
         shape = f"{r['shape'][0]}x{r['shape'][1]}"
