@@ -162,3 +162,18 @@ def objective_values(result: dict, objectives: list[Objective]) -> Optional[list
             return None
         vals.append(v)
     return vals
+
+
+def settle(result: Optional[dict], objectives: list[Objective], error: bool = False
+           ) -> tuple[str, str, Optional[list[float]]]:
+    """(status, reason, objective values) of an ended trial, as the study counts it: a trial
+    that trained to the end without finite objectives is ``failed`` (it is told FAIL to
+    Optuna and never reaches a front), whatever its own report says."""
+    status, reason = classify(result, error)
+    if status != "complete":
+        return status, reason, None
+    values = objective_values(result, objectives)
+    if values is None:
+        return "failed", objective_failure(result, objectives, reason), None
+    return status, reason, values
+

@@ -20,7 +20,7 @@ from typing import Optional
 from ray.tune import Callback
 
 from study.pareto import pareto_front
-from study.objectives import Objective, classify, objective_values
+from study.objectives import Objective, settle
 from study.trainable import FINAL_KEY
 from study.trial_index import TrialIndex
 
@@ -55,8 +55,7 @@ def epoch_progress(trials, total_trials: int, epochs: int, ending=None) -> tuple
 def _values(trial, objectives: list[Objective], ending=None, error: bool = False) -> Optional[list[float]]:
     if _live(trial, ending):
         return None
-    status, _ = classify(trial.last_result, error if trial is ending else trial.status == "ERROR")
-    return objective_values(trial.last_result, objectives) if status == "complete" else None
+    return settle(trial.last_result, objectives, error if trial is ending else trial.status == "ERROR")[2]
 
 
 def front_lines(trials, objectives: list[Objective], index: TrialIndex, ending=None) -> list[str]:
@@ -154,9 +153,9 @@ class ProgressCallback(Callback):
         self._safe(self._update, trials)
 
     def _ended(self, trials, trial, error: bool) -> None:
-        status, reason = classify(trial.last_result, error)
+        status, reason, vals = settle(trial.last_result, self.objectives, error)
         name = self.index.label(trial.trial_id)
-        if status == "complete" and (vals := objective_values(trial.last_result, self.objectives)):
+        if status == "complete":
             detail = "  ".join(f"{o.metric}={v:.4g}" for o, v in zip(self.objectives, vals))
         elif status == "pruned":
             detail = f"at epoch {_epoch_of(trial)} of {self.epochs}"

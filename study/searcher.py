@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from study.objectives import Objective, classify, objective_failure, objective_values
+from study.objectives import Objective, settle
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +130,8 @@ class StudySearcher(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        status, reason = classify(result, error)
-        values = None
-        state = TrialState.FAIL
-        if status == "complete":
-            values = objective_values(result, self._objectives)
-            if values is None:
-                # Told FAIL: the status must say so too (training itself did end normally).
-                status, reason = "failed", objective_failure(result, self._objectives, reason)
-            else:
-                state = TrialState.COMPLETE
-        elif status == "pruned":
-            state = TrialState.PRUNED
+        status, reason, values = settle(result, self._objectives, error)
+        state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(status, TrialState.FAIL)
         tell(self._ot_study, ot_trial, state, values, status, reason)
         self._completed_trials.add(trial_id)
 

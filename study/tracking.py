@@ -22,7 +22,7 @@ from typing import Optional
 
 from ray.tune import Callback
 
-from study.objectives import classify, objective_values
+from study.objectives import classify, settle
 from study.trainable import FINAL_KEY, RESOLVED_KEY
 from study.trial_index import MLFLOW_RUN_ATTR, TrialIndex
 
@@ -321,9 +321,9 @@ class StudyMetricsCallback(Callback):
         for t in trials:
             if t is not ending and t.status in ("RUNNING", "PENDING", "PAUSED"):
                 continue
-            status, _ = classify(t.last_result, error if t is ending else t.status == "ERROR")
+            status, _, v = settle(t.last_result, self.objectives, error if t is ending else t.status == "ERROR")
             counts[status] += 1
-            if status == "complete" and (v := objective_values(t.last_result, self.objectives)) is not None:
+            if v is not None:
                 values.append(v)
         step = sum(counts.values())
         now = int(time.time() * 1000)

@@ -35,7 +35,7 @@ def _param_text(v) -> str:
 
 
 def _opts(tmp_path, features, **kw) -> StudyOptions:
-    base = dict(features=features, num_samples=2, epochs=1, max_concurrent=2, overrides=dict(TINY),
+    base = dict(features=features, num_samples=2, epochs=1, max_concurrent=2, overrides=dict(TINY), seed=0,
                 progress_every_s=1e9, **uris(tmp_path))
     base.update(kw)
     return StudyOptions(**base)

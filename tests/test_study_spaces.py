@@ -5,7 +5,7 @@ import optuna
 import pytest
 
 from study.launch import main
-from study.objectives import classify, objective_values, parse_objectives
+from study.objectives import classify, objective_values, parse_objectives, settle
 from study.spaces import SPACES, describe_space, get_space, record_space
 from trainables.config import resolve_config
 
@@ -106,3 +106,14 @@ def test_status_mapping():
     assert objective_values({"val/acc": 0.5}, objs) is None
 
 
+
+
+def test_settle_counts_a_collapse_as_failed():
+    objs = parse_objectives(["val/silhouette_z:max", "val/acc:max"])
+    done = {"val/acc": 0.5, "val/silhouette_z": 0.1, "trial_status": "complete", "trial_reason": ""}
+    assert settle(done, objs) == ("complete", "", [0.1, 0.5])
+    collapsed = {**done, "val/silhouette_z": float("nan")}
+    status, reason, values = settle(collapsed, objs)
+    assert (status, values) == ("failed", None) and "not finite" in reason
+    assert settle({"val/acc": 0.5, "epoch": 1}, objs)[0] == "pruned"  # no final report: stopped early
+    assert settle({**done, "trial_status": "diverged", "trial_reason": "loss nan"}, objs)[:2] == ("diverged", "loss nan")
