@@ -194,6 +194,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     import ray
 
+    from study.ray_runtime import init_ray
+
     a = parse_args(argv)
     from study.options import StudyError, StudyOptions
     try:  # bad --space / objectives: one clear error before any build or trial
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
     # On a busy 2-core machine the raylet can miss the default 5 health checks in a row and be
     # declared dead mid-run; a benchmark run is not worth losing to that.
     os.environ.setdefault("RAY_health_check_failure_threshold", "40")
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    init_ray(None, None)
     rows, raw = [], []
     results = {"args": vars(a), "features": features, "rows": rows, "runs": raw}
     try:
