@@ -7,7 +7,7 @@ multi-objective ranking. The Ray glue (which rung a result reaches, what is reco
 recorded at one rung, so that it can be tested without Ray.
 
 Conventions: ``losses`` is an ``[N, M]`` array, one row per trial recorded at the rung, every
-objective turned into a loss (``max`` objectives negated, :func:`to_losses`), all finite (a
+objective turned into a loss (``max`` objectives negated, :func:`study.pareto.as_losses`), all finite (a
 result with a missing or non-finite objective is never recorded).
 
 The rule (:func:`continue_at_rung`): the rows are ordered by non-dominated sorting (front 0
@@ -33,19 +33,13 @@ trials for any permutation.
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 
-__all__ = ["to_losses", "nondominated_ranks", "crowding_distances", "rung_order_keys",
+from study.pareto import pareto_front
+
+__all__ = ["nondominated_ranks", "crowding_distances", "rung_order_keys",
            "continue_at_rung", "stopped_at_rung"]
-
-
-def to_losses(values: Sequence[float], modes: Sequence[str]) -> tuple[float, ...]:
-    """One objective vector as losses: ``max`` objectives negated."""
-    if len(values) != len(modes):
-        raise ValueError(f"{len(values)} values but {len(modes)} modes")
-    return tuple(-float(v) if m == "max" else float(v) for v, m in zip(values, modes))
 
 
 def _as_losses(losses) -> np.ndarray:
@@ -58,23 +52,20 @@ def _as_losses(losses) -> np.ndarray:
 
 
 def nondominated_ranks(losses) -> np.ndarray:
-    """Front index of every row (0 = non-dominated), by repeated peeling of the front.
+    """Front index of every row (0 = non-dominated), by repeated peeling of the front
+    (:func:`study.pareto.pareto_front` on the rows left).
 
     Row a dominates row b when it is no worse in every column and better in one; identical
     rows do not dominate each other (they share a front)."""
     arr = _as_losses(losses)
-    n = len(arr)
-    le = (arr[:, None, :] <= arr[None, :, :]).all(axis=2)
-    lt = (arr[:, None, :] < arr[None, :, :]).any(axis=2)
-    dominates = le & lt                       # dominates[a, b]: a dominates b
-    ranks = np.full(n, -1, dtype=int)
-    left = np.ones(n, dtype=bool)
+    minimise = ["min"] * arr.shape[1]
+    ranks = np.full(len(arr), -1, dtype=int)
+    left = np.flatnonzero(np.ones(len(arr), dtype=bool))
     front = 0
-    while left.any():
-        dominated = (dominates[left][:, left]).any(axis=0)
-        idx = np.flatnonzero(left)[~dominated]
-        ranks[idx] = front
-        left[idx] = False
+    while left.size:
+        on_front = pareto_front(arr[left], minimise)
+        ranks[left[on_front]] = front
+        left = left[~on_front]
         front += 1
     return ranks
 

@@ -22,8 +22,9 @@ from typing import Optional
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from study.moasha import continue_at_rung, to_losses
+from study.moasha import continue_at_rung
 from study.objectives import FINAL_KEY, Objective, objective_values, parse_objective
+from study.pareto import as_losses
 
 SCHEDULERS = ("fifo", "asha", "moasha")
 # Ray's ASHA default (so --scheduler asha is today's ASHA), used by MOASHA too so that the
@@ -123,7 +124,7 @@ class MOASHAScheduler(FIFOScheduler):
             if values is None:
                 return TrialScheduler.CONTINUE
             recorded = self.records[rung]
-            recorded[trial_id] = to_losses(values, [o.mode for o in self._objectives])
+            recorded[trial_id] = tuple(as_losses([values], [o.mode for o in self._objectives])[0])
             ids = list(recorded)
             if not continue_at_rung([recorded[i] for i in ids], ids.index(trial_id), self._eta):
                 self.stopped[trial_id] = rung

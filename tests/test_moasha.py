@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
 from study.options import StudyError, StudyOptions
-from study.moasha import (continue_at_rung, crowding_distances, nondominated_ranks, stopped_at_rung,
-                          to_losses)
+from study.moasha import continue_at_rung, crowding_distances, nondominated_ranks, stopped_at_rung
+from study.pareto import as_losses
 from study.objectives import FINAL_KEY, Objective, parse_objectives
 from study.schedulers import SCHEDULERS, MOASHAScheduler, choose_scheduler, make_scheduler, rung_epochs
 
@@ -57,10 +57,10 @@ def test_second_front_cut_by_crowding_distance():
 def test_directions_respected():
     good, bad = {"val/acc": 0.9, "val/loss": 0.1}, {"val/acc": 0.8, "val/loss": 0.2}
     objs = parse_objectives(["val/acc:max", "val/loss:min"])
-    rows = [to_losses([r[o.metric] for o in objs], [o.mode for o in objs]) for r in (good, bad)]
+    rows = as_losses([[r[o.metric] for o in objs] for r in (good, bad)], [o.mode for o in objs])
     assert stopped_at_rung(rows, eta=2) == {1}
     flipped = parse_objectives(["val/acc:min", "val/loss:max"])
-    rows = [to_losses([r[o.metric] for o in flipped], [o.mode for o in flipped]) for r in (good, bad)]
+    rows = as_losses([[r[o.metric] for o in flipped] for r in (good, bad)], [o.mode for o in flipped])
     assert stopped_at_rung(rows, eta=2) == {0}
 
 
