@@ -319,7 +319,7 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
                 json.loads(attrs.get("pinned") or "{}"), json.loads(attrs.get("kmeans_baseline") or "{}"))
     with library_logs_to(log_path):
         quiet_ray_env()
-        tracking._client(st.tracking_uri).update_run(st.parent_id, status="RUNNING")
+        tracking.mlflow_client(st.tracking_uri).update_run(st.parent_id, status="RUNNING")
         if _has_experiment_state(st.path):
             return _with_ray(st, lambda: _restore_tuner(st))
         return _restart(st)

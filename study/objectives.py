@@ -177,3 +177,23 @@ def settle(result: Optional[dict], objectives: list[Objective], error: bool = Fa
         return "failed", objective_failure(result, objectives, reason), None
     return status, reason, values
 
+
+# Tune trial statuses of a trial that has not ended.
+LIVE_STATUSES = ("RUNNING", "PENDING", "PAUSED")
+
+
+def is_live(trial, ending=None) -> bool:
+    """Has this Tune trial not ended yet? Tune calls a trial's end hooks before it updates
+    ``trial.status``: ``ending`` is the trial being reported as ended (or None)."""
+    return trial.status in LIVE_STATUSES and trial is not ending
+
+
+def settle_ended(trials, objectives: list[Objective], ending=None, error: bool = False) -> list[tuple]:
+    """``(trial, status, reason, values)`` of every ended trial in Tune's list, settled as the
+    study counts it (:func:`settle`); ``error`` is how ``ending`` ended."""
+    out = []
+    for t in trials:
+        if not is_live(t, ending):
+            out.append((t, *settle(t.last_result, objectives, error if t is ending else t.status == "ERROR")))
+    return out
+

@@ -20,23 +20,15 @@ from typing import Optional
 from ray.tune import Callback
 
 from study.pareto import pareto_front
-from study.objectives import Objective, settle
+from study.objectives import Objective, is_live, settle, settle_ended
 from study.trainable import FINAL_KEY
 from study.trial_index import TrialIndex
 
 log = logging.getLogger(__name__)
 
-_LIVE = ("RUNNING", "PENDING", "PAUSED")
-
 
 def _epoch_of(trial) -> int:
     return int((trial.last_result or {}).get("epoch", 0) or 0)
-
-
-def _live(trial, ending) -> bool:
-    """Still running? Tune calls a trial's end hooks before it updates ``trial.status``:
-    ``ending`` is the trial being reported as ended (or None)."""
-    return trial.status in _LIVE and trial is not ending
 
 
 def epoch_progress(trials, total_trials: int, epochs: int, ending=None) -> tuple[int, int]:
@@ -47,20 +39,14 @@ def epoch_progress(trials, total_trials: int, epochs: int, ending=None) -> tuple
         # a baseline reports no epochs: a trial that completed counts in full
         ran = epochs if (t.last_result or {}).get(FINAL_KEY) == "complete" else min(_epoch_of(t), epochs)
         done += ran
-        total += epochs if _live(t, ending) else ran
+        total += epochs if is_live(t, ending) else ran
     total += max(0, total_trials - len(trials)) * epochs
     return done, max(total, done)
 
 
-def _values(trial, objectives: list[Objective], ending=None, error: bool = False) -> Optional[list[float]]:
-    if _live(trial, ending):
-        return None
-    return settle(trial.last_result, objectives, error if trial is ending else trial.status == "ERROR")[2]
-
-
 def front_lines(trials, objectives: list[Objective], index: TrialIndex, ending=None) -> list[str]:
     """The completed trials on the current Pareto front, one line each (best first objective first)."""
-    done = [(t, v) for t in trials if (v := _values(t, objectives, ending)) is not None]
+    done = [(t, v) for t, _, _, v in settle_ended(trials, objectives, ending) if v is not None]
     if not done:
         return []
     on_front = pareto_front([v for _, v in done], [o.mode for o in objectives])  # a boolean mask

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from study.ray_runtime import init_ray
-from study.tracking import MLFLOW_STATUS, git_commit
+from study.tracking import MLFLOW_STATUS, git_commit, mlflow_client
 from trainables.config import DEFAULTS, ConfigError, resolve_config
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,10 @@ class ReplicationResult:
                    if r.source_run and o["status"] == "complete")
 
 
-def _client(tracking_uri: str):
-    from mlflow.tracking import MlflowClient
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
 def source_from_run(run_id: str, tracking_uri: str, features: Optional[str] = None) -> Source:
     """The run's params that are training config keys (MLflow's strings: resolve_config coerces
     them), its feature cache and study. A config that does not resolve is refused here."""
-    cl = _client(tracking_uri)
+    cl = mlflow_client(tracking_uri)
     run = cl.get_run(run_id)
     params = dict(run.data.params)
     parent_id = run.data.tags.get("mlflow.parentRunId")
@@ -228,7 +223,7 @@ def _check_inputs(run_ids: Sequence[str], seeds: int, name: str, tracking_uri: s
         raise ReplicationError(f"run(s) given more than once: {', '.join(twice)}")
     if seeds < 1:
         raise ReplicationError(f"--seeds must be >= 1, got {seeds}")
-    cl = _client(tracking_uri)
+    cl = mlflow_client(tracking_uri)
     exps = [e.experiment_id for e in cl.search_experiments()]
     safe = name.replace("'", "\\'")
     if exps and cl.search_runs(exps, f"tags.`replication.name` = '{safe}' and tags.`study.kind` = '{KIND}'"):
@@ -280,7 +275,7 @@ def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: str = "s
     except ValueError as exc:
         raise ReplicationError(str(exc)) from None
 
-    cl = _client(tracking_uri)
+    cl = mlflow_client(tracking_uri)
     exp = sources[0].experiment_id
     parent = _start_parent(cl, name, sources, seeds, baselines, feature_dir, table.cache_key)
     children = [_start_child(cl, exp, parent, name, r) for r in replicates]

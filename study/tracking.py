@@ -22,7 +22,7 @@ from typing import Optional
 
 from ray.tune import Callback
 
-from study.objectives import classify, settle
+from study.objectives import classify, settle_ended
 from study.trainable import FINAL_KEY, RESOLVED_KEY
 from study.trial_index import MLFLOW_RUN_ATTR, TrialIndex
 
@@ -69,7 +69,7 @@ def ui_url(tracking_uri: str, run_id: str, base: str = f"http://127.0.0.1:{UI_PO
     """The page of a run's experiment in the MLflow UI, as a training experiment: MLflow 3.17's
     UI follows its global GenAI / Model training switch (GenAI by default) over the experiment's
     ``mlflow.experimentKind`` tag, and only the ``workflowType`` query sets that switch."""
-    exp = _client(tracking_uri).get_run(run_id).info.experiment_id
+    exp = mlflow_client(tracking_uri).get_run(run_id).info.experiment_id
     return f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning"
 
 
@@ -90,7 +90,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _client(uri: str):
+def mlflow_client(uri: str):
     from mlflow.tracking import MlflowClient
     return MlflowClient(tracking_uri=uri)
 
@@ -107,7 +107,7 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 def get_or_create_experiment(uri: str, name: str) -> str:
     """The experiment's id, created (tagged as a training experiment) if missing."""
-    client = _client(uri)
+    client = mlflow_client(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
         return client.create_experiment(name, artifact_location=artifact_root(uri), tags=EXPERIMENT_KIND)
@@ -119,7 +119,7 @@ def get_or_create_experiment(uri: str, name: str) -> str:
 
 def start_parent(uri: str, experiment: str, study_name: str, tags: dict, params: dict) -> str:
     """Create the study's parent run, or reopen it if one with this study name exists."""
-    client = _client(uri)
+    client = mlflow_client(uri)
     exp_id = get_or_create_experiment(uri, experiment)
     existing = find_parent(uri, experiment, study_name)
     if existing:
@@ -134,7 +134,7 @@ def start_parent(uri: str, experiment: str, study_name: str, tags: dict, params:
 
 
 def find_parent(uri: str, experiment: str, study_name: str) -> Optional[str]:
-    client = _client(uri)
+    client = mlflow_client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
@@ -144,7 +144,7 @@ def find_parent(uri: str, experiment: str, study_name: str) -> Optional[str]:
 
 
 def child_runs(uri: str, parent_id: str) -> list:
-    client = _client(uri)
+    client = mlflow_client(uri)
     parent = client.get_run(parent_id)
     return client.search_runs([parent.info.experiment_id],
                               filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
@@ -153,13 +153,13 @@ def child_runs(uri: str, parent_id: str) -> list:
 
 def log_parent_metrics(uri: str, parent_id: str, metrics: dict) -> None:
     """Study-level numbers on the parent run (e.g. the K-means baseline of the study's split)."""
-    client = _client(uri)
+    client = mlflow_client(uri)
     for k, v in metrics.items():
         client.log_metric(parent_id, k, float(v))
 
 
 def finish_parent(uri: str, parent_id: str, status: str = "FINISHED", tags: Optional[dict] = None) -> None:
-    client = _client(uri)
+    client = mlflow_client(uri)
     for k, v in (tags or {}).items():
         client.set_tag(parent_id, k, str(v))
     client.set_terminated(parent_id, status=status)
@@ -192,7 +192,7 @@ class MlflowTrialCallback(Callback):
     @property
     def client(self):
         if self._client_obj is None:
-            self._client_obj = _client(self.tracking_uri)
+            self._client_obj = mlflow_client(self.tracking_uri)
         return self._client_obj
 
     # -- run lookup -----------------------------------------------------------------
@@ -318,10 +318,7 @@ class StudyMetricsCallback(Callback):
 
         counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0}
         values = []
-        for t in trials:
-            if t is not ending and t.status in ("RUNNING", "PENDING", "PAUSED"):
-                continue
-            status, _, v = settle(t.last_result, self.objectives, error if t is ending else t.status == "ERROR")
+        for _, status, _, v in settle_ended(trials, self.objectives, ending, error):
             counts[status] += 1
             if v is not None:
                 values.append(v)
@@ -335,7 +332,7 @@ class StudyMetricsCallback(Callback):
             metrics.append(Metric("study/hypervolume", float(hv), now, step))
         except ValueError as exc:  # an objective without a fixed reference: no hypervolume
             log.info("no study/hypervolume: %s", exc)
-        _client(self.tracking_uri).log_batch(self.parent_run_id, metrics=metrics)
+        mlflow_client(self.tracking_uri).log_batch(self.parent_run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         try:
@@ -362,7 +359,7 @@ def _last_epoch(client, run_id: str) -> int:
 def interrupt_open_runs(uri: str, parent_id: str) -> int:
     """End the study's child runs still RUNNING as KILLED, tagged ``trial.status=interrupted``
     (after Ctrl-C or a stop); a resume reopens them. Returns how many were ended."""
-    client = _client(uri)
+    client = mlflow_client(uri)
     n = 0
     for r in child_runs(uri, parent_id):
         if r.info.status == "RUNNING":
