@@ -72,12 +72,13 @@ def _jsonable(v: Any) -> Any:
 
 
 def write_assignments(assignments: dict[str, Any], path: Path) -> None:
-    """Per-clip assignments -> Parquet (probabilities as a list<float32> column), atomically."""
-    import os
-
+    """Per-clip assignments -> Parquet (probabilities as a list<float32> column), atomically
+    (:func:`features.store.atomic_write`, the project's one atomic writer)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from features.store import atomic_write
 
     cols = {
         "id": pa.array([str(x) for x in assignments["id"]], pa.string()),
@@ -87,9 +88,8 @@ def write_assignments(assignments: dict[str, Any], path: Path) -> None:
         "probabilities": pa.array([list(map(float, r)) for r in assignments["probabilities"]],
                                   pa.list_(pa.float32())),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.table(cols), tmp)
-    os.replace(tmp, path)
+    table = pa.table(cols)
+    atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
 
 
 def _progress_line(epoch: int, epochs: int, m: dict[str, Any]) -> str:
