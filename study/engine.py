@@ -151,9 +151,9 @@ def _callbacks(st: _Study) -> list:
                              every_s=st.opts.progress_every_s)]
 
 
-def _new_tuner(st: _Study, num_samples: int, seed: int, *, extra_callbacks=None, stopper=None):
+def _new_tuner(st: _Study, num_samples: int, *, extra_callbacks=None, stopper=None):
     """A fresh Tuner for ``num_samples`` trials of the study (all of them, or what a restart
-    has left to run), searched by Optuna from ``seed``."""
+    has left to run), searched by Optuna from the study's sampler seed."""
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
     from ray.tune.search import ConcurrencyLimiter
 
@@ -163,7 +163,7 @@ def _new_tuner(st: _Study, num_samples: int, seed: int, *, extra_callbacks=None,
 
     o = st.opts
     searcher = StudySearcher(study_space(o, st.pinned), st.objectives, study_name=st.name,
-                             storage_url=st.storage, seed=seed)
+                             storage_url=st.storage, seed=o.seed)
     scheduler = make_scheduler(o.scheduler, st.objectives, epochs=o.epochs, grace_period=o.grace_period,
                                asha_metric=o.asha_metric)
     return Tuner(
@@ -191,6 +191,10 @@ def _fit(tuner, st: _Study) -> StudyResult:
         tracking.interrupt_open_runs(st.tracking_uri, st.parent_id)
         tracking.finish_parent(st.tracking_uri, st.parent_id, "KILLED", {"study.state": "interrupted"})
         raise StudyInterrupted(resume_command(st.name, st.storage)) from None
+    return _result(st, t0)
+
+
+def _result(st: _Study, t0: float) -> StudyResult:
     return collect_result(st.name, st.storage, st.tracking_uri, st.parent_id, st.objectives, st.opts.num_samples,
                           t0, st.path, seed=st.opts.seed, pinned=st.pinned, baseline=st.baseline)
 
@@ -229,7 +233,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
                                                      f"{opts.seed})"), flush=True)
         if st.pinned:
             print(f"[study] pinned by --set (not searched): {pinned_text(st.pinned)}", flush=True)
-        return _with_ray(st, lambda: _new_tuner(st, opts.num_samples, opts.seed,
+        return _with_ray(st, lambda: _new_tuner(st, opts.num_samples,
                                                 extra_callbacks=extra_callbacks, stopper=stopper))
 
 
@@ -355,9 +359,5 @@ def _restart(st: _Study) -> StudyResult:
     print(f"[study] {st.name} was stopped before Ray saved any trial; starting its {left} remaining "
           f"trial(s) again under the same name ({finished} finished ones kept)", flush=True)
     if left <= 0:
-        return collect_result(st.name, st.storage, st.tracking_uri, st.parent_id, st.objectives,
-                              st.opts.num_samples, time.time(), st.path, seed=st.opts.seed, pinned=st.pinned,
-                              baseline=st.baseline)
-    # a shifted seed: the restarted sampler must not replay the first draws
-    seed = (int(st.opts.seed or 0) + 7919 * len(trials)) % 2**32
-    return _with_ray(st, lambda: _new_tuner(st, left, seed))
+        return _result(st, time.time())
+    return _with_ray(st, lambda: _new_tuner(st, left))  # the searcher shifts the seed past those trials

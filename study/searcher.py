@@ -34,6 +34,19 @@ log = logging.getLogger(__name__)
 RAY_INTERNALS = ("_ot_study", "_ot_trials", "_completed_trials", "_space", "_suggest_from_define_by_run_func")
 
 
+def _sampler(storage, study_name: str, seed: Optional[int]) -> optuna.samplers.TPESampler:
+    """The study's TPE sampler. A searcher that joins a study with trials already asked (a
+    resumed or restarted study) must not replay the seeded sampler's first draws: the seed is
+    shifted by the number of those trials (unchanged for a new study)."""
+    if seed is None:
+        return optuna.samplers.TPESampler(seed=None)
+    try:
+        n = len(storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False))
+    except KeyError:  # the study does not exist yet
+        n = 0
+    return optuna.samplers.TPESampler(seed=(int(seed) + 7919 * n) % 2**32)
+
+
 class StudySearcher(OptunaSearch):
     def __init__(self, space, objectives: list[Objective], *, study_name: str,
                  storage_url: str, seed: Optional[int] = None):
@@ -43,13 +56,14 @@ class StudySearcher(OptunaSearch):
         self._name = study_name
         self._owned: dict[str, int] = {}  # ray trial id -> optuna _trial_id
         self._adopted: set[int] = set()
+        storage = optuna.storages.RDBStorage(storage_url)
         super().__init__(
             space=space,
             metric=[o.metric for o in objectives],
             mode=[o.mode for o in objectives],
             study_name=study_name,
-            storage=optuna.storages.RDBStorage(storage_url),
-            sampler=optuna.samplers.TPESampler(seed=seed),
+            storage=storage,
+            sampler=_sampler(storage, study_name, seed),
         )
 
     # --- pickling: keep the URL, not the connection -------------------------------
@@ -66,14 +80,8 @@ class StudySearcher(OptunaSearch):
     def _connect(self) -> None:
         if self._ot_study is None:
             storage = optuna.storages.RDBStorage(self._storage_url)
-            seed = self._seed_value
-            if seed is not None:
-                # A reconnected (resumed) searcher must not replay the first draws of
-                # the seeded sampler: shift the seed by the trials already asked.
-                n = len(storage.get_all_trials(storage.get_study_id_from_name(self._name), deepcopy=False))
-                seed = seed + 7919 * n
             self._ot_study = optuna.load_study(study_name=self._name, storage=storage,
-                                               sampler=optuna.samplers.TPESampler(seed=seed))
+                                               sampler=_sampler(storage, self._name, self._seed_value))
         for rid, tid in self._owned.items():
             if rid not in self._ot_trials:
                 self._ot_trials[rid] = optuna.Trial(self._ot_study, tid)
