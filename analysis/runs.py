@@ -188,14 +188,6 @@ def completed(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == STATUS_COMPLETE]
 
 
-def param_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c.startswith("params.")]
-
-
-def metric_columns(df: pd.DataFrame, prefix: str = "") -> list[str]:
-    return [c for c in df.columns if c.startswith("metrics." + prefix)]
-
-
 def objective_matrix(df: pd.DataFrame, metrics: Sequence[str]) -> np.ndarray:
     """[N, M] float array of the metrics (NaN where a run lacks one)."""
     cols = []
