@@ -19,9 +19,8 @@ from typing import Optional
 
 from ray.tune import Callback
 
+from study.objectives import FINAL_KEY, Objective, is_live, settle, settle_ended
 from study.pareto import pareto_front
-from study.objectives import Objective, is_live, settle, settle_ended
-from study.trainable import FINAL_KEY
 from study.trial_index import TrialIndex
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from typing import Optional
 
 from ray.tune import Callback
 
-from study.objectives import classify, settle_ended
-from study.trainable import FINAL_KEY, RESOLVED_KEY
+from study.objectives import FINAL_KEY, classify, settle_ended
+from study.trainable import RESOLVED_KEY
 from study.trial_index import MLFLOW_RUN_ATTR, TrialIndex
 
 log = logging.getLogger(__name__)

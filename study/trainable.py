@@ -29,8 +29,8 @@ import os
 import tempfile
 from pathlib import Path
 
-FINAL_KEY = "trial_status"
-REASON_KEY = "trial_reason"
+from study.objectives import FINAL_KEY, REASON_KEY  # the final report's keys, read by classify
+
 RESOLVED_KEY = "resolved_config"  # JSON of the config the worker trains with (first report)
 
 
