@@ -37,6 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.datasets import GROUP_KIND
+from features.normalise import check_dataset
 from features.datasets.base import AudioRecord, DatasetScan, Reject
 from features.featurise import content_fingerprint, featurise_all, rows_to_table, stat_fingerprint
 from features.frontend import Preset
@@ -184,6 +186,7 @@ def build_cache(
     Raises :class:`BuildError` when no file is usable.
     """
     t0 = time.perf_counter()
+    check_dataset(preset, scan.name, GROUP_KIND.get(scan.name))  # before any decoding
     cache_dir = cache_dir_for(out, scan.name, preset)
     cache_dir.mkdir(parents=True, exist_ok=True)
     req = BuildRequest(scan, preset, cache_dir, seed, tuple(fractions), workers, shard_size, limit, progress,

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import torch
 
 from features.frontend import Preset
+from features.normalise import normalise_speakers
 from features.manifest import MANIFEST, DataFile, Manifest, Shard, read_manifest, verify_files
 from features.store import CacheError, fixed_list_tensor, read_arrow_mmap
 from features.table import FeatureTable
@@ -155,15 +156,20 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
     if [str(c) for c in classes_arr] != m.classes:
         raise CacheError(f"{cache_dir}: the rows' labels differ from the manifest's classes; "
                          f"rerun python -m features.build")
+    spectrogram = fixed_list_tensor(tab["spectrogram"], (n, f, t))
+    mask = fixed_list_tensor(tab["mask"], (n, t))
+    groups = tab["group"].to_numpy().astype(str)
+    if preset.normalisation == "speaker":  # stored un-normalised: the statistics need every clip of a speaker
+        spectrogram = normalise_speakers(spectrogram, mask, groups).to(torch.float16)
     return FeatureTable(
         ids=ids,
-        spectrogram=fixed_list_tensor(tab["spectrogram"], (n, f, t)),
-        mask=fixed_list_tensor(tab["mask"], (n, t)),
+        spectrogram=spectrogram,
+        mask=mask,
         norm_stats=fixed_list_tensor(tab["norm_stats"], (n, 4)),
         labels=labels,
         label_index=torch.from_numpy(inverse.astype(np.int64).reshape(-1)),
         classes=[str(c) for c in classes_arr],
-        groups=tab["group"].to_numpy().astype(str),
+        groups=groups,
         split=split,
         preset=preset,
         cache_key=m.cache_key,

@@ -15,7 +15,8 @@ class FeatureTable:
     """Spectrograms and everything needed to train on and evaluate them.
 
     Shapes (N clips, F frequency bins, T frames):
-      spectrogram [N, F, T] float16 as stored, min-max normalised to [0, 1] (cast with ``.float()``)
+      spectrogram [N, F, T] float16 as stored (cast with ``.float()``): in [0, 1] under the papers' ``clip``
+                            normalisation, real-valued under ``band`` / ``speaker`` (``preset.bounded``)
       mask        [N, T]    float32, 1 on frames of real audio, 0 on zero padding
       norm_stats  [N, 4]    float32 (mean, std, min, max) of the per-clip normalisation
       label_index [N]       int64 index into ``classes`` (evaluation only)

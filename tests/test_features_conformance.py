@@ -146,6 +146,17 @@ def _tone(n: int, rate: int) -> torch.Tensor:
     return 0.3 * torch.sin(2 * torch.pi * 440.0 * t) + 0.01 * torch.randn(n, generator=g)
 
 
+def _check_values(p, feats) -> None:
+    """The invariants of the preset's normalisation on one clip's features."""
+    real = feats.spectrogram[:, feats.mask > 0]
+    if p.normalisation == "clip":
+        assert float(real.min()) == 0.0 and float(real.max()) == 1.0
+    elif p.normalisation == "band":  # CMN: every band has zero mean over the real frames
+        assert float(real.mean(1).abs().max()) < 1e-5 and float(real.std()) > 0
+    else:  # speaker: stored un-normalised (the loader standardises per speaker)
+        assert torch.equal(feats.norm_stats, torch.tensor([0.0, 1.0, 0.0, 1.0])) and float(real.std()) > 0
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_invariants(name):
     p = PRESETS[name]
@@ -156,23 +167,32 @@ def test_preset_invariants(name):
     for feats in (short, full):
         assert tuple(feats.spectrogram.shape) == (f, t) and feats.spectrogram.dtype == torch.float32
         assert tuple(feats.mask.shape) == (t,) and tuple(feats.norm_stats.shape) == (4,)
-        assert torch.isfinite(feats.norm_stats).all()
-        real = feats.spectrogram[:, feats.mask > 0]
-        assert float(real.min()) == 0.0 and float(real.max()) == 1.0
+        assert torch.isfinite(feats.norm_stats).all() and torch.isfinite(feats.spectrogram).all()
+        _check_values(p, feats)
         assert set(feats.mask.unique().tolist()) <= {0.0, 1.0}
         assert torch.all(feats.mask[1:] <= feats.mask[:-1])  # real frames first, then padding
     assert torch.all(full.mask == 1)
-    assert 0 < int(short.mask.sum()) < t and torch.all(short.spectrogram[:, short.mask == 0] == 0)
+    if p.duration_mode == "pad":
+        assert 0 < int(short.mask.sum()) < t and torch.all(short.spectrogram[:, short.mask == 0] == 0)
+    else:  # stretched: every frame is real, whatever the clip's length
+        assert torch.all(short.mask == 1)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_round_trips_through_the_cache(name, tmp_path):
     p = PRESETS[name]
     recs = [AudioRecord(f"c{k}", af.write_tone(tmp_path / "src" / f"c{k}.wav", 16000, 0.3 + 0.2 * k, 300.0 * (k + 1)),
-                        str(k % 2), f"g{k}") for k in range(3)]
-    s = build_cache(DatasetScan("toy", tmp_path / "src", recs, []), p, tmp_path / "out", progress=False)
+                        str(k % 2), f"g{k % 2}") for k in range(4)]
+    dataset = "fsdd" if p.normalisation == "speaker" else "toy"  # per-speaker CMVN needs speaker groups
+    s = build_cache(DatasetScan(dataset, tmp_path / "src", recs, []), p, tmp_path / "out", progress=False)
     table = load_table(s.cache_dir)
-    assert table.shape == p.shape and table.preset == p and table.dataset == "toy" and table.n_classes == 2
+    assert table.shape == p.shape and table.preset == p and table.dataset == dataset and table.n_classes == 2
     x = table.spectrogram.float()
-    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
-    assert tuple(table.mask.shape) == (3, p.shape[1]) and torch.all(x[table.mask[:, None, :].expand_as(x) == 0] == 0)
+    if p.bounded:
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    if p.normalisation == "speaker":  # every band of every speaker: zero mean, unit variance
+        for g in ("g0", "g1"):
+            xs = x[torch.as_tensor(table.groups == g)]  # stretched: every frame real
+            assert float(xs.mean(dim=(0, 2)).abs().max()) < 2e-3
+            assert float((xs.std(dim=(0, 2), unbiased=False) - 1).abs().max()) < 2e-3
+    assert tuple(table.mask.shape) == (4, p.shape[1]) and torch.all(x[table.mask[:, None, :].expand_as(x) == 0] == 0)

@@ -32,6 +32,17 @@ CLASSES: dict[str, tuple[str, ...] | None] = {
     "synthetic": synthetic.CLASS_NAMES,
 }
 
+# What each adapter's ``AudioRecord.group`` is: only "speaker" groups allow per-speaker
+# normalisation (features.normalise.check_dataset).
+GROUP_KIND: dict[str, str] = {
+    "audiomnist": "speaker",
+    "fsdd": "speaker",
+    "urbansound8k": "fold",
+    "tau2019": "location",
+    "folder": "sub-folder",
+    "synthetic": "speaker",
+}
+
 DEFAULT_PRESET: dict[str, str] = {
     "audiomnist": "audiomnist",
     "fsdd": "audiomnist",
@@ -51,4 +62,4 @@ def scan_dataset(name: str, root: Path | str, **opts) -> DatasetScan:
     return fn(root, **opts)
 
 
-__all__ = ["CLASSES", "DATASETS", "DEFAULT_PRESET", "AudioRecord", "DatasetError", "DatasetScan", "Reject", "scan_dataset"]
+__all__ = ["CLASSES", "DATASETS", "DEFAULT_PRESET", "GROUP_KIND", "AudioRecord", "DatasetError", "DatasetScan", "Reject", "scan_dataset"]
