@@ -68,6 +68,7 @@ class FeatureTable:
         return self.take(rows)
 
     def take(self, rows: np.ndarray) -> "FeatureTable":
+        rows = np.ascontiguousarray(rows)
         idx = torch.as_tensor(rows, dtype=torch.long)
         return replace(
             self,

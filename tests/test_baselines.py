@@ -116,3 +116,57 @@ def test_baseline_options_and_errors():
         run_baseline("gmm", table, n_clusters=3, covariance_type="banana")
     with pytest.raises(ValueError):
         run_baseline("kmeans", table.take(np.flatnonzero(table.split != "train")), n_clusters=3)
+
+
+def _two_scales_table(n_per: int = 20, seed: int = 0) -> FeatureTable:
+    """Two classes told apart by one small-scale dimension, next to a large-scale noise dimension:
+    K-means on the raw values follows the noise, on standardised values the classes."""
+    rng = np.random.default_rng(seed)
+    label_index = np.repeat([0, 1], n_per)
+    n = len(label_index)
+    spec = np.zeros((n, 2, 1), dtype=np.float32)
+    spec[:, 0, 0] = 0.01 * (2 * label_index - 1) + 0.001 * rng.normal(size=n)  # the classes, tiny scale
+    spec[:, 1, 0] = rng.normal(size=n)  # unimodal noise, large scale
+    split = np.array(["train", "val", "test", "train"] * (n // 4))
+    return FeatureTable(ids=np.array([f"c{i:03d}" for i in range(n)]), spectrogram=torch.tensor(spec, dtype=torch.float32),
+                        mask=torch.ones(n, 1), norm_stats=torch.zeros(n, 4), labels=np.array(["a", "b"])[label_index],
+                        label_index=torch.tensor(label_index), classes=["a", "b"], groups=np.array(["g"] * n),
+                        split=split, preset=None, cache_key="t")
+
+
+def test_standardising_every_dimension_reproduces_a_known_case():
+    from trainables.baselines import BASELINES
+
+    table = _two_scales_table()
+    raw = BASELINES["kmeans"].run(table, 2, 0).metrics
+    std = BASELINES["kmeans_std"].run(table, 2, 0).metrics
+    assert std["test/acc"] == 1.0 and std["val/acc"] == 1.0  # the classes, once scales are equal
+    assert raw["test/acc"] < 0.8  # the raw values split along the noise
+    gmm = BASELINES["gmm_std"].run(table, 2, 0)
+    assert gmm.metrics["test/acc"] == 1.0 and gmm.info["covariance_type"] == "full"
+    assert gmm.info["pca_components"] == 2  # PCA-20 capped at the dimension
+
+
+def test_suite_names_the_strongest_and_keeps_side_information_apart():
+    from trainables.baseline_suite import SuiteResult, strongest, suite_metrics
+
+    rows = [SuiteResult("kmeans", "K", "p", False, {"val/acc": 0.4, "test/acc": 0.9}),
+            SuiteResult("awe_gmm", "G", "awe", False, {"val/acc": 0.6, "test/acc": 0.5}),
+            SuiteResult("awe_speaker_gmm", "S", "awe_speaker", True, {"val/acc": 0.8, "test/acc": 0.7})]
+    assert strongest(rows).name == "awe_gmm"  # chosen on validation, not test
+    assert strongest(rows, side_information=True).name == "awe_speaker_gmm"
+    m = suite_metrics(rows)
+    assert m["baseline/awe_gmm_val_acc"] == 0.6 and m["baseline/kmeans_test_acc"] == 0.9
+
+
+def test_reference_rows_are_matched_by_id_and_take_the_model_split():
+    from trainables.baseline_suite import align_to
+
+    table = _table()
+    ref = table.take(np.arange(len(table))[::-1])  # same clips, other order
+    ref.split = np.array(["train"] * len(ref))
+    ref = ref.take(np.arange(1, len(ref)))  # one clip missing
+    out = align_to(ref, table)
+    keep = np.isin(table.ids, ref.ids)
+    assert list(out.ids) == list(table.ids[keep]) and list(out.split) == list(table.split[keep])
+    assert torch.equal(out.spectrogram, table.spectrogram[torch.as_tensor(keep)])

@@ -31,6 +31,13 @@ Methods
             saves), full + auto PCA 1.4 s; k-means 5.2 s with n_init=10 (0.5 s per restart).
 ``labels``  "labels as clusters": the true class of each clip is its cluster (no fitting);
             the geometric metrics then say how well the classes themselves cluster.
+
+``standardise=True`` first standardises every flattened dimension with the train rows' mean and
+standard deviation (the classical acoustic-word-embedding pipeline's last step, Kamper et al.
+2016). :data:`BASELINES` registers the named variants (``kmeans``, ``gmm``, ``kmeans_std``,
+``gmm_std``: PCA to 20 components then a full-covariance GMM, ``labels``);
+:mod:`trainables.baseline_suite` runs them on a model's table and on the reference front ends and
+names the strongest.
 """
 from __future__ import annotations
 
@@ -43,8 +50,8 @@ import torch
 
 from trainables.metrics import clustering_metrics
 
-__all__ = ["METHODS", "BaselineResult", "flatten_features", "run_baseline",
-           "fit_kmeans", "fit_gmm", "labels_as_clusters"]
+__all__ = ["METHODS", "BASELINES", "FITTED_BASELINES", "Baseline", "BaselineResult", "Standardiser", "get_baseline",
+           "flatten_features", "run_baseline", "fit_kmeans", "fit_gmm", "labels_as_clusters"]
 
 METHODS = ("kmeans", "gmm", "labels")
 KMEANS_N_INIT = 10
@@ -53,6 +60,7 @@ GMM_MAX_ITER = 200
 PCA_AUTO_MIN_DIM = 256
 PCA_AUTO_COMPONENTS = 64
 COVARIANCE_TYPES = ("diag", "spherical", "full", "tied")
+AWE_PCA_COMPONENTS = 20  # the classical pipeline's PCA before its full-covariance GMM (SPEC section 8)
 
 
 @dataclass
@@ -152,6 +160,42 @@ def labels_as_clusters(table) -> np.ndarray:
                       else table.label_index, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class Standardiser:
+    """Per-dimension standardisation fitted on the train rows: ``(x - mean) / std`` (std 0 -> 1)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, x_train: np.ndarray) -> "Standardiser":
+        mean = x_train.mean(0, dtype=np.float64)
+        std = x_train.std(0, dtype=np.float64)
+        return cls(mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32, copy=False)
+
+
+def _fit(method: str, x_train: np.ndarray, k: int, seed: int, info: dict, *, covariance_type, reg_covar,
+         pca_components, n_init):
+    """Fit ``method`` on the train rows; returns (predict(x), predict_proba(x) or None)."""
+    if method == "kmeans":
+        model = fit_kmeans(x_train, k, seed, n_init=n_init)
+        info.update(n_iter=int(model.n_iter_), inertia=float(model.inertia_), converged=True)
+        return model.predict, None
+    model, pca = fit_gmm(x_train, k, seed, covariance_type=covariance_type, reg_covar=reg_covar,
+                         pca_components=pca_components)
+    info.update(n_iter=int(model.n_iter_), converged=bool(model.converged_), covariance_type=covariance_type,
+                reg_covar=float(reg_covar), pca_components=int(pca.n_components_) if pca is not None else 0)
+    if pca is None:
+        return model.predict, model.predict_proba
+
+    def project(x):
+        return pca.transform(x).astype(np.float32, copy=False)
+    return (lambda x: model.predict(project(x))), (lambda x: model.predict_proba(project(x)))
+
+
 def run_baseline(
     method: str,
     table,
@@ -163,6 +207,7 @@ def run_baseline(
     reg_covar: float = GMM_REG_COVAR,
     pca_components="auto",
     n_init: int = KMEANS_N_INIT,
+    standardise: bool = False,
 ) -> BaselineResult:
     """Fit ``method`` on the train split of ``table`` and score val and test.
 
@@ -172,6 +217,8 @@ def run_baseline(
     seed         seeds the fit (``random_state``) and the silhouette sample
     sample_size  silhouette sample size (see :func:`trainables.metrics.cluster_quality`)
     covariance_type, reg_covar, pca_components   GMM options; n_init   KMeans restarts
+    standardise  standardise every flattened dimension with the train rows' mean and std first (the
+                 classical pipeline's last step); the geometric metrics are then on the standardised x
     """
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; choose one of {METHODS}")
@@ -180,47 +227,84 @@ def run_baseline(
     clusters = np.zeros(n, dtype=np.int64)
     probs = None
     info: dict[str, Any] = {"method": method, "n_clusters": k, "dim": int(np.prod(table.shape)),
-                            "pca_components": 0}
+                            "pca_components": 0, "standardise": bool(standardise)}
     t0 = time.perf_counter()
+    x_all = flatten_features(table)
+    if standardise and method != "labels":
+        train = _rows(table, "train")
+        if len(train) == 0:
+            raise ValueError(f"{method}: the table has no train rows to fit on")
+        x_all = Standardiser.fit(x_all[train])(x_all)
     if method == "labels":
         clusters = labels_as_clusters(table)
     else:
         train_rows = _rows(table, "train")
         if len(train_rows) == 0:
             raise ValueError(f"{method}: the table has no train rows to fit on")
-        x_train = flatten_features(table.take(train_rows))
-        if method == "kmeans":
-            model = fit_kmeans(x_train, k, seed, n_init=n_init)
-            info.update(n_iter=int(model.n_iter_), inertia=float(model.inertia_), converged=True)
-            predict, proba, pca = model.predict, None, None
-        else:
-            model, pca = fit_gmm(x_train, k, seed, covariance_type=covariance_type,
-                                 reg_covar=reg_covar, pca_components=pca_components)
-            info.update(n_iter=int(model.n_iter_), converged=bool(model.converged_),
-                        covariance_type=covariance_type, reg_covar=float(reg_covar),
-                        pca_components=int(pca.n_components_) if pca is not None else 0)
-            predict, proba = model.predict, model.predict_proba
+        predict, proba = _fit(method, x_all[train_rows], k, seed, info, covariance_type=covariance_type,
+                              reg_covar=reg_covar, pca_components=pca_components, n_init=n_init)
+        if proba is not None:
             probs = np.zeros((n, k), dtype=np.float32)
-        del x_train
         for split in ("train", "val", "test"):
             rows = _rows(table, split)
             if len(rows) == 0:
                 continue
-            x = flatten_features(table.take(rows))
-            if pca is not None:
-                x = pca.transform(x).astype(np.float32, copy=False)
-            clusters[rows] = predict(x)
+            clusters[rows] = predict(x_all[rows])
             if proba is not None:
-                probs[rows] = proba(x)
+                probs[rows] = proba(x_all[rows])
     info["fit_s"] = time.perf_counter() - t0
 
     metrics: dict[str, float] = {}
     label_index = labels_as_clusters(table)
     for split in ("val", "test"):
         rows = _rows(table, split)
-        x = flatten_features(table.take(rows))
-        metrics.update(clustering_metrics(label_index[rows], clusters[rows], {"x": x},
+        metrics.update(clustering_metrics(label_index[rows], clusters[rows], {"x": x_all[rows]},
                                           prefix=f"{split}/", n_clusters=k,
                                           sample_size=sample_size, seed=seed))
     return BaselineResult(method, metrics, np.asarray(table.ids), np.asarray(table.split),
                           clusters, probs, info)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A registered baseline: a method with its options, fitted on a feature table's flattened x."""
+
+    name: str
+    method: str  # kmeans | gmm | labels
+    label: str  # how tables name it
+    standardise: bool = False
+    covariance_type: str = "diag"
+    pca_components: Any = "auto"
+    config_covariance: bool = False  # the config's gmm_covariance chooses the covariance
+
+    def run(self, table, n_clusters: int | None = None, seed: int = 0, *,
+            sample_size: int | None = 2000, covariance_type: str | None = None) -> BaselineResult:
+        """Fit on the train split of ``table`` and score val and test (``covariance_type``, the
+        config's ``gmm_covariance``, is used where ``config_covariance`` says so)."""
+        cov = covariance_type if (self.config_covariance and covariance_type) else self.covariance_type
+        res = run_baseline(self.method, table, n_clusters, seed, sample_size=sample_size, covariance_type=cov,
+                           pca_components=self.pca_components, standardise=self.standardise)
+        res.info["baseline"] = self.name
+        return res
+
+
+# The registry: config ``model`` names of the baselines (trainables.config), the rows of every
+# benchmark and of the study's summary. ``*_std`` are the classical pipeline's clustering step
+# (every dimension standardised; PCA to 20 then a full-covariance GMM), run by the suite on the
+# model's own table and on the acoustic-word-embedding table (trainables.baseline_suite).
+BASELINES: dict[str, Baseline] = {b.name: b for b in (
+    Baseline("kmeans", "kmeans", "K-means"),
+    Baseline("gmm", "gmm", "GMM-EM", config_covariance=True),
+    Baseline("kmeans_std", "kmeans", "K-means, standardised", standardise=True),
+    Baseline("gmm_std", "gmm", "GMM full cov., PCA-20, standardised", standardise=True,
+             covariance_type="full", pca_components=AWE_PCA_COMPONENTS),
+    Baseline("labels", "labels", "labels as clusters"),
+)}
+FITTED_BASELINES = tuple(n for n, b in BASELINES.items() if b.method != "labels")
+
+
+def get_baseline(name: str) -> Baseline:
+    try:
+        return BASELINES[name]
+    except KeyError:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}") from None

@@ -19,7 +19,7 @@ Paper defaults (docs/MODELS.md, "Models"):
 Key reference (``0`` means "automatic" where said):
 
 =====================  ==========================================================================
-model                  cat_uvac | uvac | kmeans | gmm
+model                  cat_uvac | uvac | kmeans | gmm | kmeans_std | gmm_std (trainables.baselines.BASELINES)
 n_clusters             clusters C / categories K; 0 = the number of classes in the data
 d_z                    latent size
 divergence             reconstruction divergence: euc | is | kl (IS/KL on de-normalised values)
@@ -65,6 +65,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from trainables.baselines import FITTED_BASELINES
 from trainables.models import MODELS as NETWORKS  # the model registry
 
 __all__ = [
@@ -79,7 +80,7 @@ __all__ = [
     "load_config_file",
 ]
 
-BASELINES = ("kmeans", "gmm")
+BASELINES = FITTED_BASELINES  # registered in trainables.baselines
 NEURAL_MODELS = tuple(NETWORKS)
 MODELS = (*NEURAL_MODELS, *BASELINES)
 
@@ -127,8 +128,7 @@ DEFAULTS: dict[str, Any] = {
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "uvac": {"lr_start": 5e-4, "lr_end": 5e-5, "lam": 1.0},
     "cat_uvac": {"lr_start": 5e-4, "lr_end": 5e-5, "lam": 0.5},
-    "kmeans": {},
-    "gmm": {},
+    **{name: {} for name in BASELINES},
 }
 
 # Named recipes: per model, the values a recipe sets on top of DEFAULTS and MODEL_DEFAULTS.

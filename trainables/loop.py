@@ -248,13 +248,12 @@ def _deterministic(enabled: bool):
 # baselines
 # ---------------------------------------------------------------------------------------------
 def _train_baseline(cfg: dict[str, Any], table) -> TrainResult:
-    from trainables.baselines import run_baseline
+    from trainables.baselines import get_baseline
 
     t0 = time.perf_counter()
-    kwargs = {"sample_size": int(cfg["silhouette_sample"]) or None}
-    if cfg["model"] == "gmm":
-        kwargs["covariance_type"] = cfg["gmm_covariance"]
-    out = run_baseline(cfg["model"], table, int(cfg["n_clusters"]), int(cfg["seed"]), **kwargs)
+    out = get_baseline(cfg["model"]).run(table, int(cfg["n_clusters"]), int(cfg["seed"]),
+                                         sample_size=int(cfg["silhouette_sample"]) or None,
+                                         covariance_type=cfg["gmm_covariance"])
     metrics = {k: _to_float(v) for k, v in dict(out.metrics).items()}
     metrics["train/time_s"] = time.perf_counter() - t0
     assignments = _assignments_from(table, np.asarray(out.clusters), getattr(out, "probabilities", None))

@@ -1,0 +1,142 @@
+"""The classical baselines a model must beat, run together, and which of them is the strongest.
+
+A model "beats the baseline" only against the strongest one measured on the same split. The suite:
+
+* on the model's own table: ``kmeans`` and ``gmm`` (the papers', on the flattened [0, 1] input),
+  ``kmeans_std`` and ``gmm_std`` (every dimension standardised; PCA-20 + full-covariance GMM);
+* on each **reference** front end (:data:`REFERENCE_PRESETS`), the same clips featurised again
+  (:func:`features.companion.companion_cache`) and re-split exactly as the model's table (rows
+  matched by id): the classical acoustic-word-embedding pipeline (Kamper, Jansen and Goldwater
+  2016; SPEC section 8): ``awe_kmeans`` and ``awe_gmm`` (13 MFCCs, activity-trimmed, CMN,
+  resampled to 10 frames, standardised; K-means with 10 restarts, or PCA-20 + full GMM), and
+  ``awe_speaker_*``, the same with per-speaker CMVN instead of CMN, only where the dataset names
+  its speakers. Those use the speaker ids (side information): :func:`strongest` keeps them apart.
+
+The strongest is chosen on **validation** accuracy (mean over seeds) and reported on test.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from trainables.baselines import BASELINES
+
+__all__ = ["REFERENCE_PRESETS", "OWN_BASELINES", "PIPELINE_BASELINES", "SuiteResult", "reference_tables",
+           "align_to", "run_suite", "strongest", "suite_metrics", "format_suite"]
+
+REFERENCE_PRESETS = ("awe", "awe_speaker")
+OWN_BASELINES = ("kmeans", "gmm", "kmeans_std", "gmm_std")  # on the model's table
+PIPELINE_BASELINES = {"kmeans": "kmeans_std", "gmm": "gmm_std"}  # on a reference table: the pipeline's step
+
+
+@dataclass
+class SuiteResult:
+    """One baseline of the suite: ``name`` (``awe_gmm``), its row label, the front end it ran on,
+    whether that front end used side information, and its metrics (mean over seeds, plus each seed)."""
+
+    name: str
+    label: str
+    preset: str
+    side_information: bool
+    metrics: dict[str, float]
+    per_seed: list[dict[str, float]] = field(default_factory=list)
+    n_rows: int = 0
+
+    def value(self, key: str) -> float:
+        return float(self.metrics.get(key, float("nan")))
+
+
+def align_to(ref, table):
+    """``ref``'s rows for the clips of ``table`` (matched by id), with ``table``'s split; clips of
+    ``table`` that ``ref`` lacks are left out (``len`` tells how many remain)."""
+    pos = {k: i for i, k in enumerate(np.asarray(ref.ids).astype(str))}
+    ids = np.asarray(table.ids).astype(str)
+    keep = np.array([i for i, k in enumerate(ids) if k in pos], dtype=np.int64)
+    out = ref.take(np.array([pos[k] for k in ids[keep]], dtype=np.int64))
+    out.split = np.asarray(table.split)[keep]
+    return out
+
+
+def reference_tables(cache_dir: str | Path, table, presets: Iterable[str] = REFERENCE_PRESETS,
+                     dataset_group_kind: str | None = None) -> dict[str, Any]:
+    """The reference front ends' tables of the clips of ``cache_dir``, aligned to ``table``
+    (built beside it when missing; a speaker-normalised one only where groups are speakers)."""
+    from features.cache import load_table
+    from features.companion import companion_cache
+    from features.datasets import GROUP_KIND
+    from features.frontend import get_preset
+
+    kind = dataset_group_kind if dataset_group_kind is not None else GROUP_KIND.get(str(table.dataset))
+    out = {}
+    for name in presets:
+        preset = get_preset(name)
+        if preset.side_information and kind != "speaker":
+            continue
+        ref = load_table(companion_cache(cache_dir, preset))
+        out[name] = align_to(ref, table)
+    return out
+
+
+def _mean(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for r in runs for k in r if isinstance(r[k], (int, float))})
+    return {k: float(np.nanmean([r.get(k, np.nan) for r in runs])) for k in keys}
+
+
+def _run(name: str, label: str, baseline: str, table, n_clusters: int, seeds, sample_size) -> SuiteResult:
+    runs = [dict(BASELINES[baseline].run(table, n_clusters, int(s), sample_size=sample_size).metrics) for s in seeds]
+    preset = getattr(table.preset, "name", "") or ""
+    side = bool(getattr(table.preset, "side_information", False))
+    return SuiteResult(name, label, preset, side, _mean(runs), runs, len(table))
+
+
+def run_suite(table, references: Mapping[str, Any] | None = None, n_clusters: int | None = None,
+              seeds: Iterable[int] = (0,), sample_size: int | None = 2000) -> list[SuiteResult]:
+    """Every baseline of the suite on ``table`` and on each reference table (see the module doc)."""
+    k = int(n_clusters) if n_clusters else len(table.classes)
+    seeds = list(seeds)
+    own = getattr(table.preset, "name", "") or "input"
+    results = [_run(b, f"{BASELINES[b].label} ({own})", b, table, k, seeds, sample_size) for b in OWN_BASELINES]
+    for preset, ref in (references or {}).items():
+        for short, b in PIPELINE_BASELINES.items():
+            label = f"{BASELINES[b].label} ({preset})"
+            results.append(_run(f"{preset}_{short}", label, b, ref, k, seeds, sample_size))
+    return results
+
+
+def strongest(results: Iterable[SuiteResult], *, side_information: bool = False,
+              split: str = "val") -> SuiteResult | None:
+    """The baseline with the highest ``split`` accuracy among those without side information
+    (``side_information=True``: among all, speaker-normalised ones included)."""
+    pool = [r for r in results if side_information or not r.side_information]
+    pool = [r for r in pool if np.isfinite(r.value(f"{split}/acc"))]
+    return max(pool, key=lambda r: r.value(f"{split}/acc"), default=None)
+
+
+def suite_metrics(results: Iterable[SuiteResult], metrics: Iterable[str] = ("acc", "nmi", "ari")) -> dict[str, float]:
+    """Flat ``baseline/<name>_<split>_<metric>`` values (the MLflow names of a study's parent run)."""
+    out = {}
+    for r in results:
+        for split in ("val", "test"):
+            for m in metrics:
+                v = r.value(f"{split}/{m}")
+                if np.isfinite(v):
+                    out[f"baseline/{r.name}_{split}_{m}"] = v
+    return out
+
+
+def format_suite(results: list[SuiteResult]) -> list[str]:
+    """Lines for a terminal: each baseline's val / test accuracy, the strongest marked."""
+    best = strongest(results)
+    best_side = strongest(results, side_information=True)
+    lines = []
+    for r in results:
+        mark = " <- strongest" if best is not None and r.name == best.name else ""
+        if best_side is not None and r.name == best_side.name and r.side_information:
+            mark = " <- strongest with speaker ids"
+        side = " [speaker ids]" if r.side_information else ""
+        lines.append(f"  {r.name:<22} val acc {100 * r.value('val/acc'):5.1f}%  test acc "
+                     f"{100 * r.value('test/acc'):5.1f}%  {r.label}{side}{mark}")
+    return lines
