@@ -53,8 +53,9 @@ def test_guards():
         m(torch.rand(2, 32, 21))
     with pytest.raises(ValueError, match=r"\[B, F, T\]"):
         m(torch.rand(2, 2, 32, 20))
-    with pytest.raises(ValueError, match=">= 16"):
-        UVAC(15, 20, **TINY)
+    with pytest.raises(ValueError, match=">= 2"):
+        UVAC(1, 20, **TINY)
+    assert UVAC(15, 20, **TINY).channels_used == TINY["channels"][:3]  # the depth follows the input size
     with pytest.raises(ValueError, match="divergence"):
         UVAC(32, 20, divergence="l1", **TINY)
     with pytest.raises(ValueError):

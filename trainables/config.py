@@ -56,6 +56,20 @@ bn_reestimate          recompute BatchNorm running statistics on the train split
                        every evaluation
 pool                   GRU summary of a clip: last (last step) | mean (over real frames)
 gmm_covariance         covariance type of the GMM-EM baseline: diag | spherical | full | tied
+augment                augmented views made on the fly (trainables.augment): none, or a comma
+                       separated subset of speed, warp, shift, eq
+aug_speed              tempo perturbation: rate in 1 +- aug_speed (stretched clips: a time warp)
+aug_warp               vocal-tract-length warping: frequency factor in 1 +- aug_warp
+aug_shift              time shift of up to aug_shift x the clip's frames
+aug_eq                 random EQ: amplitude of the smooth random spectral curve
+consistency            between the cluster posteriors of a batch and its augmented view:
+                       none | mi (IIC: log K - mutual information) | skl (symmetric KL);
+                       categorical UVAC: q(y|x); UVAC: the GMM responsibilities (once fitted)
+consistency_weight     weight of the consistency terms
+overcluster            > 0: an auxiliary head of overcluster x n_clusters clusters trained by the
+                       consistency term alone (IIC's overclustering); 0 = off
+free_bits              KL_z counts at least this many nats per latent dimension (Kingma et al.
+                       2016); 0 = off
 =====================  ==========================================================================
 """
 from __future__ import annotations
@@ -65,7 +79,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from trainables.augment import parse_augment
 from trainables.baselines import FITTED_BASELINES
+from trainables.consistency import CONSISTENCIES
 from trainables.models import MODELS as NETWORKS  # the model registry
 
 __all__ = [
@@ -120,6 +136,15 @@ DEFAULTS: dict[str, Any] = {
     "gumbel_hard": False,
     "bn_reestimate": False,
     "pool": "last",
+    "augment": "none",
+    "aug_speed": 0.1,
+    "aug_warp": 0.1,
+    "aug_shift": 0.1,
+    "aug_eq": 0.2,
+    "consistency": "none",
+    "consistency_weight": 1.0,
+    "overcluster": 0,
+    "free_bits": 0.0,
 }
 
 # Paper defaults that depend on the model; applied for keys the caller did not give.
@@ -171,6 +196,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dec_bias_init": ("zero", "data_mean"),
     "prior_init": ("paper", "fit"),
     "pool": ("last", "mean"),
+    "consistency": CONSISTENCIES,
 }
 
 
@@ -307,8 +333,22 @@ def _validate(cfg: dict[str, Any]) -> None:
         positive(key)
     for key in ("n_clusters", "lam", "tau_anneal_epochs", "kl_warmup_epochs", "grad_clip", "seed",
                 "checkpoint_every", "silhouette_sample", "prior_warmup_epochs", "marginal_entropy_weight",
-                "kl_z_weight"):
+                "kl_z_weight", "aug_eq", "consistency_weight", "overcluster", "free_bits"):
         non_negative(key)
+    for key in ("aug_speed", "aug_warp", "aug_shift"):
+        if not 0 <= cfg[key] <= 0.5:
+            raise ConfigError(f"{key}: must be in [0, 0.5], got {cfg[key]!r}")
+    try:
+        ops = parse_augment(cfg["augment"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    cfg["augment"] = ",".join(ops) or "none"
+    if cfg["consistency"] != "none" and not ops:
+        raise ConfigError(f"consistency {cfg['consistency']!r} compares a batch with its augmented view: "
+                          f"set augment (e.g. augment=speed,warp)")
+    if cfg["overcluster"] > 0 and cfg["consistency"] == "none":
+        raise ConfigError("overcluster: the overclustering head is trained by the consistency term alone: "
+                          "set consistency to mi or skl")
     if cfg["likelihood"] != "gaussian" and cfg["divergence"] != "euc":
         raise ConfigError(
             f"likelihood {cfg['likelihood']!r} is defined on the normalised [0, 1] spectrogram: it needs "

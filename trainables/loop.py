@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import torch
 
+from trainables.augment import augmenter_for
 from trainables.checkpoint import (
     load_checkpoint,
     numpy_generator_state,
@@ -323,6 +324,7 @@ class _Run:
     np_gen: np.random.Generator
     autocast: Any
     resident: bool  # the data live on the device (decided once, for every split)
+    augmenter: Any = None  # makes each batch's augmented view (trainables.augment), or None
     start_epoch: int = 0
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -351,7 +353,8 @@ def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     resident = _fits_on_device(table, device)
     run = _Run(cfg, model, torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"])),
-               _Data(tr_tab, device, resident), shuffle_gen, np.random.default_rng(seed), autocast, resident)
+               _Data(tr_tab, device, resident), shuffle_gen, np.random.default_rng(seed), autocast, resident,
+               augmenter_for(cfg, table.preset))
     if resume_from is None:
         model.on_train_start(run.train_batches, seed)
         return run
@@ -391,6 +394,8 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, Any], str]:
     clip = float(cfg["grad_clip"]) if cfg["grad_clip"] > 0 else float("inf")
     for step in range(n_batches):
         batch = data.batch(perm[step * bs:(step + 1) * bs])
+        if run.augmenter is not None:
+            batch = batch.with_view(*run.augmenter(batch.x, batch.mask))
         with run.autocast:
             total, terms = model.training_step(batch, (epoch - 1) + step / max(1, n_batches))
         values = {"loss": float(total.detach()), **{k: float(t.detach()) for k, t in terms.items()}}

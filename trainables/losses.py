@@ -52,6 +52,7 @@ __all__ = [
     "reconstruction",
     "gaussian_kl",
     "gaussian_kl_diag",
+    "gaussian_kl_free_bits",
     "gmm_kl",
     "categorical_kl_uniform",
 ]
@@ -187,6 +188,15 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, per_clip: bool = False) 
     mu, logvar = mu.float(), logvar.float()
     per = 0.5 * (mu**2 + torch.exp(logvar) - 1.0 - logvar).sum(-1)
     return per if per_clip else per.mean()
+
+
+def gaussian_kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """KL(N(mu, diag e^logvar) || N(0, I)) with free bits (Kingma et al. 2016): per latent dimension,
+    the batch-mean KL counts as at least ``free_bits`` nats (no gradient below it); summed. With
+    ``free_bits`` 0 it equals :func:`gaussian_kl`."""
+    mu, logvar = mu.float(), logvar.float()
+    per_dim = (0.5 * (mu**2 + torch.exp(logvar) - 1.0 - logvar)).mean(0)  # [D]
+    return per_dim.clamp_min(float(free_bits)).sum()
 
 
 def gmm_kl(

@@ -16,6 +16,10 @@ gaussian_learned       euc          (x - o)^2 / (2 s^2) + log(s^2) / 2, one s^2 
 gaussian_learned_freq  euc          the same with one s^2 per frequency row             sigmoid
 =====================  ===========  ==================================================  =================
 
+Real-valued features (``band`` / ``speaker`` normalisation, ``bounded=False``; the model
+standardises them per row) take the Gaussian likelihoods only, with an identity output (no
+sigmoid): the fixed variance 1/2 or a learned one.
+
 Why the alternatives exist (docs/MODELS.md, "training failures"): with sparse
 linear-magnitude inputs the fixed-variance Gaussian is ~170x too wide for the real residuals,
 so the reconstruction is worth a few nats only and the models learn to ignore their latent
@@ -53,7 +57,8 @@ class Reconstruction(nn.Module):
     ``to_linear(x01, stats)`` de-normalises targets for ``is`` / ``kl``.
     """
 
-    def __init__(self, divergence: str, likelihood: str, n_freq: int, to_linear: ToLinear | None = None):
+    def __init__(self, divergence: str, likelihood: str, n_freq: int, to_linear: ToLinear | None = None, *,
+                 bounded: bool = True):
         super().__init__()
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence: expected one of {DIVERGENCES}, got {divergence!r}")
@@ -61,7 +66,11 @@ class Reconstruction(nn.Module):
             raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
         if likelihood != "gaussian" and divergence != "euc":
             raise ValueError(f"likelihood {likelihood!r} is defined on normalised targets: use divergence 'euc'")
+        if not bounded and (likelihood == "bernoulli" or divergence != "euc"):
+            raise ValueError(f"real-valued features (band or speaker normalisation) need divergence 'euc' with a "
+                             f"gaussian likelihood, got divergence {divergence!r}, likelihood {likelihood!r}")
         self.divergence, self.likelihood = divergence, likelihood
+        self.bounded = bool(bounded)
         self.to_linear = to_linear
         if likelihood == "gaussian_learned":
             self.log_var = nn.Parameter(torch.full((1,), math.log(0.5)))
@@ -72,8 +81,9 @@ class Reconstruction(nn.Module):
 
     @property
     def final_activation(self) -> str | None:
-        """What the decoder applies last: ``"sigmoid"`` (a mean in [0, 1]) or None (logit / log v)."""
-        if self.divergence == "euc" and self.likelihood != "bernoulli":
+        """What the decoder applies last: ``"sigmoid"`` (a mean in [0, 1]) or None (logit / log v /
+        a real-valued mean)."""
+        if self.divergence == "euc" and self.likelihood != "bernoulli" and self.bounded:
             return "sigmoid"
         return None
 
@@ -83,6 +93,8 @@ class Reconstruction(nn.Module):
         sigmoid / Bernoulli: logit(mean x01); IS: log(mean power); generalised KL: log(mean magnitude).
         """
         keep = (mask > 0)[:, None, :].expand_as(x01)
+        if not self.bounded:  # identity output: the mean itself
+            return float(x01[keep].float().mean())
         if self.divergence == "euc":
             m = float(x01[keep].float().mean().clamp(1e-4, 1 - 1e-4))
             return math.log(m / (1 - m))

@@ -21,15 +21,17 @@ def build_model(cfg: Mapping[str, Any], n_freq: int, n_frames: int, preset: Any 
     """The network of a resolved config (``n_clusters`` resolved, i.e. >= 2).
 
     ``preset`` (a :class:`features.frontend.Preset`) de-normalises targets for the ``is`` and
-    ``kl`` divergences; it is not needed for inference.
+    ``kl`` divergences and says whether the inputs are in [0, 1] (``bounded``) or real-valued;
+    None means a [0, 1] input without de-normalisation.
     """
     if cfg["model"] not in MODELS:
         raise ValueError(f"model {cfg['model']!r} is not a neural model; registered: {', '.join(MODELS)}")
     to_linear = None
-    if preset is not None:
+    if preset is not None and preset.invertible:
         from features.frontend import denormalise
 
         def to_linear(x01, stats):
             return denormalise(x01, stats, preset)
 
-    return MODELS[cfg["model"]].from_config(cfg, int(n_freq), int(n_frames), to_linear)
+    bounded = True if preset is None else bool(preset.bounded)
+    return MODELS[cfg["model"]].from_config(cfg, int(n_freq), int(n_frames), to_linear, bounded=bounded)

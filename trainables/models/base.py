@@ -18,22 +18,30 @@ frame); ``stats`` [B, 4] per-clip normalisation statistics.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from trainables.consistency import CONSISTENCIES, consistency
+from trainables.models.blocks import fit_depth
 
 __all__ = ["Batch", "Blocks", "ClusteringModel", "LatentClusteringModel", "TrainBatches"]
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One mini-batch: ``x`` [B, F, T] in [0, 1], ``mask`` [B, T], ``stats`` [B, 4]."""
+    """One mini-batch: ``x`` [B, F, T] (in [0, 1], or real-valued), ``mask`` [B, T], ``stats`` [B, 4];
+    ``view``: an augmented view of the same clips (trainables.augment), or None."""
 
     x: torch.Tensor
     mask: torch.Tensor
     stats: torch.Tensor
+    view: "Batch | None" = None
+
+    def with_view(self, x: torch.Tensor, mask: torch.Tensor) -> "Batch":
+        return replace(self, view=Batch(x, mask, self.stats))
 
 
 # A callable returning a fresh pass over the training split in fixed order (no shuffling).
@@ -122,14 +130,21 @@ class Blocks:
     pool: str = "last"
     dec_bias_init: str = "zero"
     to_linear: Any = None  # to_linear(x01, stats) -> linear magnitude, for the is / kl divergences
+    bounded: bool = True  # inputs in [0, 1] (clip normalisation); False: real-valued (CMN, CMVN)
+    consistency: str = "none"  # between the cluster posteriors of a batch and its view: none | mi | skl
+    consistency_weight: float = 1.0
+    overcluster: int = 0  # > 0: an auxiliary head of overcluster * K clusters, trained by consistency alone
+    free_bits: float = 0.0  # nats per latent dimension below which KL_z is not penalised
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], to_linear=None) -> dict[str, Any]:
+    def from_config(cls, cfg: Mapping[str, Any], to_linear=None, bounded: bool = True) -> dict[str, Any]:
         from trainables.config import parse_channels
 
         return dict(divergence=cfg["divergence"], likelihood=cfg["likelihood"], channels=parse_channels(cfg["channels"]),
                     gru_hidden=int(cfg["gru_hidden"]), pool=cfg["pool"], dec_bias_init=cfg["dec_bias_init"],
-                    to_linear=to_linear)
+                    to_linear=to_linear, bounded=bool(bounded), consistency=cfg["consistency"],
+                    consistency_weight=float(cfg["consistency_weight"]), overcluster=int(cfg["overcluster"]),
+                    free_bits=float(cfg["free_bits"]))
 
 
 class LatentClusteringModel(ClusteringModel):
@@ -144,6 +159,7 @@ class LatentClusteringModel(ClusteringModel):
         if unknown:
             raise TypeError(f"{type(self).__name__}: unexpected argument(s) {', '.join(sorted(unknown))}")
         b = Blocks(**blocks)
+        b = replace(b, channels=fit_depth(b.channels, n_freq, n_frames))  # the depth follows the input size
         if int(n_clusters) < 1 or int(d_z) < 1:
             raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
         if b.dec_bias_init not in ("zero", "data_mean"):
@@ -151,18 +167,87 @@ class LatentClusteringModel(ClusteringModel):
         self.n_freq, self.n_frames = int(n_freq), int(n_frames)
         self.n_clusters, self.d_z = int(n_clusters), int(d_z)
         self.divergence, self.likelihood = b.divergence, b.likelihood
-        self.recon = Reconstruction(b.divergence, b.likelihood, self.n_freq, b.to_linear)
+        self.recon = Reconstruction(b.divergence, b.likelihood, self.n_freq, b.to_linear, bounded=b.bounded)
         self.dec_bias_init = b.dec_bias_init
+        self.channels_used = tuple(b.channels)
+        if b.consistency not in CONSISTENCIES:
+            raise ValueError(f"consistency: expected one of {', '.join(CONSISTENCIES)}, got {b.consistency!r}")
+        if int(b.overcluster) < 0 or float(b.free_bits) < 0 or float(b.consistency_weight) < 0:
+            raise ValueError("overcluster, free_bits and consistency_weight must be >= 0")
+        self.consistency, self.consistency_weight = b.consistency, float(b.consistency_weight)
+        self.free_bits = float(b.free_bits)
+        self._overcluster = int(b.overcluster)
+        self.over_head: nn.Module | None = None
+        # real-valued inputs are standardised per row with the train split's statistics (on_train_start)
+        self.standardise_input = not b.bounded
+        self.register_buffer("input_shift", torch.zeros(self.n_freq))
+        self.register_buffer("input_scale", torch.ones(self.n_freq))
         return b
+
+    # -- invariance (docs/MODELS.md, "Invariance") ----------------------------------------------
+    def _make_overcluster_head(self, in_features: int) -> None:
+        """The auxiliary overclustering head (IIC): ``overcluster * K`` logits from the features the
+        cluster posterior is computed from; called by a model once its encoder exists."""
+        if self._overcluster > 0:
+            self.over_head = nn.Linear(int(in_features), self._overcluster * self.n_clusters)
+            nn.init.kaiming_uniform_(self.over_head.weight)
+            nn.init.zeros_(self.over_head.bias)
+
+    def posterior(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(log q(cluster | x) [B, K] as training sees it, or None while it is not defined yet;
+        the features [B, H] it is computed from). ``x`` is prepared (:meth:`prepare`)."""
+        raise NotImplementedError
+
+    def invariance_terms(self, batch: Batch, log_p: torch.Tensor | None, h: torch.Tensor
+                         ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+        """The weighted consistency between ``batch`` and its view (``batch.view``): on the cluster
+        posteriors ``log_p`` / the view's, and on the overclustering head; (0, {}) without a view."""
+        if batch.view is None or self.consistency == "none":
+            return 0.0, {}
+        log_pv, hv = self.posterior(self.prepare(batch.view.x), batch.view.mask)
+        terms: dict[str, torch.Tensor] = {}
+        if log_p is not None and log_pv is not None:
+            terms["consistency"] = consistency(self.consistency, log_p, log_pv)
+        if self.over_head is not None:
+            terms["consistency_over"] = consistency(self.consistency, torch.log_softmax(self.over_head(h).float(), 1),
+                                                    torch.log_softmax(self.over_head(hv).float(), 1))
+        return (self.consistency_weight * sum(terms.values()) if terms else 0.0), terms
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """What the networks see and reconstruct: x itself, or (x - shift) / scale per row (real-valued
+        inputs); x [B, F, T] or [B, 1, F, T]."""
+        if not self.standardise_input:
+            return x
+        shape = (1, -1, 1) if x.ndim == 3 else (1, 1, -1, 1)
+        return (x - self.input_shift.view(shape).to(x.dtype)) / self.input_scale.view(shape).to(x.dtype)
+
+    @torch.no_grad()
+    def fit_input_standardisation(self, batches: TrainBatches) -> None:
+        """Per-row mean and standard deviation over the real frames of the training split."""
+        total = torch.zeros(self.n_freq, dtype=torch.float64)
+        sq = torch.zeros(self.n_freq, dtype=torch.float64)
+        count = 0.0
+        for b in batches():
+            m = (b.mask > 0).to(torch.float64)[:, None, :].cpu()
+            x = b.x.to(torch.float64).cpu()
+            total += (x * m).sum(dim=(0, 2))
+            sq += (x * x * m).sum(dim=(0, 2))
+            count += float(m.sum())
+        mean = total / max(count, 1.0)
+        std = (sq / max(count, 1.0) - mean * mean).clamp_min(0).sqrt()
+        self.input_shift.copy_(mean.to(self.input_shift))
+        self.input_scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).to(self.input_scale))
 
     @staticmethod
     def size_kwargs(cfg: Mapping[str, Any], n_freq: int, n_frames: int) -> dict[str, int]:
         return dict(n_freq=int(n_freq), n_frames=int(n_frames), n_clusters=int(cfg["n_clusters"]), d_z=int(cfg["d_z"]))
 
     def on_train_start(self, batches: TrainBatches, seed: int) -> None:
+        if self.standardise_input:
+            self.fit_input_standardisation(batches)
         if self.dec_bias_init != "data_mean":
             return
         xs, ms, ss = [], [], []
         for b in batches():
-            xs.append(b.x), ms.append(b.mask), ss.append(b.stats)
+            xs.append(self.prepare(b.x)), ms.append(b.mask), ss.append(b.stats)
         self.decoder.set_output_bias(self.recon.output_bias(torch.cat(xs), torch.cat(ms), torch.cat(ss)))

@@ -1,6 +1,7 @@
 """Shared convolutional-recurrent blocks of UVAC and categorical UVAC (docs/MODELS.md, "Models").
 
-Shape conventions (F = frequency rows, T = time frames, both >= 2**L for L conv layers):
+Shape conventions (F = frequency rows, T = time frames, both >= 2**L for L conv layers; the
+models take as many of the configured ``channels`` as the input allows, :func:`fit_depth`):
 
 * :class:`ConvEncoder`: ``[B, C_in, F, T] -> [B, gru_hidden]``. L Conv2d (kernel 8, stride 2,
   padding 3), each followed by BatchNorm2d and ReLU, take ``F x T`` to the final grid
@@ -26,6 +27,7 @@ weight matrix; zero biases; BatchNorm at weight 1, bias 0.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -43,6 +45,7 @@ __all__ = [
     "as_image",
     "broadcast_cat",
     "final_activation_for",
+    "fit_depth",
 ]
 
 KERNEL, STRIDE, PADDING = 8, 2, 3
@@ -70,6 +73,17 @@ def encoder_grid(n_freq: int, n_frames: int, n_layers: int) -> list[tuple[int, i
             f"each of F and T must be >= {need}"
         )
     return sizes
+
+
+def fit_depth(channels: Sequence[int], n_freq: int, n_frames: int) -> tuple[int, ...]:
+    """The encoder depth follows the input size: the first L of ``channels``, L = the most stride-2
+    layers both axes allow (each axis >= 2**L), at most ``len(channels)``. 128 x 99 keeps the
+    papers' 4 layers; 20 x 16 keeps 4; 13 x 10 gets 3. ValueError when not even one fits."""
+    smallest = min(int(n_freq), int(n_frames))
+    if smallest < 2:
+        raise ValueError(f"input {n_freq} x {n_frames} is too small for a stride-2 conv layer: "
+                         f"each of F and T must be >= 2")
+    return tuple(int(c) for c in channels)[: min(len(channels), int(math.floor(math.log2(smallest))))]
 
 
 def init_weights(module: nn.Module) -> None:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.losses import categorical_kl_uniform, gaussian_kl
+from trainables.losses import categorical_kl_uniform, gaussian_kl, gaussian_kl_free_bits
 from trainables.models.base import Batch, Blocks, LatentClusteringModel
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, broadcast_cat, init_weights
 from trainables.schedules import kl_weight_at, tau_at
@@ -113,10 +113,11 @@ class CatUVAC(LatentClusteringModel):
                                    final_activation=self.recon.final_activation)  # g
         init_weights(self.to_logits)
         init_weights(self.to_latent)
+        self._make_overcluster_head(self.enc_y.out_features)
 
     @classmethod
-    def from_config(cls, cfg, n_freq, n_frames, to_linear=None) -> "CatUVAC":
-        return cls(**cls.size_kwargs(cfg, n_freq, n_frames), **Blocks.from_config(cfg, to_linear),
+    def from_config(cls, cfg, n_freq, n_frames, to_linear=None, bounded: bool = True) -> "CatUVAC":
+        return cls(**cls.size_kwargs(cfg, n_freq, n_frames), **Blocks.from_config(cfg, to_linear, bounded),
                    tau_floor=float(cfg["tau_floor"]),
                    gumbel_hard=bool(cfg["gumbel_hard"]),
                    marginal_entropy_weight=float(cfg["marginal_entropy_weight"]),
@@ -145,10 +146,12 @@ class CatUVAC(LatentClusteringModel):
     # -- ClusteringModel ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, tau: float = 1.0, sample: bool | None = None,
                 mask: torch.Tensor | None = None) -> dict:
-        """logits, y [B, K]; mu, logvar, z [B, d_z]; recon (shape of x); tau (the one used)."""
+        """logits, y [B, K]; mu, logvar, z [B, d_z]; recon (shape of x); tau (the one used); h, the
+        features of encoder h [B, H]."""
         img, had_channel = as_image(x, self.n_freq, self.n_frames)
         do_sample = self.training if sample is None else bool(sample)
-        logits = self.logits(img, mask)
+        h = self.enc_y(img, mask)
+        logits = self.to_logits(h).float()
         t = max(float(tau), self.tau_floor)
         y = gumbel_softmax_fp32(logits, t, floor=self.tau_floor, noise=do_sample, hard=self.gumbel_hard)
         mu, logvar = self.encode_z(img, y, mask)
@@ -156,20 +159,29 @@ class CatUVAC(LatentClusteringModel):
         recon = self.decode(y, z)
         if not had_channel:
             recon = recon.squeeze(1)
-        return {"logits": logits, "y": y, "mu": mu, "logvar": logvar, "z": z, "recon": recon, "tau": t}
+        return {"logits": logits, "y": y, "mu": mu, "logvar": logvar, "z": z, "recon": recon, "tau": t, "h": h}
+
+    def posterior(self, x: torch.Tensor, mask: torch.Tensor | None):
+        """(log q(y|x) [B, K], the features of encoder h [B, H])."""
+        img, _ = as_image(x, self.n_freq, self.n_frames)
+        h = self.enc_y(img, mask)
+        return torch.log_softmax(self.to_logits(h).float(), dim=1), h
 
     def training_step(self, batch: Batch, epoch_float: float):
-        out = self(batch.x, tau=self.tau_at(epoch_float), mask=batch.mask)
-        recon = self.recon(batch.x, out["recon"], batch.mask, batch.stats)
+        x = self.prepare(batch.x)
+        out = self(x, tau=self.tau_at(epoch_float), mask=batch.mask)
+        recon = self.recon(x, out["recon"], batch.mask, batch.stats)
         kl_z = gaussian_kl(out["mu"], out["logvar"])
+        kl_z_loss = gaussian_kl_free_bits(out["mu"], out["logvar"], self.free_bits) if self.free_bits > 0 else kl_z
         kl_y = categorical_kl_uniform(out["logits"])
         klw = kl_weight_at(self.hparams, int(epoch_float))
-        total = recon + klw * (self.kl_z_weight * kl_z + kl_y)
+        total = recon + klw * (self.kl_z_weight * kl_z_loss + kl_y)
         terms = {"recon": recon, "kl_z": kl_z, "kl_y": kl_y}
         if self.marginal_entropy_weight > 0:
             terms["kl_ybar"] = marginal_kl_uniform(out["logits"])
             total = total + self.marginal_entropy_weight * terms["kl_ybar"]
-        return total, terms
+        extra, inv = self.invariance_terms(batch, torch.log_softmax(out["logits"], dim=1), out["h"])
+        return total + extra, {**terms, **inv}
 
     def step_logs(self, epoch_float: float) -> dict[str, float]:
         return {"train/kl_weight": float(kl_weight_at(self.hparams, int(epoch_float))),
@@ -183,6 +195,7 @@ class CatUVAC(LatentClusteringModel):
     @torch.no_grad()
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """probs = y = softmax(logits) [B, K], cluster = argmax logits [B], z = mu of q(z|x, y_eval)."""
+        x = self.prepare(x)
         logits = self.logits(x, mask)
         mu, _ = self.encode_z(x, self._eval_y(logits), mask)
         probs = torch.softmax(logits, dim=1)
@@ -191,7 +204,7 @@ class CatUVAC(LatentClusteringModel):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Cluster index [B] = argmax of the logits (no noise)."""
-        return self.logits(x, mask).argmax(dim=1)
+        return self.logits(self.prepare(x), mask).argmax(dim=1)
 
     def inference_parameters(self) -> int:
         """Parameters used by :meth:`infer` (encoders h and f and their heads; no decoder)."""

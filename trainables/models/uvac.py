@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.losses import gaussian_kl, gmm_kl
+from trainables.losses import gaussian_kl, gaussian_kl_free_bits, gmm_kl
 from trainables.models.base import Batch, Blocks, LatentClusteringModel, TrainBatches
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, init_weights
 from trainables.schedules import kl_weight_at
@@ -78,6 +78,7 @@ class UVAC(LatentClusteringModel):
         self.to_latent = nn.Linear(self.encoder.out_features, 2 * self.d_z)
         self.decoder = ConvDecoder(self.d_z, n_freq, n_frames, b.channels, final_activation=self.recon.final_activation)
         init_weights(self.to_latent)
+        self._make_overcluster_head(self.encoder.out_features)
         # GMM prior (paper IV-B initialisation)
         self.pi_logits = nn.Parameter(torch.rand(self.n_clusters))
         self.prior_mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_clusters, self.d_z)))
@@ -85,8 +86,8 @@ class UVAC(LatentClusteringModel):
         self.register_buffer("prior_fitted", torch.tensor(prior_init == "paper"))
 
     @classmethod
-    def from_config(cls, cfg, n_freq, n_frames, to_linear=None) -> "UVAC":
-        return cls(**cls.size_kwargs(cfg, n_freq, n_frames), **Blocks.from_config(cfg, to_linear),
+    def from_config(cls, cfg, n_freq, n_frames, to_linear=None, bounded: bool = True) -> "UVAC":
+        return cls(**cls.size_kwargs(cfg, n_freq, n_frames), **Blocks.from_config(cfg, to_linear, bounded),
                    prior_init=cfg["prior_init"],
                    prior_warmup_epochs=int(cfg["prior_warmup_epochs"]),
                    hparams={k: cfg[k] for k in ("lam", "kl_warmup_epochs", "epochs")})
@@ -134,12 +135,34 @@ class UVAC(LatentClusteringModel):
             return gaussian_kl(mu, logvar)
         return gmm_kl(mu, logvar, self.pi_logits, self.prior_mu, self.prior_logvar)
 
+    def penalised_kl(self, mu: torch.Tensor, logvar: torch.Tensor, kl_z: torch.Tensor) -> torch.Tensor:
+        """KL_z as the loss counts it: with free bits, at least ``free_bits`` nats per dimension
+        (per dimension against N(0, I) during the warm-up; in total against the GMM prior)."""
+        if self.free_bits <= 0:
+            return kl_z
+        if not bool(self.prior_fitted):
+            return gaussian_kl_free_bits(mu, logvar, self.free_bits)
+        return kl_z.clamp_min(self.free_bits * self.d_z)
+
+    def posterior(self, x: torch.Tensor, mask: torch.Tensor | None):
+        """(log p(c | z = mu) [B, C], or None before the prior is fitted; encoder features [B, H])."""
+        img, _ = as_image(x, self.n_freq, self.n_frames)
+        h = self.encoder(img, mask)
+        mu = self.to_latent(h)[:, : self.d_z]
+        return (self.cluster_log_probs(mu) if bool(self.prior_fitted) else None), h
+
     def training_step(self, batch: Batch, epoch_float: float):
-        out = self(batch.x, batch.mask)
-        recon = self.recon(batch.x, out["recon"], batch.mask, batch.stats)
-        kl_z = self.kl_term(out["mu"], out["logvar"])
-        total = recon + kl_weight_at(self.hparams, int(epoch_float)) * kl_z
-        return total, {"recon": recon, "kl_z": kl_z}
+        x = self.prepare(batch.x)
+        img, _ = as_image(x, self.n_freq, self.n_frames)
+        h = self.encoder(img, batch.mask)
+        mu, logvar = self.to_latent(h).split(self.d_z, dim=1)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        recon = self.recon(x, self.decode(z), batch.mask, batch.stats)
+        kl_z = self.kl_term(mu, logvar)
+        total = recon + kl_weight_at(self.hparams, int(epoch_float)) * self.penalised_kl(mu, logvar, kl_z)
+        log_p = self.cluster_log_probs(mu) if bool(self.prior_fitted) else None
+        extra, terms = self.invariance_terms(batch, log_p, h)
+        return total + extra, {"recon": recon, "kl_z": kl_z, **terms}
 
     def step_logs(self, epoch_float: float) -> dict[str, float]:
         return {"train/kl_weight": float(kl_weight_at(self.hparams, int(epoch_float)))}
@@ -158,7 +181,7 @@ class UVAC(LatentClusteringModel):
         was_training = self.training
         self.train()
         try:
-            stats = [tuple(t.float().cpu() for t in self.encode(b.x, b.mask)) for b in batches()]
+            stats = [tuple(t.float().cpu() for t in self.encode(self.prepare(b.x), b.mask)) for b in batches()]
         finally:
             for k, v in self.named_buffers():
                 if k in saved:
@@ -192,7 +215,7 @@ class UVAC(LatentClusteringModel):
     @torch.no_grad()
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Inference (encoder + prior only): probs = p(c|mu) [B, C], cluster [B], z = mu [B, d_z]."""
-        mu, _ = self.encode(x, mask)
+        mu, _ = self.encode(self.prepare(x), mask)
         probs = self.cluster_probs(mu)
         return {"probs": probs, "cluster": probs.argmax(dim=1), "z": mu}
 
