@@ -41,6 +41,7 @@ def default_objectives(space: str) -> list[str]:
 
 FINAL_KEY = "trial_status"   # present only in the trainable's final report
 REASON_KEY = "trial_reason"
+WARMUP_KEY = "warmup_epochs"  # in every report: epochs the trial's model needs before it may be judged
 
 
 @dataclass(frozen=True)

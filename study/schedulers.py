@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from study.moasha import continue_at_rung
-from study.objectives import FINAL_KEY, Objective, objective_values, parse_objective
+from study.objectives import FINAL_KEY, WARMUP_KEY, Objective, objective_values, parse_objective
 from study.pareto import as_losses
 
 SCHEDULERS = ("fifo", "asha", "moasha")
@@ -63,7 +63,6 @@ def make_scheduler(name: str, objectives: list[Objective], *, epochs: int, grace
     if name == "fifo":
         return None
     if name == "asha":
-        from ray.tune.schedulers import ASHAScheduler
         a = parse_objective(asha_metric) if asha_metric else objectives[0]
         # Ray's rungs are grace * eta**k up to max_t inclusive: max_t = the epoch before the
         # last keeps every rung below the last epoch (a trial stopped there has trained in full
@@ -72,12 +71,34 @@ def make_scheduler(name: str, objectives: list[Objective], *, epochs: int, grace
         last_rung = epochs - 1
         if last_rung < max(1, grace_period):
             return None  # no rung below the last epoch: nothing to stop early
-        return ASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode, max_t=last_rung,
-                             grace_period=max(1, grace_period), reduction_factor=REDUCTION_FACTOR,
-                             stop_last_trials=False)
+        return WarmupASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode, max_t=last_rung,
+                                   grace_period=max(1, grace_period), reduction_factor=REDUCTION_FACTOR,
+                                   stop_last_trials=False)
     if name == "moasha":
         return MOASHAScheduler(objectives, epochs=epochs, grace_period=grace_period)
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+def in_warmup(result: dict, time_attr: str = "epoch") -> bool:
+    """True while a trial's model is still warming up (the trainable reports ``warmup_epochs``, e.g.
+    UVAC's epochs before and during its first epoch against the fitted GMM prior): no scheduler
+    judges it then, so a trial is never stopped for what its warm-up looks like."""
+    t = result.get(time_attr)
+    return t is not None and float(t) < float(result.get(WARMUP_KEY, 0) or 0)
+
+
+class WarmupASHAScheduler(ASHAScheduler):
+    """Ray's ASHA, blind to results inside a trial's warm-up (:func:`in_warmup`): they are not
+    recorded at any rung, so a trial whose warm-up covers a rung is judged at the next one."""
+
+    def __init__(self, *, time_attr: str = "epoch", **kwargs):
+        super().__init__(time_attr=time_attr, **kwargs)
+        self.warmup_time_attr = time_attr  # our own copy: Ray's is private
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if in_warmup(result, self.warmup_time_attr):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
 
 
 def rung_epochs(epochs: int, grace_period: int, eta: float) -> list[int]:
@@ -107,7 +128,7 @@ class MOASHAScheduler(FIFOScheduler):
         self.stopped: dict[str, int] = {}  # trial id -> the rung it was stopped at
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if FINAL_KEY in result:  # the trial's last report: it has ended already
+        if FINAL_KEY in result or in_warmup(result, self._time_attr):  # ended, or not to be judged yet
             return TrialScheduler.CONTINUE
         t = result.get(self._time_attr)
         if t is None:

@@ -29,7 +29,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from study.objectives import FINAL_KEY, REASON_KEY  # the final report's keys, read by classify
+from study.objectives import FINAL_KEY, REASON_KEY, WARMUP_KEY  # report keys read by classify, the schedulers
 
 RESOLVED_KEY = "resolved_config"  # JSON of the config the worker trains with (first report)
 
@@ -79,17 +79,19 @@ def trainable(config: dict, cache_dir: str) -> None:
 
     from trainables import loop
     from trainables.config import resolve_config
+    from trainables.models import warmup_epochs
     from trainables.train import write_assignments
 
     table = _table(cache_dir, str(config.get("split_scheme") or "random"))
     cfg = resolve_config(config, dataset=table.dataset)
+    warmup = warmup_epochs(cfg)
     every = int(cfg.get("checkpoint_every", 1) or 0)
     last_fn: list = [None]
     first = [True]
 
     def on_epoch(epoch: int, metrics: dict, checkpoint_fn=None) -> None:
         last_fn[0] = checkpoint_fn
-        payload = {**_scalars(metrics), "epoch": int(epoch)}
+        payload = {**_scalars(metrics), "epoch": int(epoch), WARMUP_KEY: warmup}
         if first[0]:
             payload[RESOLVED_KEY] = json.dumps(cfg, sort_keys=True, default=str)
             first[0] = False

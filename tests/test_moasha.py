@@ -130,6 +130,41 @@ def test_no_scheduler_stops_a_trial_at_its_last_epoch(name):
         assert s.on_trial_result(None, b, _report(epoch, 0.1, 0.1)) == TrialScheduler.CONTINUE
 
 
+@pytest.mark.parametrize("name", [n for n in SCHEDULERS if n != "fifo"])
+def test_no_scheduler_stops_a_trial_inside_its_warmup(name):
+    """b reports its warm-up (UVAC before and in its first epoch against the fitted prior: 6 epochs)
+    far behind a at every rung inside it; it is judged from its 6th epoch's report on."""
+    from study.objectives import WARMUP_KEY
+
+    s = make_scheduler(name, OBJ2, epochs=16, grace_period=1)
+    trials = {k: _Trial(k) for k in "abcde"}
+    for t in trials.values():
+        s.on_trial_add(None, t)
+    for epoch in range(1, 6):
+        for k in "acde":  # the others, no warm-up, doing well
+            s.on_trial_result(None, trials[k], {**_report(epoch, 0.9, 0.9), WARMUP_KEY: 0})
+        assert s.on_trial_result(None, trials["b"], {**_report(epoch, 0.0, 0.0), WARMUP_KEY: 6}) == \
+            TrialScheduler.CONTINUE, f"stopped inside its warm-up, at epoch {epoch}"
+    # past its warm-up the same results are judged (and b, still dominated, goes)
+    for k in "acde":
+        s.on_trial_result(None, trials[k], {**_report(6, 0.9, 0.9), WARMUP_KEY: 0})
+    decisions = [s.on_trial_result(None, trials["b"], {**_report(e, 0.0, 0.0), WARMUP_KEY: 6}) for e in (6, 7)]
+    assert TrialScheduler.STOP in decisions
+
+
+def test_uvac_declares_its_prior_warmup():
+    from trainables.config import resolve_config
+    from trainables.models import warmup_epochs
+    from trainables.models.uvac import UVAC
+
+    cfg = resolve_config({"model": "uvac", "epochs": 30, "prior_init": "fit", "prior_warmup_epochs": 5})
+    assert warmup_epochs(cfg) == 6  # the prior is fitted before epoch 6 (1-based) and used in it
+    assert warmup_epochs({**cfg, "epochs": 3}) == 3  # fitted before the last epoch of a short run
+    assert UVAC.prior_fit_epoch(5, 3) == 2 and UVAC.prior_fit_epoch(5, 1) == 0
+    assert warmup_epochs(resolve_config({"model": "cat_uvac", "kl_warmup_epochs": 4})) == 4
+    assert warmup_epochs(resolve_config({"model": "kmeans"})) == 0
+
+
 def test_rungs_below_last_epoch():
     assert rung_epochs(4, 1, 4) == [1]
     assert rung_epochs(9, 1, 3) == [1, 3]

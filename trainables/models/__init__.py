@@ -12,9 +12,15 @@ from trainables.models.blocks import ConvDecoder, ConvEncoder
 from trainables.models.cat_uvac import CatUVAC
 from trainables.models.uvac import UVAC
 
-__all__ = ["MODELS", "build_model", "Batch", "ClusteringModel", "ConvEncoder", "ConvDecoder", "UVAC", "CatUVAC"]
+__all__ = ["MODELS", "build_model", "warmup_epochs", "Batch", "ClusteringModel", "ConvEncoder", "ConvDecoder", "UVAC", "CatUVAC"]
 
 MODELS: dict[str, type[ClusteringModel]] = {cls.name: cls for cls in (UVAC, CatUVAC)}
+
+
+def warmup_epochs(cfg: Mapping[str, Any]) -> int:
+    """Epochs a resolved config's model needs before it may be judged (0 for a baseline)."""
+    cls = MODELS.get(cfg["model"])
+    return 0 if cls is None else int(cls.warmup_epochs(cfg))
 
 
 def build_model(cfg: Mapping[str, Any], n_freq: int, n_frames: int, preset: Any = None) -> ClusteringModel:

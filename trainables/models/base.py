@@ -60,6 +60,12 @@ class ClusteringModel(nn.Module):
     def from_config(cls, cfg: Mapping[str, Any], n_freq: int, n_frames: int, to_linear=None) -> "ClusteringModel":
         raise NotImplementedError
 
+    @classmethod
+    def warmup_epochs(cls, cfg: Mapping[str, Any]) -> int:
+        """Epochs before this model's validation metrics say what it will become: an early-stopping
+        scheduler must not judge a trial before the end of this epoch. Default: the KL warm-up."""
+        return min(int(cfg["epochs"]), int(cfg.get("kl_warmup_epochs", 0)))
+
     # -- training hooks ---------------------------------------------------------------------------
     def on_train_start(self, batches: TrainBatches, seed: int) -> None:
         """Data-dependent initialisation before the first epoch (not called on resume)."""

@@ -167,8 +167,24 @@ class UVAC(LatentClusteringModel):
     def step_logs(self, epoch_float: float) -> dict[str, float]:
         return {"train/kl_weight": float(kl_weight_at(self.hparams, int(epoch_float)))}
 
+    @staticmethod
+    def prior_fit_epoch(prior_warmup_epochs: int, epochs: int) -> int:
+        """The 0-based epoch before which the prior is fitted: after the warm-up, but never later
+        than the start of the last epoch (a run shorter than its warm-up still ends with a fitted
+        prior, hence with all its clusters, instead of the random one)."""
+        return max(0, min(int(prior_warmup_epochs), int(epochs) - 1))
+
+    @classmethod
+    def warmup_epochs(cls, cfg) -> int:
+        """The KL warm-up, and with ``prior_init="fit"`` one epoch trained against the fitted prior."""
+        base = super().warmup_epochs(cfg)
+        if cfg["prior_init"] != "fit":
+            return base
+        return max(base, min(int(cfg["epochs"]), cls.prior_fit_epoch(cfg["prior_warmup_epochs"], cfg["epochs"]) + 1))
+
     def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
-        if bool(self.prior_fitted) or epoch < self.prior_warmup_epochs:
+        fit_at = self.prior_fit_epoch(self.prior_warmup_epochs, self.hparams["epochs"])
+        if bool(self.prior_fitted) or epoch < fit_at:
             return {}
         self.fit_prior(*self.latent_posteriors(batches), seed)
         return {"train/prior_fitted_at": float(epoch)}
