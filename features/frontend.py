@@ -186,7 +186,7 @@ def compute_features(waveform: torch.Tensor, preset: Preset, sample_rate: int | 
         x, stats = normalise_clip(s, mask)
     elif preset.normalisation == "band":
         x, stats = normalise_band(s, mask), IDENTITY_STATS.clone()
-    else:  # "speaker": normalised per speaker at load time (features.normalise.normalise_speakers)
+    else:  # "none", or "speaker": normalised per speaker at load time (features.normalise.normalise_speakers)
         x, stats = (s * mask[None, :]).to(torch.float32), IDENTITY_STATS.clone()
     if tuple(x.shape) != preset.shape:
         raise AssertionError(f"preset {preset.name!r}: got features {tuple(x.shape)}, expected {preset.shape}")

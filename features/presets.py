@@ -15,7 +15,8 @@ A preset says how a waveform becomes the [F, T] image a model sees (docs/MODELS.
   cepstral mean normalisation, CMN; real-valued) or ``"speaker"`` (per speaker, each row
   standardised over all real frames of that speaker's clips: CMVN with speaker ids, applied
   when the table is loaded; only for datasets whose groups are speakers; it uses side
-  information, and says so wherever it is reported).
+  information, and says so wherever it is reported), or ``"none"`` (the values as computed,
+  real-valued: speaker and channel offsets kept, for models that learn them, e.g. a style factor).
 
 Fields added after the papers' presets (``n_mels``, ``duration_mode``, ``stretch_frames``,
 ``trim_nats``, ``normalisation``) enter :meth:`Preset.digest` only when they differ from their
@@ -34,7 +35,7 @@ __all__ = ["Preset", "PRESETS", "get_preset", "SCALES", "COMPRESSIONS", "DURATIO
 SCALES = ("linear", "mel", "mfcc")
 COMPRESSIONS = ("none", "log")
 DURATION_MODES = ("pad", "stretch")
-NORMALISATIONS = ("clip", "band", "speaker")
+NORMALISATIONS = ("clip", "band", "speaker", "none")
 # fields that do not enter the digest while at their default (they came after the papers' presets)
 _LATE_FIELDS = ("n_mels", "duration_mode", "stretch_frames", "trim_nats", "normalisation")
 
@@ -63,7 +64,8 @@ class Preset:
     stretch_frames: frames of a stretched clip
     trim_nats:      stretch only: frames kept span the first to the last frame whose mean log
                     energy is within this many nats of the clip's peak
-    normalisation:  ``"clip"`` (papers, [0, 1]), ``"band"`` (CMN) or ``"speaker"`` (CMVN per speaker)
+    normalisation:  ``"clip"`` (papers, [0, 1]), ``"band"`` (CMN), ``"speaker"`` (CMVN per speaker) or
+                    ``"none"`` (as computed)
     """
 
     name: str
@@ -260,6 +262,10 @@ for _name, _kw, _what in (
      "13 MFCCs (c1..c13, 40 mel), trimmed, stretched to 10 frames, CMN -> 13 x 10 (the classical baseline's)"),
     ("awe_speaker", dict(_MFCC, n_bins=13, stretch_frames=10, normalisation="speaker"),
      "awe with per-speaker CMVN instead of CMN (speaker ids: side information) -> 13 x 10"),
+    ("awe_raw", dict(_MFCC, n_bins=13, stretch_frames=10, normalisation="none"),
+     "awe without any normalisation (speaker and channel offsets kept) -> 13 x 10"),
+    ("mfcc_raw", dict(_MFCC, n_bins=20, stretch_frames=16, normalisation="none"),
+     "20 MFCCs, trimmed, stretched to 16 frames, not normalised -> 20 x 16"),
     ("mfcc", dict(_MFCC, n_bins=20, stretch_frames=16, normalisation="band"),
      "20 MFCCs (c1..c20, 40 mel), trimmed, stretched to 16 frames, CMN -> 20 x 16"),
     ("mfcc_speaker", dict(_MFCC, n_bins=20, stretch_frames=16, normalisation="speaker"),

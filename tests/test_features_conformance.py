@@ -153,7 +153,7 @@ def _check_values(p, feats) -> None:
         assert float(real.min()) == 0.0 and float(real.max()) == 1.0
     elif p.normalisation == "band":  # CMN: every band has zero mean over the real frames
         assert float(real.mean(1).abs().max()) < 1e-5 and float(real.std()) > 0
-    else:  # speaker: stored un-normalised (the loader standardises per speaker)
+    else:  # speaker (the loader standardises per speaker) and none: stored un-normalised
         assert torch.equal(feats.norm_stats, torch.tensor([0.0, 1.0, 0.0, 1.0])) and float(real.std()) > 0
 
 

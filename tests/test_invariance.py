@@ -181,7 +181,7 @@ def test_both_models_train_on_small_real_valued_inputs(model, preset_name):
     assert len(m.channels_used) == min(4, int(math.log2(min(f, t))))
     assert m.recon.final_activation is None  # real-valued: no sigmoid
     m.on_train_start(lambda: iter([Batch(x, mask, torch.zeros(8, 4))]), seed=0)
-    prepared = m.prepare(x)
+    prepared = m.standardise(x)
     assert float(prepared.mean(dim=(0, 2)).abs().max()) < 1e-4  # standardised per row on the train split
     assert float((prepared.std(dim=(0, 2), unbiased=False) - 1).abs().max()) < 1e-3
     total, _ = m.training_step(Batch(x, mask, torch.zeros(8, 4)), 0.0)
@@ -195,3 +195,34 @@ def test_both_models_train_on_small_real_valued_inputs(model, preset_name):
 def test_real_valued_inputs_refuse_the_bernoulli_likelihood():
     with pytest.raises(ValueError, match="real-valued"):
         CatUVAC(20, 16, n_clusters=3, d_z=2, bounded=False, likelihood="bernoulli", **TINY)
+
+
+# ------------------------------------------------------------------ style factor
+def test_style_factor_finds_a_planted_speaker_offset_and_removes_it_from_the_encoder_input():
+    g = torch.Generator().manual_seed(3)
+    n, f, t = 48, 20, 16
+    speaker = torch.arange(n) % 2
+    word = (torch.arange(n) // 2) % 3
+    words = torch.randn(3, f, t, generator=g)
+    offsets = torch.stack([torch.zeros(f, t), torch.linspace(-3, 3, f)[:, None].expand(f, t)])  # a spectral tilt
+    x = words[word] + offsets[speaker] + 0.1 * torch.randn(n, f, t, generator=g)
+    mask = torch.ones(n, t)
+    batches = lambda: iter([Batch(x, mask, torch.zeros(n, 4))])  # noqa: E731
+    m = UVAC(f, t, n_clusters=3, d_z=2, bounded=False, style_clusters=2, **TINY)
+    m.on_train_start(batches, seed=0)
+    s = m.style.log_probs(m.standardise(x), mask).argmax(1)
+    assert (s == speaker).all() or (s == 1 - speaker).all()  # the styles are the speakers
+    raw, enc = m.standardise(x), m.prepare(x, mask)
+    gap = lambda v: float((v[speaker == 0].mean(0) - v[speaker == 1].mean(0)).norm())  # noqa: E731
+    assert gap(enc) < 0.2 * gap(raw)  # what the encoder sees no longer tells the speakers apart
+    total, terms = m.training_step(Batch(x, mask, torch.zeros(n, 4)), 0.0)
+    assert {"kl_s", "kl_sbar"} <= set(terms) and torch.isfinite(total)
+    total.backward()
+    assert m.style.offsets.grad is not None and float(m.style.offsets.grad.abs().sum()) > 0
+
+
+def test_style_factor_needs_real_valued_features():
+    with pytest.raises(ValueError, match="real-valued"):
+        CatUVAC(20, 16, n_clusters=3, d_z=2, bounded=True, style_clusters=4, **TINY)
+    with pytest.raises(ConfigError, match="style_clusters"):
+        resolve_config({"style_clusters": 1})

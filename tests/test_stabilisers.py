@@ -120,7 +120,7 @@ def test_fitted_prior_equals_a_gaussian_mixture_on_the_same_latents():
 
     torch.manual_seed(0)
     data = _data(b=40, seed=1)
-    m = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="fit", prior_warmup_epochs=2, **TINY)
+    m = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="fit", prior_warmup_epochs=2, hparams={"epochs": 10}, **TINY)
     before = {k: v.clone() for k, v in m.state_dict().items() if "prior" in k or "pi" in k}
     assert m.on_epoch_start(1, _batches(data), seed=5) == {}  # still warming up
     assert not bool(m.prior_fitted)

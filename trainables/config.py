@@ -70,6 +70,11 @@ overcluster            > 0: an auxiliary head of overcluster x n_clusters cluste
                        consistency term alone (IIC's overclustering); 0 = off
 free_bits              KL_z counts at least this many nats per latent dimension (Kingma et al.
                        2016); 0 = off
+style_clusters         > 0: a style factor (trainables.models.style): that many style classes
+                       q(s|x) from the clip's per-row statistics, each an additive offset of the
+                       decoder output (speaker / channel), so the clusters need not encode it;
+                       real-valued front ends only; 0 = off
+style_balance          weight of KL(batch-mean q(s) || uniform), the style factor's balance term
 =====================  ==========================================================================
 """
 from __future__ import annotations
@@ -145,6 +150,8 @@ DEFAULTS: dict[str, Any] = {
     "consistency_weight": 1.0,
     "overcluster": 0,
     "free_bits": 0.0,
+    "style_clusters": 0,
+    "style_balance": 1.0,
 }
 
 # Paper defaults that depend on the model; applied for keys the caller did not give.
@@ -333,7 +340,8 @@ def _validate(cfg: dict[str, Any]) -> None:
         positive(key)
     for key in ("n_clusters", "lam", "tau_anneal_epochs", "kl_warmup_epochs", "grad_clip", "seed",
                 "checkpoint_every", "silhouette_sample", "prior_warmup_epochs", "marginal_entropy_weight",
-                "kl_z_weight", "aug_eq", "consistency_weight", "overcluster", "free_bits"):
+                "kl_z_weight", "aug_eq", "consistency_weight", "overcluster", "free_bits", "style_clusters",
+                "style_balance"):
         non_negative(key)
     for key in ("aug_speed", "aug_warp", "aug_shift"):
         if not 0 <= cfg[key] <= 0.5:
@@ -354,6 +362,8 @@ def _validate(cfg: dict[str, Any]) -> None:
             f"likelihood {cfg['likelihood']!r} is defined on the normalised [0, 1] spectrogram: it needs "
             f"divergence 'euc', got {cfg['divergence']!r} (use likelihood 'gaussian' with 'is' / 'kl')"
         )
+    if cfg["style_clusters"] == 1:
+        raise ConfigError("style_clusters: must be 0 (off) or >= 2, got 1")
     if cfg["n_clusters"] == 1:
         raise ConfigError("n_clusters: must be 0 (= number of classes) or >= 2, got 1")
     if cfg["lr_end"] > cfg["lr_start"]:

@@ -41,7 +41,7 @@ SPLIT_METRICS = ("acc", "nmi", "ari", "n_clusters_used", "collapsed", "occupancy
 _NEURAL_TRAIN = ("loss", "recon", "kl_z", "grad_norm", "lr", "kl_weight", "epoch_time_s", "samples_per_s")
 _TRAIN_EXTRA = {"cat_uvac": ("kl_y", "tau")}
 # Reported only under some configs or in some epochs (still valid names).
-_INVARIANCE = ("consistency", "consistency_over")  # with augment + consistency (+ overcluster)
+_INVARIANCE = ("consistency", "consistency_over", "kl_s", "kl_sbar")  # consistency, overcluster, style factor
 CONDITIONAL_TRAIN: dict[str, tuple[str, ...]] = {"cat_uvac": ("kl_ybar", *_INVARIANCE),
                                                  "uvac": ("prior_fitted_at", *_INVARIANCE)}
 _BASELINE_TRAIN = ("time_s",)

@@ -26,6 +26,7 @@ from torch import nn
 
 from trainables.consistency import CONSISTENCIES, consistency
 from trainables.models.blocks import fit_depth
+from trainables.models.style import StyleFactor
 
 __all__ = ["Batch", "Blocks", "ClusteringModel", "LatentClusteringModel", "TrainBatches"]
 
@@ -141,6 +142,8 @@ class Blocks:
     consistency_weight: float = 1.0
     overcluster: int = 0  # > 0: an auxiliary head of overcluster * K clusters, trained by consistency alone
     free_bits: float = 0.0  # nats per latent dimension below which KL_z is not penalised
+    style_clusters: int = 0  # > 0: a style factor of that many classes (trainables.models.style)
+    style_balance: float = 1.0  # weight of the style factor's batch-marginal balance term
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], to_linear=None, bounded: bool = True) -> dict[str, Any]:
@@ -150,7 +153,8 @@ class Blocks:
                     gru_hidden=int(cfg["gru_hidden"]), pool=cfg["pool"], dec_bias_init=cfg["dec_bias_init"],
                     to_linear=to_linear, bounded=bool(bounded), consistency=cfg["consistency"],
                     consistency_weight=float(cfg["consistency_weight"]), overcluster=int(cfg["overcluster"]),
-                    free_bits=float(cfg["free_bits"]))
+                    free_bits=float(cfg["free_bits"]), style_clusters=int(cfg["style_clusters"]),
+                    style_balance=float(cfg["style_balance"]))
 
 
 class LatentClusteringModel(ClusteringModel):
@@ -184,6 +188,12 @@ class LatentClusteringModel(ClusteringModel):
         self.free_bits = float(b.free_bits)
         self._overcluster = int(b.overcluster)
         self.over_head: nn.Module | None = None
+        self.style: StyleFactor | None = None
+        if int(b.style_clusters) > 0:
+            if b.bounded:
+                raise ValueError("style_clusters: the style offsets are added to a real-valued output; use a front end "
+                                 "with normalisation none, band or speaker")
+            self.style = StyleFactor(self.n_freq, self.n_frames, int(b.style_clusters), float(b.style_balance))
         # real-valued inputs are standardised per row with the train split's statistics (on_train_start)
         self.standardise_input = not b.bounded
         self.register_buffer("input_shift", torch.zeros(self.n_freq))
@@ -210,7 +220,7 @@ class LatentClusteringModel(ClusteringModel):
         posteriors ``log_p`` / the view's, and on the overclustering head; (0, {}) without a view."""
         if batch.view is None or self.consistency == "none":
             return 0.0, {}
-        log_pv, hv = self.posterior(self.prepare(batch.view.x), batch.view.mask)
+        log_pv, hv = self.posterior(self.prepare(batch.view.x, batch.view.mask), batch.view.mask)
         terms: dict[str, torch.Tensor] = {}
         if log_p is not None and log_pv is not None:
             terms["consistency"] = consistency(self.consistency, log_p, log_pv)
@@ -219,8 +229,29 @@ class LatentClusteringModel(ClusteringModel):
                                                     torch.log_softmax(self.over_head(hv).float(), 1))
         return (self.consistency_weight * sum(terms.values()) if terms else 0.0), terms
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """What the networks see and reconstruct: x itself, or (x - shift) / scale per row (real-valued
+    def styled(self, out: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, kl_weight: float
+               ) -> tuple[torch.Tensor, torch.Tensor | float, dict[str, torch.Tensor]]:
+        """The decoder output ``out`` [B, 1, F, T] plus the style offset of standardised ``x`` (identity
+        without a style factor), the style loss and its terms."""
+        if self.style is None:
+            return out, 0.0, {}
+        log_q = self.style.log_probs(x.reshape(x.shape[0], self.n_freq, self.n_frames), mask)
+        terms = self.style.loss_terms(log_q)
+        offset = self.style.offset(log_q).reshape(out.shape).to(out.dtype)
+        return out + offset, kl_weight * terms["kl_s"] + self.style.balance * terms["kl_sbar"], terms
+
+    def prepare(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What the encoders see: :meth:`standardise` d x, less its style offset when the model has
+        a style factor (a learned, unsupervised speaker normalisation); x [B, F, T] or [B, 1, F, T]."""
+        xt = self.standardise(x)
+        if self.style is None:
+            return xt
+        flat = xt.reshape(xt.shape[0], self.n_freq, self.n_frames)
+        m = mask if mask is not None else torch.ones(flat.shape[0], self.n_frames, device=flat.device)
+        return xt - self.style.offset(self.style.log_probs(flat, m)).reshape(xt.shape).to(xt.dtype)
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        """What the decoder reconstructs: x itself, or (x - shift) / scale per row (real-valued
         inputs); x [B, F, T] or [B, 1, F, T]."""
         if not self.standardise_input:
             return x
@@ -251,9 +282,11 @@ class LatentClusteringModel(ClusteringModel):
     def on_train_start(self, batches: TrainBatches, seed: int) -> None:
         if self.standardise_input:
             self.fit_input_standardisation(batches)
+        if self.style is not None:
+            self.style.fit(batches, self.standardise, seed)
         if self.dec_bias_init != "data_mean":
             return
         xs, ms, ss = [], [], []
         for b in batches():
-            xs.append(self.prepare(b.x)), ms.append(b.mask), ss.append(b.stats)
+            xs.append(self.standardise(b.x)), ms.append(b.mask), ss.append(b.stats)
         self.decoder.set_output_bias(self.recon.output_bias(torch.cat(xs), torch.cat(ms), torch.cat(ss)))

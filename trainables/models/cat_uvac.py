@@ -168,15 +168,16 @@ class CatUVAC(LatentClusteringModel):
         return torch.log_softmax(self.to_logits(h).float(), dim=1), h
 
     def training_step(self, batch: Batch, epoch_float: float):
-        x = self.prepare(batch.x)
-        out = self(x, tau=self.tau_at(epoch_float), mask=batch.mask)
-        recon = self.recon(x, out["recon"], batch.mask, batch.stats)
+        xt = self.standardise(batch.x)
+        out = self(self.prepare(batch.x, batch.mask), tau=self.tau_at(epoch_float), mask=batch.mask)
+        klw = kl_weight_at(self.hparams, int(epoch_float))
+        decoded, style_loss, style_terms = self.styled(out["recon"], xt, batch.mask, klw)
+        recon = self.recon(xt, decoded, batch.mask, batch.stats)
         kl_z = gaussian_kl(out["mu"], out["logvar"])
         kl_z_loss = gaussian_kl_free_bits(out["mu"], out["logvar"], self.free_bits) if self.free_bits > 0 else kl_z
         kl_y = categorical_kl_uniform(out["logits"])
-        klw = kl_weight_at(self.hparams, int(epoch_float))
-        total = recon + klw * (self.kl_z_weight * kl_z_loss + kl_y)
-        terms = {"recon": recon, "kl_z": kl_z, "kl_y": kl_y}
+        total = recon + klw * (self.kl_z_weight * kl_z_loss + kl_y) + style_loss
+        terms = {"recon": recon, "kl_z": kl_z, "kl_y": kl_y, **style_terms}
         if self.marginal_entropy_weight > 0:
             terms["kl_ybar"] = marginal_kl_uniform(out["logits"])
             total = total + self.marginal_entropy_weight * terms["kl_ybar"]
@@ -195,7 +196,7 @@ class CatUVAC(LatentClusteringModel):
     @torch.no_grad()
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """probs = y = softmax(logits) [B, K], cluster = argmax logits [B], z = mu of q(z|x, y_eval)."""
-        x = self.prepare(x)
+        x = self.prepare(x, mask)
         logits = self.logits(x, mask)
         mu, _ = self.encode_z(x, self._eval_y(logits), mask)
         probs = torch.softmax(logits, dim=1)
@@ -204,7 +205,7 @@ class CatUVAC(LatentClusteringModel):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Cluster index [B] = argmax of the logits (no noise)."""
-        return self.logits(self.prepare(x), mask).argmax(dim=1)
+        return self.logits(self.prepare(x, mask), mask).argmax(dim=1)
 
     def inference_parameters(self) -> int:
         """Parameters used by :meth:`infer` (encoders h and f and their heads; no decoder)."""

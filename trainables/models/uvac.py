@@ -152,17 +152,19 @@ class UVAC(LatentClusteringModel):
         return (self.cluster_log_probs(mu) if bool(self.prior_fitted) else None), h
 
     def training_step(self, batch: Batch, epoch_float: float):
-        x = self.prepare(batch.x)
-        img, _ = as_image(x, self.n_freq, self.n_frames)
+        xt = self.standardise(batch.x)
+        img, _ = as_image(self.prepare(batch.x, batch.mask), self.n_freq, self.n_frames)
         h = self.encoder(img, batch.mask)
         mu, logvar = self.to_latent(h).split(self.d_z, dim=1)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        recon = self.recon(x, self.decode(z), batch.mask, batch.stats)
+        klw = kl_weight_at(self.hparams, int(epoch_float))
+        out, style_loss, style_terms = self.styled(self.decode(z), xt, batch.mask, klw)
+        recon = self.recon(xt, out, batch.mask, batch.stats)
         kl_z = self.kl_term(mu, logvar)
-        total = recon + kl_weight_at(self.hparams, int(epoch_float)) * self.penalised_kl(mu, logvar, kl_z)
+        total = recon + klw * self.penalised_kl(mu, logvar, kl_z) + style_loss
         log_p = self.cluster_log_probs(mu) if bool(self.prior_fitted) else None
         extra, terms = self.invariance_terms(batch, log_p, h)
-        return total + extra, {"recon": recon, "kl_z": kl_z, **terms}
+        return total + extra, {"recon": recon, "kl_z": kl_z, **style_terms, **terms}
 
     def step_logs(self, epoch_float: float) -> dict[str, float]:
         return {"train/kl_weight": float(kl_weight_at(self.hparams, int(epoch_float)))}
@@ -197,7 +199,7 @@ class UVAC(LatentClusteringModel):
         was_training = self.training
         self.train()
         try:
-            stats = [tuple(t.float().cpu() for t in self.encode(self.prepare(b.x), b.mask)) for b in batches()]
+            stats = [tuple(t.float().cpu() for t in self.encode(self.prepare(b.x, b.mask), b.mask)) for b in batches()]
         finally:
             for k, v in self.named_buffers():
                 if k in saved:
@@ -231,7 +233,7 @@ class UVAC(LatentClusteringModel):
     @torch.no_grad()
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Inference (encoder + prior only): probs = p(c|mu) [B, C], cluster [B], z = mu [B, d_z]."""
-        mu, _ = self.encode(self.prepare(x), mask)
+        mu, _ = self.encode(self.prepare(x, mask), mask)
         probs = self.cluster_probs(mu)
         return {"probs": probs, "cluster": probs.argmax(dim=1), "z": mu}
 
