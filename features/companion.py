@@ -3,8 +3,7 @@
 A study or a benchmark compares its models with classical baselines that need their own front end
 (the acoustic-word-embedding MFCCs of ``awe``). :func:`companion_cache` builds (or updates, cheaply
 when nothing changed) the cache of exactly the clips of an existing cache (their ids, paths,
-labels and groups, read from its shards) under another preset, next to it and with the same
-split seed. Nothing is re-scanned, so it works for any dataset, ``--limit`` included.
+labels and groups, read from its shards) under another preset, in ``companions/`` next to it and with the same split seed. Nothing is re-scanned, so it works for any dataset, ``--limit`` included.
 """
 from __future__ import annotations
 
@@ -19,7 +18,9 @@ from features.manifest import read_manifest
 from features.presets import Preset
 from features.store import CacheError
 
-__all__ = ["cached_records", "companion_cache"]
+__all__ = ["COMPANIONS", "cached_records", "companion_cache"]
+
+COMPANIONS = "companions"
 
 
 def cached_records(cache_dir: Path | str) -> DatasetScan:
@@ -37,7 +38,8 @@ def cached_records(cache_dir: Path | str) -> DatasetScan:
 def companion_cache(cache_dir: Path | str, preset: Preset, *, out: Path | str | None = None,
                     workers: int = 1, progress: bool = False) -> Path:
     """The cache of the clips of ``cache_dir`` under ``preset`` (built or brought up to date)
-    in ``out`` (default: beside ``cache_dir``); returns its directory."""
+    in ``out`` (default: ``companions/`` beside ``cache_dir``, so that a build ``--out`` folder
+    still holds one cache); returns its directory."""
     cache_dir = resolve_cache_dir(cache_dir)
     m = read_manifest(cache_dir)
     if m is None:
@@ -45,6 +47,6 @@ def companion_cache(cache_dir: Path | str, preset: Preset, *, out: Path | str | 
     if m.preset == preset.to_dict():
         return cache_dir
     scan = cached_records(cache_dir)
-    summary = build_cache(scan, preset, Path(out) if out is not None else cache_dir.parent, m.split_seed,
+    summary = build_cache(scan, preset, Path(out) if out is not None else cache_dir.parent / COMPANIONS, m.split_seed,
                           fractions=tuple(m.fractions), workers=workers, progress=progress)
     return summary.cache_dir

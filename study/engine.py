@@ -32,6 +32,7 @@ from study.library_logs import library_logs_to, quiet_ray_env
 from study.objectives import Objective, parse_objectives
 from study.options import (StudyError, StudyOptions, check_config, default_study_name, fixed_config,
                            pinned_params, pinned_text, study_space)
+from study.baselines import baseline_metrics, baseline_tags
 from study.result import StudyResult, collect_result, resume_command
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,13 @@ class _Study:
     parent_id: str
     objectives: list[Objective]
     fixed: dict
-    cache_dir: str
+    cache_dirs: dict  # front end -> feature cache directory (the first is the study's main one)
     pinned: dict
-    baseline: dict
+    baselines: list  # study.baselines rows
+
+    @property
+    def cache_dir(self) -> str:
+        return next(iter(self.cache_dirs.values()))
 
     @property
     def path(self) -> str:
@@ -67,32 +72,40 @@ def _abs_sqlite(uri: str) -> str:
     return absolute_uri(uri)
 
 
-def ensure_features(opts: StudyOptions) -> str:
-    """The feature cache directory: ``--features`` as given, or built (once, in this process,
-    with the feature build's own progress bar) under ``features_root/<dataset>``."""
-    from features.build import default_preset_for, format_summary, scan
+def ensure_features(opts: StudyOptions) -> dict[str, str]:
+    """The feature cache of every front end of the study (``opts.frontends``, resolved by
+    ``validate``), as ``{preset name: cache directory}``, the first one the study's main cache:
+    ``--features`` as given, or built (once, in this process, with the feature build's own
+    progress bar) under ``features_root/<dataset>``; the other front ends are the same clips
+    featurised again beside it (features.companion)."""
+    from features.build import format_summary, scan
     from features.cache import BuildError, CacheError, build_cache, find_cache_dirs
+    from features.companion import companion_cache
     from features.datasets.base import DatasetError
     from features.frontend import get_preset
 
-    if opts.features:
-        given = Path(opts.features).resolve()
-        inner = find_cache_dirs(given)
-        return str(inner[0] if len(inner) == 1 else given)
-
-    # Always through the build: unchanged inputs cost a scan and a checksum pass ("up to
-    # date"); new files, a damaged file or an older cache format are dealt with here.
-    out = Path(opts.features_root, opts.dataset).resolve()
-    print(f"[study] feature cache of {opts.dataset} under {out}", flush=True)
+    frontends = list(opts.frontends or [])
     try:
-        ds = scan(opts.dataset, Path(opts.root) if opts.root else None, out, 0)
-        summary = build_cache(ds, get_preset(default_preset_for(opts.dataset)), out, 0, progress=True)
+        if opts.features:
+            given = Path(opts.features).resolve()
+            inner = find_cache_dirs(given)
+            main = str(inner[0] if len(inner) == 1 else given)
+        else:
+            # Always through the build: unchanged inputs cost a scan and a checksum pass ("up to
+            # date"); new files, a damaged file or an older cache format are dealt with here.
+            out = Path(opts.features_root, opts.dataset).resolve()
+            print(f"[study] feature cache of {opts.dataset} under {out}", flush=True)
+            ds = scan(opts.dataset, Path(opts.root) if opts.root else None, out, 0)
+            summary = build_cache(ds, get_preset(frontends[0]), out, 0, progress=True)
+            if not summary.up_to_date:
+                print(format_summary(summary), flush=True)
+            main = str(summary.cache_dir)
+        dirs = {frontends[0]: main}
+        for name in frontends[1:]:
+            dirs[name] = str(companion_cache(main, get_preset(name), progress=True))
     except (BuildError, CacheError, DatasetError, ValueError, OSError) as exc:
         raise StudyError(f"feature build failed: {exc}") from exc
-    if not summary.up_to_date:
-        print(format_summary(summary), flush=True)
-    found = find_cache_dirs(out)
-    return str(found[0] if len(found) == 1 else out)
+    return dirs
 
 
 def _load_table(cache_dir: str, split_scheme: Optional[str]):
@@ -104,13 +117,18 @@ def _load_table(cache_dir: str, split_scheme: Optional[str]):
         raise StudyError(f"cannot load features from {cache_dir}: {exc}") from None
 
 
-def kmeans_baseline(table, n_clusters: int) -> dict:
-    """K-means (seed 0) on the study's split: the accuracy every trial should beat, shown beside
-    the Pareto trials (val/acc to compare with the objectives, test/acc for the record)."""
-    from trainables.baselines import run_baseline
+def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int) -> list[dict]:
+    """The classical baselines on the study's split (study.baselines): what every trial must beat."""
+    from study.baselines import study_baselines
 
-    m = run_baseline("kmeans", table, int(n_clusters), 0).metrics
-    return {k: float(m[k]) for k in ("val/acc", "test/acc") if k in m and math.isfinite(float(m[k]))}
+    tables = {name: _load_table(d, split_scheme) for name, d in cache_dirs.items()}
+    main = next(iter(cache_dirs))
+    print(f"[study] fitting the classical baselines on the study's split ({', '.join(cache_dirs)} and the "
+          f"acoustic-word-embedding front ends)", flush=True)
+    try:
+        return study_baselines(tables, main, cache_dirs[main], n_clusters)
+    except (ValueError, OSError) as exc:
+        raise StudyError(f"the classical baselines could not be fitted: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- Ray plumbing
@@ -167,7 +185,7 @@ def _new_tuner(st: _Study, num_samples: int, *, extra_callbacks=None, stopper=No
     scheduler = make_scheduler(o.scheduler, st.objectives, epochs=o.epochs, grace_period=o.grace_period,
                                asha_metric=o.asha_metric)
     return Tuner(
-        make_trainable(st.cache_dir, cpus=o.cpus_per_trial, gpus=o.gpus_per_trial),
+        make_trainable(st.cache_dirs, cpus=o.cpus_per_trial, gpus=o.gpus_per_trial),
         param_space=st.fixed,
         tune_config=TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=o.max_concurrent),
                                scheduler=scheduler, num_samples=num_samples, trial_dirname_creator=_trial_dirname),
@@ -196,7 +214,7 @@ def _fit(tuner, st: _Study) -> StudyResult:
 
 def _result(st: _Study, t0: float) -> StudyResult:
     return collect_result(st.name, st.storage, st.tracking_uri, st.parent_id, st.objectives, st.opts.num_samples,
-                          t0, st.path, seed=st.opts.seed, pinned=st.pinned, baseline=st.baseline)
+                          t0, st.path, seed=st.opts.seed, pinned=st.pinned, baselines=st.baselines)
 
 
 def _with_ray(st: _Study, make_tuner) -> StudyResult:
@@ -252,7 +270,7 @@ def _claim_name(storage: str, name: str) -> None:
 
 
 def _setup(opts: StudyOptions, name: str) -> _Study:
-    """Features, the K-means baseline, the MLflow parent and the Optuna study with every attr
+    """Features, the classical baselines, the MLflow parent and the Optuna study with every attr
     a resume needs (set before any trial can start)."""
     import optuna
 
@@ -261,33 +279,35 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
     storage, tracking_uri = _abs_sqlite(opts.storage), _abs_sqlite(opts.tracking_uri)
     objectives, pinned = parse_objectives(opts.objectives), pinned_params(opts)
     _claim_name(storage, name)
-    cache_dir = ensure_features(opts)
-    table = _load_table(cache_dir, (opts.overrides or {}).get("split_scheme"))
+    cache_dirs = ensure_features(opts)
+    split_scheme = (opts.overrides or {}).get("split_scheme")
+    table = _load_table(next(iter(cache_dirs.values())), split_scheme)
     n_clusters = opts.n_clusters or table.n_classes
     fixed = fixed_config(opts, n_clusters)
     check_config(opts, fixed)
-    baseline = kmeans_baseline(table, n_clusters)
+    baselines = fit_baselines(cache_dirs, split_scheme, n_clusters)
     pinned_record = {"study.pinned": pinned_text(pinned)} if pinned else {}
     parent_id = tracking.start_parent(
         tracking_uri, opts.experiment, name,
         tags={"study.space": opts.space, "study.dataset": table.dataset, "study.cache_key": table.cache_key,
               "study.git_commit": tracking.git_commit(), "study.objectives": ",".join(map(str, objectives)),
               "study.storage": storage,  # absolute: analysis.importance reads the study from it
-              "study.seed": opts.seed, **pinned_record},
+              "study.seed": opts.seed, "study.frontends": ",".join(cache_dirs), **pinned_record,
+              **baseline_tags(baselines)},
         params={**{k: v for k, v in dataclasses.asdict(opts).items() if k != "overrides"},
                 **{f"fixed.{k}": v for k, v in fixed.items()}, "study.seed": opts.seed, **pinned_record})
-    tracking.log_parent_metrics(tracking_uri, parent_id, {f"baseline/kmeans_{k.replace('/', '_')}": v
-                                                         for k, v in baseline.items()})
+    tracking.log_parent_metrics(tracking_uri, parent_id, baseline_metrics(baselines))
     study = optuna.create_study(study_name=name, storage=storage, directions=[
         "maximize" if o.mode == "max" else "minimize" for o in objectives])
     attrs = {"mlflow_parent_run_id": parent_id, "tracking_uri": tracking_uri, "fixed_config": json.dumps(fixed),
-             "features_dir": cache_dir, "seed": opts.seed, "pinned": json.dumps(pinned),
-             "kmeans_baseline": json.dumps(baseline), "scheduler": opts.scheduler}
+             "features_dir": next(iter(cache_dirs.values())), "features_dirs": json.dumps(cache_dirs),
+             "seed": opts.seed, "pinned": json.dumps(pinned), "baselines": json.dumps(baselines),
+             "scheduler": opts.scheduler}
     for k, v in attrs.items():
         study.set_user_attr(k, v)
     study.set_metric_names([o.metric for o in objectives])
     study.set_user_attr("options", json.dumps(dataclasses.asdict(opts)))  # last: marks the setup complete
-    return _Study(opts, name, storage, tracking_uri, parent_id, objectives, fixed, cache_dir, pinned, baseline)
+    return _Study(opts, name, storage, tracking_uri, parent_id, objectives, fixed, cache_dirs, pinned, baselines)
 
 
 # --------------------------------------------------------------------------- resume
@@ -319,8 +339,9 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
     log_path = study_log_path(opts, name)
     print(f"[study] resuming {name}: library logs go to {log_path}", flush=True)
     st = _Study(opts, name, storage, attrs["tracking_uri"], attrs["mlflow_parent_run_id"],
-                parse_objectives(opts.objectives), json.loads(attrs["fixed_config"]), attrs["features_dir"],
-                json.loads(attrs.get("pinned") or "{}"), json.loads(attrs.get("kmeans_baseline") or "{}"))
+                parse_objectives(opts.objectives), json.loads(attrs["fixed_config"]),
+                json.loads(attrs.get("features_dirs") or "null") or {"": attrs["features_dir"]},
+                json.loads(attrs.get("pinned") or "{}"), json.loads(attrs.get("baselines") or "[]"))
     with library_logs_to(log_path):
         quiet_ray_env()
         tracking.mlflow_client(st.tracking_uri).update_run(st.parent_id, status="RUNNING")
@@ -340,7 +361,7 @@ def _restore_tuner(st: _Study):
     from study.trainable import make_trainable
 
     print(f"[study] resuming {st.name} from {st.path} (sampler seed {st.opts.seed})", flush=True)
-    return Tuner.restore(st.path, trainable=make_trainable(st.cache_dir, cpus=st.opts.cpus_per_trial,
+    return Tuner.restore(st.path, trainable=make_trainable(st.cache_dirs, cpus=st.opts.cpus_per_trial,
                                                           gpus=st.opts.gpus_per_trial),
                          resume_unfinished=True, resume_errored=True)
 

@@ -33,6 +33,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", default=d.dataset, help="dataset to build features for (default synthetic)")
     g.add_argument("--root", metavar="DIR", help="the dataset's root directory")
     g.add_argument("--features-root", default=d.features_root, help="where built caches go (default runs/features)")
+    g.add_argument("--frontends", metavar="PRESET[,PRESET...]",
+                   help="front ends to train on (features presets; several: searched as the config key "
+                        "'frontend', each cache built from the same clips). Default: the cache's (--features) "
+                        "or the dataset's default front end")
     g.add_argument("--n-clusters", type=int, default=0, help="clusters (default: the number of classes)")
     g = p.add_argument_group("search")
     g.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
@@ -88,6 +92,7 @@ def options_from_args(a: argparse.Namespace) -> StudyOptions:
     return StudyOptions(
         space=a.space or "cat_uvac", features=a.features, dataset=a.dataset, root=a.root,
         features_root=a.features_root, objectives=a.objective,
+        frontends=[f for f in (a.frontends or "").replace(" ", "").split(",") if f] or None,
         num_samples=a.num_samples, epochs=a.epochs, max_concurrent=a.max_concurrent,
         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, asha_metric=a.asha_metric,
         scheduler=a.scheduler,
@@ -106,7 +111,8 @@ def main(argv=None) -> int:
         if a.show_space:
             if a.show_space not in SPACES:
                 raise StudyError(f"unknown space {a.show_space!r}; choose one of {', '.join(sorted(SPACES))}")
-            print(describe_space(a.show_space, epochs=a.epochs))
+            frontends = [f for f in (a.frontends or "").replace(" ", "").split(",") if f]
+            print(describe_space(a.show_space, epochs=a.epochs, frontends=frontends))
             return 0
         if a.resume:
             result = resume_study(a.resume, a.storage, address=a.address)

@@ -36,6 +36,8 @@ class StudyOptions:
     dataset: str = "synthetic"              # built under features_root when features is None
     root: Optional[str] = None              # the dataset's root (real data)
     features_root: str = "runs/features"
+    frontends: Optional[list] = None        # preset names to train on (searched when several); None = the
+                                            # cache's (--features) or the dataset's default front end
     objectives: Optional[list] = None       # default: study.objectives.default_objectives(space)
     num_samples: int = 10
     epochs: int = 6
@@ -76,11 +78,12 @@ class StudyOptions:
             raise StudyError(f"--seed must be in [0, 2**32), got {self.seed}")
         if self.smoke_test:
             self.num_samples, self.epochs = 2, 1
+        self.frontends = resolve_frontends(self)
         if not self.objectives:
             self.objectives = default_objectives(self.space)
         # Metric names and --set values are checked here, before any file, run or trial:
         # a typo is one clear error, not a study whose every trial fails.
-        model = space_model(self.space, self.epochs)
+        model = space_model(self.space, self.epochs, self.frontends)
         try:
             valid = model_metrics(model) if model else None
         except ValueError:  # a model without declared metric names: names are not checked
@@ -95,7 +98,7 @@ class StudyOptions:
             self.scheduler = choose_scheduler(self.scheduler, parsed, self.num_samples, self.asha_metric)
         except ValueError as exc:
             raise StudyError(str(exc)) from None
-        consts = space_constants(self.space, self.epochs)
+        consts = space_constants(self.space, self.epochs, self.frontends)
         for k, v in (self.overrides or {}).items():
             if k in consts and str(consts[k]) != str(v):
                 raise StudyError(f"--set {k}={v}: space {self.space} fixes {k}={consts[k]!r}; "
@@ -115,6 +118,8 @@ def fixed_config(opts: StudyOptions, n_clusters: int) -> dict:
     is not part of it (it reaches trials through study.trainable.make_trainable)."""
     fixed = {"epochs": int(opts.epochs), "n_clusters": int(n_clusters),
              "checkpoint_every": int(opts.checkpoint_every)}
+    if opts.frontends and len(opts.frontends) == 1:
+        fixed["frontend"] = opts.frontends[0]
     if opts.gpus_per_trial > 0:
         fixed["device"] = "cuda"
     if not opts.features and opts.dataset == "synthetic" and not opts.root and opts.space in ("uvac", "cat_uvac"):
@@ -125,25 +130,55 @@ def fixed_config(opts: StudyOptions, n_clusters: int) -> dict:
     return fixed
 
 
-def space_constants(space: str, epochs: int) -> dict:
+def resolve_frontends(opts: StudyOptions) -> list[str]:
+    """The study's front ends: as given (checked against the presets), else the one of the cache
+    given with ``--features``, else the dataset's default front end."""
+    from features.datasets import DEFAULT_PRESET
+    from features.presets import PRESETS
+
+    if opts.frontends:
+        names = [str(f) for f in opts.frontends]
+        bad = [f for f in names if f not in PRESETS]
+        if bad:
+            raise StudyError(f"--frontends: unknown preset(s) {', '.join(bad)}; choose from {', '.join(sorted(PRESETS))}")
+        if len(set(names)) != len(names):
+            raise StudyError(f"--frontends: a front end is named twice: {','.join(names)}")
+        return names
+    if opts.features:
+        from features.cache import CacheError, find_cache_dirs, read_cache_info
+        given = Path(opts.features)
+        inner = find_cache_dirs(given)
+        try:
+            return [read_cache_info(inner[0] if len(inner) == 1 else given).preset.name]
+        except (CacheError, ValueError, OSError) as exc:
+            raise StudyError(f"--features {opts.features}: {exc}") from None
+    if opts.dataset not in DEFAULT_PRESET:
+        raise StudyError(f"unknown dataset {opts.dataset!r}; choose one of {', '.join(sorted(DEFAULT_PRESET))}")
+    return [DEFAULT_PRESET[opts.dataset]]
+
+
+def space_constants(space: str, epochs: int, frontends=()) -> dict:
     """The constants a space returns (e.g. ``{"model": "cat_uvac"}``)."""
-    return dict(get_space(space, epochs=epochs)(RecordingTrial()) or {})
+    return dict(get_space(space, epochs=epochs, frontends=frontends or ())(RecordingTrial()) or {})
 
 
-def space_model(space: str, epochs: int = 1) -> Optional[str]:
+def space_model(space: str, epochs: int = 1, frontends=()) -> Optional[str]:
     """The model a space trains (its ``model`` constant), or None when it sets none."""
-    return space_constants(space, epochs).get("model")
+    return space_constants(space, epochs, frontends).get("model")
 
 
-def searched_params(space: str, epochs: int) -> list[str]:
+def searched_params(space: str, epochs: int, frontends=()) -> list[str]:
     """Every parameter the space may suggest (conditional ones included)."""
-    params, _ = record_space(space, epochs=max(1, int(epochs)))
-    return [c["name"] for c in params]
+    names: list[str] = []
+    for f in (frontends or [None]):  # what a space suggests can depend on the front end
+        params, _ = record_space(space, epochs=max(1, int(epochs)), frontends=frontends if f is None else [f])
+        names += [c["name"] for c in params if c["name"] not in names]
+    return names
 
 
 def pinned_params(opts: StudyOptions) -> dict:
     """The ``--set`` keys the space would search: pinned to the given value in every trial."""
-    searched = set(searched_params(opts.space, opts.epochs))
+    searched = set(searched_params(opts.space, opts.epochs, opts.frontends))
     return {k: v for k, v in (opts.overrides or {}).items() if k in searched}
 
 
@@ -193,25 +228,31 @@ class _PinnedTrial:
 
 def study_space(opts: StudyOptions, pinned: Optional[dict] = None):
     """The define-by-run function of the study: the space, with the pinned keys fixed."""
-    fn = get_space(opts.space, epochs=opts.epochs)
+    fn = get_space(opts.space, epochs=opts.epochs, frontends=opts.frontends or ())
     pinned = pinned_params(opts) if pinned is None else pinned
     return PinnedSpace(fn, pinned) if pinned else fn
 
 
 def check_config(opts: StudyOptions, fixed: dict) -> None:
-    """Resolve one config of the space (its lowest choices, pinned keys at their --set
-    value) so that bad --set values fail now, before any trial."""
-    from trainables.config import resolve_config
+    """Resolve one config of the space per front end (its lowest choices, pinned keys at their
+    --set value) and check it against that front end, so that bad --set values fail now."""
+    from features.presets import PRESETS
+    from trainables.config import check_frontend, resolve_config
 
     pinned = pinned_params(opts)
-    rec = RecordingTrial(choose=pinned)
-    consts = get_space(opts.space, epochs=opts.epochs)(rec) or {}
-    sample = {c["name"]: (c["choices"][0] if c["kind"] == "categorical" else c["low"])
-              for c in rec.calls if c["name"] not in pinned}
-    try:
-        resolve_config({**fixed, **sample, **consts})
-    except ValueError as exc:
-        raise StudyError(f"invalid trial config (--set or space): {exc}") from None
+    for frontend in (opts.frontends or [None]):
+        choose = {**pinned, **({"frontend": frontend} if frontend else {})}
+        rec = RecordingTrial(choose=choose)
+        consts = get_space(opts.space, epochs=opts.epochs, frontends=opts.frontends or ())(rec) or {}
+        sample = {c["name"]: choose.get(c["name"], c["choices"][0] if c["kind"] == "categorical" else c["low"])
+                  for c in rec.calls if c["name"] not in pinned}
+        preset = PRESETS.get(frontend) if frontend else None
+        try:
+            cfg = resolve_config({**fixed, **sample, **consts}, preset=preset)
+            check_frontend(cfg, preset)
+        except ValueError as exc:
+            where = f" on front end {frontend}" if frontend else ""
+            raise StudyError(f"invalid trial config (--set or space){where}: {exc}") from None
 
 
 def default_study_name(opts: StudyOptions) -> str:

@@ -1,5 +1,5 @@
 """What a study gives back: :class:`StudyResult` (counts, the Pareto trials with their test
-metrics, the K-means baseline), read from Optuna and MLflow by :func:`collect_result`, and
+metrics, the classical baselines), read from Optuna and MLflow by :func:`collect_result`, and
 printed by :func:`format_result`."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from study.baselines import margin_lines
 from study.options import pinned_text
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class StudyResult:
     warnings: list = field(default_factory=list)
     seed: Optional[int] = None
     pinned: dict = field(default_factory=dict)   # searched keys fixed by --set
-    baseline: dict = field(default_factory=dict)  # K-means on the same split: {"val/acc": .., "test/acc": ..}
+    baselines: list = field(default_factory=list)  # study.baselines rows: the classical baselines, same split
 
     @property
     def failed(self) -> bool:
@@ -42,7 +43,7 @@ class StudyResult:
 
 
 def collect_result(name, storage, tracking_uri, parent_id, objectives, total, t0, path, *,
-                   seed=None, pinned=None, baseline=None) -> StudyResult:
+                   seed=None, pinned=None, baselines=None) -> StudyResult:
     """Read the finished (or interrupted) study back from Optuna and MLflow, end the MLflow
     parent run with the study's state, and return the Pareto trials with their test metrics."""
     import optuna
@@ -101,7 +102,7 @@ def collect_result(name, storage, tracking_uri, parent_id, objectives, total, t0
                        interrupted=interrupted, ui_command=tracking.ui_command(tracking_uri),
                        ui_url=tracking.ui_url(tracking_uri, parent_id),
                        objectives=[str(o) for o in objectives], warnings=warnings, seed=seed,
-                       pinned=dict(pinned or {}), baseline=dict(baseline or {}))
+                       pinned=dict(pinned or {}), baselines=list(baselines or []))
 
 
 def _failure_text(counts: dict) -> str:
@@ -109,7 +110,7 @@ def _failure_text(counts: dict) -> str:
     return f"no trial completed with finite objectives ({ended or 'no trial ran'}); nothing to select"
 
 
-KEY_PARAMS = ("model", "divergence", "d_z", "lam", "lr_start", "lr_end", "tau_kind", "tau_start", "tau_end",
+KEY_PARAMS = ("model", "frontend", "divergence", "d_z", "lam", "lr_start", "lr_end", "tau_kind", "tau_start", "tau_end",
               "tau_anneal_epochs", "gmm_covariance", "seed")
 
 
@@ -137,18 +138,12 @@ def format_result(res: StudyResult) -> str:
     for w in res.warnings:
         lines.append(f"warning: trials kept off the front: {w}")
     lines.append(f"Pareto-optimal trials ({len(res.pareto)}), objectives {', '.join(res.objectives)}:")
-    if res.baseline:
-        km = " ".join(f"{k}={v:.4g}" for k, v in res.baseline.items())
-        above = [p["number"] for p in res.pareto if p["values"].get("val/acc", -1) > res.baseline.get("val/acc", 2)]
-        verdict = "" if not any("val/acc" in p["values"] for p in res.pareto) else (
-            f"; Pareto trials above it on val/acc: {', '.join(map(str, above))}" if above
-            else "; no Pareto trial beats it on val/acc")
-        lines.append(f"  baseline K-means on the same split (seed 0): {km}{verdict}")
     for p in res.pareto:
         vals = " ".join(f"{k}={v:.4g}" for k, v in p["values"].items())
         test = " ".join(f"{k}={'-' if v is None else f'{v:.4g}'}" for k, v in p["test"].items())
         params = " ".join(f"{k}={_short(p['params'][k])}" for k in KEY_PARAMS if k in p["params"])
         lines.append(f"  trial {p['number']:>3}  {vals}  | {test}  | {params}  | run {p['run_id']}")
+    lines.extend(margin_lines(res.baselines, res.pareto))
     lines.append(f"MLflow parent run {res.parent_run_id}; open the UI with:")
     lines.append(f"  {res.ui_command}")
     lines.append(f"  then open {res.ui_url}")

@@ -1,17 +1,34 @@
 """Search spaces: define-by-run functions over an ``optuna.Trial`` that compute nothing.
 
-Each space is ``fn(trial, *, epochs) -> dict of constants``; ``OptunaSearch`` receives
-``functools.partial(fn, epochs=...)``. The suggested values plus the returned constants
+Each space is ``fn(trial, *, epochs, frontends) -> dict of constants``; ``OptunaSearch`` receives
+``functools.partial(fn, epochs=..., frontends=...)``. ``frontends`` are the study's front ends
+(preset names whose caches the study built): searched as ``frontend`` when there are several; the
+front end also decides which likelihoods and stabilisers apply (a lookup, nothing computed). The suggested values plus the returned constants
 become the trial's config (the only interface between search and training).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional
+import inspect
+from typing import Any, Callable, Optional, Sequence
+
+from features.presets import PRESETS
 
 DIVERGENCES = ["euc", "is", "kl"]
 LIKELIHOODS = ["gaussian", "bernoulli", "gaussian_learned", "gaussian_learned_freq"]
+REAL_LIKELIHOODS = ["gaussian", "gaussian_learned", "gaussian_learned_freq"]  # real-valued front ends
 TAU_KINDS = ["constant", "linear", "exponential", "cosine"]
+AUGMENT_CHOICES = ["none", "speed,shift", "speed,warp,shift", "speed,warp,shift,eq"]
+
+
+def _frontend(trial, frontends: Sequence[str]) -> tuple[Optional[str], dict]:
+    """The front end of the trial: searched among the study's front ends when there are several
+    (``frontend``), else the one there is (a constant). Returns (name or None, constants)."""
+    if len(frontends) > 1:
+        return trial.suggest_categorical("frontend", list(frontends)), {}
+    if len(frontends) == 1:
+        return frontends[0], {"frontend": frontends[0]}
+    return None, {}
 
 
 def _learning_rate(trial) -> None:
@@ -20,12 +37,18 @@ def _learning_rate(trial) -> None:
     trial.suggest_float("lr_end", 1e-5, 2e-4, log=True)
 
 
-def _reconstruction(trial) -> None:
-    """Divergence, then the likelihood (the alternatives to the papers' Gaussian are defined on
-    the normalised spectrogram: only under ``euc``), and the KL weight. lambda multiplies the KL
-    terms against a reconstruction summed over every real bin, for every divergence alike, so
+def _reconstruction(trial, frontend: Optional[str]) -> None:
+    """Divergence, then the likelihood, and the KL weight. The IS / KL divergences need a front end
+    that de-normalises to a linear magnitude, the Bernoulli likelihood one in [0, 1]: a
+    real-valued front end (CMN, CMVN, none) takes the Gaussian likelihoods. lambda multiplies the
+    KL terms against a reconstruction summed over every real bin, for every divergence alike, so
     one log-scaled range serves all three; measured on FSDD the useful values span two decades."""
-    if trial.suggest_categorical("divergence", DIVERGENCES) == "euc":
+    preset = PRESETS.get(frontend) if frontend else None
+    if preset is not None and not preset.bounded:
+        trial.suggest_categorical("likelihood", REAL_LIKELIHOODS)
+    elif preset is not None and not preset.invertible:
+        trial.suggest_categorical("likelihood", LIKELIHOODS)
+    elif trial.suggest_categorical("divergence", DIVERGENCES) == "euc":
         trial.suggest_categorical("likelihood", LIKELIHOODS)
     trial.suggest_float("lam", 0.05, 20.0, log=True)
 
@@ -37,23 +60,41 @@ def _stabilisers(trial) -> None:
     trial.suggest_categorical("pool", ["mean", "last"])
 
 
-def uvac(trial, *, epochs: int = 1) -> dict:
-    """UVAC with a learnable GMM prior: latent size, likelihood, KL weight, learning rates, prior init."""
+def _invariance(trial, frontend: Optional[str]) -> None:
+    """Augmented views with a consistency term (and an overclustering head), free bits, and on
+    real-valued front ends a style factor (docs/MODELS.md, "Invariance")."""
+    if trial.suggest_categorical("augment", AUGMENT_CHOICES) != "none":
+        trial.suggest_categorical("consistency", ["mi", "skl"])
+        trial.suggest_float("consistency_weight", 1.0, 300.0, log=True)
+        trial.suggest_categorical("overcluster", [0, 5])
+        trial.suggest_float("aug_warp", 0.02, 0.2)
+    trial.suggest_categorical("free_bits", [0.0, 0.25, 1.0])
+    preset = PRESETS.get(frontend) if frontend else None
+    if preset is not None and not preset.bounded:
+        trial.suggest_categorical("style_clusters", [0, 4, 8])
+
+
+def uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
+    """UVAC with a learnable GMM prior: front end, latent size, likelihood, KL weight, learning rates, prior init, invariance."""
+    frontend, consts = _frontend(trial, frontends)
     trial.suggest_int("d_z", 4, 32, log=True)
-    _reconstruction(trial)
+    _reconstruction(trial, frontend)
     _learning_rate(trial)
     _stabilisers(trial)
+    _invariance(trial, frontend)
     if trial.suggest_categorical("prior_init", ["fit", "paper"]) == "fit":
         trial.suggest_int("prior_warmup_epochs", 1, max(1, int(epochs) // 2))
-    return {"model": "uvac"}
+    return {"model": "uvac", **consts}
 
 
-def cat_uvac(trial, *, epochs: int = 1) -> dict:
+def cat_uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     """Categorical UVAC (Gumbel-Softmax): UVAC's knobs, the temperature schedule, category use."""
+    frontend, consts = _frontend(trial, frontends)
     trial.suggest_int("d_z", 2, 32, log=True)
-    _reconstruction(trial)
+    _reconstruction(trial, frontend)
     _learning_rate(trial)
     _stabilisers(trial)
+    _invariance(trial, frontend)
     trial.suggest_float("marginal_entropy_weight", 0.0, 20.0)
     trial.suggest_float("kl_z_weight", 0.5, 8.0, log=True)
     trial.suggest_categorical("gumbel_hard", [False, True])
@@ -62,20 +103,22 @@ def cat_uvac(trial, *, epochs: int = 1) -> dict:
     if kind != "constant":
         trial.suggest_float("tau_end", 0.1, 0.7)
         trial.suggest_int("tau_anneal_epochs", 1, max(1, int(epochs)))
-    return {"model": "cat_uvac"}
+    return {"model": "cat_uvac", **consts}
 
 
-def kmeans(trial, *, epochs: int = 1) -> dict:
+def kmeans(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     """K-means on the flattened input features: only the seed varies."""
+    _, consts = _frontend(trial, frontends)
     trial.suggest_int("seed", 0, 9)
-    return {"model": "kmeans"}
+    return {"model": "kmeans", **consts}
 
 
-def gmm(trial, *, epochs: int = 1) -> dict:
+def gmm(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     """GMM-EM on the flattened input features: covariance type and seed."""
+    _, consts = _frontend(trial, frontends)
     trial.suggest_categorical("gmm_covariance", ["diag", "spherical", "full", "tied"])
     trial.suggest_int("seed", 0, 9)
-    return {"model": "gmm"}
+    return {"model": "gmm", **consts}
 
 
 SPACES: dict[str, Callable[..., Optional[dict]]] = {
@@ -86,11 +129,14 @@ SPACES: dict[str, Callable[..., Optional[dict]]] = {
 }
 
 
-def get_space(name: str, *, epochs: int) -> Callable[[Any], Optional[dict]]:
-    """The define-by-run function for ``name`` bound to the study's epoch count."""
+def get_space(name: str, *, epochs: int, frontends: Sequence[str] = ()) -> Callable[[Any], Optional[dict]]:
+    """The define-by-run function for ``name`` bound to the study's epoch count and front ends."""
     if name not in SPACES:
         raise ValueError(f"unknown space {name!r}; choose one of {', '.join(sorted(SPACES))}")
-    return functools.partial(SPACES[name], epochs=int(epochs))
+    fn = SPACES[name]
+    if "frontends" not in inspect.signature(fn).parameters:  # a space that does not search front ends
+        return functools.partial(fn, epochs=int(epochs))
+    return functools.partial(fn, epochs=int(epochs), frontends=tuple(frontends or ()))
 
 
 class RecordingTrial:
@@ -128,10 +174,10 @@ class RecordingTrial:
         return self.suggest_float(name, low, high, log=True)
 
 
-def record_space(name: str, *, epochs: int = 10) -> tuple[list[dict], dict]:
+def record_space(name: str, *, epochs: int = 10, frontends: Sequence[str] = ()) -> tuple[list[dict], dict]:
     """Run the space on recording trials, one pass per categorical choice, so that
     conditional parameters show up; returns (parameters in first-seen order, constants)."""
-    fn = get_space(name, epochs=epochs)
+    fn = get_space(name, epochs=epochs, frontends=frontends)
     seen: list[dict] = []
     constants: dict = {}
     conditional: dict[str, set] = {}
@@ -167,8 +213,8 @@ def format_param(c: dict) -> str:
     return f"  {c['name']:<20} {dom}{when}"
 
 
-def describe_space(name: str, *, epochs: int = 10) -> str:
-    params, constants = record_space(name, epochs=epochs)
+def describe_space(name: str, *, epochs: int = 10, frontends: Sequence[str] = ()) -> str:
+    params, constants = record_space(name, epochs=epochs, frontends=frontends)
     doc = (SPACES[name].__doc__ or "").strip().splitlines()[0] if SPACES[name].__doc__ else ""
     lines = [f"space {name}: {doc}", f"  (bounds that follow --epochs are shown for epochs={epochs})"]
     lines += [format_param(c) for c in params]

@@ -1,8 +1,9 @@
 """The Ray Tune function trainable: one trial = ``trainables.loop.train`` on one config.
 
 The trial config is the training config and nothing else (the searched parameters over the
-study's fixed config). The feature cache reaches the trial outside the config, through
-``tune.with_parameters`` (:func:`make_trainable`), and is loaded once per worker process
+study's fixed config). The feature caches reach the trial outside the config, through
+``tune.with_parameters`` (:func:`make_trainable`): one per front end the study trains on, the
+trial's picked by its ``frontend`` key (:func:`cache_for`); it is loaded once per worker process
 (:func:`_table`, memory-mapped, so concurrent trials on one node share the page cache).
 
 The worker resolves the config once (:func:`trainables.config.resolve_config` with the
@@ -53,12 +54,26 @@ def _scalars(metrics: dict) -> dict:
     return out
 
 
-def make_trainable(cache_dir: str, *, cpus: float, gpus: float):
-    """The trainable the Tuner runs: features bound by ``tune.with_parameters``, resources set."""
+def make_trainable(cache_dirs, *, cpus: float, gpus: float):
+    """The trainable the Tuner runs: the feature caches (front end name -> cache directory; a
+    single directory is the one front end) bound by ``tune.with_parameters``, resources set."""
     from ray import tune
 
-    bound = tune.with_parameters(trainable, cache_dir=str(cache_dir))
+    if not isinstance(cache_dirs, dict):
+        cache_dirs = {"": str(cache_dirs)}
+    bound = tune.with_parameters(trainable, cache_dirs={str(k): str(v) for k, v in cache_dirs.items()})
     return tune.with_resources(bound, {"cpu": cpus, "gpu": gpus})
+
+
+def cache_for(config: dict, cache_dirs: dict) -> str:
+    """The cache of the trial's front end (config ``frontend``), or the only one."""
+    name = str(config.get("frontend") or "")
+    if name in cache_dirs:
+        return cache_dirs[name]
+    if not name and len(cache_dirs) == 1:
+        return next(iter(cache_dirs.values()))
+    raise ValueError(f"frontend {name!r}: the study has no feature cache for it (it has "
+                     f"{', '.join(k or '(unnamed)' for k in cache_dirs)})")
 
 
 def _resume_dir() -> str | None:
@@ -72,7 +87,7 @@ def _resume_dir() -> str | None:
     return str(inner if inner.exists() else local)
 
 
-def trainable(config: dict, cache_dir: str) -> None:
+def trainable(config: dict, cache_dirs: dict) -> None:
     """Train one trial; reports every epoch to Tune, with a checkpoint every ``checkpoint_every``."""
     from ray import tune
     from ray.tune import Checkpoint
@@ -82,8 +97,8 @@ def trainable(config: dict, cache_dir: str) -> None:
     from trainables.models import warmup_epochs
     from trainables.train import write_assignments
 
-    table = _table(cache_dir, str(config.get("split_scheme") or "random"))
-    cfg = resolve_config(config, dataset=table.dataset)
+    table = _table(cache_for(config, cache_dirs), str(config.get("split_scheme") or "random"))
+    cfg = resolve_config(config, dataset=table.dataset, preset=table.preset)
     warmup = warmup_epochs(cfg)
     every = int(cfg.get("checkpoint_every", 1) or 0)
     last_fn: list = [None]

@@ -111,11 +111,20 @@ def test_smoke_study_per_space(tmp_path, features, space, capsys):
     assert "A new study created in RDB" in log_file.read_text()
     out = format_result(res)
     assert "Pareto-optimal trials" in out and "mlflow ui --backend-store-uri sqlite:///" in out
-    # the baseline every study should beat, on the same split, printed beside the Pareto trials
-    # and logged on the parent run
-    assert 0.0 <= res.baseline["val/acc"] <= 1.0
-    assert f"baseline K-means on the same split (seed 0): val/acc={res.baseline['val/acc']:.4g}" in out
-    assert parent.data.metrics["baseline/kmeans_val_acc"] == pytest.approx(res.baseline["val/acc"])
+    # the classical baselines every study should beat, on the same split: the suite on the study's
+    # table and on the acoustic-word-embedding front ends, the strongest named, printed beside the
+    # Pareto trials with each one's margin, and logged on the parent run
+    rows = {r["name"]: r for r in res.baselines}
+    assert {"kmeans", "gmm", "kmeans_std", "gmm_std", "awe_kmeans", "awe_gmm", "awe_speaker_kmeans"} <= set(rows)
+    assert all(0.0 <= r["val/acc"] <= 1.0 for r in rows.values())
+    assert rows["awe_speaker_gmm"]["side_information"] and not rows["awe_gmm"]["side_information"]
+    best = max((r for r in rows.values() if not r["side_information"]), key=lambda r: r["val/acc"])
+    assert parent.data.tags["baseline.strongest"] == best["name"]
+    assert f"{best['name']:<24} val/acc {best['val/acc']:.4f}" in out and "<- strongest" in out
+    assert parent.data.metrics["baseline/kmeans_val_acc"] == pytest.approx(rows["kmeans"]["val/acc"])
+    assert parent.data.metrics[f"baseline/{best['name']}_test_acc"] == pytest.approx(best["test/acc"])
+    if any("val/acc" in p["values"] for p in res.pareto):
+        assert f"vs {best['name']}: val/acc" in out
     assert parent.data.params["fixed.recipe"] == "recommended"
     for p in res.pareto:
         assert p["run_id"] in {r.info.run_id for r in children}

@@ -75,6 +75,8 @@ style_clusters         > 0: a style factor (trainables.models.style): that many 
                        decoder output (speaker / channel), so the clusters need not encode it;
                        real-valued front ends only; 0 = off
 style_balance          weight of KL(batch-mean q(s) || uniform), the style factor's balance term
+frontend               the front end (features preset) the config trains on: a study searching
+                       front ends picks the feature cache by it; "" = the table given
 =====================  ==========================================================================
 """
 from __future__ import annotations
@@ -93,12 +95,14 @@ __all__ = [
     "DEFAULTS",
     "MODEL_DEFAULTS",
     "RECIPES",
+    "REAL_VALUED",
     "CHOICES",
     "ConfigError",
     "resolve_config",
     "paper_lam",
     "parse_channels",
     "load_config_file",
+    "check_frontend",
 ]
 
 BASELINES = FITTED_BASELINES  # registered in trainables.baselines
@@ -152,6 +156,7 @@ DEFAULTS: dict[str, Any] = {
     "free_bits": 0.0,
     "style_clusters": 0,
     "style_balance": 1.0,
+    "frontend": "",
 }
 
 # Paper defaults that depend on the model; applied for keys the caller did not give.
@@ -177,6 +182,13 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "cat_uvac": {"likelihood": "bernoulli", "dec_bias_init": "data_mean", "marginal_entropy_weight": 5.0,
                      "bn_reestimate": True, "pool": "mean", "lr_start": 1e-3, "lr_end": 1e-4, "batch_size": 8},
     },
+}
+# What a recipe sets instead on real-valued front ends (normalisation band / speaker / none): the
+# Bernoulli likelihood is defined on [0, 1] targets; a per-row learned variance is its analogue on
+# standardised values (resolve_config(..., preset=...)).
+REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
+    "recommended": {"uvac": {"likelihood": "gaussian_learned_freq"},
+                    "cat_uvac": {"likelihood": "gaussian_learned_freq"}},
 }
 # Recipes in which categorical UVAC's lambda follows the paper's per-dataset value (Table I).
 PAPER_LAM_RECIPES = ("paper", "paper-lr5e-3")
@@ -280,13 +292,15 @@ def _coerce(key: str, value: Any) -> Any:
     return value.strip()
 
 
-def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | None = None) -> dict[str, Any]:
+def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | None = None,
+                   preset: Any = None) -> dict[str, Any]:
     """A complete, validated config from ``partial`` (missing keys take the defaults).
 
     Defaults are taken in this order: :data:`DEFAULTS`, then :data:`MODEL_DEFAULTS` of the
     chosen model, then the chosen ``recipe``'s values for that model (:data:`RECIPES`), then
     (categorical UVAC under a paper recipe, when ``lam`` is not given) the paper's lambda of
-    ``dataset`` (a dataset adapter name, see :data:`PAPER_LAM`). Values given in ``partial``
+    ``dataset`` (a dataset adapter name, see :data:`PAPER_LAM`), and for a real-valued front end
+    (``preset.bounded`` False) the recipe's :data:`REAL_VALUED` values. Values given in ``partial``
     always win. A recipe's ``likelihood`` other than ``gaussian`` needs ``divergence="euc"``:
     when the caller picks ``is`` or ``kl`` without naming a likelihood, it is ``gaussian``.
     Resolving a resolved config returns it unchanged.
@@ -309,6 +323,8 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     cfg = dict(DEFAULTS)
     cfg.update(MODEL_DEFAULTS[model])
     cfg.update(RECIPES[recipe].get(model, {}))
+    if preset is not None and not getattr(preset, "bounded", True):
+        cfg.update(REAL_VALUED.get(recipe, {}).get(model, {}))
     if model == "cat_uvac" and "lam" not in partial and recipe in PAPER_LAM_RECIPES:
         lam = paper_lam(dataset)
         if lam is not None:
@@ -380,6 +396,29 @@ def _validate(cfg: dict[str, Any]) -> None:
     dev = cfg["device"]
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {dev!r}")
+
+
+def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
+    """ConfigError (one line) when a resolved config cannot train on features of ``preset``: another
+    front end than the config names, IS / KL on features that do not de-normalise, the Bernoulli
+    likelihood on real-valued features, a style factor on [0, 1] features."""
+    if preset is None or cfg["model"] not in NEURAL_MODELS:
+        return
+    name = getattr(preset, "name", "")
+    if cfg.get("frontend") and cfg["frontend"] != name:
+        raise ConfigError(f"frontend: the config trains on front end {cfg['frontend']!r}, the features given are "
+                          f"{name!r}")
+    if cfg["divergence"] != "euc" and not preset.invertible:
+        raise ConfigError(f"divergence {cfg['divergence']!r} needs linear magnitudes: front end {name!r} "
+                          f"({preset.scale}, {preset.normalisation} normalisation) does not de-normalise to them; "
+                          f"use divergence 'euc'")
+    if not preset.bounded and cfg["likelihood"] == "bernoulli":
+        raise ConfigError(f"likelihood 'bernoulli' needs features in [0, 1]; front end {name!r} is real-valued "
+                          f"({preset.normalisation} normalisation): use gaussian, gaussian_learned or "
+                          f"gaussian_learned_freq")
+    if preset.bounded and int(cfg["style_clusters"]) > 0:
+        raise ConfigError(f"style_clusters needs real-valued features; front end {name!r} is in [0, 1] "
+                          f"(clip normalisation)")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from trainables.checkpoint import (
     set_numpy_generator_state,
     set_numpy_global_state,
 )
-from trainables.config import NEURAL_MODELS, resolve_config
+from trainables.config import NEURAL_MODELS, check_frontend, resolve_config
 from trainables.models import Batch, ClusteringModel, build_model
 from trainables.schedules import lr_at
 
@@ -297,12 +297,13 @@ def train(
     resume_from     a checkpoint directory (or state file) to continue from
     should_stop     polled after every epoch; True -> stop
     """
-    cfg = resolve_config(config, dataset=table.dataset)
+    cfg = resolve_config(config, dataset=table.dataset, preset=table.preset)
     if cfg["n_clusters"] == 0:
         cfg["n_clusters"] = table.n_classes
         if cfg["n_clusters"] < 2:
             raise ValueError(f"n_clusters=0 means 'number of classes', but the data have {table.n_classes} class(es)")
 
+    check_frontend(cfg, table.preset)
     if cfg["model"] not in NEURAL_MODELS:
         return _train_baseline(cfg, table)
 

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainables.config import DEFAULTS, ConfigError, load_config_file, resolve_config
+from trainables.config import DEFAULTS, ConfigError, check_frontend, load_config_file, resolve_config
 
 # Keys of RUN_DIR/config.json that are not training config.
 META_KEYS = ("features", "cache_key", "preset", "preset_name")
@@ -149,8 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load features from {features}: {e}", file=sys.stderr)
         return 2
 
+    try:
+        resolved = resolve_config(partial, dataset=table.dataset, preset=table.preset)
+        check_frontend(resolved, table.preset)  # before any file is written or epoch trained
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
-    resolved = resolve_config(partial, dataset=table.dataset)
     meta = {"features": str(Path(features).resolve()), "cache_key": table.cache_key,
             "preset": table.preset.to_dict()}
     (out / "config.json").write_text(json.dumps({**resolved, **meta}, indent=2, sort_keys=True))

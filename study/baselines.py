@@ -1,0 +1,95 @@
+"""The classical baselines of a study: fitted once at setup on the study's split, logged on its
+MLflow parent run, and compared with the Pareto trials at the end (trainables.baseline_suite).
+
+Rows are plain dicts (JSON in the Optuna study's user attrs, so ``--resume`` has them)::
+
+    {"name": "awe_gmm", "label": "...", "preset": "awe", "side_information": False,
+     "val/acc": 0.57, "test/acc": 0.61, "val/nmi": ..., ...}
+
+On the parent run: metrics ``baseline/<name>_<split>_<metric>`` (acc, nmi, ari; val and test) and
+tags ``baseline.strongest`` (highest val/acc without side information) and
+``baseline.strongest_with_speaker_ids`` (any baseline, where one uses speaker ids).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional
+
+__all__ = ["study_baselines", "baseline_tags", "strongest_row", "margin_lines"]
+
+_METRICS = ("acc", "nmi", "ari")
+
+
+def study_baselines(tables: Mapping[str, object], main: str, cache_dir: str, n_clusters: int) -> list[dict]:
+    """The suite on every front end the study trains on (``tables``: preset name -> table, the same
+    clips and split) and on the reference front ends of the clips of ``cache_dir``."""
+    from trainables.baseline_suite import OWN_BASELINES, reference_tables, run_suite
+
+    main_table = tables[main]
+    results = run_suite(main_table, reference_tables(cache_dir, main_table), n_clusters)
+    for name, table in tables.items():  # the other front ends searched: their own-table baselines
+        if name == main:
+            continue
+        results += [r for r in run_suite(table, None, n_clusters) if r.name in OWN_BASELINES]
+        for r in results[-len(OWN_BASELINES):]:
+            r.name = f"{name}_{r.name}"
+    rows = []
+    for r in results:
+        row = {"name": r.name, "label": r.label, "preset": r.preset, "side_information": bool(r.side_information)}
+        row.update({f"{s}/{m}": r.value(f"{s}/{m}") for s in ("val", "test") for m in _METRICS
+                    if math.isfinite(r.value(f"{s}/{m}"))})
+        rows.append(row)
+    return rows
+
+
+def strongest_row(rows: list[dict], *, side_information: bool = False) -> Optional[dict]:
+    """The row with the highest val/acc (without side information unless asked)."""
+    pool = [r for r in rows if (side_information or not r["side_information"]) and "val/acc" in r]
+    return max(pool, key=lambda r: r["val/acc"], default=None)
+
+
+def baseline_metrics(rows: list[dict]) -> dict[str, float]:
+    return {f"baseline/{r['name']}_{k.replace('/', '_')}": float(v) for r in rows for k, v in r.items()
+            if "/" in k and isinstance(v, (int, float))}
+
+
+def baseline_tags(rows: list[dict]) -> dict[str, str]:
+    tags = {}
+    best = strongest_row(rows)
+    if best is not None:
+        tags["baseline.strongest"] = best["name"]
+    side = strongest_row(rows, side_information=True)
+    if side is not None and side["side_information"]:
+        tags["baseline.strongest_with_speaker_ids"] = side["name"]
+    return tags
+
+
+def margin_lines(rows: list[dict], pareto: list[dict]) -> list[str]:
+    """The baselines, the strongest named, and each Pareto trial's margin over it (val and test acc)."""
+    if not rows:
+        return []
+    best, side = strongest_row(rows), strongest_row(rows, side_information=True)
+    lines = ["Classical baselines on the same split (seed 0; a trial beats the baseline only if it beats the "
+             "strongest):"]
+    for r in rows:
+        mark = ""
+        if best is not None and r["name"] == best["name"]:
+            mark = "  <- strongest"
+        elif side is not None and r["name"] == side["name"] and r["side_information"]:
+            mark = "  <- strongest with speaker ids (side information)"
+        lines.append(f"  {r['name']:<24} val/acc {r.get('val/acc', float('nan')):.4f}  test/acc "
+                     f"{r.get('test/acc', float('nan')):.4f}  {r['label']}{mark}")
+    if best is None or not any("val/acc" in p["values"] for p in pareto):
+        return lines
+    beat = []
+    for p in pareto:
+        v = p["values"].get("val/acc")
+        t = (p.get("test") or {}).get("test/acc")
+        mv = f"{100 * (v - best['val/acc']):+.1f}" if v is not None else "-"
+        mt = f"{100 * (t - best['test/acc']):+.1f}" if t is not None and "test/acc" in best else "-"
+        lines.append(f"  trial {p['number']:>3} vs {best['name']}: val/acc {mv} points, test/acc {mt} points")
+        if v is not None and v > best["val/acc"]:
+            beat.append(p["number"])
+    lines.append(f"  Pareto trials above the strongest baseline on val/acc: {', '.join(map(str, beat))}" if beat
+                 else f"  no Pareto trial beats the strongest baseline ({best['name']}) on val/acc")
+    return lines
