@@ -96,6 +96,8 @@ __all__ = [
     "MODEL_DEFAULTS",
     "RECIPES",
     "REAL_VALUED",
+    "RECIPE_FRONTENDS",
+    "recipe_frontend",
     "CHOICES",
     "ConfigError",
     "resolve_config",
@@ -190,6 +192,21 @@ REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
     "recommended": {"uvac": {"likelihood": "gaussian_learned_freq"},
                     "cat_uvac": {"likelihood": "gaussian_learned_freq"}},
 }
+# The front end (features preset) each recipe is measured with, per model: "recommended (front end
+# included)". features.build, study.launch and the benchmarks take it as their default front end for
+# speech; the training config itself works on whatever table it is given (key ``frontend``).
+RECIPE_FRONTENDS: dict[str, dict[str, str]] = {
+    "paper": {"uvac": "audiomnist", "cat_uvac": "audiomnist"},
+    "paper-lr5e-3": {"uvac": "audiomnist", "cat_uvac": "audiomnist"},
+    "recommended": {"uvac": "mfcc", "cat_uvac": "mfcc"},
+}
+
+
+def recipe_frontend(recipe: str, model: str) -> str | None:
+    """The front end ``recipe`` is measured with for ``model`` (None for a baseline)."""
+    return RECIPE_FRONTENDS.get(recipe, {}).get(model)
+
+
 # Recipes in which categorical UVAC's lambda follows the paper's per-dataset value (Table I).
 PAPER_LAM_RECIPES = ("paper", "paper-lr5e-3")
 

@@ -1,0 +1,129 @@
+"""The tables of ``benchmarks.quality``: Table I, the strongest baseline and every model's margin
+over it, the epochs a model needs to reach it, and the ablation. Pure functions of the results
+(``[(Job, result dict)]``), so ``--tables-from runs.json`` re-renders them without training."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["baseline_rows", "strongest_baseline", "margin_rows", "epochs_to_reach", "ablation_rows", "markdown"]
+
+
+def markdown(rows: list[dict]) -> str:
+    """A Markdown table of dicts (same keys), numbers right-aligned."""
+    if not rows:
+        return "(none)"
+    cols = list(rows[0])
+    num = [all(isinstance(r.get(c), (int, float)) for r in rows) for c in cols]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if n else "---" for n in num) + "|"]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _mean(vals: list[float]) -> float:
+    vals = [v for v in vals if v is not None and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def _pm(vals: list[float]) -> str:
+    vals = [100 * v for v in vals if v is not None and math.isfinite(v)]
+    if not vals:
+        return "-"
+    return f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0.0:.2f}"
+
+
+def baseline_rows(results: list[tuple[Any, dict]], split: str) -> dict[str, dict]:
+    """Every baseline of the suite jobs of ``split``: name -> {label, side_information, per seed metrics}."""
+    out: dict[str, dict] = {}
+    for job, res in results:
+        if job.kind != "suite" or job.split != split or res["status"] != "complete":
+            continue
+        for row in res["rows"]:
+            b = out.setdefault(row["name"], {"label": row["label"], "side_information": row["side_information"],
+                                             "seeds": {}})
+            b["seeds"][job.seed] = row["metrics"]
+    return out
+
+
+def strongest_baseline(baselines: dict[str, dict], *, side_information: bool = False) -> str | None:
+    """The baseline with the highest mean validation accuracy (without side information unless asked)."""
+    pool = {n: b for n, b in baselines.items() if side_information or not b["side_information"]}
+    scored = {n: _mean([m.get("val/acc") for m in b["seeds"].values()]) for n, b in pool.items()}
+    scored = {n: v for n, v in scored.items() if math.isfinite(v)}
+    return max(scored, key=scored.get) if scored else None
+
+
+def margin_rows(results: list[tuple[Any, dict]], split: str, group: str = "main",
+                side_information: bool = False) -> tuple[list[dict], str | None]:
+    """Per model: test ACC (mean ± std), the strongest baseline's in the same run, the margin in
+    points (mean difference over the seeds both have) and on how many seeds the model is above."""
+    baselines = baseline_rows(results, split)
+    best = strongest_baseline(baselines, side_information=side_information)
+    if best is None:
+        return [], None
+    base = {s: m.get("test/acc") for s, m in baselines[best]["seeds"].items()}
+    rows = [{"Method": f"{baselines[best]['label']} = `{best}` (strongest"
+                       f"{', speaker ids' if baselines[best]['side_information'] else ''})",
+             "test ACC %": _pm(list(base.values())), "margin (points)": 0.0, "seeds above": "-"}]
+    labels: dict[str, dict[int, float]] = {}
+    for job, res in results:
+        if job.kind == "neural" and job.split == split and job.group == group:
+            acc = res["metrics"].get("test/acc") if res["status"] == "complete" else None
+            labels.setdefault(job.label, {})[job.seed] = acc
+    for label, accs in labels.items():
+        paired = [(a, base[s]) for s, a in accs.items() if a is not None and base.get(s) is not None]
+        margin = 100 * _mean([a - b for a, b in paired]) if paired else math.nan
+        rows.append({"Method": label, "test ACC %": _pm(list(accs.values())),
+                     "margin (points)": round(margin, 2) if math.isfinite(margin) else "-",
+                     "seeds above": f"{sum(a > b for a, b in paired)}/{len(accs)}"})
+    return rows, best
+
+
+def epochs_to_reach(results: list[tuple[Any, dict]], split: str) -> list[dict]:
+    """Per model: the first epoch at which validation ACC >= the strongest baseline's validation ACC."""
+    baselines = baseline_rows(results, split)
+    best = strongest_baseline(baselines)
+    if best is None:
+        return []
+    target = _mean([m.get("val/acc") for m in baselines[best]["seeds"].values()])
+    out: dict[str, dict] = {}
+    for job, res in results:
+        if job.split != split or job.group != "main" or job.kind != "neural":
+            continue
+        hit = next((i + 1 for i, v in enumerate(res["val_acc"]) if v >= target), None)
+        row = out.setdefault(job.label, {"epochs": [], "best": [], "budget": job.config["epochs"]})
+        row["epochs"].append(hit)
+        row["best"].append(round(100 * max(res["val_acc"], default=math.nan), 1))
+    return [{"Method": label, f"target: {best} val ACC %": round(100 * target, 1),
+             "seeds reaching it": f"{sum(e is not None for e in r['epochs'])}/{len(r['epochs'])}",
+             "epochs (per seed)": ", ".join("-" if e is None else str(e) for e in r["epochs"]),
+             "best val ACC % (per seed)": ", ".join(str(v) for v in r["best"]), "budget (epochs)": r["budget"]}
+            for label, r in out.items()]
+
+
+def ablation_rows(results: list[tuple[Any, dict]], model_labels: dict[str, str]) -> list[dict]:
+    """``recommended`` and each of its settings switched off: test ACC over the ablation seeds,
+    the difference to ``recommended`` on the same seeds."""
+    def accs(label: str, group: str, seeds: set[int] | None = None) -> dict[int, float]:
+        return {j.seed: r["metrics"].get("test/acc", math.nan) for j, r in results
+                if j.label == label and j.group == group and j.split == "random" and r["status"] == "complete"
+                and (seeds is None or j.seed in seeds)}
+
+    rows = []
+    for model, name in model_labels.items():
+        base_label = f"{name} (recommended)"
+        abl = sorted({j.label for j, _ in results if j.group == "ablation" and j.config.get("model") == model})
+        seeds = {j.seed for j, _ in results if j.group == "ablation" and j.config.get("model") == model}
+        if not abl:
+            continue
+        base = accs(base_label, "main", seeds)
+        rows.append({"Setting": f"{base_label}, seeds {sorted(seeds)}", "test ACC %": _pm(list(base.values())),
+                     "difference (points)": 0.0, "runs": len(base)})
+        for label in abl:
+            vals = accs(label, "ablation")
+            diff = [vals[s] - base[s] for s in vals if s in base]
+            rows.append({"Setting": label.replace(f"{name}: ", f"{name}, off: "), "test ACC %": _pm(list(vals.values())),
+                         "difference (points)": round(100 * _mean(diff), 2) if diff else "-", "runs": len(vals)})
+    return rows
