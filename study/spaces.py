@@ -84,6 +84,7 @@ def uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     _invariance(trial, frontend)
     if trial.suggest_categorical("prior_init", ["fit", "paper"]) == "fit":
         trial.suggest_int("prior_warmup_epochs", 1, max(1, int(epochs) // 2))
+        trial.suggest_categorical("prior_styles", [0, 4, 6])  # a factorial (content x style) prior
     return {"model": "uvac", **consts}
 
 

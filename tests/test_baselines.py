@@ -170,3 +170,29 @@ def test_reference_rows_are_matched_by_id_and_take_the_model_split():
     keep = np.isin(table.ids, ref.ids)
     assert list(out.ids) == list(table.ids[keep]) and list(out.split) == list(table.split[keep])
     assert torch.equal(out.spectrogram, table.spectrogram[torch.as_tensor(keep)])
+
+
+def test_factorial_mixture_recovers_content_under_a_style_offset():
+    """Three words said by two 'speakers' whose offset is larger than the words' differences:
+    K-means with 3 clusters splits by speaker; the factorial mixture (3 content x 2 styles),
+    its styles started from the clips' per-row statistics, recovers the words."""
+    from trainables.models.factorial import fit_factorial
+
+    rng = np.random.default_rng(0)
+    n, f, t = 60, 4, 3
+    word, speaker = np.arange(n) % 3, (np.arange(n) // 3) % 2
+    words = rng.normal(size=(3, f, t))
+    offset = np.stack([np.zeros((f, t)), np.full((f, t), 6.0)])
+    x = words[word] + offset[speaker] + 0.05 * rng.normal(size=(n, f, t))
+    flat = x.reshape(n, -1)
+    stats = np.concatenate([x.mean(2), x.std(2)], axis=1)
+    fm = fit_factorial(flat, 3, 2, stats, seed=0)
+    content = fm.responsibilities(flat).sum(2).argmax(1)
+    from trainables.metrics import unsupervised_accuracy
+    assert unsupervised_accuracy(word, content) == 1.0
+    style = fm.responsibilities(flat).sum(1).argmax(1)
+    assert unsupervised_accuracy(speaker, style) == 1.0
+    from sklearn.cluster import KMeans
+    assert unsupervised_accuracy(word, KMeans(3, n_init=10, random_state=0).fit_predict(flat)) < 0.9
+    np.testing.assert_allclose(fm.weights.sum(), 1.0, atol=1e-9)
+    assert np.abs(fm.style.mean(0)).max() < 1e-9  # the style offsets are centred

@@ -226,3 +226,23 @@ def test_style_factor_needs_real_valued_features():
         CatUVAC(20, 16, n_clusters=3, d_z=2, bounded=True, style_clusters=4, **TINY)
     with pytest.raises(ConfigError, match="style_clusters"):
         resolve_config({"style_clusters": 1})
+
+
+# ------------------------------------------------------------------ factorial prior (UVAC)
+def test_factorial_prior_sums_its_styles_into_the_content_clusters():
+    torch.manual_seed(0)
+    m = UVAC(20, 16, n_clusters=3, d_z=2, bounded=False, prior_init="fit", prior_styles=2, **TINY)
+    assert m.prior_mu.shape == (6, 2) and m.pi_logits.shape == (6,)
+    g = torch.Generator().manual_seed(0)
+    content = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    style = torch.tensor([[0.0, 0.0], [20.0, 20.0]])
+    k, s = torch.arange(60) % 3, (torch.arange(60) // 3) % 2
+    mu = (content[k] + style[s] + 0.1 * torch.randn(60, 2, generator=g)).numpy().astype("float64")
+    feats = torch.stack([s.float(), s.float()], 1).numpy().astype("float64")  # the style shows in the statistics
+    m.fit_prior(mu, mu * 0 + 0.01, seed=0, style_features=feats)
+    probs = m.cluster_probs(torch.as_tensor(mu, dtype=torch.float32))
+    assert probs.shape == (60, 3) and torch.allclose(probs.sum(1), torch.ones(60), atol=1e-5)
+    from trainables.metrics import unsupervised_accuracy
+    assert unsupervised_accuracy(k.numpy(), probs.argmax(1).numpy()) == 1.0  # the content, whatever the style
+    with pytest.raises(ValueError, match="prior_styles"):
+        UVAC(20, 16, n_clusters=3, d_z=2, prior_styles=1, **TINY)

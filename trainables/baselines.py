@@ -53,7 +53,9 @@ from trainables.metrics import clustering_metrics
 __all__ = ["METHODS", "BASELINES", "FITTED_BASELINES", "Baseline", "BaselineResult", "Standardiser", "get_baseline",
            "flatten_features", "run_baseline", "fit_kmeans", "fit_gmm", "labels_as_clusters"]
 
-METHODS = ("kmeans", "gmm", "labels")
+METHODS = ("kmeans", "gmm", "factorial", "labels")
+FACTORIAL_PCA = 10  # the factorial mixture's projection (measured on FSDD: 10 beat 20 and 40)
+FACTORIAL_STYLES = 6
 KMEANS_N_INIT = 10
 GMM_REG_COVAR = 1e-3
 GMM_MAX_ITER = 200
@@ -177,9 +179,26 @@ class Standardiser:
         return ((x - self.mean) / self.std).astype(np.float32, copy=False)
 
 
+def _fit_factorial(x_train: np.ndarray, style_train: np.ndarray, k: int, seed: int, info: dict):
+    """A factorial mixture (content x style, trainables.models.factorial) on the PCA-10 projection."""
+    from sklearn.decomposition import PCA
+
+    from trainables.models.factorial import fit_factorial
+
+    pca = PCA(n_components=min(FACTORIAL_PCA, x_train.shape[1], len(x_train) - 1), random_state=seed).fit(x_train)
+    fm = fit_factorial(pca.transform(x_train), k, FACTORIAL_STYLES, style_train, seed)
+    info.update(pca_components=int(pca.n_components_), styles=FACTORIAL_STYLES, log_likelihood=fm.log_likelihood)
+
+    def proba(x):
+        return fm.responsibilities(pca.transform(x)).sum(2).astype(np.float32)
+    return (lambda x: proba(x).argmax(1)), proba
+
+
 def _fit(method: str, x_train: np.ndarray, k: int, seed: int, info: dict, *, covariance_type, reg_covar,
-         pca_components, n_init):
+         pca_components, n_init, style_train=None):
     """Fit ``method`` on the train rows; returns (predict(x), predict_proba(x) or None)."""
+    if method == "factorial":
+        return _fit_factorial(x_train, style_train, k, seed, info)
     if method == "kmeans":
         model = fit_kmeans(x_train, k, seed, n_init=n_init)
         info.update(n_iter=int(model.n_iter_), inertia=float(model.inertia_), converged=True)
@@ -241,8 +260,14 @@ def run_baseline(
         train_rows = _rows(table, "train")
         if len(train_rows) == 0:
             raise ValueError(f"{method}: the table has no train rows to fit on")
+        style_train = None
+        if method == "factorial":  # order-free clip statistics: what the styles start from
+            from trainables.models.style import StyleFactor
+            tab = table.take(train_rows)
+            style_train = StyleFactor.statistics(tab.spectrogram.float(), tab.mask.float()).numpy()
         predict, proba = _fit(method, x_all[train_rows], k, seed, info, covariance_type=covariance_type,
-                              reg_covar=reg_covar, pca_components=pca_components, n_init=n_init)
+                              reg_covar=reg_covar, pca_components=pca_components, n_init=n_init,
+                              style_train=style_train)
         if proba is not None:
             probs = np.zeros((n, k), dtype=np.float32)
         for split in ("train", "val", "test"):
@@ -298,6 +323,8 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("kmeans_std", "kmeans", "K-means, standardised", standardise=True),
     Baseline("gmm_std", "gmm", "GMM full cov., PCA-20, standardised", standardise=True,
              covariance_type="full", pca_components=AWE_PCA_COMPONENTS),
+    Baseline("factorial", "factorial", "factorial GMM (10 content x 6 styles), PCA-10, standardised",
+             standardise=True),
     Baseline("labels", "labels", "labels as clusters"),
 )}
 FITTED_BASELINES = tuple(n for n, b in BASELINES.items() if b.method != "labels")

@@ -75,6 +75,9 @@ style_clusters         > 0: a style factor (trainables.models.style): that many 
                        decoder output (speaker / channel), so the clusters need not encode it;
                        real-valued front ends only; 0 = off
 style_balance          weight of KL(batch-mean q(s) || uniform), the style factor's balance term
+prior_styles           UVAC: > 0 makes the GMM prior factorial (trainables.models.factorial):
+                       n_clusters content x prior_styles style components, means content + style,
+                       fitted after the warm-up (prior_init fit); clusters sum over the styles
 frontend               the front end (features preset) the config trains on: a study searching
                        front ends picks the feature cache by it; "" = the table given
 =====================  ==========================================================================
@@ -159,6 +162,7 @@ DEFAULTS: dict[str, Any] = {
     "style_clusters": 0,
     "style_balance": 1.0,
     "frontend": "",
+    "prior_styles": 0,
 }
 
 # Paper defaults that depend on the model; applied for keys the caller did not give.
@@ -374,7 +378,7 @@ def _validate(cfg: dict[str, Any]) -> None:
     for key in ("n_clusters", "lam", "tau_anneal_epochs", "kl_warmup_epochs", "grad_clip", "seed",
                 "checkpoint_every", "silhouette_sample", "prior_warmup_epochs", "marginal_entropy_weight",
                 "kl_z_weight", "aug_eq", "consistency_weight", "overcluster", "free_bits", "style_clusters",
-                "style_balance"):
+                "style_balance", "prior_styles"):
         non_negative(key)
     for key in ("aug_speed", "aug_warp", "aug_shift"):
         if not 0 <= cfg[key] <= 0.5:
@@ -395,6 +399,8 @@ def _validate(cfg: dict[str, Any]) -> None:
             f"likelihood {cfg['likelihood']!r} is defined on the normalised [0, 1] spectrogram: it needs "
             f"divergence 'euc', got {cfg['divergence']!r} (use likelihood 'gaussian' with 'is' / 'kl')"
         )
+    if cfg["prior_styles"] == 1:
+        raise ConfigError("prior_styles: must be 0 (a plain mixture) or >= 2, got 1")
     if cfg["style_clusters"] == 1:
         raise ConfigError("style_clusters: must be 0 (off) or >= 2, got 1")
     if cfg["n_clusters"] == 1:

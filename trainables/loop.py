@@ -47,7 +47,8 @@ from trainables.schedules import lr_at
 __all__ = ["TrainResult", "train", "resolve_device", "predict_table", "STRUCTURAL_KEYS"]
 
 # Keys that define the network's shape: a resumed run must agree on them.
-STRUCTURAL_KEYS = ("model", "d_z", "channels", "gru_hidden", "n_clusters", "divergence", "likelihood")
+STRUCTURAL_KEYS = ("model", "d_z", "channels", "gru_hidden", "n_clusters", "divergence", "likelihood",
+                   "prior_styles", "style_clusters", "overcluster")
 EVAL_BATCH = 256
 
 

@@ -37,6 +37,8 @@ from torch import nn
 from trainables.losses import gaussian_kl, gaussian_kl_free_bits, gmm_kl
 from trainables.models.base import Batch, Blocks, LatentClusteringModel, TrainBatches
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, init_weights
+from trainables.models.factorial import fit_factorial
+from trainables.models.style import StyleFactor
 from trainables.schedules import kl_weight_at
 
 __all__ = ["UVAC", "gmm_log_likelihoods"]
@@ -63,16 +65,20 @@ class UVAC(LatentClusteringModel):
 
     name = "uvac"
     representations = ("z",)
-    config_keys = ("prior_init", "prior_warmup_epochs")
+    config_keys = ("prior_init", "prior_warmup_epochs", "prior_styles")
 
     def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = 10, *,
-                 prior_init: str = "paper", prior_warmup_epochs: int = 0,
+                 prior_init: str = "paper", prior_warmup_epochs: int = 0, prior_styles: int = 0,
                  hparams: Mapping[str, Any] | None = None, **blocks: Any):
         super().__init__()
         b = self._setup(n_freq, n_frames, n_clusters, d_z, blocks)
         if prior_init not in PRIOR_INITS:
             raise ValueError(f"prior_init: expected one of {PRIOR_INITS}, got {prior_init!r}")
         self.prior_init, self.prior_warmup_epochs = prior_init, int(prior_warmup_epochs)
+        if int(prior_styles) < 0 or int(prior_styles) == 1:
+            raise ValueError(f"prior_styles: expected 0 (a plain mixture) or >= 2, got {prior_styles}")
+        self.prior_styles = max(1, int(prior_styles))  # K x S components; S = 1: the paper's mixture
+        n_components = self.n_clusters * self.prior_styles
         self.hparams = {"lam": 1.0, "kl_warmup_epochs": 0, "epochs": 1, **dict(hparams or {})}
         self.encoder = ConvEncoder(1, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)
         self.to_latent = nn.Linear(self.encoder.out_features, 2 * self.d_z)
@@ -80,15 +86,15 @@ class UVAC(LatentClusteringModel):
         init_weights(self.to_latent)
         self._make_overcluster_head(self.encoder.out_features)
         # GMM prior (paper IV-B initialisation)
-        self.pi_logits = nn.Parameter(torch.rand(self.n_clusters))
-        self.prior_mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_clusters, self.d_z)))
-        self.prior_logvar = nn.Parameter(torch.zeros(self.n_clusters, self.d_z))
+        self.pi_logits = nn.Parameter(torch.rand(n_components))
+        self.prior_mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_components, self.d_z)))
+        self.prior_logvar = nn.Parameter(torch.zeros(n_components, self.d_z))
         self.register_buffer("prior_fitted", torch.tensor(prior_init == "paper"))
 
     @classmethod
     def from_config(cls, cfg, n_freq, n_frames, to_linear=None, bounded: bool = True) -> "UVAC":
         return cls(**cls.size_kwargs(cfg, n_freq, n_frames), **Blocks.from_config(cfg, to_linear, bounded),
-                   prior_init=cfg["prior_init"],
+                   prior_init=cfg["prior_init"], prior_styles=int(cfg["prior_styles"]),
                    prior_warmup_epochs=int(cfg["prior_warmup_epochs"]),
                    hparams={k: cfg[k] for k in ("lam", "kl_warmup_epochs", "epochs")})
 
@@ -104,9 +110,12 @@ class UVAC(LatentClusteringModel):
         return self.decoder(z)
 
     def cluster_log_probs(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(c|z) [B, C] (eq. 14), in fp32."""
+        """log p(c|z) [B, C] (eq. 14), in fp32. With a factorial prior (``prior_styles`` S), the
+        K x S components (index k * S + s) are summed over the styles: p(k|z) = sum_s p(k, s|z)."""
         log_pi = torch.log_softmax(self.pi_logits.float(), dim=0)
         joint = log_pi[None] + gmm_log_likelihoods(z, self.prior_mu, self.prior_logvar)
+        if self.prior_styles > 1:
+            joint = torch.logsumexp(joint.view(joint.shape[0], self.n_clusters, self.prior_styles), dim=2)
         return torch.log_softmax(joint, dim=1)
 
     def cluster_probs(self, mu: torch.Tensor) -> torch.Tensor:
@@ -188,8 +197,16 @@ class UVAC(LatentClusteringModel):
         fit_at = self.prior_fit_epoch(self.prior_warmup_epochs, self.hparams["epochs"])
         if bool(self.prior_fitted) or epoch < fit_at:
             return {}
-        self.fit_prior(*self.latent_posteriors(batches), seed)
+        style = self.input_statistics(batches) if self.prior_styles > 1 else None
+        self.fit_prior(*self.latent_posteriors(batches), seed, style_features=style)
         return {"train/prior_fitted_at": float(epoch)}
+
+    @torch.no_grad()
+    def input_statistics(self, batches: TrainBatches) -> np.ndarray:
+        """Per-row mean and spread of every clip's (standardised) input [N, 2F]: what the factorial
+        prior's styles start from (trainables.models.factorial)."""
+        return torch.cat([StyleFactor.statistics(self.standardise(b.x).float(), b.mask).cpu()
+                          for b in batches()]).numpy().astype(np.float64)
 
     @torch.no_grad()
     def latent_posteriors(self, batches: TrainBatches) -> tuple[np.ndarray, np.ndarray]:
@@ -210,25 +227,40 @@ class UVAC(LatentClusteringModel):
         return mu, var
 
     @torch.no_grad()
-    def fit_prior(self, mu: np.ndarray, var: np.ndarray, seed: int):
+    def fit_prior(self, mu: np.ndarray, var: np.ndarray, seed: int, style_features: np.ndarray | None = None):
         """Fit a diagonal GaussianMixture (C components, seeded) on the latent means ``mu``
         [N, d_z] and copy it into the prior, each component's variance widened by the mean
         posterior variance ``var`` [N, d_z] of the clips it holds (moment matching of the
         aggregate posterior). Fitted on the means alone, the variances shrink to the spread of
         the means (tiny after a warm-up against N(0, I)), and eq. 11 then starts in the
-        thousands of nats and collapses the run (measured on FSDD). Returns the mixture."""
-        from sklearn.mixture import GaussianMixture
+        thousands of nats and collapses the run (measured on FSDD). Returns the mixture.
 
-        gm = GaussianMixture(self.n_clusters, covariance_type="diag", random_state=int(seed) % (2**31),
-                             reg_covar=1e-4, max_iter=200).fit(mu)
-        resp = gm.predict_proba(mu)  # [N, C]
+        With ``prior_styles`` S > 1 the mixture is factorial (K content x S styles, means
+        content + style, trainables.models.factorial), its styles started from ``style_features``
+        (:meth:`input_statistics`); the component k * S + s holds (content k, style s)."""
+        if self.prior_styles > 1:
+            if style_features is None:
+                raise ValueError("a factorial prior needs the clips' style features to start from")
+            fm = fit_factorial(mu, self.n_clusters, self.prior_styles, style_features, seed)
+            weights = fm.weights.reshape(-1)
+            means = fm.means.reshape(-1, self.d_z)
+            resp = fm.responsibilities(mu).reshape(len(mu), -1)
+            covariances = np.broadcast_to(fm.variances, means.shape)
+            fitted = fm
+        else:
+            from sklearn.mixture import GaussianMixture
+
+            gm = GaussianMixture(self.n_clusters, covariance_type="diag", random_state=int(seed) % (2**31),
+                                 reg_covar=1e-4, max_iter=200).fit(mu)
+            weights, means, covariances, resp = gm.weights_, gm.means_, gm.covariances_, gm.predict_proba(mu)
+            fitted = gm
         post_var = (resp.T @ var) / np.maximum(resp.sum(0)[:, None], 1e-12)  # [C, d_z]
         dev = self.prior_mu.device
-        self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(gm.weights_, 1e-8)), dtype=torch.float32, device=dev))
-        self.prior_mu.copy_(torch.as_tensor(gm.means_, dtype=torch.float32, device=dev))
-        self.prior_logvar.copy_(torch.as_tensor(np.log(gm.covariances_ + post_var), dtype=torch.float32, device=dev))
+        self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(weights, 1e-8)), dtype=torch.float32, device=dev))
+        self.prior_mu.copy_(torch.as_tensor(means, dtype=torch.float32, device=dev))
+        self.prior_logvar.copy_(torch.as_tensor(np.log(covariances + post_var), dtype=torch.float32, device=dev))
         self.prior_fitted.fill_(True)
-        return gm
+        return fitted
 
     @torch.no_grad()
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
