@@ -205,10 +205,12 @@ class ProgressCallback(Callback):
         if self._bar is None:
             from tqdm import tqdm
             self._bar = tqdm(total=p.total, initial=p.trained + p.saved, unit="trial-epoch", file=self.stream,
-                             dynamic_ncols=True, mininterval=0, bar_format="{l_bar}{bar}| {postfix}")
+                             dynamic_ncols=True, mininterval=0, bar_format="{l_bar}{bar}|")
         self._bar.total = p.total
         self._bar.n = p.trained + p.saved
-        self._bar.set_postfix_str(self._text(now), refresh=True)
+        text = self._text(now).replace("{", "{{").replace("}", "}}")
+        self._bar.bar_format = "{l_bar}{bar}| " + text
+        self._bar.refresh()
 
     def _line(self, now: float) -> None:
         self._last_line, self._shown = now, self._progress
