@@ -61,7 +61,8 @@ class Baselines:
 
     @property
     def metrics(self) -> list[str]:
-        return sorted({k for vals in self.by_method.values() for k in vals})
+        """Every metric some method logged, validation first."""
+        return sorted({k for vals in self.by_method.values() for k in vals}, key=lambda k: (not k.startswith("val/"), k))
 
     def values(self, metric: str) -> dict[str, float]:
         """method -> value of ``metric`` (only the methods that logged it)."""

@@ -179,7 +179,7 @@ def _draw_panel(ax, panel: dict) -> None:
     for i, s in enumerate(panel["series"]):
         _draw_series(ax, panel, i, s)
     _draw_baselines(ax, panel.get("baselines", []))
-    limits = panel_limits(panel) if ref is not None else None
+    limits = panel_limits(panel)  # the trials and the baselines, never the reference point
     if limits:
         ax.set_xlim(*limits[0])
         ax.set_ylim(*limits[1])

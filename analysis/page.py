@@ -115,7 +115,7 @@ def panel_figure(panel: dict, table: pd.DataFrame, hover_columns: dict[str, list
         _add_series(fig, panel, i, s, table, hover_columns[s["study"]])
     _add_baselines(fig, panel.get("baselines", []))
     ref = panel.get("reference")
-    limits = panel_limits(panel) if ref is not None else None
+    limits = panel_limits(panel)  # the trials and the baselines, never the reference point
     if limits:
         fig.update_xaxes(range=list(limits[0]))
         fig.update_yaxes(range=list(limits[1]))

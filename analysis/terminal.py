@@ -86,12 +86,13 @@ def render(rows: pd.DataFrame, rep, width: Optional[int] = None, max_rows: int =
         cols.append(p)
     out = ["  " + l for l in _layout(cols, cells(cols), {"trial", *objs})]
     left = params[len(cols) - len(base):]
+    notes = []
     if len(shown) < len(rows):
-        out.append(f"  ({len(rows) - len(shown)} trials off the front not listed: all {len(rows)} in trials.csv)")
+        notes.append(f"({len(rows) - len(shown)} trials off the front not listed: all {len(rows)} in trials.csv)")
     if left:
-        out.append(f"  (params not shown for width: {', '.join(left)}; all in trials.csv)")
-    out.append(f"  front: {FRONT} on the Pareto front, {FRONT}{BEATS} on it and beating the strongest baseline")
-    return "\n".join(out)
+        notes.append(f"(params not shown for width: {', '.join(left)}; all in trials.csv)")
+    notes.append(f"front: {FRONT} on the Pareto front, {FRONT}{BEATS} on it and beating the strongest baseline")
+    return "\n".join(out + [_wrapped(n, width) for n in notes])
 
 
 def baselines_line(rep) -> str:
