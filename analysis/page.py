@@ -211,8 +211,9 @@ def interactive_html(table: pd.DataFrame, panels: Sequence[dict], hover_columns:
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><style>{STYLE}</style><script src="{PLOTLY_JS}"></script></head>
 <body><h1>{html.escape(title)}</h1>
-<p id="noplotly" hidden>The interactive plots need <code>{PLOTLY_JS}</code> beside this page (it is written
-in the report folder; download the whole folder). The PNG figures of the folder show the same panels.</p>
+<p id="noplotly" hidden>The interactive plots need <code>{PLOTLY_JS}</code> beside this page: it is in the
+report folder, but a viewer that shows the page alone (MLflow's artifact viewer) cannot load it. Download the
+folder and open the page there; the PNG figures beside it show the same panels.</p>
 <p class="note">Validation metrics of completed trials (pruned, diverged, failed and non-finite trials are
 left out). Steps: each study's 2-D front of the plotted pair, the boundary of the region it dominates.
 Large markers with a black ring, labelled with their trial numbers: the study's Pareto front on its own

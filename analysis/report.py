@@ -14,12 +14,19 @@ completed trials and on its objectives (``--objective``, parsed by
   trials and distributions (a message instead when the storage is not reachable).
 
 Files written to ``--out`` (default ``reports/<first study>/<objective key>``):
-``pareto_objectives.png`` (the objectives against each other, with the reference point and the
-dominated region), ``pareto_silhouette.png``, ``pareto_dbi.png``, ``pareto_chi.png`` (each
-clustering metric against accuracy and NMI), ``hypervolume.png``, ``importance.png``,
-``report.html`` (one self-contained interactive page), ``pareto_runs.csv`` / ``.md`` (the
-Pareto-optimal runs with their validation objectives, varying params and TEST metrics) and
-``summary.json``.
+``pareto_objectives.png`` (the objectives against each other, zoomed to the trials, with the
+reference point (an arrow when outside) and the dominated region), ``pareto_silhouette.png``,
+``pareto_dbi.png``, ``pareto_chi.png`` (each clustering metric against accuracy and NMI),
+``hypervolume.png``, ``importance.png``, ``report.html`` (the interactive page) with the
+``plotly.min.js`` it loads, ``pareto_runs.csv`` / ``.md`` (the Pareto-optimal runs with their
+validation objectives, the metrics on which they beat the baselines, varying params and TEST
+metrics), ``trials.csv`` (every trial: status, objectives, front, varying params) and
+``summary.json``. Front points are labelled with their trial numbers. The study's classical
+baselines (parent metrics ``baseline/<method>_<split>_<metric>``, analysis.baselines) are
+reference lines on every axis whose metric one of them logged (validation figures:
+validation baselines), the strongest emphasised; the front trials that beat it are starred
+and listed in summary.json, report.html and the printed table. The terminal gets a compact
+table (analysis.terminal), the full ones stay in the files.
 
 In MLflow, keyed by the objectives (:func:`objective_key`, e.g. ``silhouette_z-max__acc-max``)
 so that reports on different objectives never overwrite each other: the files go to the
