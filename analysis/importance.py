@@ -104,8 +104,8 @@ def param_importances(source: OptunaTrials, runs: pd.DataFrame, metric: str, *, 
     values = _values_by_trial(source, runs, metric)
     trials = [t for t in source.trials if t.number in values and t.params]
     if len(trials) < min_trials:
-        raise TooFewTrials(f"{metric}: {len(trials)} completed trial(s) with a finite value; parameter "
-                           f"importance needs at least {min_trials}")
+        raise TooFewTrials(f"{metric}: not rated, {len(trials)} completed trial(s) with a finite value "
+                           f"(fANOVA needs at least {min_trials})")
     study = optuna.create_study()
     study.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
                                                 value=values[t.number]) for t in trials])

@@ -14,12 +14,19 @@ completed trials and on its objectives (``--objective``, parsed by
   trials and distributions (a message instead when the storage is not reachable).
 
 Files written to ``--out`` (default ``reports/<first study>/<objective key>``):
-``pareto_objectives.png`` (the objectives against each other, with the reference point and the
-dominated region), ``pareto_silhouette.png``, ``pareto_dbi.png``, ``pareto_chi.png`` (each
-clustering metric against accuracy and NMI), ``hypervolume.png``, ``importance.png``,
-``report.html`` (one self-contained interactive page), ``pareto_runs.csv`` / ``.md`` (the
-Pareto-optimal runs with their validation objectives, varying params and TEST metrics) and
-``summary.json``.
+``pareto_objectives.png`` (the objectives against each other, zoomed to the trials, with the
+reference point (an arrow when outside) and the dominated region), ``pareto_silhouette.png``,
+``pareto_dbi.png``, ``pareto_chi.png`` (each clustering metric against accuracy and NMI),
+``hypervolume.png``, ``importance.png``, ``report.html`` (the interactive page) with the
+``plotly.min.js`` it loads, ``pareto_runs.csv`` / ``.md`` (the Pareto-optimal runs with their
+validation objectives, the metrics on which they beat the baselines, varying params and TEST
+metrics), ``trials.csv`` (every trial: status, objectives, front, varying params) and
+``summary.json``. Front points are labelled with their trial numbers. The study's classical
+baselines (parent metrics ``baseline/<method>_<split>_<metric>``, analysis.baselines) are
+reference lines on every axis whose metric one of them logged (validation figures:
+validation baselines), the strongest emphasised; the front trials that beat it are starred
+and listed in summary.json, report.html and the printed table. The terminal gets a compact
+table (analysis.terminal), the full ones stay in the files.
 
 In MLflow, keyed by the objectives (:func:`objective_key`, e.g. ``silhouette_z-max__acc-max``)
 so that reports on different objectives never overwrite each other: the files go to the
@@ -44,7 +51,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis import figures
+from analysis import figures, page, terminal
+from analysis.baselines import Baselines, method_label
 from analysis.importance import StorageUnavailable, importances, load_trials
 from study.pareto import hypervolume, hypervolume_history, pareto_front, reference_point, staircase
 from analysis.runs import client, completed, fmt, load_runs, objective_matrix
@@ -73,6 +81,13 @@ class StudyReport:
     varying_params: list        # params.* columns that vary across the completed trials
     n_runs: int                 # all child runs
     n_completed: int
+    baselines: Baselines = field(default_factory=Baselines)  # the parent's baseline/* metrics
+    beats: dict = field(default_factory=dict)  # front run id -> {val baseline metric: beats the reference}
+    trial_numbers: dict = field(default_factory=dict)  # run id -> trial number (every child run)
+
+    def beating(self, metric: str) -> list[int]:
+        """Trial numbers of the front runs that beat the baselines' reference on ``metric``."""
+        return sorted(self.trial_numbers[r] for r, b in self.beats.items() if b.get(metric))
 
 
 @dataclass
@@ -81,6 +96,7 @@ class ReportResult:
     pareto_table: pd.DataFrame
     files: dict = field(default_factory=dict)
     out_dir: Optional[Path] = None
+    table: Optional[pd.DataFrame] = None   # the child runs the report was computed on
 
 
 def objective_key(objectives: Sequence[Objective]) -> str:
@@ -94,10 +110,19 @@ def _varying_params(done: pd.DataFrame) -> list[str]:
     return [c for c in done.columns if c.startswith("params.") and done[c].astype(str).nunique() > 1]
 
 
+def _beats(done: pd.DataFrame, front_ids: list, baselines: Baselines) -> dict:
+    """front run id -> {validation baseline metric: does the run beat the reference on it}."""
+    metrics = [m for m in baselines.metrics if m.startswith("val/") and f"metrics.{m}" in done]
+    rows = done.set_index("run_id")
+    return {rid: {m: bool(baselines.beats(m, rows.at[rid, f"metrics.{m}"])) for m in metrics} for rid in front_ids}
+
+
 def compute_report(table: pd.DataFrame, objectives_by_study: dict[str, list],
-                   trials_by_study: dict[str, tuple]) -> dict[str, StudyReport]:
-    """Fronts, hypervolume histories and importances of each study in ``table``.
-    ``trials_by_study``: study -> (analysis.importance.OptunaTrials or None, why None)."""
+                   trials_by_study: dict[str, tuple],
+                   baselines_by_study: Optional[dict[str, Baselines]] = None) -> dict[str, StudyReport]:
+    """Fronts, hypervolume histories, importances and the runs that beat the baselines of each
+    study in ``table``. ``trials_by_study``: study -> (analysis.importance.OptunaTrials or None,
+    why None); ``baselines_by_study``: study -> its parent's baselines (none: no comparison)."""
     out = {}
     for study, objs in objectives_by_study.items():
         sub = table[table["study"] == study]
@@ -108,26 +133,63 @@ def compute_report(table: pd.DataFrame, objectives_by_study: dict[str, list],
         ref = reference_point(metrics)
         source, unavailable = trials_by_study[study]
         rated, notes = importances(source, unavailable, sub, metrics)
+        base = (baselines_by_study or {}).get(study) or Baselines()
+        front_ids = done["run_id"][mask].tolist()
         out[study] = StudyReport(
             study=study, objectives=list(objs), key=objective_key(objs), run_ids=done["run_id"].tolist(),
-            front_run_ids=done["run_id"][mask].tolist(), reference=ref.tolist(),
+            front_run_ids=front_ids, reference=ref.tolist(),
             hypervolume=hypervolume(vals[mask], dirs, ref) if mask.any() else 0.0,
             hypervolume_history=hypervolume_history(vals, dirs, ref).tolist(),
             importances=rated, importance_notes=notes, varying_params=_varying_params(done),
-            n_runs=len(sub), n_completed=len(done))
+            n_runs=len(sub), n_completed=len(done), baselines=base, beats=_beats(done, front_ids, base),
+            trial_numbers=dict(zip(sub["run_id"], sub["trial_number"].astype(int))))
     return out
 
 
 def _series(table: pd.DataFrame, reports: dict[str, StudyReport], xm: str, ym: str,
             dirs: tuple, ref) -> list[dict]:
+    """Per study: the completed runs' values of the pair, their trial numbers, the staircase,
+    the study's own front (``pareto``) and the front runs that beat the study's baselines on
+    every axis of the pair that has one (``beats``; all False where no axis has a baseline)."""
     series = []
     for study, rep in reports.items():
         done = completed(table[table["study"] == study])
         vals = objective_matrix(done, [xm, ym])
+        pareto = done["run_id"].isin(rep.front_run_ids).to_numpy()
+        axes = [m for m in (xm, ym) if rep.baselines.values(m)]
+        beats = np.array([bool(axes) and p and all(rep.beats.get(r, {}).get(m, False) for m in axes)
+                          for r, p in zip(done["run_id"], pareto)], dtype=bool)
         series.append({"study": study, "x": vals[:, 0], "y": vals[:, 1], "index": list(done.index),
-                       "steps": staircase(vals, list(dirs), ref),
-                       "pareto": done["run_id"].isin(rep.front_run_ids).to_numpy()})
+                       "trials": done["trial_number"].astype(int).tolist(),
+                       "steps": staircase(vals, list(dirs), ref), "pareto": pareto, "beats": beats})
     return series
+
+
+def baseline_lines(reports: dict[str, StudyReport], xm: str, ym: str) -> list[dict]:
+    """The reference lines of a panel: each baseline method that logged the metric of an axis
+    (the same split: a val axis gets the val baselines), one line per distinct value; the
+    strongest method of a study is ``strongest`` (drawn emphasised)."""
+    lines: dict[tuple, dict] = {}
+    for study, rep in reports.items():
+        strongest = rep.baselines.strongest
+        for axis, metric in (("x", xm), ("y", ym)):
+            for method, value in rep.baselines.values(metric).items():
+                line = lines.setdefault((axis, method, round(value, 12)), {
+                    "axis": axis, "metric": metric, "method": method, "value": value, "studies": [],
+                    "strongest": False})
+                line["studies"].append(study)
+                line["strongest"] |= method == strongest
+    out = list(lines.values())
+    for line in out:
+        values = {l["value"] for l in out if l["axis"] == line["axis"] and l["method"] == line["method"]}
+        where = f" ({', '.join(line['studies'])})" if len(values) > 1 else ""
+        line["label"] = f"{method_label(line['method'])}{where} {fmt(line['value'])}"
+    return sorted(out, key=lambda l: (l["axis"], not l["strongest"], l["method"]))
+
+
+def _panel(table, reports, xm: str, ym: str, dirs: tuple, ref, title: str, shade: bool) -> dict:
+    return {"x": xm, "y": ym, "reference": ref, "shade": shade, "title": title,
+            "series": _series(table, reports, xm, ym, dirs, ref), "baselines": baseline_lines(reports, xm, ym)}
 
 
 def objective_panels(table: pd.DataFrame, reports: dict[str, StudyReport]) -> list[dict]:
@@ -144,10 +206,10 @@ def objective_panels(table: pd.DataFrame, reports: dict[str, StudyReport]) -> li
             for j in range(i + 1, len(objs)):
                 xo, yo = objs[j], objs[i]
                 ref = reference_point([xo.metric, yo.metric])
-                panels.append({"x": xo.metric, "y": yo.metric, "reference": ref, "shade": len(objs) == 2,
-                               "title": f"Objectives: {figures.metric_label(yo.metric, True)} vs "
-                                        f"{figures.metric_label(xo.metric, True)}",
-                               "series": _series(table, group, xo.metric, yo.metric, (xo.mode, yo.mode), ref)})
+                title = (f"Objectives: {figures.metric_label(yo.metric, True)} vs "
+                         f"{figures.metric_label(xo.metric, True)}")
+                panels.append(_panel(table, group, xo.metric, yo.metric, (xo.mode, yo.mode), ref, title,
+                                     len(objs) == 2))
     return panels
 
 
@@ -168,9 +230,8 @@ def family_panels(table: pd.DataFrame, reports: dict[str, StudyReport], family: 
         for xm in SUPERVISED:
             if f"metrics.{xm}" in table:
                 dirs = (metric_direction(xm), metric_direction(ym))
-                panels.append({"x": xm, "y": ym, "reference": None, "shade": False,
-                               "title": f"{figures.metric_label(ym, True)} vs {figures.metric_label(xm, True)}",
-                               "series": _series(table, reports, xm, ym, dirs, None)})
+                title = f"{figures.metric_label(ym, True)} vs {figures.metric_label(xm, True)}"
+                panels.append(_panel(table, reports, xm, ym, dirs, None, title, False))
     return panels
 
 
@@ -183,8 +244,8 @@ def importance_panels(reports: dict[str, StudyReport]) -> list[dict]:
             if o.metric in rated:
                 panels.append({"title": f"{title}\nfANOVA on {rated[o.metric].n_trials} completed trials",
                                "values": rated[o.metric].values})
-            else:
-                panels.append({"title": title, "note": rep.importance_notes[o.metric]})
+            else:  # one line: why not (the metric is in the title already)
+                panels.append({"title": title, "note": rep.importance_notes[o.metric].removeprefix(f"{o.metric}: ")})
     return panels
 
 
@@ -199,7 +260,8 @@ def reference_text(reports: dict[str, StudyReport]) -> str:
 
 
 def pareto_table(table: pd.DataFrame, reports: dict[str, StudyReport]) -> pd.DataFrame:
-    """The Pareto-optimal runs: ids, validation objectives, varying params, test metrics."""
+    """The Pareto-optimal runs: ids, validation objectives, the validation metrics on which they
+    beat the study's baselines (when any study logged baselines), varying params, test metrics."""
     rows = []
     test_pat = re.compile(r"^metrics\.test/(acc|nmi|ari|silhouette|dbi|chi)(_\w+)?$")
     for study, rep in reports.items():
@@ -210,6 +272,9 @@ def pareto_table(table: pd.DataFrame, reports: dict[str, StudyReport]) -> pd.Dat
                    "trial": int(r["trial_number"])}
             for o in rep.objectives:
                 row[f"{o.metric} ({o.mode})"] = r.get(f"metrics.{o.metric}", np.nan)
+            if any(rp.baselines for rp in reports.values()):
+                won = [m for m, b in rep.beats.get(r["run_id"], {}).items() if b]
+                row["beats baseline on"] = ", ".join(won) if won else ("none" if rep.baselines else "")
             for c in rep.varying_params:
                 row[c[len("params."):]] = r[c]
             for c in tests:
@@ -232,8 +297,18 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------ writing
+def baselines_summary(rep: StudyReport) -> dict:
+    """The study's baselines for summary.json: each method's values, the strongest, and per
+    validation metric the reference a trial must beat and the Pareto trials that beat it."""
+    b = rep.baselines
+    refs = {m: b.reference(m) for m in b.metrics if m.startswith("val/")}
+    return {**b.to_dict(),
+            "reference": {m: {"method": r[0], "value": r[1]} for m, r in refs.items() if r},
+            "pareto_trials_beating": {m: rep.beating(m) for m, r in refs.items() if r}}
+
+
 def _summary(reports: dict[str, StudyReport]) -> dict:
-    return {s: {"objectives": [str(o) for o in r.objectives], "key": r.key, "runs": r.n_runs,
+    return {s: {"baselines": baselines_summary(r), "objectives": [str(o) for o in r.objectives], "key": r.key, "runs": r.n_runs,
                 "completed": r.n_completed, "pareto_run_ids": r.front_run_ids, "hypervolume": r.hypervolume,
                 "reference_point": r.reference, "hypervolume_history": r.hypervolume_history,
                 "importance": {i.metric: {"n_trials": i.n_trials, "values": i.values} for i in r.importances},
@@ -269,10 +344,14 @@ def write_outputs(table: pd.DataFrame, reports: dict[str, StudyReport], out_dir:
     files["csv"] = out_dir / "pareto_runs.csv"
     (out_dir / "pareto_runs.md").write_text(to_markdown(ptable), encoding="utf-8")
     files["markdown"] = out_dir / "pareto_runs.md"
+    trials = [terminal.trial_rows(table, rep).assign(study=name) for name, rep in reports.items()]
+    pd.concat(trials, ignore_index=True).to_csv(out_dir / "trials.csv", index=False)
+    files["trials"] = out_dir / "trials.csv"
     hover = {s: [f"metrics.{o.metric}" for o in r.objectives] + r.varying_params for s, r in reports.items()}
-    files["html"] = figures.interactive_html(completed(table), html_panels, hover, histories, legends, ref_text,
-                                             imp_panels, ptable, out_dir / "report.html",
-                                             title="Pareto report: " + ", ".join(reports))
+    files["html"] = page.interactive_html(completed(table), html_panels, hover, histories, legends, ref_text,
+                                          imp_panels, ptable, out_dir / "report.html",
+                                          title="Pareto report: " + ", ".join(reports), reports=reports)
+    files["plotly_js"] = out_dir / page.PLOTLY_JS
     (out_dir / "summary.json").write_text(json.dumps(_summary(reports), indent=2), encoding="utf-8")
     files["summary"] = out_dir / "summary.json"
     return files, ptable
@@ -339,13 +418,14 @@ def build_report(studies: Sequence[str], *, tracking_uri: Optional[str] = None,
             raise ValueError(f"study {name!r} has no study.objectives tag: pass --objective METRIC:max|min")
         reference_point([o.metric for o in objs])
         objs_by_study[name] = objs
-    reports = compute_report(table, objs_by_study, _optuna_sources(infos))
+    reports = compute_report(table, objs_by_study, _optuna_sources(infos),
+                             {name: info.baselines for name, info in infos.items()})
     first = reports[studies[0]]
     out_dir = Path(out_dir or Path("reports", re.sub(r"[^\w.-]+", "_", studies[0]), first.key))
     files, ptable = write_outputs(table, reports, out_dir)
     if log_mlflow:
         log_to_mlflow(table, reports, infos, out_dir, tracking_uri)
-    return ReportResult(studies=reports, pareto_table=ptable, files=files, out_dir=out_dir)
+    return ReportResult(studies=reports, pareto_table=ptable, files=files, out_dir=out_dir, table=table)
 
 
 def main(argv=None) -> int:
@@ -365,16 +445,9 @@ def main(argv=None) -> int:
     except (LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for name, rep in res.studies.items():
-        print(f"{name}: {rep.n_completed}/{rep.n_runs} completed, {len(rep.front_run_ids)} on the front "
-              f"[{', '.join(str(o) for o in rep.objectives)}], hypervolume {rep.hypervolume:.4g} "
-              f"(reference {rep.reference}); MLflow tag pareto.{rep.key}")
-        for imp in rep.importances:
-            top = max(imp.values, key=imp.values.get)
-            print(f"  importance for {imp.metric} ({imp.n_trials} trials): {top} first")
-        for note in rep.importance_notes.values():
-            print(f"  importance: {note}")
-    print(to_markdown(res.pareto_table))
+    for rep in res.studies.values():
+        print(terminal.study_block(res.table, rep))
+    print(f"full tables: {res.out_dir.resolve()}/pareto_runs.md, trials.csv")
     print(f"report: {res.out_dir.resolve()}/report.html")
     return 0
 

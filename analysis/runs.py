@@ -37,6 +37,7 @@ class StudyInfo:
     experiment_id: str
     tags: dict
     params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)   # the parent's latest values (baseline/..., study/...)
 
     @property
     def space(self) -> str:
@@ -47,6 +48,13 @@ class StudyInfo:
         """The ``study.objectives`` tag, parsed by the study's own parser; [] without the tag."""
         tag = self.tags.get("study.objectives", "")
         return parse_objectives(tag) if tag.strip() else []
+
+    @property
+    def baselines(self):
+        """The ``baseline/<method>_<split>_<metric>`` metrics of the parent run
+        (:class:`analysis.baselines.Baselines`, empty when the study logged none)."""
+        from analysis.baselines import parse_baselines
+        return parse_baselines(self.metrics, self.tags)
 
     @property
     def storage(self) -> str:
@@ -100,7 +108,7 @@ def find_study(name: str, tracking_uri: Optional[str] = None,
                     runs[0].info.run_id)
     r = runs[0]
     return StudyInfo(name=name, parent_run_id=r.info.run_id, experiment_id=r.info.experiment_id,
-                     tags=dict(r.data.tags), params=dict(r.data.params))
+                     tags=dict(r.data.tags), params=dict(r.data.params), metrics=dict(r.data.metrics))
 
 
 def parse_value(text):

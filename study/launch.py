@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 
 from study.engine import StudyInterrupted, resume_study, run_study
@@ -20,11 +21,36 @@ def _value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def did_you_mean(value: str, choices) -> str:
+    """" (did you mean cat_uvac?)" for the closest choice, "" when none is close."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def check_choice(flag: str, value, choices) -> None:
+    """One line for a value that is not one of ``choices``, with the closest one suggested."""
+    if value is not None and value not in choices:
+        raise StudyError(f"unknown {flag} {value!r}{did_you_mean(value, choices)}; choose one of "
+                         f"{', '.join(sorted(choices))}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (with the closest option for a misspelt one), not the usage text."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments: "):
+            options = [o for a in self._actions for o in a.option_strings]
+            hints = [did_you_mean(arg.split("=")[0], options) for arg in message.split(": ", 1)[1].split()]
+            message += "".join(h for h in hints if h)
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     d = StudyOptions()
-    p = argparse.ArgumentParser(prog="python -m study.launch",
-                                description="Multi-objective hyperparameter study (Optuna through Ray Tune, tracked in MLflow).")
-    p.add_argument("--space", choices=sorted(SPACES), default=None, help="search space (default cat_uvac)")
+    p = OneLineParser(prog="python -m study.launch",
+                      description="Multi-objective hyperparameter study (Optuna through Ray Tune, tracked in MLflow).")
+    p.add_argument("--space", metavar="NAME", default=None,
+                   help=f"search space: {', '.join(sorted(SPACES))} (default cat_uvac)")
     p.add_argument("--list-spaces", action="store_true", help="list the search spaces and exit")
     p.add_argument("--show-space", metavar="NAME", help="print one search space and exit")
     p.add_argument("--resume", metavar="STUDY", help="continue an interrupted study by name")
@@ -53,8 +79,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--asha-metric", metavar="METRIC:max|min", help="stop bad trials early with ASHA on one metric")
     g.add_argument("--grace-period", type=int, default=d.grace_period,
                    help="epochs before the first rung of asha/moasha")
-    g.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                   help="base training config of every trial (default recommended; paper = the papers' settings)")
+    g.add_argument("--recipe", metavar="NAME", default=None,
+                   help=f"base training config of every trial: {', '.join(sorted(RECIPES))} (default recommended; "
+                        "paper = the papers' settings)")
     g.add_argument("--seed", type=int, default=d.seed,
                    help="sampler seed (default: a fresh one per study, printed and recorded in the Optuna "
                         "study's user attrs and the MLflow parent run; --resume keeps it)")
@@ -109,11 +136,12 @@ def main(argv=None) -> int:
             print(list_spaces())
             return 0
         if a.show_space:
-            if a.show_space not in SPACES:
-                raise StudyError(f"unknown space {a.show_space!r}; choose one of {', '.join(sorted(SPACES))}")
+            check_choice("space", a.show_space, SPACES)
             frontends = [f for f in (a.frontends or "").replace(" ", "").split(",") if f]
             print(describe_space(a.show_space, epochs=a.epochs, frontends=frontends))
             return 0
+        check_choice("space", a.space, SPACES)
+        check_choice("recipe", a.recipe, RECIPES)
         if a.resume:
             result = resume_study(a.resume, a.storage, address=a.address)
         else:

@@ -54,7 +54,8 @@ def library_logs_to(path: Path) -> Iterator[Path]:
         lg.propagate = False
         if lg.level == logging.NOTSET or lg.level > logging.INFO:
             lg.setLevel(logging.INFO)
-    optuna_default = optuna.logging._default_handler is not None  # noqa: SLF001 - restore it after
+    # Optuna's own switch (its handler was also taken off with the "optuna" logger's handlers
+    # above, and comes back with them below: no need to ask Optuna whether it was on)
     optuna.logging.disable_default_handler()
     logging.captureWarnings(True)
     try:
@@ -69,6 +70,4 @@ def library_logs_to(path: Path) -> Iterator[Path]:
             for h in handlers:
                 lg.addHandler(h)
             lg.propagate, lg.level = propagate, level
-        if optuna_default:
-            optuna.logging.enable_default_handler()
         handler.close()

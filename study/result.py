@@ -32,6 +32,7 @@ class StudyResult:
     seed: Optional[int] = None
     pinned: dict = field(default_factory=dict)   # searched keys fixed by --set
     baselines: list = field(default_factory=list)  # study.baselines rows: the classical baselines, same split
+    run_url: str = ""                             # the parent run's page (report artifacts, study/ metrics)
 
     @property
     def failed(self) -> bool:
@@ -100,7 +101,9 @@ def collect_result(name, storage, tracking_uri, parent_id, objectives, total, t0
     return StudyResult(study_name=name, parent_run_id=parent_id, storage=storage, tracking_uri=tracking_uri,
                        experiment_path=path, counts=counts, pareto=pareto, elapsed_s=time.time() - t0,
                        interrupted=interrupted, ui_command=tracking.ui_command(tracking_uri),
-                       ui_url=tracking.ui_url(tracking_uri, parent_id),
+                       ui_url=tracking.ui_url(tracking_uri, parent_id, objectives=objectives,
+                                              params=sorted({k for t in trials for k in t.params})),
+                       run_url=tracking.run_url(tracking_uri, parent_id),
                        objectives=[str(o) for o in objectives], warnings=warnings, seed=seed,
                        pinned=dict(pinned or {}), baselines=list(baselines or []))
 
@@ -124,6 +127,7 @@ def resume_command(name: str, storage: str) -> str:
 
 def format_result(res: StudyResult) -> str:
     from study import tracking
+    from study.progress import number
 
     lines = [f"study {res.study_name}: " + ", ".join(f"{k} {v}" for k, v in res.counts.items())
              + f" in {res.elapsed_s:.0f}s"]
@@ -138,15 +142,17 @@ def format_result(res: StudyResult) -> str:
     for w in res.warnings:
         lines.append(f"warning: trials kept off the front: {w}")
     lines.append(f"Pareto-optimal trials ({len(res.pareto)}), objectives {', '.join(res.objectives)}:")
+    width = max((len(str(p["number"])) for p in res.pareto), default=1)
     for p in res.pareto:
-        vals = " ".join(f"{k}={v:.4g}" for k, v in p["values"].items())
-        test = " ".join(f"{k}={'-' if v is None else f'{v:.4g}'}" for k, v in p["test"].items())
+        vals = " ".join(f"{k}={number(v)}" for k, v in p["values"].items())
+        test = " ".join(f"{k}={number(v)}" for k, v in p["test"].items())
         params = " ".join(f"{k}={_short(p['params'][k])}" for k in KEY_PARAMS if k in p["params"])
-        lines.append(f"  trial {p['number']:>3}  {vals}  | {test}  | {params}  | run {p['run_id']}")
+        lines.append(f"  trial {p['number']:>{width}}  {vals}  | {test}  | {params}  | run {p['run_id']}")
     lines.extend(margin_lines(res.baselines, res.pareto))
     lines.append(f"MLflow parent run {res.parent_run_id}; open the UI with:")
     lines.append(f"  {res.ui_command}")
     lines.append(f"  then open {res.ui_url}")
+    lines.append(f"  (this study's trials, its objectives as columns; the study's own run: {res.run_url or '-'})")
     lines.append(f"Optuna study (sampler state, trials, importance): {tracking.dashboard_command(res.storage)}")
     return "\n".join(lines)
 

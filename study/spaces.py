@@ -229,5 +229,5 @@ def list_spaces() -> str:
     for name in SPACES:
         params, _ = record_space(name)
         doc = (SPACES[name].__doc__ or "").strip().splitlines()[0]
-        out.append(f"{name:<10} {len(params):>2} parameters  {doc}")
+        out.append(f"{name:<10} {len(params):>2} parameter{'s' * (len(params) != 1):<1}  {doc}")
     return "\n".join(out)

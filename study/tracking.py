@@ -6,7 +6,10 @@ tags (``mlflow.parentRunId`` + ``trial.number``), never by an in-memory id, so a
 trial (worker killed) or a resumed study (driver killed) continues the same child run.
 
 MLflow run statuses: complete -> FINISHED, pruned -> KILLED, diverged/failed -> FAILED;
-the tag ``trial.status`` carries the study's own status (complete|pruned|diverged|failed).
+the tag ``trial.status`` carries the study's own status (complete|pruned|diverged|failed). A
+KILLED run says why in the UI: a pruned run's name ends in " (pruned)" and its description
+(``mlflow.note.content``) says it was stopped early; an interrupted one's description says
+``--resume`` continues it.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from study.trial_index import MLFLOW_RUN_ATTR, TrialIndex
 log = logging.getLogger(__name__)
 
 MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
+PRUNED_SUFFIX = " (pruned)"          # appended to a pruned child run's name
+NOTE_TAG = "mlflow.note.content"     # the run's description in the MLflow UI
 
 
 def absolute_uri(uri: str) -> str:
@@ -54,23 +59,75 @@ def venv_script(name: str) -> str:
 
 
 UI_PORT = 5000
+SMALL_MACHINE_CPUS = 4   # at most this many cores: the UI with one worker (MLflow's default is 4)
 
 
-def ui_command(tracking_uri: str) -> str:
-    """The command that serves the MLflow UI on this store (loopback only)."""
+def ui_command(tracking_uri: str, cpus: Optional[int] = None) -> str:
+    """The command that serves the MLflow UI on this store (loopback only); on a small machine
+    (``cpus``, default ``os.cpu_count()``) with ``--workers 1``."""
     root = artifact_root(tracking_uri)
     cmd = f"{venv_script('mlflow')} ui --backend-store-uri {tracking_uri}"
     if root:
         cmd += f" --default-artifact-root {root}"
-    return cmd + f" --host 127.0.0.1 --port {UI_PORT}"
+    small = (cpus or os.cpu_count() or 1) <= SMALL_MACHINE_CPUS
+    return cmd + f" --host 127.0.0.1 --port {UI_PORT}" + (" --workers 1" if small else "")
 
 
-def ui_url(tracking_uri: str, run_id: str, base: str = f"http://127.0.0.1:{UI_PORT}") -> str:
-    """The page of a run's experiment in the MLflow UI, as a training experiment: MLflow 3.17's
-    UI follows its global GenAI / Model training switch (GenAI by default) over the experiment's
-    ``mlflow.experimentKind`` tag, and only the ``workflowType`` query sets that switch."""
+# The MLflow UI's "share view": an experiment tag ``mlflow.sharedViewState.<key>`` holding the
+# runs table's state as JSON, opened by ``?viewStateShareKey=<key>`` (MLflow 3.17's UI reads the
+# search facets - searchFilter, orderByKey, orderByAsc - and the table state - selectedColumns,
+# ... - from it; a search facet in the URL itself would make it ignore the tag).
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+
+
+def study_filter(study_name: str) -> str:
+    """The MLflow search that lists a study's trials (its child runs), not the other studies'."""
+    safe = study_name.replace("\\", "\\\\").replace("'", "\\'")
+    return f"tags.`study.name` = '{safe}' and tags.`trial.number` LIKE '%'"
+
+
+def study_view(study_name: str, objectives, params=()) -> dict:
+    """The runs table of one study: its trials only, sorted by the first objective, the
+    objectives, the trial's status and the searched params as columns."""
+    metrics = [getattr(o, "metric", str(o).split(":")[0]) for o in objectives]
+    modes = [getattr(o, "mode", "max") for o in objectives]
+    return {"searchFilter": study_filter(study_name),
+            "orderByKey": f"metrics.`{metrics[0]}`" if metrics else "attributes.start_time",
+            "orderByAsc": bool(metrics) and modes[0] == "min",
+            "selectedColumns": [f"metrics.`{m}`" for m in metrics] + ["tags.`trial.status`"]
+                               + [f"params.`{p}`" for p in params],
+            "runsHiddenMode": "SHOW_ALL"}
+
+
+def share_study_view(tracking_uri: str, experiment_id: str, study_name: str, objectives, params=()) -> str:
+    """Record :func:`study_view` on the experiment; returns the key the URL names."""
+    import hashlib
+    key = "study-" + hashlib.sha256(study_name.encode()).hexdigest()[:16]
+    mlflow_client(tracking_uri).set_experiment_tag(
+        experiment_id, SHARED_VIEW_TAG + key, json.dumps(study_view(study_name, objectives, params)))
+    return key
+
+
+def ui_url(tracking_uri: str, run_id: str, base: str = f"http://127.0.0.1:{UI_PORT}", objectives=None,
+           params=()) -> str:
+    """The MLflow UI page of the study whose parent run is ``run_id``: its trials only, the
+    objectives (default: the parent's ``study.objectives`` tag), status and ``params`` as
+    columns (:func:`share_study_view`), as a training experiment: MLflow 3.17's UI follows its
+    global GenAI / Model training switch over the experiment's ``mlflow.experimentKind`` tag,
+    and only the ``workflowType`` query sets that switch."""
+    from study.objectives import parse_objectives
+    run = mlflow_client(tracking_uri).get_run(run_id)
+    exp, tags = run.info.experiment_id, run.data.tags
+    if objectives is None:
+        objectives = parse_objectives(tags["study.objectives"]) if tags.get("study.objectives") else []
+    key = share_study_view(tracking_uri, exp, tags.get("study.name", run.info.run_name), objectives, params)
+    return f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+
+
+def run_url(tracking_uri: str, run_id: str, base: str = f"http://127.0.0.1:{UI_PORT}") -> str:
+    """The MLflow UI page of one run (a study's parent: its report artifacts and study/ metrics)."""
     exp = mlflow_client(tracking_uri).get_run(run_id).info.experiment_id
-    return f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning"
+    return f"{base}/#/experiments/{exp}/runs/{run_id}?workflowType=machine_learning"
 
 
 def dashboard_command(storage: str) -> str:
@@ -211,6 +268,8 @@ class MlflowTrialCallback(Callback):
             if found[0].data.tags.get("trial.status") in ("running", "interrupted"):
                 self.client.update_run(rid, status="RUNNING")
                 self.client.set_tag(rid, "trial.status", "running")
+                if NOTE_TAG in found[0].data.tags:  # the "interrupted" description no longer holds
+                    self.client.delete_tag(rid, NOTE_TAG)
             self._last_step[rid] = _last_epoch(self.client, rid)
         else:
             run = self.client.create_run(
@@ -283,6 +342,12 @@ class MlflowTrialCallback(Callback):
             reason = _error_text(trial) or reason
         self.client.set_tag(rid, "trial.status", status)
         self.client.set_tag(rid, "trial.reason", reason[:5000])
+        if status == "pruned":  # MLflow shows KILLED: the name and the description say why
+            epoch = int((trial.last_result or {}).get("epoch", 0) or 0)
+            self.client.update_run(rid, name=f"{self.client.get_run(rid).info.run_name.removesuffix(PRUNED_SUFFIX)}"
+                                             f"{PRUNED_SUFFIX}")
+            self.client.set_tag(rid, NOTE_TAG, f"Pruned: stopped early by the scheduler after epoch {epoch} "
+                                               "(MLflow status KILLED; tag trial.status=pruned).")
         self._log_artifacts(rid, trial)
         self.client.set_terminated(rid, status=MLFLOW_STATUS[status])
 
@@ -364,6 +429,8 @@ def interrupt_open_runs(uri: str, parent_id: str) -> int:
     for r in child_runs(uri, parent_id):
         if r.info.status == "RUNNING":
             client.set_tag(r.info.run_id, "trial.status", "interrupted")
+            client.set_tag(r.info.run_id, NOTE_TAG, "Interrupted (Ctrl-C or a stop): MLflow status KILLED; "
+                                                    "python -m study.launch --resume continues this run.")
             client.set_terminated(r.info.run_id, status="KILLED")
             n += 1
     return n

@@ -58,3 +58,9 @@ class TrialIndex:
             return False
         store.set_trial_user_attr(found[0], key, value)
         return True
+
+    def params(self, ray_trial_id: str) -> dict:
+        """The Optuna trial's searched params (what the sampler drew; pinned keys are not in
+        them); {} when the trial is unknown."""
+        found = self._lookup(ray_trial_id)
+        return dict(self._store().get_trial(found[0]).params) if found is not None else {}

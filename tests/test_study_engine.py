@@ -13,6 +13,7 @@ from ray.tune import Stopper
 from study import spaces
 from study.engine import run_study
 from study.options import StudyError, StudyOptions
+from study.progress import number
 from study.result import format_result
 from study.trial_index import TrialIndex
 from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials, uris
@@ -176,6 +177,10 @@ def test_statuses_diverged_pruned_complete(tmp_path, features, monkeypatch):
 
     assert pruned.state == TrialState.PRUNED and pruned.user_attrs["status"] == "pruned"
     assert by_number[1].data.tags["trial.status"] == "pruned" and by_number[1].info.status == "KILLED"
+    # KILLED in MLflow, but its name and description say it was pruned
+    assert by_number[1].info.run_name == "statuses-trial-1 (pruned)"
+    assert by_number[1].data.tags["mlflow.note.content"].startswith("Pruned: stopped early")
+    assert not by_number[2].info.run_name.endswith("(pruned)")
     assert "val/acc" in by_number[1].data.metrics  # its epoch was still logged
 
     assert done.user_attrs["status"] == ("complete" if done.state == TrialState.COMPLETE else "failed")

@@ -1,0 +1,32 @@
+"""study.library_logs: the libraries' lines go to the study's log file while a study runs,
+and the loggers are as they were afterwards (Optuna through its public switches only)."""
+from __future__ import annotations
+
+import io
+import logging
+
+import optuna
+
+from study.library_logs import library_logs_to
+
+
+def test_optuna_lines_go_to_the_file_and_come_back_after(tmp_path):
+    optuna.logging.enable_default_handler()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    root = logging.getLogger("optuna")
+    before = list(root.handlers)
+    default = next(h for h in before if isinstance(h, logging.StreamHandler))  # Optuna's own (stderr)
+    terminal = io.StringIO()
+    old = default.setStream(terminal)
+    try:
+        log = tmp_path / "study.log"
+        with library_logs_to(log):
+            optuna.logging.get_logger("optuna.check").warning("inside the study")
+            logging.getLogger("mlflow.check").warning("mlflow inside")
+        assert "optuna.check: inside the study" in log.read_text() and "mlflow inside" in log.read_text()
+        assert "inside the study" not in terminal.getvalue()
+        assert root.handlers == before  # Optuna's default handler is back, nothing added twice
+        optuna.logging.get_logger("optuna.check").warning("after the study")
+        assert "after the study" in terminal.getvalue() and "after the study" not in log.read_text()
+    finally:
+        default.setStream(old)
