@@ -75,7 +75,7 @@ def _table(cache_dir: str, split: str):
 def _suite(job: Job, caches: dict[str, str]) -> list[dict]:
     """The classical suite on the job's split: its own-table baselines on every model front end,
     the pipeline baselines on the reference front ends (rows matched by id)."""
-    from trainables.baseline_suite import OWN_BASELINES, REFERENCE_PRESETS, align_to, run_suite
+    from trainables.baseline_suite import OWN_BASELINES, REFERENCE_PRESETS, align_to, own_name, run_suite
 
     model_frontends = [f for f in job.config["frontends"]]
     main = _table(caches[model_frontends[0]], job.split)
@@ -84,7 +84,7 @@ def _suite(job: Job, caches: dict[str, str]) -> list[dict]:
     for f in model_frontends[1:]:
         extra = [r for r in run_suite(_table(caches[f], job.split), None, seeds=[job.seed]) if r.name in OWN_BASELINES]
         for r in extra:
-            r.name = f"{f}_{r.name}"
+            r.name = own_name(f, r.name)
         results += extra
     return [{"name": r.name, "label": r.label, "side_information": r.side_information, "metrics": r.metrics}
             for r in results]

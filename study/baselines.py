@@ -23,7 +23,7 @@ _METRICS = ("acc", "nmi", "ari")
 def study_baselines(tables: Mapping[str, object], main: str, cache_dir: str, n_clusters: int) -> list[dict]:
     """The suite on every front end the study trains on (``tables``: preset name -> table, the same
     clips and split) and on the reference front ends of the clips of ``cache_dir``."""
-    from trainables.baseline_suite import OWN_BASELINES, reference_tables, run_suite
+    from trainables.baseline_suite import OWN_BASELINES, own_name, reference_tables, run_suite
 
     main_table = tables[main]
     results = run_suite(main_table, reference_tables(cache_dir, main_table), n_clusters)
@@ -32,7 +32,7 @@ def study_baselines(tables: Mapping[str, object], main: str, cache_dir: str, n_c
             continue
         results += [r for r in run_suite(table, None, n_clusters) if r.name in OWN_BASELINES]
         for r in results[-len(OWN_BASELINES):]:
-            r.name = f"{name}_{r.name}"
+            r.name = own_name(name, r.name)
     rows = []
     for r in results:
         row = {"name": r.name, "label": r.label, "preset": r.preset, "side_information": bool(r.side_information)}

@@ -196,3 +196,12 @@ def test_factorial_mixture_recovers_content_under_a_style_offset():
     assert unsupervised_accuracy(word, KMeans(3, n_init=10, random_state=0).fit_predict(flat)) < 0.9
     np.testing.assert_allclose(fm.weights.sum(), 1.0, atol=1e-9)
     assert np.abs(fm.style.mean(0)).max() < 1e-9  # the style offsets are centred
+
+
+def test_baseline_names_are_unique_whatever_front_ends_a_study_trains_on():
+    from features.presets import PRESETS
+    from trainables.baseline_suite import OWN_BASELINES, REFERENCE_BASELINES, own_name
+
+    references = {f"{ref}_{short}" for ref, kinds in REFERENCE_BASELINES.items() for short in kinds}
+    own = [own_name(p, b) for p in PRESETS for b in OWN_BASELINES]
+    assert len(set(own)) == len(own) and not (set(own) & references) and not (set(OWN_BASELINES) & references)

@@ -29,7 +29,7 @@ import numpy as np
 from trainables.baselines import BASELINES
 
 __all__ = ["REFERENCE_PRESETS", "OWN_BASELINES", "PIPELINE_BASELINES", "REFERENCE_BASELINES", "SuiteResult", "reference_tables",
-           "align_to", "run_suite", "strongest", "suite_metrics", "format_suite"]
+           "align_to", "own_name", "run_suite", "strongest", "suite_metrics", "format_suite"]
 
 REFERENCE_PRESETS = ("awe", "awe_speaker", "awe_raw")
 OWN_BASELINES = ("kmeans", "gmm", "kmeans_std", "gmm_std")  # on the model's table
@@ -54,6 +54,12 @@ class SuiteResult:
 
     def value(self, key: str) -> float:
         return float(self.metrics.get(key, float("nan")))
+
+
+def own_name(preset: str, baseline: str) -> str:
+    """The name of an own-table baseline on another front end than the main one
+    (``mfcc_raw_table_kmeans``): never the name of a reference pipeline row (``awe_kmeans``)."""
+    return f"{preset}_table_{baseline}"
 
 
 def align_to(ref, table):
