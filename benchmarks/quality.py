@@ -42,7 +42,12 @@ from benchmarks.quality_tables import ablation_rows, baseline_rows, epochs_to_re
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 RECIPE_LABEL = {"paper": "paper", "paper-lr5e-3": "paper, lr 5e-3", "recommended": "recommended"}
 MODEL_LABEL = {"uvac": "UVAC", "cat_uvac": "Cat. UVAC"}
-ABLATION_GROUPS = (("lr_start", "lr_end"),)
+# settings switched off together: one schedule; the views with what compares them (consistency
+# needs augment, overcluster needs consistency); the prior's fit with its warm-up
+ABLATION_GROUPS = (("lr_start", "lr_end"),
+                   ("augment", "aug_speed", "aug_warp", "aug_shift", "aug_eq", "consistency", "consistency_weight",
+                    "overcluster"),
+                   ("prior_init", "prior_warmup_epochs"))
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,8 @@ def ablation_settings(model: str, frontend) -> list[dict]:
     rec = resolve_config({"model": model, "recipe": "recommended"}, preset=frontend)
     keys = [k for k in {**RECIPES["recommended"][model], **REAL_VALUED.get("recommended", {}).get(model, {})}
             if paper[k] != rec[k]]
-    groups = [g for g in ABLATION_GROUPS if set(g) <= set(keys)]
+    groups = [tuple(k for k in g if k in keys) for g in ABLATION_GROUPS]
+    groups = [g for g in groups if g]
     singles = [(k,) for k in keys if not any(k in g for g in groups)]
     return [{k: paper[k] for k in group} for group in [*singles, *groups]]
 
@@ -207,17 +213,24 @@ def _rows_for(results: list[tuple[Job, dict]], split: str, group: str = "main") 
     return ordered
 
 
+def save_runs(results: list[tuple[Job, dict]], out: Path) -> None:
+    """Every run so far as ``runs.json`` (after each run: a crash or a kill loses none;
+    ``--tables-from`` renders the tables from it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "runs.json.tmp"
+    tmp.write_text(json.dumps(
+        [{"label": j.label, "kind": j.kind, "split": j.split, "seed": j.seed, "group": j.group, "config": j.config,
+          "frontend": j.frontend, **{k: v for k, v in r.items()}} for j, r in results], indent=1, default=str))
+    os.replace(tmp, out / "runs.json")
+
+
 def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header: str) -> str:
     """Print-ready Markdown of every table; CSV files beside it in ``a.out``."""
     import pandas as pd
 
     from analysis.tables import table_one, table_one_markdown
 
-    a.out.mkdir(parents=True, exist_ok=True)
-    # the raw results first: a failure below loses no run
-    (a.out / "runs.json").write_text(json.dumps(
-        [{"label": j.label, "kind": j.kind, "split": j.split, "seed": j.seed, "group": j.group, "config": j.config,
-          "frontend": j.frontend, **{k: v for k, v in r.items()}} for j, r in results], indent=1, default=str))
+    save_runs(results, a.out)  # the raw results first: a failure below loses no run
     parts = [header]
     for split in a.splits:
         margins, best = margin_rows(results, split)
@@ -349,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         for fut in as_completed(futures):
             job, res = futures[fut], fut.result()
             results.append((job, res))
+            save_runs(results, a.out)
             acc = res["metrics"].get("test/acc", math.nan)
             print(f"[{len(results):3d}/{len(jobs)} {time.time() - t0:6.0f}s] {job.label:<44} {job.split:<6} "
                   f"seed {job.seed}: {res['status']:<9} test ACC {100 * acc:5.1f}%  ({res['time_s']:.0f} s)", flush=True)

@@ -132,8 +132,9 @@ def fixed_config(opts: StudyOptions, n_clusters: int) -> dict:
 
 def resolve_frontends(opts: StudyOptions) -> list[str]:
     """The study's front ends: as given (checked against the presets), else the one of the cache
-    given with ``--features``, else the dataset's default front end."""
-    from features.datasets import DEFAULT_PRESET
+    given with ``--features``, else (spoken words) the front end the recipe is measured with for
+    the space's model, else the dataset's default front end."""
+    from features.datasets import DEFAULT_PRESET, SPEECH_DATASETS
     from features.presets import PRESETS
 
     if opts.frontends:
@@ -154,6 +155,12 @@ def resolve_frontends(opts: StudyOptions) -> list[str]:
             raise StudyError(f"--features {opts.features}: {exc}") from None
     if opts.dataset not in DEFAULT_PRESET:
         raise StudyError(f"unknown dataset {opts.dataset!r}; choose one of {', '.join(sorted(DEFAULT_PRESET))}")
+    if opts.dataset in SPEECH_DATASETS:  # the front end the recipe was measured with, for the space's model
+        from trainables.config import recipe_frontend
+        model = space_model(opts.space, opts.epochs)
+        chosen = recipe_frontend(str((opts.overrides or {}).get("recipe", DEFAULTS["recipe"])), model or "")
+        if chosen:
+            return [chosen]
     return [DEFAULT_PRESET[opts.dataset]]
 
 

@@ -50,9 +50,9 @@ def test_registry_and_default_presets():
     names = {"audiomnist", "fsdd", "urbansound8k", "tau2019", "folder", "synthetic"}
     assert set(DATASETS) == names
     assert set(DEFAULT_PRESET) == names
-    assert DEFAULT_PRESET == {
-        "audiomnist": "audiomnist",
-        "fsdd": "audiomnist",
+    assert DEFAULT_PRESET == {  # spoken words: the front end of the recommended recipe (README)
+        "audiomnist": "awe_raw",
+        "fsdd": "awe_raw",
         "urbansound8k": "urban4s",
         "tau2019": "urban10s",
         "folder": "audiomnist",
@@ -61,6 +61,10 @@ def test_registry_and_default_presets():
     from features.frontend import PRESETS
 
     assert set(DEFAULT_PRESET.values()) <= set(PRESETS)
+    from trainables.config import recipe_frontend
+    from features.datasets import SPEECH_DATASETS
+
+    assert all(DEFAULT_PRESET[d] == recipe_frontend("recommended", "uvac") for d in SPEECH_DATASETS)
 
 
 def test_unknown_dataset(tmp_path):

@@ -306,3 +306,23 @@ def test_recipe_defaults_and_learning_rates():
     assert resolve_config({"model": "cat_uvac", "recipe": "paper"}, dataset="urbansound8k")["lam"] == 2.0
     with pytest.raises(ConfigError, match="recipe"):
         resolve_config({"recipe": "bogus"})
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_recommended_resolves_per_front_end_kind_as_documented(model):
+    """On a real-valued front end the recipe's REAL_VALUED values apply (the study's choice), on a
+    [0, 1] one the recipe's own; a value given explicitly always wins; every recipe names the
+    front end it is measured with, and that front end trains the recipe without a config error."""
+    from features.presets import PRESETS
+    from trainables.config import REAL_VALUED, check_frontend, recipe_frontend
+
+    real = resolve_config({"model": model}, preset=PRESETS["awe_raw"])
+    for k, v in REAL_VALUED["recommended"][model].items():
+        assert real[k] == v, k
+    bounded = resolve_config({"model": model}, preset=PRESETS["audiomnist"])
+    assert bounded["likelihood"] == "bernoulli" and bounded["style_clusters"] == 0
+    assert resolve_config({"model": model, "d_z": 3}, preset=PRESETS["awe_raw"])["d_z"] == 3
+    for recipe in RECIPES:
+        front = recipe_frontend(recipe, model)
+        assert front in PRESETS
+        check_frontend(resolve_config({"model": model, "recipe": recipe}, preset=PRESETS[front]), PRESETS[front])

@@ -32,6 +32,10 @@ CLASSES: dict[str, tuple[str, ...] | None] = {
     "synthetic": synthetic.CLASS_NAMES,
 }
 
+# Spoken-word datasets: their default front end is the one the recommended recipe is measured
+# with (trainables.config.RECIPE_FRONTENDS), per model in studies and benchmarks.
+SPEECH_DATASETS = ("audiomnist", "fsdd")
+
 # What each adapter's ``AudioRecord.group`` is: only "speaker" groups allow per-speaker
 # normalisation (features.normalise.check_dataset).
 GROUP_KIND: dict[str, str] = {
@@ -44,8 +48,8 @@ GROUP_KIND: dict[str, str] = {
 }
 
 DEFAULT_PRESET: dict[str, str] = {
-    "audiomnist": "audiomnist",
-    "fsdd": "audiomnist",
+    "audiomnist": "awe_raw",
+    "fsdd": "awe_raw",
     "urbansound8k": "urban4s",
     "tau2019": "urban10s",
     "folder": "audiomnist",
@@ -62,4 +66,4 @@ def scan_dataset(name: str, root: Path | str, **opts) -> DatasetScan:
     return fn(root, **opts)
 
 
-__all__ = ["CLASSES", "DATASETS", "DEFAULT_PRESET", "GROUP_KIND", "AudioRecord", "DatasetError", "DatasetScan", "Reject", "scan_dataset"]
+__all__ = ["CLASSES", "DATASETS", "DEFAULT_PRESET", "GROUP_KIND", "SPEECH_DATASETS", "AudioRecord", "DatasetError", "DatasetScan", "Reject", "scan_dataset"]
