@@ -186,8 +186,10 @@ def _fit_factorial(x_train: np.ndarray, style_train: np.ndarray, k: int, seed: i
     from trainables.models.factorial import fit_factorial
 
     pca = PCA(n_components=min(FACTORIAL_PCA, x_train.shape[1], len(x_train) - 1), random_state=seed).fit(x_train)
-    fm = fit_factorial(pca.transform(x_train), k, FACTORIAL_STYLES, style_train, seed)
-    info.update(pca_components=int(pca.n_components_), styles=FACTORIAL_STYLES, log_likelihood=fm.log_likelihood)
+    # as many styles as the train split can hold (FACTORIAL_STYLES on real data; fewer on a tiny split)
+    styles = max(1, min(FACTORIAL_STYLES, len(x_train) // max(k, 1)))
+    fm = fit_factorial(pca.transform(x_train), k, styles, style_train, seed)
+    info.update(pca_components=int(pca.n_components_), styles=styles, log_likelihood=fm.log_likelihood)
 
     def proba(x):
         return fm.responsibilities(pca.transform(x)).sum(2).astype(np.float32)
