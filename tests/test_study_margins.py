@@ -1,0 +1,37 @@
+"""The study summary's baseline lines (study.baselines.margin_lines): the strongest baseline is chosen
+on validation without side information, every Pareto trial gets its margin, and a study none of whose
+trials beats it says so with the gap."""
+from study.baselines import margin_lines, strongest_row
+
+ROWS = [
+    {"name": "kmeans", "label": "K-means", "preset": "compact", "side_information": False,
+     "val/acc": 0.42, "test/acc": 0.40},
+    {"name": "awe_gmm", "label": "AWE GMM", "preset": "awe", "side_information": False,
+     "val/acc": 0.57, "test/acc": 0.61},
+    {"name": "awe_speaker_kmeans", "label": "AWE K-means, CMVN", "preset": "awe_speaker",
+     "side_information": True, "val/acc": 0.75, "test/acc": 0.74},
+]
+
+
+def _trial(number, val, test):
+    return {"number": number, "values": {"val/acc": val}, "test": {"test/acc": test}}
+
+
+def test_strongest_ignores_side_information_unless_asked():
+    assert strongest_row(ROWS)["name"] == "awe_gmm"
+    assert strongest_row(ROWS, side_information=True)["name"] == "awe_speaker_kmeans"
+
+
+def test_margins_name_the_strongest_and_the_trials_above_it():
+    lines = margin_lines(ROWS, [_trial(3, 0.60, 0.58), _trial(7, 0.50, 0.52)])
+    text = "\n".join(lines)
+    assert "awe_gmm" in text and "<- strongest" in text
+    assert "trial   3 vs awe_gmm: val/acc +3.0 points, test/acc -3.0 points" in text
+    assert "trial   7 vs awe_gmm: val/acc -7.0 points, test/acc -9.0 points" in text
+    assert lines[-1].strip() == "Pareto trials above the strongest baseline on val/acc: 3"
+
+
+def test_a_study_below_the_baseline_says_so_with_the_gap():
+    lines = margin_lines(ROWS, [_trial(1, 0.36, 0.30), _trial(2, 0.20, 0.21)])
+    assert "no Pareto trial beats the strongest baseline (awe_gmm)" in lines[-1]
+    assert "by 21.0 points" in lines[-1]
