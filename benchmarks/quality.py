@@ -224,6 +224,35 @@ def save_runs(results: list[tuple[Job, dict]], out: Path) -> None:
     os.replace(tmp, out / "runs.json")
 
 
+_RESULT_KEYS = ("status", "reason", "metrics", "val_acc", "time_s", "rows")
+
+
+def load_runs(path: Path) -> list[tuple[Job, dict]]:
+    """The runs saved by :func:`save_runs`, as (job, result) pairs."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: cannot read the saved runs {path}: {e}") from None
+    return [(Job(r["kind"], r["split"], r["seed"], r["config"], r["label"], r["group"], r.get("frontend", "")),
+             {k: r[k] for k in _RESULT_KEYS if k in r}) for r in saved]
+
+
+def _job_key(job: Job) -> str:
+    return json.dumps([job.kind, job.split, job.seed, job.group, job.label, job.frontend, job.config],
+                      sort_keys=True, default=str)
+
+
+def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], list[Job]]:
+    """(the saved results of ``jobs`` that did not fail, the jobs still to run). A saved run counts
+    only if it is the same job (kind, split, seed, group, label, front end and config); a failed one
+    runs again; saved runs of jobs no longer planned are dropped."""
+    saved = {_job_key(j): (j, r) for j, r in load_runs(path)} if Path(path).exists() else {}
+    planned = {_job_key(j): j for j in jobs}
+    kept = [(planned[k], r) for k, (_, r) in saved.items() if k in planned and r.get("status") != "failed"]
+    done = {_job_key(j) for j, _ in kept}
+    return kept, [j for j in jobs if _job_key(j) not in done]
+
+
 def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header: str) -> str:
     """Print-ready Markdown of every table; CSV files beside it in ``a.out``."""
     import pandas as pd
@@ -285,6 +314,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     p.add_argument("--smoke-test", action="store_true", help="tiny: 120 clips, 1 epoch, 1 seed, no ablation")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in <--out>/runs.json (same jobs, not failed) and run the rest")
     p.add_argument("--tables-from", type=Path, metavar="RUNS_JSON",
                    help="re-render the tables from a previous run's runs.json (no training)")
     return p
@@ -329,10 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown model / recipe / split / front end: {', '.join(bad)}", file=sys.stderr)
         return 2
     if a.tables_from:
-        saved = json.loads(a.tables_from.read_text())
-        results = [(Job(r["kind"], r["split"], r["seed"], r["config"], r["label"], r["group"], r.get("frontend", "")),
-                    {k: r[k] for k in ("status", "reason", "metrics", "val_acc", "time_s", "rows") if k in r})
-                   for r in saved]
+        results = load_runs(a.tables_from)
         a.splits = [s for s in a.splits if any(j.split == s for j, _ in results)]
         a.ablation_seeds = len({j.seed for j, _ in results if j.group == "ablation"})
         print(write_report(results, a, f"Tables re-rendered from {a.tables_from}"))
@@ -354,9 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(jobs)} runs on {a.jobs} worker(s); caches {', '.join(f'{k}: {v}' for k, v in caches.items())}",
           flush=True)
     t0 = time.time()
-    results: list[tuple[Job, dict]] = []
-    # neural runs first (longest), so that the pool stays busy to the end
-    ordered = sorted(jobs, key=lambda j: (j.kind != "neural", j.group != "main"))
+    results, todo = resume_runs(jobs, a.out / "runs.json") if a.resume else ([], list(jobs))
+    if a.resume:
+        print(f"resumed: {len(results)} run(s) kept from {a.out / 'runs.json'}, {len(todo)} to run", flush=True)
+    # the classical suite first (cheap, and every table needs it), then the models' main runs, then
+    # the per-speaker runs and the ablation: a benchmark stopped early still has complete tables
+    ordered = sorted(todo, key=lambda j: (j.kind == "neural", ("main", "speaker", "ablation").index(j.group)))
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
         futures = {pool.submit(run_job, j, caches): j for j in ordered}
         for fut in as_completed(futures):
@@ -366,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             acc = res["metrics"].get("test/acc", math.nan)
             print(f"[{len(results):3d}/{len(jobs)} {time.time() - t0:6.0f}s] {job.label:<44} {job.split:<6} "
                   f"seed {job.seed}: {res['status']:<9} test ACC {100 * acc:5.1f}%  ({res['time_s']:.0f} s)", flush=True)
-    order = {id(j): i for i, j in enumerate(jobs)}
-    results.sort(key=lambda jr: order[id(jr[0])])
+    order = {_job_key(j): i for i, j in enumerate(jobs)}
+    results.sort(key=lambda jr: order[_job_key(jr[0])])
     text = write_report(results, a, header + f"\n\nWall time: {(time.time() - t0) / 60:.1f} min on {os.cpu_count()} CPU(s)")
     print()
     print(text)
