@@ -93,6 +93,7 @@ from trainables.augment import parse_augment
 from trainables.baselines import FITTED_BASELINES
 from trainables.consistency import CONSISTENCIES
 from trainables.models import MODELS as NETWORKS  # the model registry
+from trainables.models.blocks import parse_channels as _parse_channels
 
 __all__ = [
     "DEFAULTS",
@@ -262,18 +263,12 @@ def paper_lam(dataset: str | None) -> float | None:
 
 
 def parse_channels(spec: str | list | tuple) -> tuple[int, ...]:
-    """``"16,32,64,128"`` -> ``(16, 32, 64, 128)``; raises ConfigError on anything else."""
-    if isinstance(spec, (list, tuple)):
-        parts = list(spec)
-    else:
-        parts = [p for p in str(spec).replace(" ", "").split(",") if p != ""]
+    """``"16,32,64,128"`` -> ``(16, 32, 64, 128)`` (trainables.models.blocks.parse_channels); raises
+    ConfigError on anything else."""
     try:
-        out = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        raise ConfigError(f"channels: expected comma-separated positive integers like '16,32,64,128', got {spec!r}")
-    if not out or any(c <= 0 for c in out):
-        raise ConfigError(f"channels: expected comma-separated positive integers like '16,32,64,128', got {spec!r}")
-    return out
+        return _parse_channels(spec)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _coerce(key: str, value: Any) -> Any:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from trainables.consistency import CONSISTENCIES, consistency
-from trainables.models.blocks import fit_depth
+from trainables.models.blocks import fit_depth, parse_channels
 from trainables.models.style import StyleFactor
 
 __all__ = ["Batch", "Blocks", "ClusteringModel", "LatentClusteringModel", "TrainBatches"]
@@ -147,8 +147,6 @@ class Blocks:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], to_linear=None, bounded: bool = True) -> dict[str, Any]:
-        from trainables.config import parse_channels
-
         return dict(divergence=cfg["divergence"], likelihood=cfg["likelihood"], channels=parse_channels(cfg["channels"]),
                     gru_hidden=int(cfg["gru_hidden"]), pool=cfg["pool"], dec_bias_init=cfg["dec_bias_init"],
                     to_linear=to_linear, bounded=bool(bounded), consistency=cfg["consistency"],

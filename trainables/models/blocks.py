@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "parse_channels",
     "KERNEL",
     "STRIDE",
     "PADDING",
@@ -47,6 +48,23 @@ __all__ = [
     "final_activation_for",
     "fit_depth",
 ]
+
+
+def parse_channels(spec: str | list | tuple) -> tuple[int, ...]:
+    """The encoder's channels per layer: ``"16,32,64,128"`` -> ``(16, 32, 64, 128)``; a
+    ``ValueError`` naming the key on anything else (trainables.config turns it into a ConfigError)."""
+    if isinstance(spec, (list, tuple)):
+        parts = list(spec)
+    else:
+        parts = [p for p in str(spec).replace(" ", "").split(",") if p != ""]
+    message = f"channels: expected comma-separated positive integers like '16,32,64,128', got {spec!r}"
+    try:
+        out = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not out or any(c <= 0 for c in out):
+        raise ValueError(message)
+    return out
 
 KERNEL, STRIDE, PADDING = 8, 2, 3
 
