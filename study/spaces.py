@@ -168,12 +168,6 @@ class RecordingTrial:
         self._record(name, kind="categorical", choices=list(choices))
         return self._choose.get(name, choices[0])
 
-    def suggest_uniform(self, name, low, high):  # pragma: no cover - legacy API
-        return self.suggest_float(name, low, high)
-
-    def suggest_loguniform(self, name, low, high):  # pragma: no cover - legacy API
-        return self.suggest_float(name, low, high, log=True)
-
 
 def record_space(name: str, *, epochs: int = 10, frontends: Sequence[str] = ()) -> tuple[list[dict], dict]:
     """Run the space on recording trials, one pass per categorical choice, so that

@@ -54,8 +54,6 @@ class ClusteringModel(nn.Module):
 
     name: ClassVar[str]
     representations: ClassVar[tuple[str, ...]] = ("z",)
-    # Config keys this model reads (beyond the shared ones); documented in trainables.config.
-    config_keys: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], n_freq: int, n_frames: int, to_linear=None) -> "ClusteringModel":

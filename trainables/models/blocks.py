@@ -45,7 +45,6 @@ __all__ = [
     "init_weights",
     "as_image",
     "broadcast_cat",
-    "final_activation_for",
     "fit_depth",
 ]
 
@@ -147,15 +146,6 @@ def broadcast_cat(x: torch.Tensor, *vectors: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"expected a [B={b}, K] vector to concatenate, got {tuple(v.shape)}")
         parts.append(v.to(x.dtype)[:, :, None, None].expand(b, v.shape[1], f, t))
     return torch.cat(parts, dim=1)
-
-
-def final_activation_for(divergence: str) -> str | None:
-    """``"sigmoid"`` for ``"euc"``; ``None`` (the output is log v) for ``"is"`` and ``"kl"``."""
-    if divergence == "euc":
-        return "sigmoid"
-    if divergence in ("is", "kl"):
-        return None
-    raise ValueError(f"divergence: expected euc, is or kl, got {divergence!r}")
 
 
 class ConvEncoder(nn.Module):

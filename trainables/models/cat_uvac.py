@@ -85,8 +85,6 @@ class CatUVAC(LatentClusteringModel):
 
     name = "cat_uvac"
     representations = ("z", "y")
-    config_keys = ("tau_kind", "tau_start", "tau_end", "tau_anneal_epochs", "tau_floor", "gumbel_hard",
-                   "marginal_entropy_weight", "kl_z_weight")
     _SCHEDULE_KEYS = ("lam", "kl_warmup_epochs", "epochs", "tau_kind", "tau_start", "tau_end",
                       "tau_anneal_epochs", "tau_floor")
 

@@ -65,7 +65,6 @@ class UVAC(LatentClusteringModel):
 
     name = "uvac"
     representations = ("z",)
-    config_keys = ("prior_init", "prior_warmup_epochs", "prior_styles")
 
     def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = 10, *,
                  prior_init: str = "paper", prior_warmup_epochs: int = 0, prior_styles: int = 0,
