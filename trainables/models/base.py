@@ -18,6 +18,7 @@ frame); ``stats`` [B, 4] per-clip normalisation statistics.
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
@@ -49,15 +50,24 @@ class Batch:
 TrainBatches = Callable[[], Iterable[Batch]]
 
 
-class ClusteringModel(nn.Module):
-    """Base class of the registered networks (:data:`trainables.models.MODELS`)."""
+class ClusteringModel(nn.Module, abc.ABC):
+    """Base class of the registered networks (:data:`trainables.models.MODELS`).
+
+    The contract the training loop, the trainable and predict rely on, and nothing more: a model
+    is built from a resolved config (:meth:`from_config`), trained one batch at a time
+    (:meth:`training_step`, with the optional hooks around it) and read by :meth:`infer`. Its
+    ``forward`` is its own business (the loop never calls it). The abstract methods must be
+    implemented (instantiating a model that lacks one is a TypeError); the hooks have defaults.
+    ``tests/test_model_contract.py`` runs one contract test class over every registered model.
+    """
 
     name: ClassVar[str]
     representations: ClassVar[tuple[str, ...]] = ("z",)
 
     @classmethod
+    @abc.abstractmethod
     def from_config(cls, cfg: Mapping[str, Any], n_freq: int, n_frames: int, to_linear=None) -> "ClusteringModel":
-        raise NotImplementedError
+        """The model of a resolved config for ``n_freq`` x ``n_frames`` inputs."""
 
     @classmethod
     def warmup_epochs(cls, cfg: Mapping[str, Any]) -> int:
@@ -73,23 +83,23 @@ class ClusteringModel(nn.Module):
         """Called before 0-based ``epoch``; returns numbers to log (``train/...`` keys)."""
         return {}
 
+    @abc.abstractmethod
     def training_step(self, batch: Batch, epoch_float: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(total loss, named scalar terms) of one batch at ``epoch + fraction done``."""
-        raise NotImplementedError
 
     def step_logs(self, epoch_float: float) -> dict[str, float]:
         """Scheduled values to log for an epoch (e.g. ``train/tau``, ``train/kl_weight``)."""
         return {}
 
     # -- inference --------------------------------------------------------------------------------
-    @torch.no_grad()
+    @abc.abstractmethod
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``cluster`` [B], ``probs`` [B, K] and each of :attr:`representations` [B, D]."""
-        raise NotImplementedError
+        """``cluster`` [B], ``probs`` [B, K] and each of :attr:`representations` [B, D], without
+        gradients (implementations are ``@torch.no_grad()``)."""
 
+    @abc.abstractmethod
     def inference_parameters(self) -> int:
         """Parameters that :meth:`infer` uses (no decoder)."""
-        raise NotImplementedError
 
     # -- shared machinery -------------------------------------------------------------------------
     @torch.no_grad()
@@ -205,10 +215,10 @@ class LatentClusteringModel(ClusteringModel):
             nn.init.kaiming_uniform_(self.over_head.weight)
             nn.init.zeros_(self.over_head.bias)
 
+    @abc.abstractmethod
     def posterior(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(log q(cluster | x) [B, K] as training sees it, or None while it is not defined yet;
         the features [B, H] it is computed from). ``x`` is prepared (:meth:`prepare`)."""
-        raise NotImplementedError
 
     def invariance_terms(self, batch: Batch, log_p: torch.Tensor | None, h: torch.Tensor
                          ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
