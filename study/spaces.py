@@ -13,11 +13,17 @@ import inspect
 from typing import Any, Callable, Optional, Sequence
 
 from features.presets import PRESETS
+from trainables.baselines import COVARIANCE_TYPES
+from trainables.losses import DIVERGENCES as _DIVERGENCES
+from trainables.reconstruction import LIKELIHOODS as _LIKELIHOODS
+from trainables.reconstruction import REAL_VALUED_LIKELIHOODS
+from trainables.schedules import TAU_KINDS as _TAU_KINDS
 
-DIVERGENCES = ["euc", "is", "kl"]
-LIKELIHOODS = ["gaussian", "bernoulli", "gaussian_learned", "gaussian_learned_freq"]
-REAL_LIKELIHOODS = ["gaussian", "gaussian_learned", "gaussian_learned_freq"]  # real-valued front ends
-TAU_KINDS = ["constant", "linear", "exponential", "cosine"]
+# the choice lists are owned by the modules that implement them; a space searches them in their order
+DIVERGENCES = list(_DIVERGENCES)
+LIKELIHOODS = list(_LIKELIHOODS)
+REAL_LIKELIHOODS = list(REAL_VALUED_LIKELIHOODS)  # real-valued front ends
+TAU_KINDS = list(_TAU_KINDS)
 AUGMENT_CHOICES = ["none", "speed,shift", "speed,warp,shift", "speed,warp,shift,eq"]
 
 
@@ -117,7 +123,7 @@ def kmeans(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
 def gmm(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     """GMM-EM on the flattened input features: covariance type and seed."""
     _, consts = _frontend(trial, frontends)
-    trial.suggest_categorical("gmm_covariance", ["diag", "spherical", "full", "tied"])
+    trial.suggest_categorical("gmm_covariance", list(COVARIANCE_TYPES))
     trial.suggest_int("seed", 0, 9)
     return {"model": "gmm", **consts}
 

@@ -90,10 +90,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from trainables.augment import parse_augment
-from trainables.baselines import FITTED_BASELINES
+from trainables.baselines import COVARIANCE_TYPES, FITTED_BASELINES
 from trainables.consistency import CONSISTENCIES
 from trainables.models import MODELS as NETWORKS  # the model registry
+from trainables.losses import DIVERGENCES
+from trainables.models.base import DEC_BIAS_INITS
+from trainables.models.blocks import POOLS
 from trainables.models.blocks import parse_channels as _parse_channels
+from trainables.models.uvac import PRIOR_INITS
+from trainables.reconstruction import LIKELIHOODS, REAL_VALUED_LIKELIHOODS
+from trainables.schedules import TAU_KINDS
 
 __all__ = [
     "DEFAULTS",
@@ -237,16 +243,16 @@ PAPER_LAM: dict[str, float] = {
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model": MODELS,
-    "divergence": ("euc", "is", "kl"),
-    "tau_kind": ("constant", "linear", "exponential", "cosine"),
+    "divergence": DIVERGENCES,
+    "tau_kind": TAU_KINDS,
     "precision": ("fp32", "bf16"),
     "split_scheme": ("random", "group"),
-    "gmm_covariance": ("diag", "spherical", "full", "tied"),
+    "gmm_covariance": COVARIANCE_TYPES,
     "recipe": tuple(RECIPES),
-    "likelihood": ("gaussian", "bernoulli", "gaussian_learned", "gaussian_learned_freq"),
-    "dec_bias_init": ("zero", "data_mean"),
-    "prior_init": ("paper", "fit"),
-    "pool": ("last", "mean"),
+    "likelihood": LIKELIHOODS,
+    "dec_bias_init": DEC_BIAS_INITS,
+    "prior_init": PRIOR_INITS,
+    "pool": POOLS,
     "consistency": CONSISTENCIES,
 }
 
@@ -440,7 +446,7 @@ def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
         raise ConfigError(f"divergence {cfg['divergence']!r} needs linear magnitudes: front end {name!r} "
                           f"({preset.scale}, {preset.normalisation} normalisation) does not de-normalise to them; "
                           f"use divergence 'euc'")
-    if not preset.bounded and cfg["likelihood"] == "bernoulli":
+    if not preset.bounded and cfg["likelihood"] not in REAL_VALUED_LIKELIHOODS:
         raise ConfigError(f"likelihood 'bernoulli' needs features in [0, 1]; front end {name!r} is real-valued "
                           f"({preset.normalisation} normalisation): use gaussian, gaussian_learned or "
                           f"gaussian_learned_freq")

@@ -41,9 +41,11 @@ from torch.nn import functional as F
 
 from trainables.losses import DIVERGENCES, reconstruction
 
-__all__ = ["LIKELIHOODS", "Reconstruction"]
+__all__ = ["LIKELIHOODS", "REAL_VALUED_LIKELIHOODS", "Reconstruction"]
 
 LIKELIHOODS = ("gaussian", "bernoulli", "gaussian_learned", "gaussian_learned_freq")
+# the likelihoods defined on real-valued targets (Bernoulli needs [0, 1])
+REAL_VALUED_LIKELIHOODS = tuple(name for name in LIKELIHOODS if name != "bernoulli")
 LOG_VAR_FLOOR = math.log(1e-4)
 
 ToLinear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -29,7 +29,10 @@ from trainables.consistency import CONSISTENCIES, consistency
 from trainables.models.blocks import fit_depth, parse_channels
 from trainables.models.style import StyleFactor
 
-__all__ = ["Batch", "Blocks", "ClusteringModel", "LatentClusteringModel", "TrainBatches"]
+__all__ = ["Batch", "Blocks", "ClusteringModel", "DEC_BIAS_INITS", "LatentClusteringModel", "TrainBatches"]
+
+# the decoder output bias at construction: zero, or the data mean (logit of it on [0, 1] inputs)
+DEC_BIAS_INITS = ("zero", "data_mean")
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ class LatentClusteringModel(ClusteringModel):
         b = replace(b, channels=fit_depth(b.channels, n_freq, n_frames))  # the depth follows the input size
         if int(n_clusters) < 1 or int(d_z) < 1:
             raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
-        if b.dec_bias_init not in ("zero", "data_mean"):
+        if b.dec_bias_init not in DEC_BIAS_INITS:
             raise ValueError(f"dec_bias_init: expected 'zero' or 'data_mean', got {b.dec_bias_init!r}")
         self.n_freq, self.n_frames = int(n_freq), int(n_frames)
         self.n_clusters, self.d_z = int(n_clusters), int(d_z)

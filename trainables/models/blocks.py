@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "POOLS",
     "parse_channels",
     "KERNEL",
     "STRIDE",
@@ -47,6 +48,9 @@ __all__ = [
     "broadcast_cat",
     "fit_depth",
 ]
+
+# how the encoder summarises the GRU outputs over time (ConvEncoder)
+POOLS = ("last", "mean")
 
 
 def parse_channels(spec: str | list | tuple) -> tuple[int, ...]:
@@ -162,7 +166,7 @@ class ConvEncoder(nn.Module):
         pool: str = "last",
     ):
         super().__init__()
-        if pool not in ("last", "mean"):
+        if pool not in POOLS:
             raise ValueError(f"pool: expected 'last' or 'mean', got {pool!r}")
         channels = tuple(int(c) for c in channels)
         if not channels or any(c <= 0 for c in channels):
