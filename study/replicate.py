@@ -37,11 +37,13 @@ from typing import Optional, Sequence
 
 from study.ray_runtime import init_ray
 from study.tracking import MLFLOW_STATUS, git_commit, mlflow_client
+from trainables.baselines import BASELINES as BASELINE_REGISTRY
 from trainables.config import DEFAULTS, ConfigError, resolve_config
 
 log = logging.getLogger(__name__)
 
-BASELINES = (("kmeans", "K-means"), ("gmm", "GMM-EM"), ("labels", "labels as clusters"))
+# the baselines every replication fits beside the chosen runs, named as the registry names them
+BASELINES = tuple((name, BASELINE_REGISTRY[name].label) for name in ("kmeans", "gmm", "labels"))
 KIND = "replication"
 
 
