@@ -38,7 +38,8 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_tables import ablation_rows, baseline_rows, epochs_to_reach, margin_rows, markdown
+from benchmarks.quality_tables import (ablation_rows, baseline_rows, baseline_summary, epochs_to_reach, margin_rows,
+                                       markdown)
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 RECIPE_LABEL = {"paper": "paper", "paper-lr5e-3": "paper, lr 5e-3", "recommended": "recommended"}
@@ -270,6 +271,10 @@ def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header:
     save_runs(results, a.out)  # the raw results first: a failure below loses no run
     parts = [header]
     for split in a.splits:
+        summary = baseline_summary(results, split)
+        pd.DataFrame(summary).to_csv(a.out / f"baselines_{split}.csv", index=False)
+        parts.append(f"### {split} split: the classical baselines (same clips and split, mean ± std over seeds)"
+                     f"\n\n{markdown(summary)}")
         margins, best = margin_rows(results, split)
         pd.DataFrame(margins).to_csv(a.out / f"margins_{split}.csv", index=False)
         parts.append(f"### {split} split: the strongest classical baseline (`{best}`, chosen on validation, no "

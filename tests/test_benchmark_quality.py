@@ -32,3 +32,25 @@ def test_resume_ignores_a_saved_run_whose_config_changed(tmp_path):
 def test_resume_without_saved_runs_runs_everything(tmp_path):
     jobs = list(_jobs())
     assert resume_runs(jobs, tmp_path / "runs.json") == ([], jobs)
+
+
+def _suite(split, seed, rows):
+    job = Job("suite", split, seed, {"frontends": ["awe_raw"]}, "classical baselines", frontend="awe_raw")
+    return job, {"status": "complete", "rows": [
+        {"name": n, "label": n, "side_information": side, "metrics": {"val/acc": v, "test/acc": t}}
+        for n, side, v, t in rows]}
+
+
+def test_strongest_baseline_with_and_without_speaker_ids():
+    """Without speaker ids the strongest is chosen among baselines that use none; the models on
+    speaker-normalised features are compared with the strongest that uses them (same normalisation)."""
+    from benchmarks.quality_tables import baseline_rows, baseline_summary, strongest_baseline
+
+    rows = [("awe_gmm", False, 0.57, 0.61), ("factorial", False, 0.64, 0.60), ("awe_speaker_kmeans", True, 0.60, 0.62)]
+    results = [_suite("random", s, rows) for s in range(2)]
+    b = baseline_rows(results, "random")
+    assert strongest_baseline(b) == "factorial"
+    assert strongest_baseline(b, side_information=True) == "awe_speaker_kmeans"
+    marks = {r["baseline"]: r for r in baseline_summary(results, "random")}
+    assert "`factorial` **(strongest)**" in marks and "`awe_speaker_kmeans` (strongest with speaker ids)" in marks
+    assert marks["`awe_gmm`"]["test ACC %"] == "61.00 ± 0.00"

@@ -20,6 +20,10 @@ def _trial(number, val, test):
 def test_strongest_ignores_side_information_unless_asked():
     assert strongest_row(ROWS)["name"] == "awe_gmm"
     assert strongest_row(ROWS, side_information=True)["name"] == "awe_speaker_kmeans"
+    # with speaker ids: the strongest of the baselines that use them, even below one that does not
+    rows = [{**r, "val/acc": 0.5} if r["side_information"] else r for r in ROWS]
+    assert strongest_row(rows, side_information=True)["name"] == "awe_speaker_kmeans"
+    assert "<- strongest with speaker ids" in "\n".join(margin_lines(rows, []))
 
 
 def test_margins_name_the_strongest_and_the_trials_above_it():
