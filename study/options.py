@@ -25,10 +25,6 @@ class StudyError(Exception):
     """A problem with the study's input, reported as one line."""
 
 
-class StudyInterrupted(Exception):
-    """The study was stopped by the user; the message is the command that resumes it."""
-
-
 @dataclass
 class StudyOptions:
     space: str = "cat_uvac"
@@ -222,12 +218,6 @@ class _PinnedTrial:
 
     def suggest_categorical(self, name, *args, **kwargs):
         return self._suggest("suggest_categorical", name, *args, **kwargs)
-
-    def suggest_uniform(self, name, *args, **kwargs):  # pragma: no cover - legacy API
-        return self._suggest("suggest_uniform", name, *args, **kwargs)
-
-    def suggest_loguniform(self, name, *args, **kwargs):  # pragma: no cover - legacy API
-        return self._suggest("suggest_loguniform", name, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._trial, name)
