@@ -11,6 +11,7 @@ import pytest
 
 from trainables.train import build_parser, main
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_FLAGS = ["--channels", "4,8,8,8", "--gru-hidden", "8", "--d-z", "4", "--batch-size", "16",
               "--device", "cpu", "--silhouette-sample", "200"]
 
@@ -104,3 +105,14 @@ def test_cli_unavailable_device_is_one_line_before_any_file(tiny_cache, tmp_path
     err = capsys.readouterr().err
     assert err.startswith("error: device 'cuda' requested but CUDA is not available") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_cli_read_only_out_is_one_line_before_training(tiny_cache, tmp_path, tmpfs):
+    ro = tmpfs(tmp_path / "ro", read_only=True)
+    for out in (ro, ro / "run"):  # the folder itself, or a new one inside it
+        r = subprocess.run([sys.executable, "-m", "trainables.train", "--features", str(tiny_cache.dir),
+                            "--out", str(out), "--model", "kmeans"], cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith(f"error: --out {out}: ") and r.stderr.count("\n") == 1, r.stderr
+        assert "read-only" in r.stderr

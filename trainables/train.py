@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,26 @@ def _check_device(name: str) -> None:
             raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
 
 
+def check_writable(out: Path) -> None:
+    """``--out`` must be a directory this process can create files in (checked before any data
+    is loaded or any file written): the nearest existing folder on its path is asked."""
+    p = out
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise ConfigError(f"--out {out}: {p} is a file, not a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        why = "on a read-only file system" if _read_only(p) else "not writable by this user"
+        raise ConfigError(f"--out {out}: cannot write there ({p} is {why}); choose another --out")
+
+
+def _read_only(p: Path) -> bool:
+    try:
+        return bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
@@ -135,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--features DIR is required (a feature cache built by python -m features.build)")
         resolve_config(partial)  # fail fast on bad keys/values, before loading any data
         _check_device(partial.get("device", DEFAULTS["device"]))
+        check_writable(out)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
