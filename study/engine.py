@@ -117,6 +117,15 @@ def _load_table(cache_dir: str, split_scheme: Optional[str]):
         raise StudyError(f"cannot load features from {cache_dir}: {exc}") from None
 
 
+def _check_clusters(table, n_clusters: int) -> None:
+    """Every model is refused more clusters than training clips: checked before Ray starts."""
+    from trainables.baselines import check_n_clusters
+    try:
+        check_n_clusters(table, n_clusters)
+    except ValueError as exc:
+        raise StudyError(str(exc)) from None
+
+
 def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int) -> list[dict]:
     """The classical baselines on the study's split (study.baselines): what every trial must beat."""
     from study.baselines import study_baselines
@@ -283,6 +292,7 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
     split_scheme = (opts.overrides or {}).get("split_scheme")
     table = _load_table(next(iter(cache_dirs.values())), split_scheme)
     n_clusters = opts.n_clusters or table.n_classes
+    _check_clusters(table, n_clusters)
     fixed = fixed_config(opts, n_clusters)
     check_config(opts, fixed)
     baselines = fit_baselines(cache_dirs, split_scheme, n_clusters)

@@ -198,6 +198,19 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.parametrize("space", ["cat_uvac", "kmeans"])
+def test_more_clusters_than_training_clips_is_refused_before_ray(tmp_path, features, capsys, space):
+    import ray
+
+    from study.launch import main
+
+    assert main(_launch_args(tmp_path, "--space", space, "--features", features, "--n-clusters", "500")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: n_clusters=500 is more than the ") and len(err.splitlines()) == 1, err
+    assert "clips of the train split" in err
+    assert not ray.is_initialized() and not list(tmp_path.rglob("tuner.pkl"))  # Ray never started
+
+
 def test_pinned_key_and_drawn_seed_are_used_and_recorded(tmp_path, features, local_ray, capsys):
     """gmm with --set gmm_covariance=spherical: every trial uses it, Optuna searches only the
     seed; the sampler seed is drawn, printed and recorded; --resume keeps it."""

@@ -116,3 +116,20 @@ def test_cli_read_only_out_is_one_line_before_training(tiny_cache, tmp_path, tmp
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.startswith(f"error: --out {out}: ") and r.stderr.count("\n") == 1, r.stderr
         assert "read-only" in r.stderr
+
+
+@pytest.mark.parametrize("model", ["uvac", "cat_uvac", "kmeans", "gmm"])
+def test_more_clusters_than_training_clips_is_refused_for_every_model(tiny_cache, tiny_config, tmp_path, capsys,
+                                                                      model):
+    from trainables.loop import train
+
+    n_train = int((tiny_cache.table.split == "train").sum())
+    out = tmp_path / "r"
+    args = ["--features", str(tiny_cache.dir), "--out", str(out), "--model", model, "--n-clusters", "500"]
+    assert main(args + TINY_FLAGS) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: n_clusters=500 is more than the {n_train} clips of the train split " \
+                  "(at most one cluster per training clip); lower --n-clusters\n"
+    assert not out.exists(), "a run folder was written before the input was checked"
+    with pytest.raises(ValueError, match=f"n_clusters=500 is more than the {n_train} clips"):
+        train(tiny_config(model=model, n_clusters=500, epochs=1), tiny_cache.table)  # the study's trials

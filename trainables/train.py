@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from features.cache import load_table
 
+    from trainables.baselines import check_n_clusters
     from trainables.loop import train
 
     try:
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resolved = resolve_config(partial, dataset=table.dataset, preset=table.preset)
         check_frontend(resolved, table.preset)  # before any file is written or epoch trained
+        check_n_clusters(table, resolved["n_clusters"])
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
