@@ -207,18 +207,28 @@ def _new_tuner(st: _Study, num_samples: int, *, extra_callbacks=None, stopper=No
 
 def _fit(tuner, st: _Study) -> StudyResult:
     """``tuner.fit()`` and the study's result. Ray handles a first Ctrl-C by stopping the
-    experiment cleanly (the result then says "interrupted"); a second one ends the MLflow runs
-    as interrupted and raises StudyInterrupted, whose message is our resume command."""
-    from study import tracking
+    experiment cleanly (the result then says "interrupted"); a second one (counted by
+    study.interrupts.CtrlC wherever it lands, even where a library swallowed it) ends the MLflow
+    runs as interrupted and raises StudyInterrupted, whose message is our resume command."""
+    from study.interrupts import CtrlC
 
     t0 = time.time()
-    try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        tracking.interrupt_open_runs(st.tracking_uri, st.parent_id)
-        tracking.finish_parent(st.tracking_uri, st.parent_id, "KILLED", {"study.state": "interrupted"})
-        raise StudyInterrupted(resume_command(st.name, st.storage)) from None
-    return _result(st, t0)
+    with CtrlC() as ctrl_c:
+        try:
+            tuner.fit()
+            if not ctrl_c.count:
+                return _result(st, t0)
+        except KeyboardInterrupt:
+            pass
+    _interrupted(st)
+
+
+def _interrupted(st: _Study):
+    from study import tracking
+
+    tracking.interrupt_open_runs(st.tracking_uri, st.parent_id)
+    tracking.finish_parent(st.tracking_uri, st.parent_id, "KILLED", {"study.state": "interrupted"})
+    raise StudyInterrupted(resume_command(st.name, st.storage)) from None
 
 
 def _result(st: _Study, t0: float) -> StudyResult:
@@ -227,13 +237,16 @@ def _result(st: _Study, t0: float) -> StudyResult:
 
 
 def _with_ray(st: _Study, make_tuner) -> StudyResult:
+    from study.interrupts import deferred
+
     started = _ray_init(st.opts)
     try:
         return _fit(make_tuner(), st)
     finally:
         if started:
             import ray
-            ray.shutdown()
+            with deferred():  # a Ctrl-C now is raised once Ray's processes are stopped
+                ray.shutdown()
 
 
 # --------------------------------------------------------------------------- a new study

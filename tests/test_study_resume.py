@@ -201,3 +201,39 @@ def test_ctrl_c_ends_runs_as_interrupted_and_resume_logs_each_epoch_once(tmp_pat
         assert r.info.status != "RUNNING" and r.data.tags["trial.status"] in ("complete", "diverged")
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")]
         assert sorted(steps) == sorted(set(steps)), (r.data.tags["trial.number"], steps)  # each epoch once
+
+
+def _second_ctrl_c(tmp_path, features, name: str, wait_for_stop: bool) -> subprocess.CompletedProcess:
+    """Launch a study, Ctrl-C once while trial 0 trains, then again: at once (inside Ray's
+    run) or once Ray's run has returned (the result is collected, Ray is shut down)."""
+    cmd = _launch(tmp_path, features, name, 2, space="cat_uvac", epochs=30) + ["--scheduler", "fifo"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if line.startswith("[study] trial 0 started"):
+            break
+    assert proc.poll() is None, "".join(out)
+    proc.send_signal(signal.SIGINT)
+    if wait_for_stop:
+        log = Path(uris(tmp_path)["storage_path"], name, "study.log")
+        deadline = time.time() + 60
+        while ("Experiment has been interrupted" not in (log.read_text() if log.exists() else "")
+               and time.time() < deadline):
+            time.sleep(0.02)
+    else:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out) + rest, err)
+
+
+@pytest.mark.parametrize("wait_for_stop", [False, True], ids=["inside-fit", "after-fit"])
+def test_second_ctrl_c_exits_130_with_the_resume_command(tmp_path, features, wait_for_stop):
+    name = f"twice-{int(wait_for_stop)}"
+    r = _second_ctrl_c(tmp_path, features, name, wait_for_stop)
+    assert r.returncode == 130, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert f"Continue with: python -m study.launch --resume {name}" in r.stderr
