@@ -334,6 +334,14 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
 
 
 # --------------------------------------------------------------------------- resume
+def _check_tracking(uri: str) -> None:
+    from study.stores import StoreDamaged, check_store
+    try:
+        check_store(uri, "MLflow store", "--tracking-uri")
+    except StoreDamaged as exc:
+        raise StudyError(str(exc)) from None
+
+
 def _stored_study(name: str, storage: str) -> tuple[dict, StudyOptions]:
     """The Optuna study's user attrs and the options it was launched with."""
     import optuna
@@ -357,6 +365,7 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
 
     storage = _abs_sqlite(storage)
     attrs, opts = _stored_study(name, storage)
+    _check_tracking(attrs["tracking_uri"])
     if address:
         opts.address = address
     log_path = study_log_path(opts, name)

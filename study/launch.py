@@ -9,6 +9,7 @@ from study.engine import StudyInterrupted, resume_study, run_study
 from study.options import StudyError, StudyOptions
 from study.result import format_result, resume_command
 from study.tracking import absolute_uri
+from study.stores import StoreDamaged, check_store
 from study.spaces import SPACES, describe_space, list_spaces
 from trainables.config import RECIPES
 
@@ -144,11 +145,14 @@ def main(argv=None) -> int:
         check_choice("space", a.space, SPACES)
         check_choice("recipe", a.recipe, RECIPES)
         opts = None if a.resume else options_from_args(a)
+        check_store(a.storage, "Optuna storage", "--storage")
+        if not a.resume:
+            check_store(a.tracking_uri, "MLflow store", "--tracking-uri")
         if a.resume:
             result = resume_study(a.resume, a.storage, address=a.address)
         else:
             result = run_study(opts)
-    except StudyError as exc:
+    except (StudyError, StoreDamaged) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except StudyInterrupted as exc:

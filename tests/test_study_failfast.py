@@ -102,6 +102,49 @@ def test_launch_refuses_bad_input_before_writing_anything(tmp_path, capsys, args
     assert not ray.is_initialized()
 
 
+def _damaged_db(path, kind: str) -> None:
+    """A store as a user may find it: garbage, or a real SQLite file with pages overwritten."""
+    import sqlite3
+
+    if kind == "garbage":
+        path.write_bytes(b"not a database " * 500)
+        return
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (x TEXT)")
+    con.executemany("INSERT INTO t VALUES (?)", [("y" * 200,)] * 200)
+    con.commit()
+    con.close()
+    data = bytearray(path.read_bytes())
+    data[4096:12288] = b"\xff" * 8192  # the table's pages
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pages"])
+@pytest.mark.parametrize("store, flag", [("optuna.db", "--storage"), ("mlflow.db", "--tracking-uri")])
+def test_launch_names_a_damaged_store_in_one_line(tmp_path, capsys, store, flag, kind):
+    import ray
+
+    from study.launch import main
+
+    _damaged_db(tmp_path / store, kind)
+    assert main(_launch_args(tmp_path, "--space", "kmeans")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: the {'Optuna storage' if store == 'optuna.db' else 'MLflow store'} "
+                          f"{tmp_path / store} is damaged") and len(err.splitlines()) == 1, err
+    assert flag in err and not ray.is_initialized()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pages"])
+def test_report_names_a_damaged_mlflow_store_in_one_line(tmp_path, capsys, kind):
+    from analysis.report import main
+
+    _damaged_db(tmp_path / "mlflow.db", kind)
+    assert main(["--study", "s", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: the MLflow store {tmp_path / 'mlflow.db'} is damaged") and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_set_help_documents_pinning():
     from study.launch import parser
     text = parser().format_help()
