@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,18 +278,59 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
                                                 extra_callbacks=extra_callbacks, stopper=stopper))
 
 
-def _claim_name(storage: str, name: str) -> None:
-    """Refuse a name in use; clear one left by a launch killed before its setup finished."""
+def _rdb(storage: str):
+    """The Optuna storage; two launches creating a fresh database's tables at once race (one
+    sees "table ... already exists"): the loser tries once more, on the tables now there."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return optuna.storages.RDBStorage(storage)
+    except OperationalError as exc:
+        if "already exists" not in str(exc):
+            raise
+        return optuna.storages.RDBStorage(storage)
+
+
+def _claim_name(storage: str, name: str, directions: list[str]) -> None:
+    """Create the study's Optuna study, marked as claimed by this process: a name in use is
+    refused (also while another launch is still setting it up); one left by a launch killed
+    during its setup is cleared and claimed again."""
     import optuna
 
-    rdb = optuna.storages.RDBStorage(storage)
-    if name not in optuna.study.get_all_study_names(rdb):
-        return
-    study = optuna.load_study(study_name=name, storage=rdb)
-    if "options" in study.user_attrs or study.get_trials(deepcopy=False):
-        raise StudyError(f"study {name!r} already exists in {storage}; use --resume {name} or another --study-name")
-    print(f"[study] {name}: an earlier launch was stopped during setup; starting it over", flush=True)
-    optuna.delete_study(study_name=name, storage=rdb)
+    rdb, me = _rdb(storage), f"{socket.gethostname()}:{os.getpid()}"
+    for _ in range(2):
+        try:
+            optuna.create_study(study_name=name, storage=rdb, directions=directions).set_user_attr("claimed_by", me)
+            return
+        except optuna.exceptions.DuplicatedStudyError:
+            pass
+        study = optuna.load_study(study_name=name, storage=rdb)
+        owner = str(study.user_attrs.get("claimed_by", ""))
+        if "options" in study.user_attrs or study.get_trials(deepcopy=False):
+            raise StudyError(f"study {name!r} already exists in {storage}; use --resume {name} or another --study-name")
+        if owner != me and _alive(owner):
+            raise StudyError(f"study {name!r} is being set up by another launch ({owner}); wait for it and use "
+                             f"--resume {name}, or choose another --study-name")
+        print(f"[study] {name}: an earlier launch was stopped during setup; starting it over", flush=True)
+        optuna.delete_study(study_name=name, storage=rdb)
+    raise StudyError(f"study {name!r}: another launch keeps claiming this name; choose another --study-name")
+
+
+def _alive(owner: str) -> bool:
+    """Whether ``host:pid`` is a live process (another host's: assumed alive)."""
+    host, _, pid = owner.rpartition(":")
+    if not pid.isdigit():
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _setup(opts: StudyOptions, name: str) -> _Study:
@@ -300,7 +342,7 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
 
     storage, tracking_uri = _abs_sqlite(opts.storage), _abs_sqlite(opts.tracking_uri)
     objectives, pinned = parse_objectives(opts.objectives), pinned_params(opts)
-    _claim_name(storage, name)
+    _claim_name(storage, name, ["maximize" if o.mode == "max" else "minimize" for o in objectives])
     cache_dirs = ensure_features(opts)
     split_scheme = (opts.overrides or {}).get("split_scheme")
     table = _load_table(next(iter(cache_dirs.values())), split_scheme)
@@ -320,8 +362,7 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
         params={**{k: v for k, v in dataclasses.asdict(opts).items() if k != "overrides"},
                 **{f"fixed.{k}": v for k, v in fixed.items()}, "study.seed": opts.seed, **pinned_record})
     tracking.log_parent_metrics(tracking_uri, parent_id, baseline_metrics(baselines))
-    study = optuna.create_study(study_name=name, storage=storage, directions=[
-        "maximize" if o.mode == "max" else "minimize" for o in objectives])
+    study = optuna.load_study(study_name=name, storage=storage)  # claimed above
     attrs = {"mlflow_parent_run_id": parent_id, "tracking_uri": tracking_uri, "fixed_config": json.dumps(fixed),
              "features_dir": next(iter(cache_dirs.values())), "features_dirs": json.dumps(cache_dirs),
              "seed": opts.seed, "pinned": json.dumps(pinned), "baselines": json.dumps(baselines),

@@ -237,3 +237,20 @@ def test_second_ctrl_c_exits_130_with_the_resume_command(tmp_path, features, wai
     assert r.returncode == 130, (r.returncode, r.stderr[-3000:])
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     assert f"Continue with: python -m study.launch --resume {name}" in r.stderr
+
+
+def test_two_launches_of_one_name_at_once_one_refuses_in_one_line(tmp_path, features):
+    """Both on fresh databases, started together: one runs the study, the other refuses the
+    name in one line (no DuplicatedStudyError, no 'table ... already exists')."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = _launch(tmp_path, features, "twin", 1)
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    codes = sorted(rc for rc, _, _ in results)
+    assert codes == [0, 2], [(rc, err[-2000:]) for rc, _, err in results]
+    rc, out, err = next(r for r in results if r[0] == 2)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert err.startswith("error: study 'twin' ") and ("already exists" in err or "being set up" in err), err
+    trials = optuna_trials(uris(tmp_path)["storage"], "twin")
+    assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE
