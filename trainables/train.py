@@ -23,6 +23,7 @@ arguments or config, 1 any other error.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -164,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     from features.cache import load_table
 
     from trainables.baselines import check_n_clusters
-    from trainables.loop import train
 
     try:
         table = load_table(features, split_scheme=partial.get("split_scheme", DEFAULTS["split_scheme"]))
@@ -179,10 +179,28 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        return _train_and_write(args, out, partial, table, resolved, features)
+    except OSError as e:  # a full or failing disk: one line, what is kept, nothing half-written
+        _tidy(out)
+        print(f"error: {_disk_error(e, out)}", file=sys.stderr)
+        return 1
+
+
+def _write_text(path: Path, text: str) -> None:
+    """A whole file or the previous one (features.store.atomic_write), never a truncated one."""
+    from features.store import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _train_and_write(args, out: Path, partial: dict, table, resolved: dict, features) -> int:
+    from trainables.loop import train
+
     out.mkdir(parents=True, exist_ok=True)
     meta = {"features": str(Path(features).resolve()), "cache_key": table.cache_key,
             "preset": table.preset.to_dict()}
-    (out / "config.json").write_text(json.dumps({**resolved, **meta}, indent=2, sort_keys=True))
+    _write_text(out / "config.json", json.dumps({**resolved, **meta}, indent=2, sort_keys=True))
 
     history_path = out / "history.jsonl"
     if not args.resume and history_path.exists():
@@ -204,21 +222,47 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # The loop's history is authoritative (it includes the epochs before a resume).
-    with history_path.open("w") as f:
-        for h in result.history:
-            f.write(json.dumps(_jsonable(h), sort_keys=True) + "\n")
-    (out / "config.json").write_text(json.dumps({**result.config, **meta}, indent=2, sort_keys=True))
-    summary = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
-               "metrics": _jsonable(result.metrics)}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    _write_text(history_path, "".join(json.dumps(_jsonable(h), sort_keys=True) + "\n" for h in result.history))
+    _write_text(out / "config.json", json.dumps({**result.config, **meta}, indent=2, sort_keys=True))
     if result.assignments is not None:
         write_assignments(result.assignments, out / "assignments.parquet")
+    summary = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
+               "metrics": _jsonable(result.metrics)}
+    _write_text(out / "metrics.json", json.dumps(summary, indent=2, sort_keys=True))  # last: the run is whole
     if result.status == "diverged":
         print(f"diverged: {result.reason}", file=sys.stderr)
     line = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
             **_jsonable(result.metrics)}
     print(json.dumps(line, sort_keys=True), flush=True)
     return EXIT_DIVERGED if result.status == "diverged" else 0
+
+
+def _tidy(out: Path) -> None:
+    """After a disk error: no half line in history.jsonl, no empty checkpoint/ folder."""
+    history = out / "history.jsonl"
+    try:
+        data = history.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with history.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+        ckpt = out / "checkpoint"
+        if ckpt.is_dir() and not any(ckpt.iterdir()):
+            ckpt.rmdir()
+    except OSError:
+        pass
+
+
+def _disk_error(e: OSError, out: Path) -> str:
+    """One line: what failed where, and what of the run is kept."""
+    from trainables.checkpoint import load_checkpoint
+
+    where = "no space left on" if e.errno == errno.ENOSPC else f"cannot write ({e.strerror or e}):"
+    try:
+        kept = (f"the last good checkpoint (epoch {load_checkpoint(out / 'checkpoint')['epoch']}) is kept in "
+                f"{out / 'checkpoint'}; free space, then continue with --resume")
+    except (OSError, ValueError):
+        kept = "no checkpoint was written; free space and run it again"
+    return f"{where} {out} (writing {e.filename or out}): {kept}"
 
 
 if __name__ == "__main__":
