@@ -105,7 +105,7 @@ def _progress_line(epoch: int, epochs: int, m: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _check_device(name: str) -> None:
+def check_device(name: str) -> None:
     """A requested device that this machine does not have is a config error (before any file is written)."""
     if str(name).startswith("cuda"):
         import torch
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         if not features:
             raise ConfigError("--features DIR is required (a feature cache built by python -m features.build)")
         resolve_config(partial)  # fail fast on bad keys/values, before loading any data
-        _check_device(partial.get("device", DEFAULTS["device"]))
+        check_device(partial.get("device", DEFAULTS["device"]))
         check_writable(out)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
