@@ -418,9 +418,26 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
     with library_logs_to(log_path):
         quiet_ray_env()
         tracking.mlflow_client(st.tracking_uri).update_run(st.parent_id, status="RUNNING")
+        damaged = _damaged_searcher_state(st.path)
+        if damaged:  # Ray would restart the experiment and hang: the Optuna storage holds the search
+            print(f"[study] {damaged}: Ray's experiment is set aside, the remaining trials continue from "
+                  f"the Optuna storage", flush=True)
+            return _restart(st)
         if _has_experiment_state(st.path):
             return _with_ray(st, lambda: _restore_tuner(st))
         return _restart(st)
+
+
+def _damaged_searcher_state(path: str) -> Optional[str]:
+    """"<file> is damaged (...)" for a searcher state (study.searcher, JSON) that cannot be read back."""
+    for f in sorted(Path(path).glob("searcher-state-*.json")) if "://" not in path else []:
+        try:
+            state = json.loads(f.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or not {"owned", "adopted", "completed"} <= set(state):
+                raise ValueError("not a searcher state")
+        except (OSError, ValueError) as exc:
+            return f"{f} is damaged ({' '.join(str(exc).split())[:200]})"
+    return None
 
 
 def _has_experiment_state(path: str) -> bool:

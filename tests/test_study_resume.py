@@ -254,3 +254,26 @@ def test_two_launches_of_one_name_at_once_one_refuses_in_one_line(tmp_path, feat
     assert err.startswith("error: study 'twin' ") and ("already exists" in err or "being set up" in err), err
     trials = optuna_trials(uris(tmp_path)["storage"], "twin")
     assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE
+
+
+def test_resume_on_a_damaged_searcher_state_continues_from_optuna(tmp_path, features, capsys):
+    """Garbage in searcher-state-*.json: Ray would restart the experiment and hang; --resume
+    says which file is damaged and runs the remaining trials from the Optuna storage."""
+    u = uris(tmp_path)
+    opts = StudyOptions(space="cat_uvac", features=features, num_samples=3, epochs=2, max_concurrent=1,
+                        overrides=dict(TINY), study_name="garbled", seed=2, scheduler="fifo",
+                        progress_every_s=1e9, **u)
+    res = run_study(opts, extra_callbacks=[InterruptAt(u["storage"], "garbled", 1, str(tmp_path / "sent"))])
+    assert res.interrupted
+    states = list(Path(u["storage_path"], "garbled").glob("searcher-state-*.json"))
+    assert states, "Ray saved no searcher state: nothing to damage"
+    for f in states:
+        f.write_text("{garbage")
+    capsys.readouterr()
+    res = resume_study("garbled", u["storage"])
+    out = capsys.readouterr().out
+    assert f"{states[0]} is damaged" in out and "continue from the Optuna storage" in out
+    trials = optuna_trials(res)
+    assert len(trials) == 3 and all(t.state.is_finished() for t in trials), [(t.number, t.state) for t in trials]
+    _, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    assert sorted(int(r.data.tags["trial.number"]) for r in children) == [0, 1, 2]
