@@ -280,15 +280,16 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
 
 def _rdb(storage: str):
     """The Optuna storage; two launches creating a fresh database's tables at once race (one
-    sees "table ... already exists"): the loser tries once more, on the tables now there."""
+    sees "table ... already exists" or a duplicate alembic version row): the loser tries once more."""
     import optuna
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     try:
         return optuna.storages.RDBStorage(storage)
-    except OperationalError as exc:
-        if "already exists" not in str(exc):
+    except (OperationalError, IntegrityError) as exc:  # tables, or alembic's version row, made meanwhile
+        if isinstance(exc, OperationalError) and "already exists" not in str(exc):
             raise
+        time.sleep(0.5)
         return optuna.storages.RDBStorage(storage)
 
 
