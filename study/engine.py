@@ -142,16 +142,30 @@ def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int
 
 
 # --------------------------------------------------------------------------- Ray plumbing
-def _ray_init(opts: StudyOptions) -> bool:
-    """Start a local Ray, or join ``--address``; True when started here."""
+def _ray_init(opts: StudyOptions, record: Optional[Path] = None) -> bool:
+    """Start a local Ray (recorded in ``record``), or join ``--address``; True when started here."""
     from study.ray_runtime import init_ray
     quiet_ray_env()
-    return init_ray(opts.address, None)
+    return init_ray(opts.address, None, record=record)
+
+
+def ray_session_record(opts: StudyOptions, name: str) -> Path:
+    """Where a study records the local Ray it started (study.ray_leftovers), beside its log."""
+    from study.ray_leftovers import RECORD
+    return study_log_path(opts, name).with_name(RECORD)
 
 
 def _ray_storage_path(opts: StudyOptions) -> str:
     p = opts.storage_path
     return p if "://" in p else str(Path(p).resolve())
+
+
+def stop_ray_leftovers(opts: StudyOptions, name: str) -> None:
+    """Stop what a killed earlier driver of this study left of its local Ray (study.ray_leftovers)."""
+    from study.ray_leftovers import stop_leftovers
+    line = stop_leftovers(ray_session_record(opts, name))
+    if line:
+        print(f"[study] {name}: {line}", flush=True)
 
 
 def study_log_path(opts: StudyOptions, name: str) -> Path:
@@ -240,14 +254,17 @@ def _result(st: _Study, t0: float) -> StudyResult:
 def _with_ray(st: _Study, make_tuner) -> StudyResult:
     from study.interrupts import deferred
 
-    started = _ray_init(st.opts)
+    record = ray_session_record(st.opts, st.name)
+    started = _ray_init(st.opts, record)
     try:
         return _fit(make_tuner(), st)
     finally:
         if started:
             import ray
+            from study.ray_leftovers import forget_session
             with deferred():  # a Ctrl-C now is raised once Ray's processes are stopped
                 ray.shutdown()
+                forget_session(record)
 
 
 # --------------------------------------------------------------------------- a new study
@@ -260,6 +277,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     opts.validate()
     name = opts.study_name = opts.study_name or default_study_name(opts)
     log_path = study_log_path(opts, name)
+    stop_ray_leftovers(opts, name)
     print(f"[study] {name}: library logs (Ray, Optuna, MLflow) go to {log_path}", flush=True)
     with library_logs_to(log_path):
         quiet_ray_env()
@@ -407,6 +425,7 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
 
     storage = _abs_sqlite(storage)
     attrs, opts = _stored_study(name, storage)
+    stop_ray_leftovers(opts, name)
     _check_tracking(attrs["tracking_uri"])
     if address:
         opts.address = address

@@ -259,7 +259,7 @@ def check_config(opts: StudyOptions, fixed: dict) -> None:
             cfg = resolve_config({**fixed, **sample, **consts}, preset=preset)
             check_frontend(cfg, preset)
             if not opts.address:  # a local study's trials run on this machine: it must have the device
-                check_device(cfg["device"])
+                check_device(cfg["device"], fix="use --set device=cpu")
         except ValueError as exc:
             where = f" on front end {frontend}" if frontend else ""
             raise StudyError(f"invalid trial config (--set or space){where}: {exc}") from None

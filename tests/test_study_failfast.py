@@ -157,6 +157,7 @@ def test_a_device_this_machine_lacks_is_refused_before_ray(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: invalid trial config (--set or space)") and len(err.splitlines()) == 1, err
     assert "device 'cuda' requested but CUDA is not available" in err
+    assert err.endswith("use --set device=cpu") and "--device" not in err, err  # a study has no --device
     assert list(tmp_path.iterdir()) == [] and not ray.is_initialized()
 
 

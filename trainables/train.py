@@ -105,13 +105,14 @@ def _progress_line(epoch: int, epochs: int, m: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def check_device(name: str) -> None:
-    """A requested device that this machine does not have is a config error (before any file is written)."""
+def check_device(name: str, fix: str = "use --device cpu") -> None:
+    """A requested device that this machine does not have is a config error (before any file is
+    written); ``fix`` is what the message tells to do instead (a study's: ``use --set device=cpu``)."""
     if str(name).startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+            raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; {fix}")
 
 
 def check_writable(out: Path) -> None:
