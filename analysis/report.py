@@ -54,6 +54,7 @@ import pandas as pd
 from analysis import figures, page, terminal
 from analysis.baselines import Baselines, method_label
 from analysis.importance import StorageUnavailable, importances, load_trials
+from study.stores import check_store
 from study.pareto import hypervolume, hypervolume_history, pareto_front, reference_point, staircase
 from analysis.runs import client, completed, fmt, load_runs, objective_matrix
 from study.objectives import Objective, parse_objectives
@@ -440,6 +441,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        check_store(a.tracking_uri, "MLflow store", "--tracking-uri")
         res = build_report(a.study, tracking_uri=a.tracking_uri, objectives=a.objective,
                            out_dir=a.out, log_mlflow=not a.no_mlflow_log)
     except (LookupError, ValueError) as exc:

@@ -14,7 +14,7 @@ from features.frontend import Preset
 
 
 def inputs_hash(fingerprints: dict[str, str]) -> str:
-    """16 hex digits over the sorted ``id -> stat fingerprint`` pairs of the inputs."""
+    """16 hex digits over the sorted ``id -> fingerprint`` pairs of the inputs (content included)."""
     h = hashlib.sha256()
     for k in sorted(fingerprints):
         h.update(f"{k}\t{fingerprints[k]}\n".encode())

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,15 @@ def _load_table(cache_dir: str, split_scheme: Optional[str]):
         raise StudyError(f"cannot load features from {cache_dir}: {exc}") from None
 
 
+def _check_clusters(table, n_clusters: int) -> None:
+    """Every model is refused more clusters than training clips: checked before Ray starts."""
+    from trainables.baselines import check_n_clusters
+    try:
+        check_n_clusters(table, n_clusters)
+    except ValueError as exc:
+        raise StudyError(str(exc)) from None
+
+
 def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int) -> list[dict]:
     """The classical baselines on the study's split (study.baselines): what every trial must beat."""
     from study.baselines import study_baselines
@@ -132,16 +142,30 @@ def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int
 
 
 # --------------------------------------------------------------------------- Ray plumbing
-def _ray_init(opts: StudyOptions) -> bool:
-    """Start a local Ray, or join ``--address``; True when started here."""
+def _ray_init(opts: StudyOptions, record: Optional[Path] = None) -> bool:
+    """Start a local Ray (recorded in ``record``), or join ``--address``; True when started here."""
     from study.ray_runtime import init_ray
     quiet_ray_env()
-    return init_ray(opts.address, None)
+    return init_ray(opts.address, None, record=record)
+
+
+def ray_session_record(opts: StudyOptions, name: str) -> Path:
+    """Where a study records the local Ray it started (study.ray_leftovers), beside its log."""
+    from study.ray_leftovers import RECORD
+    return study_log_path(opts, name).with_name(RECORD)
 
 
 def _ray_storage_path(opts: StudyOptions) -> str:
     p = opts.storage_path
     return p if "://" in p else str(Path(p).resolve())
+
+
+def stop_ray_leftovers(opts: StudyOptions, name: str) -> None:
+    """Stop what a killed earlier driver of this study left of its local Ray (study.ray_leftovers)."""
+    from study.ray_leftovers import stop_leftovers
+    line = stop_leftovers(ray_session_record(opts, name))
+    if line:
+        print(f"[study] {name}: {line}", flush=True)
 
 
 def study_log_path(opts: StudyOptions, name: str) -> Path:
@@ -198,18 +222,28 @@ def _new_tuner(st: _Study, num_samples: int, *, extra_callbacks=None, stopper=No
 
 def _fit(tuner, st: _Study) -> StudyResult:
     """``tuner.fit()`` and the study's result. Ray handles a first Ctrl-C by stopping the
-    experiment cleanly (the result then says "interrupted"); a second one ends the MLflow runs
-    as interrupted and raises StudyInterrupted, whose message is our resume command."""
-    from study import tracking
+    experiment cleanly (the result then says "interrupted"); a second one (counted by
+    study.interrupts.CtrlC wherever it lands, even where a library swallowed it) ends the MLflow
+    runs as interrupted and raises StudyInterrupted, whose message is our resume command."""
+    from study.interrupts import CtrlC
 
     t0 = time.time()
-    try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        tracking.interrupt_open_runs(st.tracking_uri, st.parent_id)
-        tracking.finish_parent(st.tracking_uri, st.parent_id, "KILLED", {"study.state": "interrupted"})
-        raise StudyInterrupted(resume_command(st.name, st.storage)) from None
-    return _result(st, t0)
+    with CtrlC() as ctrl_c:
+        try:
+            tuner.fit()
+            if not ctrl_c.count:
+                return _result(st, t0)
+        except KeyboardInterrupt:
+            pass
+    _interrupted(st)
+
+
+def _interrupted(st: _Study):
+    from study import tracking
+
+    tracking.interrupt_open_runs(st.tracking_uri, st.parent_id)
+    tracking.finish_parent(st.tracking_uri, st.parent_id, "KILLED", {"study.state": "interrupted"})
+    raise StudyInterrupted(resume_command(st.name, st.storage)) from None
 
 
 def _result(st: _Study, t0: float) -> StudyResult:
@@ -218,13 +252,19 @@ def _result(st: _Study, t0: float) -> StudyResult:
 
 
 def _with_ray(st: _Study, make_tuner) -> StudyResult:
-    started = _ray_init(st.opts)
+    from study.interrupts import deferred
+
+    record = ray_session_record(st.opts, st.name)
+    started = _ray_init(st.opts, record)
     try:
         return _fit(make_tuner(), st)
     finally:
         if started:
             import ray
-            ray.shutdown()
+            from study.ray_leftovers import forget_session
+            with deferred():  # a Ctrl-C now is raised once Ray's processes are stopped
+                ray.shutdown()
+                forget_session(record)
 
 
 # --------------------------------------------------------------------------- a new study
@@ -237,6 +277,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
     opts.validate()
     name = opts.study_name = opts.study_name or default_study_name(opts)
     log_path = study_log_path(opts, name)
+    stop_ray_leftovers(opts, name)
     print(f"[study] {name}: library logs (Ray, Optuna, MLflow) go to {log_path}", flush=True)
     with library_logs_to(log_path):
         quiet_ray_env()
@@ -255,18 +296,60 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
                                                 extra_callbacks=extra_callbacks, stopper=stopper))
 
 
-def _claim_name(storage: str, name: str) -> None:
-    """Refuse a name in use; clear one left by a launch killed before its setup finished."""
+def _rdb(storage: str):
+    """The Optuna storage; two launches creating a fresh database's tables at once race (one
+    sees "table ... already exists" or a duplicate alembic version row): the loser tries once more."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    try:
+        return optuna.storages.RDBStorage(storage)
+    except (OperationalError, IntegrityError) as exc:  # tables, or alembic's version row, made meanwhile
+        if isinstance(exc, OperationalError) and "already exists" not in str(exc):
+            raise
+        time.sleep(0.5)
+        return optuna.storages.RDBStorage(storage)
+
+
+def _claim_name(storage: str, name: str, directions: list[str]) -> None:
+    """Create the study's Optuna study, marked as claimed by this process: a name in use is
+    refused (also while another launch is still setting it up); one left by a launch killed
+    during its setup is cleared and claimed again."""
     import optuna
 
-    rdb = optuna.storages.RDBStorage(storage)
-    if name not in optuna.study.get_all_study_names(rdb):
-        return
-    study = optuna.load_study(study_name=name, storage=rdb)
-    if "options" in study.user_attrs or study.get_trials(deepcopy=False):
-        raise StudyError(f"study {name!r} already exists in {storage}; use --resume {name} or another --study-name")
-    print(f"[study] {name}: an earlier launch was stopped during setup; starting it over", flush=True)
-    optuna.delete_study(study_name=name, storage=rdb)
+    rdb, me = _rdb(storage), f"{socket.gethostname()}:{os.getpid()}"
+    for _ in range(2):
+        try:
+            optuna.create_study(study_name=name, storage=rdb, directions=directions).set_user_attr("claimed_by", me)
+            return
+        except optuna.exceptions.DuplicatedStudyError:
+            pass
+        study = optuna.load_study(study_name=name, storage=rdb)
+        owner = str(study.user_attrs.get("claimed_by", ""))
+        if "options" in study.user_attrs or study.get_trials(deepcopy=False):
+            raise StudyError(f"study {name!r} already exists in {storage}; use --resume {name} or another --study-name")
+        if owner != me and _alive(owner):
+            raise StudyError(f"study {name!r} is being set up by another launch ({owner}); wait for it and use "
+                             f"--resume {name}, or choose another --study-name")
+        print(f"[study] {name}: an earlier launch was stopped during setup; starting it over", flush=True)
+        optuna.delete_study(study_name=name, storage=rdb)
+    raise StudyError(f"study {name!r}: another launch keeps claiming this name; choose another --study-name")
+
+
+def _alive(owner: str) -> bool:
+    """Whether ``host:pid`` is a live process (another host's: assumed alive)."""
+    host, _, pid = owner.rpartition(":")
+    if not pid.isdigit():
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _setup(opts: StudyOptions, name: str) -> _Study:
@@ -278,11 +361,12 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
 
     storage, tracking_uri = _abs_sqlite(opts.storage), _abs_sqlite(opts.tracking_uri)
     objectives, pinned = parse_objectives(opts.objectives), pinned_params(opts)
-    _claim_name(storage, name)
+    _claim_name(storage, name, ["maximize" if o.mode == "max" else "minimize" for o in objectives])
     cache_dirs = ensure_features(opts)
     split_scheme = (opts.overrides or {}).get("split_scheme")
     table = _load_table(next(iter(cache_dirs.values())), split_scheme)
     n_clusters = opts.n_clusters or table.n_classes
+    _check_clusters(table, n_clusters)
     fixed = fixed_config(opts, n_clusters)
     check_config(opts, fixed)
     baselines = fit_baselines(cache_dirs, split_scheme, n_clusters)
@@ -297,8 +381,7 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
         params={**{k: v for k, v in dataclasses.asdict(opts).items() if k != "overrides"},
                 **{f"fixed.{k}": v for k, v in fixed.items()}, "study.seed": opts.seed, **pinned_record})
     tracking.log_parent_metrics(tracking_uri, parent_id, baseline_metrics(baselines))
-    study = optuna.create_study(study_name=name, storage=storage, directions=[
-        "maximize" if o.mode == "max" else "minimize" for o in objectives])
+    study = optuna.load_study(study_name=name, storage=storage)  # claimed above
     attrs = {"mlflow_parent_run_id": parent_id, "tracking_uri": tracking_uri, "fixed_config": json.dumps(fixed),
              "features_dir": next(iter(cache_dirs.values())), "features_dirs": json.dumps(cache_dirs),
              "seed": opts.seed, "pinned": json.dumps(pinned), "baselines": json.dumps(baselines),
@@ -311,6 +394,14 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
 
 
 # --------------------------------------------------------------------------- resume
+def _check_tracking(uri: str) -> None:
+    from study.stores import StoreDamaged, check_store
+    try:
+        check_store(uri, "MLflow store", "--tracking-uri")
+    except StoreDamaged as exc:
+        raise StudyError(str(exc)) from None
+
+
 def _stored_study(name: str, storage: str) -> tuple[dict, StudyOptions]:
     """The Optuna study's user attrs and the options it was launched with."""
     import optuna
@@ -334,6 +425,8 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
 
     storage = _abs_sqlite(storage)
     attrs, opts = _stored_study(name, storage)
+    stop_ray_leftovers(opts, name)
+    _check_tracking(attrs["tracking_uri"])
     if address:
         opts.address = address
     log_path = study_log_path(opts, name)
@@ -345,9 +438,26 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
     with library_logs_to(log_path):
         quiet_ray_env()
         tracking.mlflow_client(st.tracking_uri).update_run(st.parent_id, status="RUNNING")
+        damaged = _damaged_searcher_state(st.path)
+        if damaged:  # Ray would restart the experiment and hang: the Optuna storage holds the search
+            print(f"[study] {damaged}: Ray's experiment is set aside, the remaining trials continue from "
+                  f"the Optuna storage", flush=True)
+            return _restart(st)
         if _has_experiment_state(st.path):
             return _with_ray(st, lambda: _restore_tuner(st))
         return _restart(st)
+
+
+def _damaged_searcher_state(path: str) -> Optional[str]:
+    """"<file> is damaged (...)" for a searcher state (study.searcher, JSON) that cannot be read back."""
+    for f in sorted(Path(path).glob("searcher-state-*.json")) if "://" not in path else []:
+        try:
+            state = json.loads(f.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or not {"owned", "adopted", "completed"} <= set(state):
+                raise ValueError("not a searcher state")
+        except (OSError, ValueError) as exc:
+            return f"{f} is damaged ({' '.join(str(exc).split())[:200]})"
+    return None
 
 
 def _has_experiment_state(path: str) -> bool:

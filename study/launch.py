@@ -7,7 +7,9 @@ import sys
 
 from study.engine import StudyInterrupted, resume_study, run_study
 from study.options import StudyError, StudyOptions
-from study.result import format_result
+from study.result import format_result, resume_command
+from study.tracking import absolute_uri
+from study.stores import StoreDamaged, check_store
 from study.spaces import SPACES, describe_space, list_spaces
 from trainables.config import RECIPES
 
@@ -142,15 +144,24 @@ def main(argv=None) -> int:
             return 0
         check_choice("space", a.space, SPACES)
         check_choice("recipe", a.recipe, RECIPES)
+        opts = None if a.resume else options_from_args(a)
+        check_store(a.storage, "Optuna storage", "--storage")
+        if not a.resume:
+            check_store(a.tracking_uri, "MLflow store", "--tracking-uri")
         if a.resume:
             result = resume_study(a.resume, a.storage, address=a.address)
         else:
-            result = run_study(options_from_args(a))
-    except StudyError as exc:
+            result = run_study(opts)
+    except (StudyError, StoreDamaged) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except StudyInterrupted as exc:
         print(f"\ninterrupted; what finished is kept. Continue with: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # a Ctrl-C outside Ray's run (setup, shutdown): the same answer
+        name = a.resume or (opts.study_name if opts else None)
+        again = f" Continue with: {resume_command(name, absolute_uri(a.storage))}" if name else ""
+        print(f"\ninterrupted; what finished is kept.{again}", file=sys.stderr)
         return 130
     print(format_result(result))
     if result.failed:

@@ -235,6 +235,7 @@ def check_config(opts: StudyOptions, fixed: dict) -> None:
     --set value) and check it against that front end, so that bad --set values fail now."""
     from features.presets import PRESETS
     from trainables.config import check_frontend, resolve_config
+    from trainables.train import check_device
 
     pinned = pinned_params(opts)
     for frontend in (opts.frontends or [None]):
@@ -247,6 +248,8 @@ def check_config(opts: StudyOptions, fixed: dict) -> None:
         try:
             cfg = resolve_config({**fixed, **sample, **consts}, preset=preset)
             check_frontend(cfg, preset)
+            if not opts.address:  # a local study's trials run on this machine: it must have the device
+                check_device(cfg["device"], fix="use --set device=cpu")
         except ValueError as exc:
             where = f" on front end {frontend}" if frontend else ""
             raise StudyError(f"invalid trial config (--set or space){where}: {exc}") from None

@@ -4,14 +4,17 @@ No address: a fresh local instance bound to 127.0.0.1 (``address="local"``, so a
 that happens to run on this machine is never joined by accident), limited to ``num_cpus``
 when given. An address (``auto``, ``ray://...``, ``HOST:PORT``) joins that cluster, whose
 size is its own. Dashboard off, workers' logs not forwarded to the driver. Ray already
-initialised in this process: left as it is.
+initialised in this process: left as it is. A local instance started with ``record`` (a file
+path) is recorded there (study.ray_leftovers), so that what a killed driver leaves of it can be
+found and stopped later.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 
-def init_ray(address: Optional[str], num_cpus: Optional[int]) -> bool:
+def init_ray(address: Optional[str], num_cpus: Optional[int], record: Optional[Path] = None) -> bool:
     """Start or join Ray; True when this call started it (the caller then shuts it down).
 
     Raises ValueError for ``num_cpus`` with an ``address`` (a cluster's size is its own) or
@@ -28,5 +31,8 @@ def init_ray(address: Optional[str], num_cpus: Optional[int]) -> bool:
     if address:
         ray.init(address=address, **options)
     else:
-        ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=num_cpus, **options)
+        ctx = ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=num_cpus, **options)
+        if record is not None:
+            from study.ray_leftovers import record_session
+            record_session(Path(record), ctx.address_info["session_dir"])
     return True

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 from study.objectives import FINAL_KEY, REASON_KEY, WARMUP_KEY  # report keys read by classify, the schedulers
+
+log = logging.getLogger(__name__)
 
 RESOLVED_KEY = "resolved_config"  # JSON of the config the worker trains with (first report)
 
@@ -88,7 +91,27 @@ def _resume_dir() -> str | None:
 
 
 def trainable(config: dict, cache_dirs: dict) -> None:
-    """Train one trial; reports every epoch to Tune, with a checkpoint every ``checkpoint_every``."""
+    """Train one trial; reports every epoch to Tune, with a checkpoint every ``checkpoint_every``.
+
+    An exception of the trial's own (a config the worker cannot train, a device it lacks) is
+    reported as the trial's end, ``trial_status=failed`` with the exception as the reason: Ray
+    then neither retries it as a lost worker nor calls it one. A worker that dies (node lost,
+    killed) raises nothing here and is retried from its checkpoint (``--max-failures``)."""
+    from ray import tune
+    from ray.exceptions import RayError
+
+    try:
+        _train_trial(config, cache_dirs)
+    except RayError:
+        raise
+    except Exception as exc:
+        log.exception("trial failed")
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        tune.report({FINAL_KEY: "failed", REASON_KEY: reason[:2000], "epoch": 0,
+                     RESOLVED_KEY: json.dumps(config, sort_keys=True, default=str)})
+
+
+def _train_trial(config: dict, cache_dirs: dict) -> None:
     from ray import tune
     from ray.tune import Checkpoint
 

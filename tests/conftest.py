@@ -8,12 +8,18 @@
                  and ``.scan`` (the :class:`features.datasets.base.DatasetScan`, whose records
                  carry the source WAV paths).
 ``tiny_table``   the cache's FeatureTable (session-scoped, shared: treat as read-only).
+``tmpfs``        a function ``tmpfs(path, size="1m", read_only=False) -> Path``: a real tmpfs mounted
+                 at ``path`` (a full or read-only disk), unmounted at teardown; the test skips,
+                 with the reason, where mounting is not allowed (not root, no mount(8)).
 ``tiny_config``  a function ``tiny_config(**overrides) -> dict``: the REAL resolved default
                  config (:func:`trainables.config.resolve_config`) shrunk to a tiny network
                  (channels 4,8,8,8, GRU 8, d_z 4, batch 16, 2 epochs, CPU).
 """
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,3 +90,23 @@ def tiny_config():
         return resolve_config(partial)
 
     return make
+
+
+@pytest.fixture
+def tmpfs():
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str = "1m", read_only: bool = False) -> Path:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("a full or read-only disk needs a tmpfs mount: run as root with mount(8)")
+        path.mkdir(parents=True, exist_ok=True)
+        opts = f"size={size}" + (",ro" if read_only else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)

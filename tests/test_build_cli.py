@@ -186,3 +186,19 @@ def test_every_adapter_with_the_same_flags(tmp_path, capsys, dataset, maker, n_r
     g = load_table(out, split_scheme="group")
     for name in set(g.split):
         assert set(g.groups[g.split == name]).isdisjoint(set(g.groups[g.split != name]))
+
+
+def test_cli_into_a_closed_pipe_exits_quietly(tmp_path):
+    """``features.build ... | head -1``: the reader is gone before the summary is written; the
+    build still completes, without a BrokenPipeError traceback, and exits 141 (SIGPIPE's)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # what head does after its one line
+    try:
+        r = subprocess.run([sys.executable, "-m", "features.build", "--dataset", "synthetic", "--limit", "12",
+                            "--out", str(tmp_path / "out"), "--no-progress"], cwd=REPO, stdout=write_end,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    assert r.returncode == 141
+    assert len(load_table(tmp_path / "out")) == 12  # the cache was built all the same

@@ -161,6 +161,27 @@ def test_rejected_file_is_retried_when_fixed_with_the_same_size_and_mtime(tmp_pa
     assert "fixed" in set(load_table(out).ids) and s2.n_rejected == 0
 
 
+def test_audio_edited_with_the_same_size_and_mtime_is_featurised_again(tmp_path):
+    """``cp -p``, ``rsync -t``, an unpacked archive: new content under the old size and mtime."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    recs = make_dataset(src, 6)
+    s1 = _build(src, out, recs)
+    other = make_dataset(tmp_path / "spare", 1, start=9)[0].path.read_bytes()
+    edited = recs[2].path
+    st = edited.stat()
+    data = bytearray(edited.read_bytes())
+    data[44:] = (other[44:] + bytes(len(data)))[:len(data) - 44]  # same WAV header, other samples
+    edited.write_bytes(bytes(data))
+    os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (edited.stat().st_size, edited.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    s2 = _build(src, out, recs)
+    assert not s2.up_to_date and s2.n_processed == 1
+    assert s2.cache_key != s1.cache_key  # resume and replicate see another cache
+    fresh = _build(src, tmp_path / "fresh", recs)
+    _same(load_table(s2.cache_dir, source="parquet"), load_table(fresh.cache_dir, source="parquet"))
+    assert _build(src, out, recs).up_to_date  # and unchanged content stays up to date
+
+
 def test_force_rebuilds_everything(tmp_path, capsys):
     root = write_fsdd_layout(tmp_path / "fsdd", 12)
     args = ["--dataset", "fsdd", "--root", str(root), "--preset", "compact", "--out", str(tmp_path / "out"),

@@ -102,6 +102,65 @@ def test_launch_refuses_bad_input_before_writing_anything(tmp_path, capsys, args
     assert not ray.is_initialized()
 
 
+def _damaged_db(path, kind: str) -> None:
+    """A store as a user may find it: garbage, or a real SQLite file with pages overwritten."""
+    import sqlite3
+
+    if kind == "garbage":
+        path.write_bytes(b"not a database " * 500)
+        return
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (x TEXT)")
+    con.executemany("INSERT INTO t VALUES (?)", [("y" * 200,)] * 200)
+    con.commit()
+    con.close()
+    data = bytearray(path.read_bytes())
+    data[4096:12288] = b"\xff" * 8192  # the table's pages
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pages"])
+@pytest.mark.parametrize("store, flag", [("optuna.db", "--storage"), ("mlflow.db", "--tracking-uri")])
+def test_launch_names_a_damaged_store_in_one_line(tmp_path, capsys, store, flag, kind):
+    import ray
+
+    from study.launch import main
+
+    _damaged_db(tmp_path / store, kind)
+    assert main(_launch_args(tmp_path, "--space", "kmeans")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: the {'Optuna storage' if store == 'optuna.db' else 'MLflow store'} "
+                          f"{tmp_path / store} is damaged") and len(err.splitlines()) == 1, err
+    assert flag in err and not ray.is_initialized()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pages"])
+def test_report_names_a_damaged_mlflow_store_in_one_line(tmp_path, capsys, kind):
+    from analysis.report import main
+
+    _damaged_db(tmp_path / "mlflow.db", kind)
+    assert main(["--study", "s", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: the MLflow store {tmp_path / 'mlflow.db'} is damaged") and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_device_this_machine_lacks_is_refused_before_ray(tmp_path, capsys):
+    import ray
+    import torch
+
+    from study.launch import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the error path needs a machine without it")
+    assert main(_launch_args(tmp_path, "--set", "device=cuda")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: invalid trial config (--set or space)") and len(err.splitlines()) == 1, err
+    assert "device 'cuda' requested but CUDA is not available" in err
+    assert err.endswith("use --set device=cpu") and "--device" not in err, err  # a study has no --device
+    assert list(tmp_path.iterdir()) == [] and not ray.is_initialized()
+
+
 def test_set_help_documents_pinning():
     from study.launch import parser
     text = parser().format_help()
@@ -198,6 +257,19 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.parametrize("space", ["cat_uvac", "kmeans"])
+def test_more_clusters_than_training_clips_is_refused_before_ray(tmp_path, features, capsys, space):
+    import ray
+
+    from study.launch import main
+
+    assert main(_launch_args(tmp_path, "--space", space, "--features", features, "--n-clusters", "500")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: n_clusters=500 is more than the ") and len(err.splitlines()) == 1, err
+    assert "clips of the train split" in err
+    assert not ray.is_initialized() and not list(tmp_path.rglob("tuner.pkl"))  # Ray never started
+
+
 def test_pinned_key_and_drawn_seed_are_used_and_recorded(tmp_path, features, local_ray, capsys):
     """gmm with --set gmm_covariance=spherical: every trial uses it, Optuna searches only the
     seed; the sampler seed is drawn, printed and recorded; --resume keeps it."""
@@ -243,6 +315,36 @@ def always_diverging_space(trial, *, epochs=1):
     trial.suggest_categorical("lr_start", [1e12])
     trial.suggest_float("lr_end", 1e-5, 1e-4, log=True)
     return {"model": "cat_uvac"}
+
+
+def raising_space(trial, *, epochs=1):
+    """A config only the worker can refuse (500 clusters on a 96-clip train split)."""
+    trial.suggest_float("lr_end", 1e-5, 1e-4, log=True)
+    return {"model": "kmeans", "n_clusters": 500}
+
+
+def test_a_trials_own_exception_fails_it_once_without_a_retry(tmp_path, features, local_ray, monkeypatch, capsys):
+    from study import spaces
+    from study.launch import main
+    from tests.study_helpers import mlflow_children, optuna_trials, uris
+
+    monkeypatch.setitem(spaces.SPACES, "raising", raising_space)
+    u = uris(tmp_path)
+    argv = ["--space", "raising", "--features", features, "--num-samples", "2", "--max-concurrent", "2",
+            "--study-name", "raises", "--max-failures", "3", "--objective", "val/acc:max", "--storage", u["storage"],
+            "--tracking-uri", u["tracking_uri"], "--storage-path", u["storage_path"]]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "lost its worker" not in captured.out
+    assert "every trial failed, diverged or has no finite objective (2 failed)" in captured.err
+    trials = optuna_trials(u["storage"], "raises")
+    assert [t.user_attrs["status"] for t in trials] == ["failed", "failed"]
+    assert all("ValueError: n_clusters=500 is more than the" in t.user_attrs["reason"] for t in trials)
+    study = optuna.load_study(study_name="raises", storage=u["storage"])
+    client, children = mlflow_children(u["tracking_uri"], study.user_attrs["mlflow_parent_run_id"])
+    assert len(children) == 2 and all(r.data.tags["trial.status"] == "failed" for r in children)
+    assert all("n_clusters=500" in r.data.tags["trial.reason"] and "trial.retries" not in r.data.tags
+               for r in children)
 
 
 def test_study_whose_every_trial_failed_exits_1(tmp_path, features, local_ray, monkeypatch, capsys):

@@ -201,3 +201,79 @@ def test_ctrl_c_ends_runs_as_interrupted_and_resume_logs_each_epoch_once(tmp_pat
         assert r.info.status != "RUNNING" and r.data.tags["trial.status"] in ("complete", "diverged")
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")]
         assert sorted(steps) == sorted(set(steps)), (r.data.tags["trial.number"], steps)  # each epoch once
+
+
+def _second_ctrl_c(tmp_path, features, name: str, wait_for_stop: bool) -> subprocess.CompletedProcess:
+    """Launch a study, Ctrl-C once while trial 0 trains, then again: at once (inside Ray's
+    run) or once Ray's run has returned (the result is collected, Ray is shut down)."""
+    cmd = _launch(tmp_path, features, name, 2, space="cat_uvac", epochs=30) + ["--scheduler", "fifo"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if line.startswith("[study] trial 0 started"):
+            break
+    assert proc.poll() is None, "".join(out)
+    proc.send_signal(signal.SIGINT)
+    if wait_for_stop:
+        log = Path(uris(tmp_path)["storage_path"], name, "study.log")
+        deadline = time.time() + 60
+        while ("Experiment has been interrupted" not in (log.read_text() if log.exists() else "")
+               and time.time() < deadline):
+            time.sleep(0.02)
+    else:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out) + rest, err)
+
+
+@pytest.mark.parametrize("wait_for_stop", [False, True], ids=["inside-fit", "after-fit"])
+def test_second_ctrl_c_exits_130_with_the_resume_command(tmp_path, features, wait_for_stop):
+    name = f"twice-{int(wait_for_stop)}"
+    r = _second_ctrl_c(tmp_path, features, name, wait_for_stop)
+    assert r.returncode == 130, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert f"Continue with: python -m study.launch --resume {name}" in r.stderr
+
+
+def test_two_launches_of_one_name_at_once_one_refuses_in_one_line(tmp_path, features):
+    """Both on fresh databases, started together: one runs the study, the other refuses the
+    name in one line (no DuplicatedStudyError, no 'table ... already exists')."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = _launch(tmp_path, features, "twin", 1)
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    codes = sorted(rc for rc, _, _ in results)
+    assert codes == [0, 2], [(rc, err[-2000:]) for rc, _, err in results]
+    rc, out, err = next(r for r in results if r[0] == 2)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert err.startswith("error: study 'twin' ") and ("already exists" in err or "being set up" in err), err
+    trials = optuna_trials(uris(tmp_path)["storage"], "twin")
+    assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE
+
+
+def test_resume_on_a_damaged_searcher_state_continues_from_optuna(tmp_path, features, capsys):
+    """Garbage in searcher-state-*.json: Ray would restart the experiment and hang; --resume
+    says which file is damaged and runs the remaining trials from the Optuna storage."""
+    u = uris(tmp_path)
+    opts = StudyOptions(space="cat_uvac", features=features, num_samples=3, epochs=2, max_concurrent=1,
+                        overrides=dict(TINY), study_name="garbled", seed=2, scheduler="fifo",
+                        progress_every_s=1e9, **u)
+    res = run_study(opts, extra_callbacks=[InterruptAt(u["storage"], "garbled", 1, str(tmp_path / "sent"))])
+    assert res.interrupted
+    states = list(Path(u["storage_path"], "garbled").glob("searcher-state-*.json"))
+    assert states, "Ray saved no searcher state: nothing to damage"
+    for f in states:
+        f.write_text("{garbage")
+    capsys.readouterr()
+    res = resume_study("garbled", u["storage"])
+    out = capsys.readouterr().out
+    assert f"{states[0]} is damaged" in out and "continue from the Optuna storage" in out
+    trials = optuna_trials(res)
+    assert len(trials) == 3 and all(t.state.is_finished() for t in trials), [(t.number, t.state) for t in trials]
+    _, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    assert sorted(int(r.data.tags["trial.number"]) for r in children) == [0, 1, 2]

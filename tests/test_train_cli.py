@@ -11,6 +11,7 @@ import pytest
 
 from trainables.train import build_parser, main
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_FLAGS = ["--channels", "4,8,8,8", "--gru-hidden", "8", "--d-z", "4", "--batch-size", "16",
               "--device", "cpu", "--silhouette-sample", "200"]
 
@@ -104,3 +105,51 @@ def test_cli_unavailable_device_is_one_line_before_any_file(tiny_cache, tmp_path
     err = capsys.readouterr().err
     assert err.startswith("error: device 'cuda' requested but CUDA is not available") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_cli_read_only_out_is_one_line_before_training(tiny_cache, tmp_path, tmpfs):
+    ro = tmpfs(tmp_path / "ro", read_only=True)
+    for out in (ro, ro / "run"):  # the folder itself, or a new one inside it
+        r = subprocess.run([sys.executable, "-m", "trainables.train", "--features", str(tiny_cache.dir),
+                            "--out", str(out), "--model", "kmeans"], cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith(f"error: --out {out}: ") and r.stderr.count("\n") == 1, r.stderr
+        assert "read-only" in r.stderr
+
+
+@pytest.mark.parametrize("model", ["uvac", "cat_uvac", "kmeans", "gmm"])
+def test_more_clusters_than_training_clips_is_refused_for_every_model(tiny_cache, tiny_config, tmp_path, capsys,
+                                                                      model):
+    from trainables.loop import train
+
+    n_train = int((tiny_cache.table.split == "train").sum())
+    out = tmp_path / "r"
+    args = ["--features", str(tiny_cache.dir), "--out", str(out), "--model", model, "--n-clusters", "500"]
+    assert main(args + TINY_FLAGS) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: n_clusters=500 is more than the {n_train} clips of the train split " \
+                  "(at most one cluster per training clip); lower --n-clusters\n"
+    assert not out.exists(), "a run folder was written before the input was checked"
+    with pytest.raises(ValueError, match=f"n_clusters=500 is more than the {n_train} clips"):
+        train(tiny_config(model=model, n_clusters=500, epochs=1), tiny_cache.table)  # the study's trials
+
+
+def test_full_disk_keeps_the_last_good_checkpoint_and_says_so(tiny_cache, tmp_path, tmpfs):
+    """The run folder on a 512 KiB disk: epoch 1's checkpoint (~340 KB) fits, epoch 2's
+    (written beside it before the swap) does not."""
+    from trainables.checkpoint import load_checkpoint
+
+    out = tmpfs(tmp_path / "small", size="512k") / "run"
+    r = subprocess.run([sys.executable, "-m", "trainables.train", "--features", str(tiny_cache.dir), "--out", str(out),
+                        "--model", "uvac", "--epochs", "3", "--quiet", *TINY_FLAGS], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"error: no space left on {out}"), r.stderr
+    assert "the last good checkpoint (epoch 1) is kept" in r.stderr and "--resume" in r.stderr
+    assert load_checkpoint(out / "checkpoint")["epoch"] == 1
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["config.json", "state.pt"]  # no half file
+    for line in (out / "history.jsonl").read_text().splitlines():
+        json.loads(line)  # no half-written line
+    assert json.loads((out / "config.json").read_text())["model"] == "uvac"
+    assert not (out / "metrics.json").exists()  # no result claims the run finished

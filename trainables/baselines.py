@@ -99,10 +99,17 @@ def flatten_features(table) -> np.ndarray:
     return spec.reshape(spec.shape[0], spec.shape[1] * spec.shape[2]).cpu().numpy().astype(np.float32, copy=False)
 
 
-def _n_clusters(table, n_clusters) -> int:
+def check_n_clusters(table, n_clusters) -> int:
+    """The number of clusters K (0 or None: the number of classes), refused the same way for
+    every model, neural or classical: below 1, or above the clips of the train split (at most
+    one cluster per training clip; K-means cannot fit more)."""
     k = int(n_clusters) if n_clusters else len(table.classes)
     if k < 1:
         raise ValueError(f"n_clusters must be >= 1, got {k}")
+    n_train = len(_rows(table, "train"))
+    if k > n_train:
+        raise ValueError(f"n_clusters={k} is more than the {n_train} clips of the train split "
+                         "(at most one cluster per training clip); lower --n-clusters")
     return k
 
 
@@ -243,7 +250,7 @@ def run_baseline(
     """
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; choose one of {METHODS}")
-    k = len(table.classes) if method == "labels" else _n_clusters(table, n_clusters)
+    k = len(table.classes) if method == "labels" else check_n_clusters(table, n_clusters)
     n = len(table)
     clusters = np.zeros(n, dtype=np.int64)
     probs = None

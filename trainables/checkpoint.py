@@ -17,6 +17,7 @@ into place with ``os.replace``, so a crash never leaves a half-written checkpoin
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -43,19 +44,27 @@ __all__ = [
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
+    """``write(f)`` into memory, then the bytes to a temporary file moved over ``path``. A disk
+    error (full, read-only) is an ``OSError`` naming ``path`` (torch's own writer would say
+    "enforce fail at inline_container.cc"); the temporary file is removed and ``path`` keeps
+    its previous content."""
+    buf = io.BytesIO()
+    write(buf)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

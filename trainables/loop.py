@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from trainables.augment import augmenter_for
+from trainables.baselines import check_n_clusters
 from trainables.checkpoint import (
     load_checkpoint,
     numpy_generator_state,
@@ -303,6 +304,7 @@ def train(
         cfg["n_clusters"] = table.n_classes
         if cfg["n_clusters"] < 2:
             raise ValueError(f"n_clusters=0 means 'number of classes', but the data have {table.n_classes} class(es)")
+    check_n_clusters(table, cfg["n_clusters"])
 
     check_frontend(cfg, table.preset)
     if cfg["model"] not in NEURAL_MODELS:

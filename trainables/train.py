@@ -23,8 +23,10 @@ arguments or config, 1 any other error.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,13 +105,34 @@ def _progress_line(epoch: int, epochs: int, m: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _check_device(name: str) -> None:
-    """A requested device that this machine does not have is a config error (before any file is written)."""
+def check_device(name: str, fix: str = "use --device cpu") -> None:
+    """A requested device that this machine does not have is a config error (before any file is
+    written); ``fix`` is what the message tells to do instead (a study's: ``use --set device=cpu``)."""
     if str(name).startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+            raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; {fix}")
+
+
+def check_writable(out: Path) -> None:
+    """``--out`` must be a directory this process can create files in (checked before any data
+    is loaded or any file written): the nearest existing folder on its path is asked."""
+    p = out
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise ConfigError(f"--out {out}: {p} is a file, not a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        why = "on a read-only file system" if _read_only(p) else "not writable by this user"
+        raise ConfigError(f"--out {out}: cannot write there ({p} is {why}); choose another --out")
+
+
+def _read_only(p: Path) -> bool:
+    try:
+        return bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,14 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         if not features:
             raise ConfigError("--features DIR is required (a feature cache built by python -m features.build)")
         resolve_config(partial)  # fail fast on bad keys/values, before loading any data
-        _check_device(partial.get("device", DEFAULTS["device"]))
+        check_device(partial.get("device", DEFAULTS["device"]))
+        check_writable(out)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     from features.cache import load_table
 
-    from trainables.loop import train
+    from trainables.baselines import check_n_clusters
 
     try:
         table = load_table(features, split_scheme=partial.get("split_scheme", DEFAULTS["split_scheme"]))
@@ -152,13 +176,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resolved = resolve_config(partial, dataset=table.dataset, preset=table.preset)
         check_frontend(resolved, table.preset)  # before any file is written or epoch trained
+        check_n_clusters(table, resolved["n_clusters"])
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        return _train_and_write(args, out, partial, table, resolved, features)
+    except OSError as e:  # a full or failing disk: one line, what is kept, nothing half-written
+        _tidy(out)
+        print(f"error: {_disk_error(e, out)}", file=sys.stderr)
+        return 1
+
+
+def _write_text(path: Path, text: str) -> None:
+    """A whole file or the previous one (features.store.atomic_write), never a truncated one."""
+    from features.store import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _train_and_write(args, out: Path, partial: dict, table, resolved: dict, features) -> int:
+    from trainables.loop import train
+
     out.mkdir(parents=True, exist_ok=True)
     meta = {"features": str(Path(features).resolve()), "cache_key": table.cache_key,
             "preset": table.preset.to_dict()}
-    (out / "config.json").write_text(json.dumps({**resolved, **meta}, indent=2, sort_keys=True))
+    _write_text(out / "config.json", json.dumps({**resolved, **meta}, indent=2, sort_keys=True))
 
     history_path = out / "history.jsonl"
     if not args.resume and history_path.exists():
@@ -180,15 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # The loop's history is authoritative (it includes the epochs before a resume).
-    with history_path.open("w") as f:
-        for h in result.history:
-            f.write(json.dumps(_jsonable(h), sort_keys=True) + "\n")
-    (out / "config.json").write_text(json.dumps({**result.config, **meta}, indent=2, sort_keys=True))
-    summary = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
-               "metrics": _jsonable(result.metrics)}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    _write_text(history_path, "".join(json.dumps(_jsonable(h), sort_keys=True) + "\n" for h in result.history))
+    _write_text(out / "config.json", json.dumps({**result.config, **meta}, indent=2, sort_keys=True))
     if result.assignments is not None:
         write_assignments(result.assignments, out / "assignments.parquet")
+    summary = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
+               "metrics": _jsonable(result.metrics)}
+    _write_text(out / "metrics.json", json.dumps(summary, indent=2, sort_keys=True))  # last: the run is whole
     if result.status == "diverged":
         print(f"diverged: {result.reason}", file=sys.stderr)
     line = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
@@ -197,5 +238,35 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_DIVERGED if result.status == "diverged" else 0
 
 
+def _tidy(out: Path) -> None:
+    """After a disk error: no half line in history.jsonl, no empty checkpoint/ folder."""
+    history = out / "history.jsonl"
+    try:
+        data = history.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with history.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+        ckpt = out / "checkpoint"
+        if ckpt.is_dir() and not any(ckpt.iterdir()):
+            ckpt.rmdir()
+    except OSError:
+        pass
+
+
+def _disk_error(e: OSError, out: Path) -> str:
+    """One line: what failed where, and what of the run is kept."""
+    from trainables.checkpoint import load_checkpoint
+
+    where = "no space left on" if e.errno == errno.ENOSPC else f"cannot write ({e.strerror or e}):"
+    try:
+        kept = (f"the last good checkpoint (epoch {load_checkpoint(out / 'checkpoint')['epoch']}) is kept in "
+                f"{out / 'checkpoint'}; free space, then continue with --resume")
+    except (OSError, ValueError):
+        kept = "no checkpoint was written; free space and run it again"
+    return f"{where} {out} (writing {e.filename or out}): {kept}"
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from features.cli import run_main
+
+    sys.exit(run_main(main))
