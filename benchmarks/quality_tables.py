@@ -67,10 +67,10 @@ def strongest_baseline(baselines: dict[str, dict], *, side_information: bool = F
     """The baseline with the highest mean validation accuracy among those without side information,
     or (``side_information``) among those that use speaker ids: the comparison for a model on
     speaker-normalised features is the classical pipeline with the same normalisation."""
-    pool = {n: b for n, b in baselines.items() if bool(b["side_information"]) == side_information}
-    scored = {n: _mean([m.get("val/acc") for m in b["seeds"].values()]) for n, b in pool.items()}
-    scored = {n: v for n, v in scored.items() if math.isfinite(v)}
-    return max(scored, key=scored.get) if scored else None
+    from trainables.baseline_suite import strongest_name
+
+    return strongest_name(((n, _mean([m.get("val/acc") for m in b["seeds"].values()]), b["side_information"])
+                           for n, b in baselines.items()), side_information=side_information)
 
 
 def margin_rows(results: list[tuple[Any, dict]], split: str, group: str = "main",

@@ -46,8 +46,11 @@ def strongest_row(rows: list[dict], *, side_information: bool = False) -> Option
     """The row with the highest val/acc among the baselines without side information, or
     (``side_information``) among those that use speaker ids (the same normalisation as a model on
     speaker-normalised features)."""
-    pool = [r for r in rows if bool(r["side_information"]) == side_information and "val/acc" in r]
-    return max(pool, key=lambda r: r["val/acc"], default=None)
+    from trainables.baseline_suite import strongest_name
+
+    name = strongest_name(((r["name"], r.get("val/acc"), r["side_information"]) for r in rows),
+                          side_information=side_information)
+    return next((r for r in rows if r["name"] == name), None)
 
 
 def baseline_metrics(rows: list[dict]) -> dict[str, float]:

@@ -29,7 +29,7 @@ import numpy as np
 from trainables.baselines import BASELINES
 
 __all__ = ["REFERENCE_PRESETS", "OWN_BASELINES", "PIPELINE_BASELINES", "REFERENCE_BASELINES", "SuiteResult", "reference_tables",
-           "align_to", "own_name", "run_suite", "strongest", "suite_metrics", "format_suite"]
+           "align_to", "own_name", "run_suite", "strongest", "strongest_name", "suite_metrics"]
 
 REFERENCE_PRESETS = ("awe", "awe_speaker", "awe_raw")
 OWN_BASELINES = ("kmeans", "gmm", "kmeans_std", "gmm_std")  # on the model's table
@@ -119,13 +119,23 @@ def run_suite(table, references: Mapping[str, Any] | None = None, n_clusters: in
     return results
 
 
+def strongest_name(candidates: Iterable[tuple[str, float, bool]], *, side_information: bool = False) -> str | None:
+    """The one rule for "the strongest baseline", over (name, validation accuracy, uses speaker
+    ids): the highest finite accuracy among the baselines without side information, or
+    (``side_information``) among those that use speaker ids, the comparison for a model on
+    speaker-normalised features. The suite, the study summary and the benchmark all call it."""
+    pool = [(acc, name) for name, acc, side in candidates
+            if bool(side) == side_information and acc is not None and np.isfinite(acc)]
+    return max(pool, key=lambda p: p[0])[1] if pool else None
+
+
 def strongest(results: Iterable[SuiteResult], *, side_information: bool = False,
               split: str = "val") -> SuiteResult | None:
-    """The baseline with the highest ``split`` accuracy among those without side information
-    (``side_information=True``: among all, speaker-normalised ones included)."""
-    pool = [r for r in results if side_information or not r.side_information]
-    pool = [r for r in pool if np.isfinite(r.value(f"{split}/acc"))]
-    return max(pool, key=lambda r: r.value(f"{split}/acc"), default=None)
+    """The suite result :func:`strongest_name` picks on ``split`` accuracy."""
+    results = list(results)
+    name = strongest_name(((r.name, r.value(f"{split}/acc"), r.side_information) for r in results),
+                          side_information=side_information)
+    return next((r for r in results if r.name == name), None)
 
 
 def suite_metrics(results: Iterable[SuiteResult], metrics: Iterable[str] = ("acc", "nmi", "ari")) -> dict[str, float]:
@@ -138,18 +148,3 @@ def suite_metrics(results: Iterable[SuiteResult], metrics: Iterable[str] = ("acc
                 if np.isfinite(v):
                     out[f"baseline/{r.name}_{split}_{m}"] = v
     return out
-
-
-def format_suite(results: list[SuiteResult]) -> list[str]:
-    """Lines for a terminal: each baseline's val / test accuracy, the strongest marked."""
-    best = strongest(results)
-    best_side = strongest(results, side_information=True)
-    lines = []
-    for r in results:
-        mark = " <- strongest" if best is not None and r.name == best.name else ""
-        if best_side is not None and r.name == best_side.name and r.side_information:
-            mark = " <- strongest with speaker ids"
-        side = " [speaker ids]" if r.side_information else ""
-        lines.append(f"  {r.name:<22} val acc {100 * r.value('val/acc'):5.1f}%  test acc "
-                     f"{100 * r.value('test/acc'):5.1f}%  {r.label}{side}{mark}")
-    return lines
