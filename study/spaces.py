@@ -66,18 +66,27 @@ def _stabilisers(trial) -> None:
     trial.suggest_categorical("pool", ["mean", "last"])
 
 
-def _invariance(trial, frontend: Optional[str]) -> None:
+def _invariance(trial, frontend: Optional[str]) -> dict:
     """Augmented views with a consistency term (and an overclustering head), free bits, and on
-    real-valued front ends a style factor (docs/MODELS.md, "Invariance")."""
+    real-valued front ends a style factor (docs/MODELS.md, "Invariance"). Returns the constants
+    that switch off what a draw leaves out, so that a recipe's values for those keys (the
+    ``recommended`` recipe's consistency term and style factor) never reach a trial they do not
+    fit: no consistency term without views, no style factor on a front end in [0, 1]."""
+    consts: dict = {}
     if trial.suggest_categorical("augment", AUGMENT_CHOICES) != "none":
         trial.suggest_categorical("consistency", ["mi", "skl"])
         trial.suggest_float("consistency_weight", 1.0, 300.0, log=True)
         trial.suggest_categorical("overcluster", [0, 5])
         trial.suggest_float("aug_warp", 0.02, 0.2)
+    else:
+        consts.update(consistency="none", overcluster=0)
     trial.suggest_categorical("free_bits", [0.0, 0.25, 1.0])
     preset = PRESETS.get(frontend) if frontend else None
     if preset is not None and not preset.bounded:
         trial.suggest_categorical("style_clusters", [0, 4, 8])
+    elif preset is not None:
+        consts["style_clusters"] = 0
+    return consts
 
 
 def uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
@@ -87,7 +96,7 @@ def uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     _reconstruction(trial, frontend)
     _learning_rate(trial)
     _stabilisers(trial)
-    _invariance(trial, frontend)
+    consts.update(_invariance(trial, frontend))
     if trial.suggest_categorical("prior_init", ["fit", "paper"]) == "fit":
         trial.suggest_int("prior_warmup_epochs", 1, max(1, int(epochs) // 2))
         trial.suggest_categorical("prior_styles", [0, 4, 6])  # a factorial (content x style) prior
@@ -101,7 +110,7 @@ def cat_uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     _reconstruction(trial, frontend)
     _learning_rate(trial)
     _stabilisers(trial)
-    _invariance(trial, frontend)
+    consts.update(_invariance(trial, frontend))
     trial.suggest_float("marginal_entropy_weight", 0.0, 20.0)
     trial.suggest_float("kl_z_weight", 0.5, 8.0, log=True)
     trial.suggest_categorical("gumbel_hard", [False, True])

@@ -7,7 +7,8 @@ import pytest
 from study.launch import main
 from study.objectives import classify, objective_values, parse_objectives, settle
 from study.spaces import SPACES, describe_space, get_space, record_space
-from trainables.config import resolve_config
+from features.presets import PRESETS
+from trainables.config import RECIPES, check_frontend, resolve_config
 
 
 @pytest.fixture()
@@ -36,6 +37,33 @@ def test_space_draws_resolve_to_valid_configs(study, name):
         study.tell(trial, [0.0, 0.0])
 
 
+SPEECH_FRONTENDS = ("mfcc", "mfcc_raw", "logmel", "awe", "awe_raw", "awe_speaker")
+
+
+@pytest.mark.parametrize("name", ["uvac", "cat_uvac"])
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_space_draws_fit_every_recipe_and_front_end(study, name, recipe):
+    """What a study on speech runs: a draw over several front ends, on top of a recipe. A recipe's
+    values for keys the draw leaves out (``recommended``: a consistency term, a style factor) must
+    not make the trial invalid (a study with augment=none draws failed on every front end)."""
+    space = get_space(name, epochs=30, frontends=SPEECH_FRONTENDS)
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        consts = space(trial) or {}
+        config = {**trial.params, **consts, "recipe": recipe, "epochs": 30}
+        preset = PRESETS[config["frontend"]]
+        resolved = resolve_config(config, preset=preset)  # raises on an invalid combination
+        check_frontend(resolved, preset)
+        if config.get("augment") == "none":
+            assert resolved["consistency"] == "none" and resolved["overcluster"] == 0
+        if preset.bounded:
+            assert resolved["style_clusters"] == 0
+        seen.add((config.get("augment") == "none", preset.bounded))
+        study.tell(trial, [0.0, 0.0])
+    assert (True, False) in seen and (False, False) in seen  # both branches were drawn
+
+
 def test_cat_uvac_searches_what_the_issue_asks():
     params, consts = record_space("cat_uvac", epochs=7)
     names = {p["name"] for p in params}
@@ -55,7 +83,8 @@ def test_cat_uvac_searches_what_the_issue_asks():
     uvac_names = {p["name"] for p in record_space("uvac")[0]}
     assert not any(n.startswith("tau") for n in uvac_names)
     assert {"prior_init", "prior_warmup_epochs", "likelihood", "bn_reestimate", "pool"} <= uvac_names
-    assert consts == {"model": "cat_uvac"}
+    # the recorded draw takes first choices: no views, so the space switches their consistency term off
+    assert consts == {"model": "cat_uvac", "consistency": "none", "overcluster": 0}
 
 
 def test_describe_space_is_derived_from_the_function():
