@@ -23,11 +23,22 @@ import numpy as np
 import pandas as pd
 
 from study.objectives import Objective, parse_objectives
+from study.tags import (
+    KIND_STUDY,
+    PARENT_RUN_TAG,
+    STUDY_DATASET_TAG,
+    STUDY_KIND_TAG,
+    STUDY_NAME_TAG,
+    STUDY_OBJECTIVES_TAG,
+    STUDY_SPACE_TAG,
+    STUDY_STORAGE_TAG,
+    TRIAL_NUMBER_TAG,
+    TRIAL_REASON_TAG,
+    TRIAL_STATUS_TAG,
+)
+from trainables.status import TrialStatus
 
 log = logging.getLogger(__name__)
-
-STATUS_COMPLETE = "complete"
-STATUS_VALUES = ("complete", "pruned", "diverged", "failed")
 
 
 @dataclass
@@ -41,12 +52,12 @@ class StudyInfo:
 
     @property
     def space(self) -> str:
-        return self.tags.get("study.space", "")
+        return self.tags.get(STUDY_SPACE_TAG, "")
 
     @property
     def objectives(self) -> list[Objective]:
         """The ``study.objectives`` tag, parsed by the study's own parser; [] without the tag."""
-        tag = self.tags.get("study.objectives", "")
+        tag = self.tags.get(STUDY_OBJECTIVES_TAG, "")
         return parse_objectives(tag) if tag.strip() else []
 
     @property
@@ -60,7 +71,7 @@ class StudyInfo:
     def storage(self) -> str:
         """The Optuna storage URL of the study: the ``study.storage`` tag (absolute), else the
         ``storage`` param the study was launched with; "" when neither is recorded."""
-        return self.tags.get("study.storage") or self.params.get("storage", "")
+        return self.tags.get(STUDY_STORAGE_TAG) or self.params.get("storage", "")
 
 
 def client(tracking_uri: Optional[str] = None):
@@ -98,7 +109,7 @@ def find_study(name: str, tracking_uri: Optional[str] = None,
     if not exp_ids:
         raise LookupError(f"no MLflow experiment at {tracking_uri or 'the default tracking URI'}")
     safe = name.replace("'", "\\'")
-    runs = _search_all(cl, exp_ids, f"tags.`study.name` = '{safe}' and tags.`study.kind` = 'study'",
+    runs = _search_all(cl, exp_ids, f"tags.`{STUDY_NAME_TAG}` = '{safe}' and tags.`{STUDY_KIND_TAG}` = '{KIND_STUDY}'",
                        order_by=["attributes.start_time DESC"])
     if not runs:
         raise LookupError(f"no study named {name!r} (parent run tagged study.kind=study) "
@@ -132,18 +143,18 @@ def parse_value(text):
 
 def run_row(run, study: Optional[StudyInfo] = None) -> dict:
     tags = run.data.tags
-    num = tags.get("trial.number")
+    num = tags.get(TRIAL_NUMBER_TAG)
     row = {
-        "study": tags.get("study.name", study.name if study else ""),
-        "space": study.space if study else tags.get("study.space", ""),
-        "dataset": study.tags.get("study.dataset", "") if study else "",
-        "parent_run_id": tags.get("mlflow.parentRunId", ""),
+        "study": tags.get(STUDY_NAME_TAG, study.name if study else ""),
+        "space": study.space if study else tags.get(STUDY_SPACE_TAG, ""),
+        "dataset": study.tags.get(STUDY_DATASET_TAG, "") if study else "",
+        "parent_run_id": tags.get(PARENT_RUN_TAG, ""),
         "run_id": run.info.run_id,
         "run_name": run.info.run_name,
         "experiment_id": run.info.experiment_id,
         "trial_number": int(num) if num not in (None, "") and str(num).lstrip("-").isdigit() else -1,
-        "status": tags.get("trial.status", ""),
-        "reason": tags.get("trial.reason", ""),
+        "status": tags.get(TRIAL_STATUS_TAG, ""),
+        "reason": tags.get(TRIAL_REASON_TAG, ""),
         "mlflow_status": run.info.status,
         "start_time": run.info.start_time,
         "end_time": run.info.end_time,
@@ -157,7 +168,7 @@ def run_row(run, study: Optional[StudyInfo] = None) -> dict:
 
 def load_study_runs(study: StudyInfo, tracking_uri: Optional[str] = None) -> pd.DataFrame:
     cl = client(tracking_uri)
-    runs = _search_all(cl, [study.experiment_id], f"tags.mlflow.parentRunId = '{study.parent_run_id}'")
+    runs = _search_all(cl, [study.experiment_id], f"tags.{PARENT_RUN_TAG} = '{study.parent_run_id}'")
     rows = [run_row(r, study) for r in runs]
     df = pd.DataFrame(rows)
     if df.empty:
@@ -193,7 +204,7 @@ def completed(df: pd.DataFrame) -> pd.DataFrame:
     """Only trials with ``trial.status == complete`` (pruned, diverged, failed, running out)."""
     if df.empty or "status" not in df:
         return df.iloc[0:0]
-    return df[df["status"] == STATUS_COMPLETE]
+    return df[df["status"] == TrialStatus.COMPLETE]
 
 
 def objective_matrix(df: pd.DataFrame, metrics: Sequence[str]) -> np.ndarray:

@@ -31,6 +31,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.runs import client
+from study.tags import (KIND_REPLICATION, PARENT_RUN_TAG, REPLICATION_BASELINES_TAG, REPLICATION_FEATURES_TAG,
+                        REPLICATION_METHOD_TAG, REPLICATION_MODEL_TAG, REPLICATION_NAME_TAG, REPLICATION_SEED_TAG,
+                        REPLICATION_SEEDS_TAG, REPLICATION_SOURCE_RUN_TAG, REPLICATION_SOURCE_RUNS_TAG,
+                        REPLICATION_STATE_TAG, STUDY_CACHE_KEY_TAG, STUDY_KIND_TAG, TRIAL_REASON_TAG,
+                        TRIAL_STATUS_TAG, StudyState)
+from trainables.status import TrialStatus
 
 # column label -> (metric family, scale, uses a representation suffix)
 COLUMNS = [
@@ -124,7 +130,6 @@ def table_one_markdown(df: pd.DataFrame, title: str = "") -> str:
 
 
 # ------------------------------------------------------------------ a replication read from MLflow
-REPLICATION_KIND = "replication"
 MAX_REASON = 200
 
 
@@ -145,35 +150,35 @@ def find_replication(name_or_id: str, tracking_uri: Optional[str] = None) -> Rep
     parent = None
     try:
         run = cl.get_run(name_or_id)
-        parent = run if run.data.tags.get("study.kind") == REPLICATION_KIND else None
+        parent = run if run.data.tags.get(STUDY_KIND_TAG) == KIND_REPLICATION else None
     except MlflowException:
         pass
     if parent is None:
         exps = [e.experiment_id for e in cl.search_experiments()]
         safe = name_or_id.replace("'", "\\'")
-        found = cl.search_runs(exps, f"tags.`replication.name` = '{safe}' and tags.`study.kind` = "
-                               f"'{REPLICATION_KIND}'", order_by=["attributes.start_time DESC"]) if exps else []
+        found = cl.search_runs(exps, f"tags.`{REPLICATION_NAME_TAG}` = '{safe}' and tags.`{STUDY_KIND_TAG}` = "
+                               f"'{KIND_REPLICATION}'", order_by=["attributes.start_time DESC"]) if exps else []
         if not found:
             raise LookupError(f"no replication named {name_or_id!r} nor with that parent run id "
-                              f"(parent run tagged study.kind={REPLICATION_KIND}) at {where}")
+                              f"(parent run tagged study.kind={KIND_REPLICATION}) at {where}")
         parent = found[0]
     pid = parent.info.run_id
-    children = cl.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{pid}'",
+    children = cl.search_runs([parent.info.experiment_id], f"tags.{PARENT_RUN_TAG} = '{pid}'",
                               max_results=50000)
     if not children:
         raise LookupError(f"replication {name_or_id!r} (run {pid}) has no child runs at {where}")
-    return Replication(parent.data.tags.get("replication.name", parent.info.run_name), pid,
+    return Replication(parent.data.tags.get(REPLICATION_NAME_TAG, parent.info.run_name), pid,
                        dict(parent.data.tags), children)
 
 
 def _order(rep: Replication, tags: dict) -> tuple:
     """Chosen runs in the order given, then the baselines in theirs; seeds ascending."""
-    sources = rep.tags.get("replication.source_runs", "").split(",")
-    baselines = rep.tags.get("replication.baselines", "").split(",")
-    src, model = tags.get("replication.source_run", ""), tags.get("replication.model", "")
+    sources = rep.tags.get(REPLICATION_SOURCE_RUNS_TAG, "").split(",")
+    baselines = rep.tags.get(REPLICATION_BASELINES_TAG, "").split(",")
+    src, model = tags.get(REPLICATION_SOURCE_RUN_TAG, ""), tags.get(REPLICATION_MODEL_TAG, "")
     group = (0, sources.index(src) if src in sources else len(sources)) if src else \
         (1, baselines.index(model) if model in baselines else len(baselines))
-    return group + (int(tags.get("replication.seed", -1)),)
+    return group + (int(tags.get(REPLICATION_SEED_TAG, -1)),)
 
 
 def seeds_table(rep: Replication) -> pd.DataFrame:
@@ -181,10 +186,10 @@ def seeds_table(rep: Replication) -> pd.DataFrame:
     rows = []
     for run in sorted(rep.children, key=lambda r: _order(rep, r.data.tags)):
         t = run.data.tags
-        rows.append({"method": t.get("replication.method", run.info.run_name),
-                     "model": t.get("replication.model", ""), "source_run": t.get("replication.source_run", ""),
-                     "seed": int(t.get("replication.seed", -1)), "status": t.get("trial.status", ""),
-                     "reason": t.get("trial.reason", ""), "run_id": run.info.run_id,
+        rows.append({"method": t.get(REPLICATION_METHOD_TAG, run.info.run_name),
+                     "model": t.get(REPLICATION_MODEL_TAG, ""), "source_run": t.get(REPLICATION_SOURCE_RUN_TAG, ""),
+                     "seed": int(t.get(REPLICATION_SEED_TAG, -1)), "status": t.get(TRIAL_STATUS_TAG, ""),
+                     "reason": t.get(TRIAL_REASON_TAG, ""), "run_id": run.info.run_id,
                      **{k: float(v) for k, v in sorted(run.data.metrics.items()) if k.startswith("test/")}})
     return pd.DataFrame(rows)
 
@@ -197,7 +202,7 @@ def table_rows(seeds: pd.DataFrame) -> list[dict]:
         entry = rows.setdefault(r["method"], {"method": r["method"], "model": r["model"], "metrics": [],
                                               "n_runs": 0, "failures": []})
         entry["n_runs"] += 1
-        if r["status"] == "complete":
+        if r["status"] == TrialStatus.COMPLETE:
             entry["metrics"].append({c: float(r[c]) for c in metric_cols if pd.notna(r[c])})
         else:
             reason = str(r["reason"] or "")[:MAX_REASON]
@@ -221,11 +226,11 @@ def render_replication(name_or_id: str, tracking_uri: Optional[str] = None,
     seeds = seeds_table(rep)
     table = table_one(table_rows(seeds))
     t = rep.tags
-    title = (f"Table I: test split of {Path(t.get('replication.features', '?')).name}, "
-             f"{t.get('replication.seeds', '?')} seed(s) (cache {t.get('study.cache_key', '')[:12]}), "
+    title = (f"Table I: test split of {Path(t.get(REPLICATION_FEATURES_TAG, '?')).name}, "
+             f"{t.get(REPLICATION_SEEDS_TAG, '?')} seed(s) (cache {t.get(STUDY_CACHE_KEY_TAG, '')[:12]}), "
              f"replication {rep.name}")
-    state = t.get("replication.state", "")
-    if state != "finished":
+    state = t.get(REPLICATION_STATE_TAG, "")
+    if state != StudyState.FINISHED:
         title += f" [replication {state or 'state unknown'}]"
     md = table_one_markdown(table, title)
     out = Path(out_dir or Path("reports", rep.name))

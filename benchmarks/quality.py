@@ -40,6 +40,7 @@ from typing import Any
 
 from benchmarks.quality_tables import (ablation_rows, baseline_rows, baseline_summary, epochs_to_reach, margin_rows,
                                        markdown)
+from trainables.status import TrialStatus
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 RECIPE_LABEL = {"paper": "paper", "paper-lr5e-3": "paper, lr 5e-3", "recommended": "recommended"}
@@ -105,14 +106,14 @@ def run_job(job: Job, caches: dict[str, str]) -> dict:
     t0 = time.time()
     try:
         if job.kind == "suite":
-            return {"status": "complete", "rows": _suite(job, caches), "metrics": {}, "val_acc": [],
+            return {"status": TrialStatus.COMPLETE, "rows": _suite(job, caches), "metrics": {}, "val_acc": [],
                     "time_s": time.time() - t0}
         table = _table(caches[job.frontend], job.split)
         if job.kind == "labels":
             from trainables.baselines import run_baseline
 
             out = run_baseline("labels", table, len(table.classes), job.seed)
-            return {"status": "complete", "metrics": dict(out.metrics), "val_acc": [], "time_s": time.time() - t0}
+            return {"status": TrialStatus.COMPLETE, "metrics": dict(out.metrics), "val_acc": [], "time_s": time.time() - t0}
         from trainables.loop import train
 
         res = train({**job.config, "seed": job.seed, "split_scheme": job.split}, table)
@@ -120,7 +121,7 @@ def run_job(job: Job, caches: dict[str, str]) -> dict:
         return {"status": res.status, "reason": res.reason, "metrics": dict(res.metrics), "val_acc": val_acc,
                 "time_s": time.time() - t0}
     except Exception as exc:  # a failing run is a row of the table, not a crash of the benchmark
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "metrics": {}, "val_acc": [],
+        return {"status": TrialStatus.FAILED, "reason": f"{type(exc).__name__}: {exc}", "metrics": {}, "val_acc": [],
                 "time_s": time.time() - t0}
 
 
@@ -212,7 +213,7 @@ def _rows_for(results: list[tuple[Job, dict]], split: str, group: str = "main") 
         model = job.config.get("model", "labels" if job.kind == "labels" else "")
         row = rows.setdefault(job.label, {"method": job.label, "model": model, "metrics": [], "n_runs": 0})
         row["n_runs"] += 1
-        if res["status"] == "complete":
+        if res["status"] == TrialStatus.COMPLETE:
             row["metrics"].append(res["metrics"])
     ordered = list(rows.values())
     if group == "main":
@@ -257,7 +258,7 @@ def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], li
     runs again; saved runs of jobs no longer planned are dropped."""
     saved = {_job_key(j): (j, r) for j, r in load_runs(path)} if Path(path).exists() else {}
     planned = {_job_key(j): j for j in jobs}
-    kept = [(planned[k], r) for k, (_, r) in saved.items() if k in planned and r.get("status") != "failed"]
+    kept = [(planned[k], r) for k, (_, r) in saved.items() if k in planned and r.get("status") != TrialStatus.FAILED]
     done = {_job_key(j) for j, _ in kept}
     return kept, [j for j in jobs if _job_key(j) not in done]
 
@@ -296,7 +297,7 @@ def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header:
         pd.DataFrame(abl).to_csv(a.out / "ablation.csv", index=False)
         parts.append("### Ablation: recommended with each setting switched back to the paper's (random split, "
                      f"test, {a.ablation_seeds} seeds)\n\n{markdown(abl)}")
-    failed = [(j, r) for j, r in results if r["status"] != "complete"]
+    failed = [(j, r) for j, r in results if r["status"] != TrialStatus.COMPLETE]
     if failed:
         parts.append("### Runs that did not complete\n\n" + "\n".join(
             f"- {j.label}, {j.split} split, seed {j.seed}: {r['status']} {r.get('reason', '')}" for j, r in failed))
@@ -416,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     print(f"tables written to {a.out}/")
-    return 0 if all(r["status"] != "failed" for _, r in results) else 1
+    return 0 if all(r["status"] != TrialStatus.FAILED for _, r in results) else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from trainables.status import TrialStatus
+
 __all__ = ["baseline_rows", "baseline_summary", "strongest_baseline", "margin_rows", "epochs_to_reach", "ablation_rows", "markdown"]
 
 
@@ -38,7 +40,7 @@ def baseline_rows(results: list[tuple[Any, dict]], split: str) -> dict[str, dict
     """Every baseline of the suite jobs of ``split``: name -> {label, side_information, per seed metrics}."""
     out: dict[str, dict] = {}
     for job, res in results:
-        if job.kind != "suite" or job.split != split or res["status"] != "complete":
+        if job.kind != "suite" or job.split != split or res["status"] != TrialStatus.COMPLETE:
             continue
         for row in res["rows"]:
             b = out.setdefault(row["name"], {"label": row["label"], "side_information": row["side_information"],
@@ -88,7 +90,7 @@ def margin_rows(results: list[tuple[Any, dict]], split: str, group: str = "main"
     labels: dict[str, dict[int, float]] = {}
     for job, res in results:
         if job.kind == "neural" and job.split == split and job.group == group:
-            acc = res["metrics"].get("test/acc") if res["status"] == "complete" else None
+            acc = res["metrics"].get("test/acc") if res["status"] == TrialStatus.COMPLETE else None
             labels.setdefault(job.label, {})[job.seed] = acc
     for label, accs in labels.items():
         paired = [(a, base[s]) for s, a in accs.items() if a is not None and base.get(s) is not None]
@@ -126,7 +128,7 @@ def ablation_rows(results: list[tuple[Any, dict]], model_labels: dict[str, str])
     the difference to ``recommended`` on the same seeds."""
     def accs(label: str, group: str, seeds: set[int] | None = None) -> dict[int, float]:
         return {j.seed: r["metrics"].get("test/acc", math.nan) for j, r in results
-                if j.label == label and j.group == group and j.split == "random" and r["status"] == "complete"
+                if j.label == label and j.group == group and j.split == "random" and r["status"] == TrialStatus.COMPLETE
                 and (seeds is None or j.seed in seeds)}
 
     rows = []

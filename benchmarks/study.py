@@ -37,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from study.tags import PARENT_RUN_TAG, TRIAL_NUMBER_TAG
+from trainables.status import TrialStatus
+
 SCHEDULERS = ("fifo", "asha", "moasha")
 TINY = {"channels": "4,8,8,8", "gru_hidden": 8, "batch_size": 64, "silhouette_sample": 200}
 
@@ -90,8 +93,8 @@ def _trials(res) -> list[dict]:
 
     client = MlflowClient(res.tracking_uri)
     exp = client.get_run(res.parent_run_id).info.experiment_id
-    runs = {r.data.tags.get("trial.number"): r for r in client.search_runs(
-        [exp], filter_string=f"tags.mlflow.parentRunId = '{res.parent_run_id}'")}
+    runs = {r.data.tags.get(TRIAL_NUMBER_TAG): r for r in client.search_runs(
+        [exp], filter_string=f"tags.{PARENT_RUN_TAG} = '{res.parent_run_id}'")}
     out = []
     for t in optuna.load_study(study_name=res.study_name, storage=res.storage).get_trials(deepcopy=False):
         run = runs.get(str(t.number))
@@ -118,9 +121,9 @@ def summarise(runs: list[dict]) -> list[dict]:
     for r in runs:
         s = r["scheduler"]
         spent = sum(len(t["epoch_times"]) for t in r["trials"])
-        rows.append({"seed": r["seed"], "scheduler": s, "complete": r["counts"]["complete"],
-                     "pruned": r["counts"]["pruned"], "other": sum(v for k, v in r["counts"].items()
-                                                                   if k not in ("complete", "pruned")),
+        counts, shown = r["counts"], (TrialStatus.COMPLETE, TrialStatus.PRUNED)
+        rows.append({"seed": r["seed"], "scheduler": s, **{k: counts[k] for k in shown},
+                     "other": sum(v for k, v in counts.items() if k not in shown),
                      "trial_epochs": spent, "wall_s": round(r["wall_s"], 1), "hypervolume": hv[s],
                      "reference": [float(x) for x in ref]})
     by = {row["scheduler"]: row for row in rows}
@@ -147,7 +150,8 @@ def epochs_to_reach(trials: list[dict], directions, ref, target: float):
 
 
 def render(rows: list[dict]) -> str:
-    head = f"{'seed':>4}  {'scheduler':<9} {'complete':>8} {'pruned':>6} {'other':>5} {'trial-epochs':>12} " \
+    complete, pruned = TrialStatus.COMPLETE, TrialStatus.PRUNED
+    head = f"{'seed':>4}  {'scheduler':<9} {complete:>8} {pruned:>6} {'other':>5} {'trial-epochs':>12} " \
            f"{'wall s':>7} {'hypervolume':>11}  moasha epochs to fifo HV"
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -155,7 +159,7 @@ def render(rows: list[dict]) -> str:
         if r["scheduler"] == "moasha" and "ratio_to_fifo" in r:
             reach = ("not reached" if r["ratio_to_fifo"] is None
                      else f"{r['epochs_to_fifo_hv']} ({r['ratio_to_fifo']:.2f} x fifo's)")
-        lines.append(f"{r['seed']:>4}  {r['scheduler']:<9} {r['complete']:>8} {r['pruned']:>6} {r['other']:>5} "
+        lines.append(f"{r['seed']:>4}  {r['scheduler']:<9} {r[complete]:>8} {r[pruned]:>6} {r['other']:>5} "
                      f"{r['trial_epochs']:>12} {r['wall_s']:>7.0f} {r['hypervolume']:>11.4g}  {reach}")
     refs = sorted({tuple(r["reference"]) for r in rows})
     lines += [f"hypervolume reference point {list(ref)} (study.pareto.reference_point: the fixed worst "

@@ -21,6 +21,8 @@ import time
 import numpy as np
 import torch
 
+from trainables.status import TrialStatus
+
 
 def synthetic_table(n: int, n_freq: int, n_frames: int, n_classes: int = 10, seed: int = 0):
     """A FeatureTable of random spectrograms (80/10/10 split), built in memory."""
@@ -81,7 +83,7 @@ def loop_throughput(cfg: dict, table, epochs: int) -> float:
     from trainables.loop import train
 
     res = train({**cfg, "epochs": epochs}, table)
-    if res.status != "complete":
+    if res.status != TrialStatus.COMPLETE:
         raise RuntimeError(f"benchmark run ended {res.status}: {res.reason}")
     return max(h["train/samples_per_s"] for h in res.history)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional
 
+from study.tags import STRONGEST_TAG, STRONGEST_WITH_SPEAKER_IDS_TAG
+
 __all__ = ["study_baselines", "baseline_tags", "strongest_row", "margin_lines"]
 
 _METRICS = ("acc", "nmi", "ari")
@@ -62,10 +64,10 @@ def baseline_tags(rows: list[dict]) -> dict[str, str]:
     tags = {}
     best = strongest_row(rows)
     if best is not None:
-        tags["baseline.strongest"] = best["name"]
+        tags[STRONGEST_TAG] = best["name"]
     side = strongest_row(rows, side_information=True)
     if side is not None:
-        tags["baseline.strongest_with_speaker_ids"] = side["name"]
+        tags[STRONGEST_WITH_SPEAKER_IDS_TAG] = side["name"]
     return tags
 
 

@@ -35,6 +35,9 @@ from study.options import (StudyError, StudyOptions, check_config, default_study
                            pinned_params, pinned_text, study_space)
 from study.baselines import baseline_metrics, baseline_tags
 from study.result import StudyResult, collect_result, resume_command
+from study.tags import (STUDY_CACHE_KEY_TAG, STUDY_DATASET_TAG, STUDY_FRONTENDS_TAG, STUDY_GIT_COMMIT_TAG,
+                        STUDY_OBJECTIVES_TAG, STUDY_PINNED_TAG, STUDY_SEED_TAG, STUDY_SPACE_TAG, STUDY_STATE_TAG,
+                        STUDY_STORAGE_TAG, StudyState)
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +245,7 @@ def _interrupted(st: _Study):
     from study import tracking
 
     tracking.interrupt_open_runs(st.tracking_uri, st.parent_id)
-    tracking.finish_parent(st.tracking_uri, st.parent_id, "KILLED", {"study.state": "interrupted"})
+    tracking.finish_parent(st.tracking_uri, st.parent_id, "KILLED", {STUDY_STATE_TAG: StudyState.INTERRUPTED})
     raise StudyInterrupted(resume_command(st.name, st.storage)) from None
 
 
@@ -370,16 +373,16 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
     fixed = fixed_config(opts, n_clusters)
     check_config(opts, fixed)
     baselines = fit_baselines(cache_dirs, split_scheme, n_clusters)
-    pinned_record = {"study.pinned": pinned_text(pinned)} if pinned else {}
+    pinned_record = {STUDY_PINNED_TAG: pinned_text(pinned)} if pinned else {}
     parent_id = tracking.start_parent(
         tracking_uri, opts.experiment, name,
-        tags={"study.space": opts.space, "study.dataset": table.dataset, "study.cache_key": table.cache_key,
-              "study.git_commit": tracking.git_commit(), "study.objectives": ",".join(map(str, objectives)),
-              "study.storage": storage,  # absolute: analysis.importance reads the study from it
-              "study.seed": opts.seed, "study.frontends": ",".join(cache_dirs), **pinned_record,
+        tags={STUDY_SPACE_TAG: opts.space, STUDY_DATASET_TAG: table.dataset, STUDY_CACHE_KEY_TAG: table.cache_key,
+              STUDY_GIT_COMMIT_TAG: tracking.git_commit(), STUDY_OBJECTIVES_TAG: ",".join(map(str, objectives)),
+              STUDY_STORAGE_TAG: storage,  # absolute: analysis.importance reads the study from it
+              STUDY_SEED_TAG: opts.seed, STUDY_FRONTENDS_TAG: ",".join(cache_dirs), **pinned_record,
               **baseline_tags(baselines)},
         params={**{k: v for k, v in dataclasses.asdict(opts).items() if k != "overrides"},
-                **{f"fixed.{k}": v for k, v in fixed.items()}, "study.seed": opts.seed, **pinned_record})
+                **{f"fixed.{k}": v for k, v in fixed.items()}, STUDY_SEED_TAG: opts.seed, **pinned_record})
     tracking.log_parent_metrics(tracking_uri, parent_id, baseline_metrics(baselines))
     study = optuna.load_study(study_name=name, storage=storage)  # claimed above
     attrs = {"mlflow_parent_run_id": parent_id, "tracking_uri": tracking_uri, "fixed_config": json.dumps(fixed),

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from trainables.metrics import metric_direction
+from trainables.status import ENDINGS, TrialStatus
 
 DEFAULT_OBJECTIVES = ("val/silhouette_z:max", "val/acc:max")
 # Baselines cluster the input features: their quality metrics are on x, not on z.
@@ -114,17 +115,17 @@ def model_metrics(model: str) -> list[str]:
     return declared_metrics(model)
 
 
-def classify(result: Optional[dict], error: bool = False) -> tuple[str, str]:
+def classify(result: Optional[dict], error: bool = False) -> tuple[TrialStatus, str]:
     """(status, reason) of a finished trial from its last result."""
     if error:
-        return "failed", "the trial raised (see Ray's error file)"
+        return TrialStatus.FAILED, "the trial raised (see Ray's error file)"
     if not result or FINAL_KEY not in result:
-        return "pruned", "stopped early by the scheduler"
+        return TrialStatus.PRUNED, "stopped early by the scheduler"
     status = str(result[FINAL_KEY])
     reason = str(result.get(REASON_KEY) or "")
-    if status not in ("complete", "diverged", "pruned", "failed"):
-        status = "pruned" if status == "stopped" else "failed"
-    return status, reason
+    if status not in ENDINGS:
+        status = TrialStatus.PRUNED if status == TrialStatus.STOPPED else TrialStatus.FAILED
+    return TrialStatus(status), reason
 
 
 def missing_objectives(result: Optional[dict], objectives: list[Objective]) -> list[str]:
@@ -166,16 +167,16 @@ def objective_values(result: dict, objectives: list[Objective]) -> Optional[list
 
 
 def settle(result: Optional[dict], objectives: list[Objective], error: bool = False
-           ) -> tuple[str, str, Optional[list[float]]]:
+           ) -> tuple[TrialStatus, str, Optional[list[float]]]:
     """(status, reason, objective values) of an ended trial, as the study counts it: a trial
     that trained to the end without finite objectives is ``failed`` (it is told FAIL to
     Optuna and never reaches a front), whatever its own report says."""
     status, reason = classify(result, error)
-    if status != "complete":
+    if status != TrialStatus.COMPLETE:
         return status, reason, None
     values = objective_values(result, objectives)
     if values is None:
-        return "failed", objective_failure(result, objectives, reason), None
+        return TrialStatus.FAILED, objective_failure(result, objectives, reason), None
     return status, reason, values
 
 

@@ -31,6 +31,7 @@ from ray.tune import Callback
 from study.objectives import FINAL_KEY, Objective, is_live, settle, settle_ended
 from study.pareto import pareto_front
 from study.trial_index import TrialIndex
+from trainables.status import TrialStatus
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def epoch_progress(trials, total_trials: int, epochs: int, ending=None) -> Epoch
     trained = saved = 0
     for t in trials:
         # a baseline reports no epochs: a trial that completed counts in full
-        ran = epochs if (t.last_result or {}).get(FINAL_KEY) == "complete" else min(_epoch_of(t), epochs)
+        ran = epochs if (t.last_result or {}).get(FINAL_KEY) == TrialStatus.COMPLETE else min(_epoch_of(t), epochs)
         trained += ran
         if not is_live(t, ending):
             saved += epochs - ran
@@ -280,16 +281,16 @@ class ProgressCallback(Callback):
 
     def _ended(self, trials, trial, error: bool) -> None:
         status, reason, vals = settle(trial.last_result, self.objectives, error)
-        if status == "complete":
+        if status == TrialStatus.COMPLETE:
             detail = value_text(self.objectives, vals)
-        elif status == "pruned":
+        elif status == TrialStatus.PRUNED:
             last = trial.last_result or {}
             detail = (f"at epoch {_epoch_of(trial)}/{self.epochs} on "
                       + value_text(self.objectives, [last.get(o.metric) for o in self.objectives]))
         else:
             detail = reason or ""
         self._say(f"[study] {_label(self.index, trial, self.width)} {status:<9}" + (f"  {detail}" if detail else ""))
-        if status == "complete":
+        if status == TrialStatus.COMPLETE:
             self._note_front(trials, trial)
         self._update(trials, force=True, ending=trial)
 

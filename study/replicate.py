@@ -36,15 +36,39 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from study.ray_runtime import init_ray
+from study.tags import (
+    KIND_REPLICATION,
+    PARENT_RUN_TAG,
+    REPLICATION_BASELINES_TAG,
+    REPLICATION_COMPLETED_TAG,
+    REPLICATION_FEATURES_TAG,
+    REPLICATION_METHOD_TAG,
+    REPLICATION_MODEL_TAG,
+    REPLICATION_NAME_TAG,
+    REPLICATION_SEED_TAG,
+    REPLICATION_SEEDS_TAG,
+    REPLICATION_SOURCE_RUN_TAG,
+    REPLICATION_SOURCE_RUNS_TAG,
+    REPLICATION_STATE_TAG,
+    STUDY_CACHE_KEY_TAG,
+    STUDY_GIT_COMMIT_TAG,
+    STUDY_KIND_TAG,
+    STUDY_NAME_TAG,
+    STUDY_SPACE_TAG,
+    TRIAL_NUMBER_TAG,
+    TRIAL_REASON_TAG,
+    TRIAL_STATUS_TAG,
+    StudyState,
+)
 from study.tracking import MLFLOW_STATUS, git_commit, mlflow_client
 from trainables.baselines import BASELINES as BASELINE_REGISTRY
 from trainables.config import DEFAULTS, ConfigError, resolve_config
+from trainables.status import TrialStatus
 
 log = logging.getLogger(__name__)
 
 # the baselines every replication fits beside the chosen runs, named as the registry names them
 BASELINES = tuple((name, BASELINE_REGISTRY[name].label) for name in ("kmeans", "gmm", "labels"))
-KIND = "replication"
 
 
 class ReplicationError(Exception):
@@ -84,7 +108,7 @@ class ReplicationResult:
     def completed_sources(self) -> int:
         """Replicates of the chosen runs (not baselines) that completed."""
         return sum(1 for r, o in zip(self.replicates, self.outcomes)
-                   if r.source_run and o["status"] == "complete")
+                   if r.source_run and o["status"] == TrialStatus.COMPLETE)
 
 
 def source_from_run(run_id: str, tracking_uri: str, features: Optional[str] = None) -> Source:
@@ -93,7 +117,7 @@ def source_from_run(run_id: str, tracking_uri: str, features: Optional[str] = No
     cl = mlflow_client(tracking_uri)
     run = cl.get_run(run_id)
     params = dict(run.data.params)
-    parent_id = run.data.tags.get("mlflow.parentRunId")
+    parent_id = run.data.tags.get(PARENT_RUN_TAG)
     parent = cl.get_run(parent_id) if parent_id else None
     pparams = parent.data.params if parent else {}
     feats = features or params.get("features") or pparams.get("fixed.features") or pparams.get("features")
@@ -108,12 +132,12 @@ def source_from_run(run_id: str, tracking_uri: str, features: Optional[str] = No
         resolve_config(config)
     except ConfigError as exc:
         raise ReplicationError(f"run {run_id}: its params are not a valid training config: {exc}") from None
-    model = config.get("model", parent.data.tags.get("study.space", "") if parent else "")
-    trial = run.data.tags.get("trial.number")
-    study = run.data.tags.get("study.name", "")
+    model = config.get("model", parent.data.tags.get(STUDY_SPACE_TAG, "") if parent else "")
+    trial = run.data.tags.get(TRIAL_NUMBER_TAG)
+    study = run.data.tags.get(STUDY_NAME_TAG, "")
     label = f"{model} {study} trial {trial} ({run_id[:8]})" if trial is not None else f"{model} ({run_id[:8]})"
     return Source(run_id=run_id, label=label, model=model, config=config, features=feats,
-                  cache_key=parent.data.tags.get("study.cache_key", "") if parent else "",
+                  cache_key=parent.data.tags.get(STUDY_CACHE_KEY_TAG, "") if parent else "",
                   experiment_id=run.info.experiment_id)
 
 
@@ -144,11 +168,11 @@ def baseline_one(method: str, table, n_clusters: int, seed: int) -> dict:
     """Fit baseline ``method`` with one seed on ``table``: status, reason and the test metrics."""
     from trainables.baselines import run_baseline
     out = run_baseline(method, table, int(n_clusters) or len(table.classes), int(seed))
-    return {"status": "complete", "reason": "", "metrics": _test_metrics(dict(out.metrics))}
+    return {"status": TrialStatus.COMPLETE, "reason": "", "metrics": _test_metrics(dict(out.metrics))}
 
 
 def _failure(exc: BaseException) -> dict:
-    return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:5000], "metrics": {}}
+    return {"status": TrialStatus.FAILED, "reason": f"{type(exc).__name__}: {exc}"[:5000], "metrics": {}}
 
 
 def _replicate_task(rep: Replicate, table) -> dict:
@@ -167,20 +191,20 @@ def _replicate_task(rep: Replicate, table) -> dict:
 def _start_parent(cl, name: str, sources: Sequence[Source], seeds: int, baselines: bool,
                   feature_dir: str, cache_key: str) -> str:
     return cl.create_run(sources[0].experiment_id, run_name=name, tags={
-        "study.kind": KIND, "replication.name": name, "replication.state": "running",
-        "replication.source_runs": ",".join(s.run_id for s in sources),
-        "replication.seeds": str(seeds),
-        "replication.baselines": ",".join(m for m, _ in BASELINES) if baselines else "",
-        "replication.features": feature_dir, "study.cache_key": cache_key,
-        "study.git_commit": git_commit()}).info.run_id
+        STUDY_KIND_TAG: KIND_REPLICATION, REPLICATION_NAME_TAG: name, REPLICATION_STATE_TAG: StudyState.RUNNING.value,
+        REPLICATION_SOURCE_RUNS_TAG: ",".join(s.run_id for s in sources),
+        REPLICATION_SEEDS_TAG: str(seeds),
+        REPLICATION_BASELINES_TAG: ",".join(m for m, _ in BASELINES) if baselines else "",
+        REPLICATION_FEATURES_TAG: feature_dir, STUDY_CACHE_KEY_TAG: cache_key,
+        STUDY_GIT_COMMIT_TAG: git_commit()}).info.run_id
 
 
 def _start_child(cl, experiment_id: str, parent: str, name: str, rep: Replicate) -> str:
     from mlflow.entities import Param
     rid = cl.create_run(experiment_id, run_name=f"{rep.label} seed {rep.seed}", tags={
-        "mlflow.parentRunId": parent, "replication.name": name, "replication.method": rep.label,
-        "replication.model": rep.model, "replication.source_run": rep.source_run,
-        "replication.seed": str(rep.seed), "trial.status": "running"}).info.run_id
+        PARENT_RUN_TAG: parent, REPLICATION_NAME_TAG: name, REPLICATION_METHOD_TAG: rep.label,
+        REPLICATION_MODEL_TAG: rep.model, REPLICATION_SOURCE_RUN_TAG: rep.source_run,
+        REPLICATION_SEED_TAG: str(rep.seed), TRIAL_STATUS_TAG: TrialStatus.RUNNING.value}).info.run_id
     cl.log_batch(rid, params=[Param(k, str(v)[:6000]) for k, v in sorted(rep.config.items())])
     return rid
 
@@ -188,8 +212,8 @@ def _start_child(cl, experiment_id: str, parent: str, name: str, rep: Replicate)
 def _finish_child(cl, rid: str, outcome: dict) -> None:
     from mlflow.entities import Metric
     now = int(time.time() * 1000)
-    cl.set_tag(rid, "trial.status", outcome["status"])
-    cl.set_tag(rid, "trial.reason", outcome["reason"][:5000])
+    cl.set_tag(rid, TRIAL_STATUS_TAG, outcome["status"])
+    cl.set_tag(rid, TRIAL_REASON_TAG, outcome["reason"][:5000])
     cl.log_batch(rid, metrics=[Metric(k, v, now, 0) for k, v in sorted(outcome["metrics"].items())
                                if math.isfinite(v)])
     cl.set_terminated(rid, MLFLOW_STATUS.get(outcome["status"], "FAILED"))
@@ -228,7 +252,8 @@ def _check_inputs(run_ids: Sequence[str], seeds: int, name: str, tracking_uri: s
     cl = mlflow_client(tracking_uri)
     exps = [e.experiment_id for e in cl.search_experiments()]
     safe = name.replace("'", "\\'")
-    if exps and cl.search_runs(exps, f"tags.`replication.name` = '{safe}' and tags.`study.kind` = '{KIND}'"):
+    query = f"tags.`{REPLICATION_NAME_TAG}` = '{safe}' and tags.`{STUDY_KIND_TAG}` = '{KIND_REPLICATION}'"
+    if exps and cl.search_runs(exps, query):
         raise ReplicationError(f"a replication named {name!r} already exists at {tracking_uri}; choose another --name")
 
 
@@ -296,7 +321,7 @@ def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: str = "s
     except BaseException as exc:  # interrupted: unfinished replicates and the parent say so
         for i in sorted(set(range(len(replicates))) - finished):
             _finish_child(cl, children[i], _failure(RuntimeError(f"replication stopped: {type(exc).__name__}")))
-        cl.set_tag(parent, "replication.state", "interrupted")
+        cl.set_tag(parent, REPLICATION_STATE_TAG, StudyState.INTERRUPTED)
         cl.set_terminated(parent, "KILLED")
         raise
     finally:
@@ -305,8 +330,9 @@ def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: str = "s
             ray.shutdown()
     result = ReplicationResult(name, parent, replicates, outcomes)
     ok = result.completed_sources > 0
-    cl.set_tag(parent, "replication.state", "finished" if ok else "failed")
-    cl.set_tag(parent, "replication.completed", f"{sum(o['status'] == 'complete' for o in outcomes)}/{len(outcomes)}")
+    cl.set_tag(parent, REPLICATION_STATE_TAG, StudyState.FINISHED if ok else StudyState.FAILED)
+    done = sum(o["status"] == TrialStatus.COMPLETE for o in outcomes)
+    cl.set_tag(parent, REPLICATION_COMPLETED_TAG, f"{done}/{len(outcomes)}")
     cl.set_terminated(parent, "FINISHED" if ok else "FAILED")
     return result
 

@@ -10,6 +10,17 @@ from typing import Optional
 
 from study.baselines import margin_lines
 from study.options import pinned_text
+from study.tags import (
+    REASON_ATTR,
+    STATUS_ATTR,
+    STUDY_FAILURE_TAG,
+    STUDY_FINISHED_TRIALS_TAG,
+    STUDY_PARETO_TRIALS_TAG,
+    STUDY_STATE_TAG,
+    TRIAL_NUMBER_TAG,
+    StudyState,
+)
+from trainables.status import ENDINGS, TrialStatus
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +48,7 @@ class StudyResult:
     @property
     def failed(self) -> bool:
         """Finished, but no trial completed with finite objectives (nothing to select)."""
-        return not self.interrupted and self.counts.get("complete", 0) == 0
+        return not self.interrupted and self.counts.get(TrialStatus.COMPLETE, 0) == 0
 
 
 
@@ -54,31 +65,32 @@ def collect_result(name, storage, tracking_uri, parent_id, objectives, total, t0
 
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials(deepcopy=False)
-    counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0, "running": 0}
+    counts = {**{s: 0 for s in ENDINGS}, TrialStatus.RUNNING: 0}
     for t in trials:
         if t.state == TrialState.RUNNING or t.state == TrialState.WAITING:
-            counts["running"] += 1
+            counts[TrialStatus.RUNNING] += 1
         elif t.state == TrialState.COMPLETE:
-            counts["complete"] += 1
+            counts[TrialStatus.COMPLETE] += 1
         elif t.state == TrialState.PRUNED:
-            counts["pruned"] += 1
+            counts[TrialStatus.PRUNED] += 1
         else:
-            counts[t.user_attrs.get("status", "failed") if t.user_attrs.get("status") in counts else "failed"] += 1
-    finished = sum(v for k, v in counts.items() if k != "running")
-    warnings = sorted({t.user_attrs.get("reason", "") for t in trials
-                       if t.state == TrialState.FAIL and "not reported" in t.user_attrs.get("reason", "")})
-    interrupted = finished < total or counts["running"] > 0
-    all_failed = not interrupted and counts["complete"] == 0
+            status = t.user_attrs.get(STATUS_ATTR)
+            counts[status if status in counts else TrialStatus.FAILED] += 1
+    finished = sum(v for k, v in counts.items() if k != TrialStatus.RUNNING)
+    warnings = sorted({t.user_attrs.get(REASON_ATTR, "") for t in trials
+                       if t.state == TrialState.FAIL and "not reported" in t.user_attrs.get(REASON_ATTR, "")})
+    interrupted = finished < total or counts[TrialStatus.RUNNING] > 0
+    all_failed = not interrupted and counts[TrialStatus.COMPLETE] == 0
 
     runs = {}
     try:
         for r in tracking.child_runs(tracking_uri, parent_id):
-            runs[r.data.tags.get("trial.number")] = r
+            runs[r.data.tags.get(TRIAL_NUMBER_TAG)] = r
     except Exception as exc:
         log.warning("could not read MLflow child runs: %s", exc)
 
     pareto = []
-    best = study.best_trials if counts["complete"] else []
+    best = study.best_trials if counts[TrialStatus.COMPLETE] else []
     for t in sorted(best, key=lambda t: t.number):
         run = runs.get(str(t.number))
         test = {}
@@ -90,14 +102,15 @@ def collect_result(name, storage, tracking_uri, parent_id, objectives, total, t0
 
     if interrupted:  # child runs left RUNNING by Ctrl-C: ended as interrupted, reopened by --resume
         tracking.interrupt_open_runs(tracking_uri, parent_id)
-    tags = {"study.finished_trials": finished, "study.pareto_trials": ",".join(str(p["number"]) for p in pareto)}
+    tags = {STUDY_FINISHED_TRIALS_TAG: finished,
+            STUDY_PARETO_TRIALS_TAG: ",".join(str(p["number"]) for p in pareto)}
     if interrupted:
-        tracking.finish_parent(tracking_uri, parent_id, "KILLED", {**tags, "study.state": "interrupted"})
+        tracking.finish_parent(tracking_uri, parent_id, "KILLED", {**tags, STUDY_STATE_TAG: StudyState.INTERRUPTED})
     elif all_failed:
         tracking.finish_parent(tracking_uri, parent_id, "FAILED",
-                               {**tags, "study.state": "failed", "study.failure": _failure_text(counts)})
+                               {**tags, STUDY_STATE_TAG: StudyState.FAILED, STUDY_FAILURE_TAG: _failure_text(counts)})
     else:
-        tracking.finish_parent(tracking_uri, parent_id, "FINISHED", {**tags, "study.state": "finished"})
+        tracking.finish_parent(tracking_uri, parent_id, "FINISHED", {**tags, STUDY_STATE_TAG: StudyState.FINISHED})
     return StudyResult(study_name=name, parent_run_id=parent_id, storage=storage, tracking_uri=tracking_uri,
                        experiment_path=path, counts=counts, pareto=pareto, elapsed_s=time.time() - t0,
                        interrupted=interrupted, ui_command=tracking.ui_command(tracking_uri),
@@ -109,7 +122,7 @@ def collect_result(name, storage, tracking_uri, parent_id, objectives, total, t0
 
 
 def _failure_text(counts: dict) -> str:
-    ended = ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != "running")
+    ended = ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != TrialStatus.RUNNING)
     return f"no trial completed with finite objectives ({ended or 'no trial ran'}); nothing to select"
 
 

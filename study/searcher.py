@@ -24,6 +24,8 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from study.objectives import Objective, settle
+from study.tags import RAY_ID_ATTR, REASON_ATTR, STATUS_ATTR
+from trainables.status import TrialStatus
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ class StudySearcher(OptunaSearch):
             ot_trial = self._orphan() or self._ot_study.ask()
             self._ot_trials[trial_id] = ot_trial
             self._owned[trial_id] = ot_trial._trial_id
-            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            ot_trial.set_user_attr(RAY_ID_ATTR, trial_id)
         ot_trial = self._ot_trials[trial_id]
         # flat keys: no unflattening (config keys never hold "/"). The Optuna trial is found
         # again by its user attr ray_trial_id (study.tracking), not through the config.
@@ -139,7 +141,8 @@ class StudySearcher(OptunaSearch):
             return
         ot_trial = self._ot_trials[trial_id]
         status, reason, values = settle(result, self._objectives, error)
-        state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(status, TrialState.FAIL)
+        state = {TrialStatus.COMPLETE: TrialState.COMPLETE,
+                 TrialStatus.PRUNED: TrialState.PRUNED}.get(status, TrialState.FAIL)
         tell(self._ot_study, ot_trial, state, values, status, reason)
         self._completed_trials.add(trial_id)
 
@@ -150,8 +153,8 @@ def tell(study, ot_trial, state, values, status: str, reason: str) -> None:
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == ot_trial.number)
         if frozen.state.is_finished():
             return
-        ot_trial.set_user_attr("status", status)
-        ot_trial.set_user_attr("reason", reason)
+        ot_trial.set_user_attr(STATUS_ATTR, status)
+        ot_trial.set_user_attr(REASON_ATTR, reason)
         study.tell(ot_trial, values if state == TrialState.COMPLETE else None, state=state)
     except Exception as exc:  # never let bookkeeping kill the study
         log.warning("could not tell Optuna trial %s: %s", getattr(ot_trial, "number", "?"), exc)

@@ -27,13 +27,32 @@ from ray.tune import Callback
 
 from study.objectives import FINAL_KEY, classify, settle_ended
 from study.trainable import RESOLVED_KEY
-from study.trial_index import MLFLOW_RUN_ATTR, TrialIndex
+from study.tags import (
+    EXPERIMENT_KIND_TAG,
+    KIND_STUDY,
+    MLFLOW_RUN_ATTR,
+    NOTE_TAG,
+    OPTUNA_STORAGE_TAG,
+    OPTUNA_STUDY_TAG,
+    PARENT_RUN_TAG,
+    SHARED_VIEW_TAG,
+    STUDY_KIND_TAG,
+    STUDY_NAME_TAG,
+    STUDY_OBJECTIVES_TAG,
+    TRIAL_NUMBER_TAG,
+    TRIAL_RAY_ID_TAG,
+    TRIAL_REASON_TAG,
+    TRIAL_RETRIES_TAG,
+    TRIAL_STATUS_TAG,
+)
+from study.trial_index import TrialIndex
+from trainables.status import ENDINGS, TrialStatus
 
 log = logging.getLogger(__name__)
 
-MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
+MLFLOW_STATUS = {TrialStatus.COMPLETE: "FINISHED", TrialStatus.PRUNED: "KILLED", TrialStatus.DIVERGED: "FAILED",
+                 TrialStatus.FAILED: "FAILED"}
 PRUNED_SUFFIX = " (pruned)"          # appended to a pruned child run's name
-NOTE_TAG = "mlflow.note.content"     # the run's description in the MLflow UI
 
 
 def absolute_uri(uri: str) -> str:
@@ -73,17 +92,16 @@ def ui_command(tracking_uri: str, cpus: Optional[int] = None) -> str:
     return cmd + f" --host 127.0.0.1 --port {UI_PORT}" + (" --workers 1" if small else "")
 
 
-# The MLflow UI's "share view": an experiment tag ``mlflow.sharedViewState.<key>`` holding the
-# runs table's state as JSON, opened by ``?viewStateShareKey=<key>`` (MLflow 3.17's UI reads the
-# search facets - searchFilter, orderByKey, orderByAsc - and the table state - selectedColumns,
-# ... - from it; a search facet in the URL itself would make it ignore the tag).
-SHARED_VIEW_TAG = "mlflow.sharedViewState."
+# The MLflow UI's "share view": an experiment tag ``mlflow.sharedViewState.<key>`` (SHARED_VIEW_TAG)
+# holding the runs table's state as JSON, opened by ``?viewStateShareKey=<key>`` (MLflow 3.17's UI
+# reads the search facets - searchFilter, orderByKey, orderByAsc - and the table state -
+# selectedColumns, ... - from it; a search facet in the URL itself would make it ignore the tag).
 
 
 def study_filter(study_name: str) -> str:
     """The MLflow search that lists a study's trials (its child runs), not the other studies'."""
     safe = study_name.replace("\\", "\\\\").replace("'", "\\'")
-    return f"tags.`study.name` = '{safe}' and tags.`trial.number` LIKE '%'"
+    return f"tags.`{STUDY_NAME_TAG}` = '{safe}' and tags.`{TRIAL_NUMBER_TAG}` LIKE '%'"
 
 
 def study_view(study_name: str, objectives, params=()) -> dict:
@@ -94,7 +112,7 @@ def study_view(study_name: str, objectives, params=()) -> dict:
     return {"searchFilter": study_filter(study_name),
             "orderByKey": f"metrics.`{metrics[0]}`" if metrics else "attributes.start_time",
             "orderByAsc": bool(metrics) and modes[0] == "min",
-            "selectedColumns": [f"metrics.`{m}`" for m in metrics] + ["tags.`trial.status`"]
+            "selectedColumns": [f"metrics.`{m}`" for m in metrics] + [f"tags.`{TRIAL_STATUS_TAG}`"]
                                + [f"params.`{p}`" for p in params],
             "runsHiddenMode": "SHOW_ALL"}
 
@@ -119,8 +137,8 @@ def ui_url(tracking_uri: str, run_id: str, base: str = f"http://127.0.0.1:{UI_PO
     run = mlflow_client(tracking_uri).get_run(run_id)
     exp, tags = run.info.experiment_id, run.data.tags
     if objectives is None:
-        objectives = parse_objectives(tags["study.objectives"]) if tags.get("study.objectives") else []
-    key = share_study_view(tracking_uri, exp, tags.get("study.name", run.info.run_name), objectives, params)
+        objectives = parse_objectives(tags[STUDY_OBJECTIVES_TAG]) if tags.get(STUDY_OBJECTIVES_TAG) else []
+    key = share_study_view(tracking_uri, exp, tags.get(STUDY_NAME_TAG, run.info.run_name), objectives, params)
     return f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning&viewStateShareKey={key}"
 
 
@@ -159,7 +177,7 @@ def _param_value(v) -> str:
 
 # MLflow 3's UI opens an experiment without this tag on its GenAI traces page; with it, on
 # the runs table (the value the UI names CUSTOM_MODEL_DEVELOPMENT).
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+EXPERIMENT_KIND = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 
 
 def get_or_create_experiment(uri: str, name: str) -> str:
@@ -168,7 +186,7 @@ def get_or_create_experiment(uri: str, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         return client.create_experiment(name, artifact_location=artifact_root(uri), tags=EXPERIMENT_KIND)
-    if "mlflow.experimentKind" not in exp.tags:  # made by an older version of the tool
+    if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older version of the tool
         for k, v in EXPERIMENT_KIND.items():
             client.set_experiment_tag(exp.experiment_id, k, v)
     return exp.experiment_id
@@ -183,8 +201,8 @@ def start_parent(uri: str, experiment: str, study_name: str, tags: dict, params:
         client.update_run(existing, status="RUNNING")
         return existing
     run = client.create_run(exp_id, run_name=study_name,
-                            tags={**{k: str(v) for k, v in tags.items()}, "study.kind": "study",
-                                  "study.name": study_name})
+                            tags={**{k: str(v) for k, v in tags.items()}, STUDY_KIND_TAG: KIND_STUDY,
+                                  STUDY_NAME_TAG: study_name})
     from mlflow.entities import Param
     client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
     return run.info.run_id
@@ -195,8 +213,8 @@ def find_parent(uri: str, experiment: str, study_name: str) -> Optional[str]:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    runs = client.search_runs([exp.experiment_id],
-                              filter_string=f"tags.`study.name` = '{study_name}' and tags.`study.kind` = 'study'")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{STUDY_NAME_TAG}` = '{study_name}' and "
+                                                                 f"tags.`{STUDY_KIND_TAG}` = '{KIND_STUDY}'")
     return runs[0].info.run_id if runs else None
 
 
@@ -204,7 +222,7 @@ def child_runs(uri: str, parent_id: str) -> list:
     client = mlflow_client(uri)
     parent = client.get_run(parent_id)
     return client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                              filter_string=f"tags.{PARENT_RUN_TAG} = '{parent_id}'",
                               max_results=50000)
 
 
@@ -262,22 +280,23 @@ class MlflowTrialCallback(Callback):
         parent = self.client.get_run(self.parent_run_id)
         found = self.client.search_runs(
             [parent.info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.`trial.number` = '{number}'")
+            filter_string=f"tags.{PARENT_RUN_TAG} = '{self.parent_run_id}' "
+                          f"and tags.`{TRIAL_NUMBER_TAG}` = '{number}'")
         if found:
             rid = found[0].info.run_id
-            if found[0].data.tags.get("trial.status") in ("running", "interrupted"):
+            if found[0].data.tags.get(TRIAL_STATUS_TAG) in (TrialStatus.RUNNING, TrialStatus.INTERRUPTED):
                 self.client.update_run(rid, status="RUNNING")
-                self.client.set_tag(rid, "trial.status", "running")
+                self.client.set_tag(rid, TRIAL_STATUS_TAG, TrialStatus.RUNNING)
                 if NOTE_TAG in found[0].data.tags:  # the "interrupted" description no longer holds
                     self.client.delete_tag(rid, NOTE_TAG)
             self._last_step[rid] = _last_epoch(self.client, rid)
         else:
             run = self.client.create_run(
                 parent.info.experiment_id, run_name=f"{self.study_name}-trial-{number}",
-                tags={"mlflow.parentRunId": self.parent_run_id, "study.name": self.study_name,
-                      "trial.number": str(number), "trial.ray_id": trial.trial_id, "trial.status": "running",
-                      "trial.reason": "", "optuna.study": self.study_name,
-                      "optuna.storage": self.index.storage_url})
+                tags={PARENT_RUN_TAG: self.parent_run_id, STUDY_NAME_TAG: self.study_name,
+                      TRIAL_NUMBER_TAG: str(number), TRIAL_RAY_ID_TAG: trial.trial_id,
+                      TRIAL_STATUS_TAG: TrialStatus.RUNNING.value, TRIAL_REASON_TAG: "",
+                      OPTUNA_STUDY_TAG: self.study_name, OPTUNA_STORAGE_TAG: self.index.storage_url})
             rid = run.info.run_id
         self.index.set_attr(trial.trial_id, MLFLOW_RUN_ATTR, rid)
         self._runs[trial.trial_id] = rid
@@ -297,7 +316,7 @@ class MlflowTrialCallback(Callback):
         def _tag():
             rid = self.run_id(trial)
             if rid:
-                self.client.set_tag(rid, "trial.retries", str(trial.run_metadata.num_failures))
+                self.client.set_tag(rid, TRIAL_RETRIES_TAG, str(trial.run_metadata.num_failures))
         self._safe(_tag)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -340,9 +359,9 @@ class MlflowTrialCallback(Callback):
         status, reason = classify(trial.last_result, error)
         if error:
             reason = _error_text(trial) or reason
-        self.client.set_tag(rid, "trial.status", status)
-        self.client.set_tag(rid, "trial.reason", reason[:5000])
-        if status == "pruned":  # MLflow shows KILLED: the name and the description say why
+        self.client.set_tag(rid, TRIAL_STATUS_TAG, status)
+        self.client.set_tag(rid, TRIAL_REASON_TAG, reason[:5000])
+        if status == TrialStatus.PRUNED:  # MLflow shows KILLED: the name and the description say why
             epoch = int((trial.last_result or {}).get("epoch", 0) or 0)
             self.client.update_run(rid, name=f"{self.client.get_run(rid).info.run_name.removesuffix(PRUNED_SUFFIX)}"
                                              f"{PRUNED_SUFFIX}")
@@ -381,7 +400,7 @@ class StudyMetricsCallback(Callback):
         from mlflow.entities import Metric
         from study.pareto import hypervolume, reference_point
 
-        counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0}
+        counts = {s: 0 for s in ENDINGS}
         values = []
         for _, status, _, v in settle_ended(trials, self.objectives, ending, error):
             counts[status] += 1
@@ -428,7 +447,7 @@ def interrupt_open_runs(uri: str, parent_id: str) -> int:
     n = 0
     for r in child_runs(uri, parent_id):
         if r.info.status == "RUNNING":
-            client.set_tag(r.info.run_id, "trial.status", "interrupted")
+            client.set_tag(r.info.run_id, TRIAL_STATUS_TAG, TrialStatus.INTERRUPTED)
             client.set_tag(r.info.run_id, NOTE_TAG, "Interrupted (Ctrl-C or a stop): MLflow status KILLED; "
                                                     "python -m study.launch --resume continues this run.")
             client.set_terminated(r.info.run_id, status="KILLED")

@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 from study.objectives import FINAL_KEY, REASON_KEY, WARMUP_KEY  # report keys read by classify, the schedulers
+from trainables.status import TrialStatus
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def trainable(config: dict, cache_dirs: dict) -> None:
     except Exception as exc:
         log.exception("trial failed")
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-        tune.report({FINAL_KEY: "failed", REASON_KEY: reason[:2000], "epoch": 0,
+        tune.report({FINAL_KEY: TrialStatus.FAILED, REASON_KEY: reason[:2000], "epoch": 0,
                      RESOLVED_KEY: json.dumps(config, sort_keys=True, default=str)})
 
 
@@ -142,7 +143,7 @@ def _train_trial(config: dict, cache_dirs: dict) -> None:
 
     result = loop.train(cfg, table, on_epoch=on_epoch, resume_from=_resume_dir())
 
-    status = {"complete": "complete", "diverged": "diverged"}.get(result.status, "pruned")
+    status = result.status if result.status in (TrialStatus.COMPLETE, TrialStatus.DIVERGED) else TrialStatus.PRUNED
     final = {**_scalars(result.metrics), "epoch": int(result.epochs_done),
              FINAL_KEY: status, REASON_KEY: str(result.reason or "")}
     if first[0]:  # baselines report once: the resolved config rides on the final report

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-RAY_ID_ATTR = "ray_trial_id"
-MLFLOW_RUN_ATTR = "mlflow_run_id"
+from study.tags import MLFLOW_RUN_ATTR, RAY_ID_ATTR  # noqa: F401  (the link's user attrs, re-exported)
 
 
 class TrialIndex:

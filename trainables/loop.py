@@ -44,6 +44,7 @@ from trainables.checkpoint import (
 from trainables.config import NEURAL_MODELS, check_frontend, resolve_config
 from trainables.models import Batch, ClusteringModel, build_model
 from trainables.schedules import lr_at
+from trainables.status import TrialStatus
 
 __all__ = ["TrainResult", "train", "resolve_device", "predict_table", "STRUCTURAL_KEYS"]
 
@@ -57,7 +58,7 @@ EVAL_BATCH = 256
 class TrainResult:
     """What a run produced.
 
-    status       "complete" | "diverged" | "stopped"
+    status       TrialStatus: COMPLETE | DIVERGED | STOPPED (``trainables.status``)
     epochs_done  completed epochs (a diverged epoch does not count)
     metrics      final metrics: train/* and val/* of the last completed epoch, test/* on the test split
     history      one dict per completed epoch (``epoch``, ``train/...``, ``val/...``, ``lr``, ``tau``, ...)
@@ -66,7 +67,7 @@ class TrainResult:
     config       the resolved config (``n_clusters`` resolved to the number used)
     """
 
-    status: str
+    status: TrialStatus
     epochs_done: int
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
@@ -260,7 +261,7 @@ def _train_baseline(cfg: dict[str, Any], table) -> TrainResult:
     metrics = {k: _to_float(v) for k, v in dict(out.metrics).items()}
     metrics["train/time_s"] = time.perf_counter() - t0
     assignments = _assignments_from(table, np.asarray(out.clusters), getattr(out, "probabilities", None))
-    return TrainResult("complete", 0, metrics, [], "", assignments, cfg)
+    return TrainResult(TrialStatus.COMPLETE, 0, metrics, [], "", assignments, cfg)
 
 
 def _assignments_from(table, clusters: np.ndarray, probs) -> dict[str, Any]:
@@ -447,12 +448,12 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
                          "n_freq": int(n_freq), "n_frames": int(n_frames)}
         return str(save_checkpoint(path, state))
 
-    status, reason = "complete", ""
+    status, reason = TrialStatus.COMPLETE, ""
     epochs, every = int(cfg["epochs"]), int(cfg["checkpoint_every"])
     for epoch in range(run.start_epoch + 1, epochs + 1):
         metrics, failure = _train_epoch(run, epoch)
         if failure:
-            status, reason = "diverged", failure
+            status, reason = TrialStatus.DIVERGED, failure
             break
         metrics = {"epoch": epoch, **metrics}
         t1 = time.perf_counter()
@@ -465,7 +466,7 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
             write_checkpoint(checkpoint_dir)
         stop = on_epoch is not None and _stop_requested(on_epoch(epoch, dict(metrics), write_checkpoint))
         if (stop or (should_stop is not None and should_stop())) and epoch < epochs:
-            status, reason = "stopped", f"stop requested after epoch {epoch}"
+            status, reason = TrialStatus.STOPPED, f"stop requested after epoch {epoch}"
             break
     return _finish(run, table, status, reason, last_good, checkpoint_dir, write_checkpoint)
 
@@ -475,7 +476,7 @@ def _finish(run: _Run, table, status, reason, last_good, checkpoint_dir, write_c
     epochs_done = int(last_good["epoch"])
     if checkpoint_dir is not None and epochs_done > 0:
         write_checkpoint(checkpoint_dir)  # the last good state (idempotent when already written)
-    if status == "diverged":
+    if status == TrialStatus.DIVERGED:
         run.model.load_state_dict(last_good["model"])
     final: dict[str, Any] = {}
     if run.history:

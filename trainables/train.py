@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.config import DEFAULTS, ConfigError, check_frontend, load_config_file, resolve_config
+from trainables.status import TrialStatus
 
 # Keys of RUN_DIR/config.json that are not training config.
 META_KEYS = ("features", "cache_key", "preset", "preset_name")
@@ -230,12 +231,12 @@ def _train_and_write(args, out: Path, partial: dict, table, resolved: dict, feat
     summary = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
                "metrics": _jsonable(result.metrics)}
     _write_text(out / "metrics.json", json.dumps(summary, indent=2, sort_keys=True))  # last: the run is whole
-    if result.status == "diverged":
+    if result.status == TrialStatus.DIVERGED:
         print(f"diverged: {result.reason}", file=sys.stderr)
     line = {"status": result.status, "epochs_done": result.epochs_done, "reason": result.reason,
             **_jsonable(result.metrics)}
     print(json.dumps(line, sort_keys=True), flush=True)
-    return EXIT_DIVERGED if result.status == "diverged" else 0
+    return EXIT_DIVERGED if result.status == TrialStatus.DIVERGED else 0
 
 
 def _tidy(out: Path) -> None:
