@@ -76,9 +76,9 @@ def _abs_sqlite(uri: str) -> str:
 
 
 def ensure_features(opts: StudyOptions) -> dict[str, str]:
-    """The feature cache of every front end of the study (``opts.frontends``, resolved by
-    ``validate``), as ``{preset name: cache directory}``, the first one the study's main cache:
-    ``--features`` as given, or built (once, in this process, with the feature build's own
+    """The feature cache of every front end of the study (``opts.frontends``, filled in by
+    ``StudyOptions.resolve``), as ``{preset name: cache directory}``, the first one the study's
+    main cache: ``--features`` as given, or built (once, in this process, with the feature build's own
     progress bar) under ``features_root/<dataset>``; the other front ends are the same clips
     featurised again beside it (features.companion)."""
     from features.build import format_summary, scan
@@ -276,7 +276,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
 
     ``extra_callbacks`` (Tune Callbacks) and ``stopper`` (a Tune Stopper; a trial it stops
     counts as pruned) are for programmatic use; both must be picklable for --resume."""
-    opts.validate()
+    opts.resolve()
     name = opts.study_name = opts.study_name or default_study_name(opts)
     log_path = study_log_path(opts, name)
     stop_ray_leftovers(opts, name)
