@@ -38,8 +38,10 @@ from study.result import StudyResult, collect_result, resume_command
 from study.tags import (STUDY_CACHE_KEY_TAG, STUDY_DATASET_TAG, STUDY_FRONTENDS_TAG, STUDY_GIT_COMMIT_TAG,
                         STUDY_OBJECTIVES_TAG, STUDY_PINNED_TAG, STUDY_SEED_TAG, STUDY_SPACE_TAG, STUDY_STATE_TAG,
                         STUDY_STORAGE_TAG, StudyState)
+from study.terminal import terminal_logger
 
 log = logging.getLogger(__name__)
+term = terminal_logger()
 
 
 class StudyInterrupted(Exception):
@@ -77,9 +79,9 @@ def _abs_sqlite(uri: str) -> str:
 
 
 def ensure_features(opts: StudyOptions) -> dict[str, str]:
-    """The feature cache of every front end of the study (``opts.frontends``, resolved by
-    ``validate``), as ``{preset name: cache directory}``, the first one the study's main cache:
-    ``--features`` as given, or built (once, in this process, with the feature build's own
+    """The feature cache of every front end of the study (``opts.frontends``, filled in by
+    ``StudyOptions.resolve``), as ``{preset name: cache directory}``, the first one the study's
+    main cache: ``--features`` as given, or built (once, in this process, with the feature build's own
     progress bar) under ``features_root/<dataset>``; the other front ends are the same clips
     featurised again beside it (features.companion)."""
     from features.build import format_summary, scan
@@ -98,7 +100,7 @@ def ensure_features(opts: StudyOptions) -> dict[str, str]:
             # Always through the build: unchanged inputs cost a scan and a checksum pass ("up to
             # date"); new files, a damaged file or an older cache format are dealt with here.
             out = Path(opts.features_root, opts.dataset).resolve()
-            print(f"[study] feature cache of {opts.dataset} under {out}", flush=True)
+            term.info(f"feature cache of {opts.dataset} under {out}")
             ds = scan(opts.dataset, Path(opts.root) if opts.root else None, out, 0)
             summary = build_cache(ds, get_preset(frontends[0]), out, 0, progress=True)
             if not summary.up_to_date:
@@ -136,8 +138,8 @@ def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int
 
     tables = {name: _load_table(d, split_scheme) for name, d in cache_dirs.items()}
     main = next(iter(cache_dirs))
-    print(f"[study] fitting the classical baselines on the study's split ({', '.join(cache_dirs)} and the "
-          f"acoustic-word-embedding front ends)", flush=True)
+    term.info(f"fitting the classical baselines on the study's split ({', '.join(cache_dirs)} and the "
+              f"acoustic-word-embedding front ends)")
     try:
         return study_baselines(tables, main, cache_dirs[main], n_clusters)
     except (ValueError, OSError) as exc:
@@ -168,7 +170,7 @@ def stop_ray_leftovers(opts: StudyOptions, name: str) -> None:
     from study.ray_leftovers import stop_leftovers
     line = stop_leftovers(ray_session_record(opts, name))
     if line:
-        print(f"[study] {name}: {line}", flush=True)
+        term.info(f"{name}: {line}")
 
 
 def study_log_path(opts: StudyOptions, name: str) -> Path:
@@ -277,24 +279,23 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
 
     ``extra_callbacks`` (Tune Callbacks) and ``stopper`` (a Tune Stopper; a trial it stops
     counts as pruned) are for programmatic use; both must be picklable for --resume."""
-    opts.validate()
+    opts.resolve()
     name = opts.study_name = opts.study_name or default_study_name(opts)
     log_path = study_log_path(opts, name)
     stop_ray_leftovers(opts, name)
-    print(f"[study] {name}: library logs (Ray, Optuna, MLflow) go to {log_path}", flush=True)
+    term.info(f"{name}: library logs (Ray, Optuna, MLflow) go to {log_path}")
     with library_logs_to(log_path):
         quiet_ray_env()
         seed_given = opts.seed is not None
         if not seed_given:  # a fresh sampler seed per study, recorded so that it can be replayed
             opts.seed = secrets.randbits(31)
         st = _setup(opts, name)
-        print(f"[study] {name}: space {opts.space}, {opts.num_samples} trials x {opts.epochs} epochs, "
-              f"{opts.max_concurrent} concurrent, objectives {', '.join(map(str, st.objectives))}, "
-              f"scheduler {opts.scheduler}", flush=True)
-        print(f"[study] sampler seed {opts.seed}" + ("" if seed_given else " (drawn; replay with --seed "
-                                                     f"{opts.seed})"), flush=True)
+        term.info(f"{name}: space {opts.space}, {opts.num_samples} trials x {opts.epochs} epochs, "
+                  f"{opts.max_concurrent} concurrent, objectives {', '.join(map(str, st.objectives))}, "
+                  f"scheduler {opts.scheduler}")
+        term.info(f"sampler seed {opts.seed}" + ("" if seed_given else f" (drawn; replay with --seed {opts.seed})"))
         if st.pinned:
-            print(f"[study] pinned by --set (not searched): {pinned_text(st.pinned)}", flush=True)
+            term.info(f"pinned by --set (not searched): {pinned_text(st.pinned)}")
         return _with_ray(st, lambda: _new_tuner(st, opts.num_samples,
                                                 extra_callbacks=extra_callbacks, stopper=stopper))
 
@@ -334,7 +335,7 @@ def _claim_name(storage: str, name: str, directions: list[str]) -> None:
         if owner != me and _alive(owner):
             raise StudyError(f"study {name!r} is being set up by another launch ({owner}); wait for it and use "
                              f"--resume {name}, or choose another --study-name")
-        print(f"[study] {name}: an earlier launch was stopped during setup; starting it over", flush=True)
+        term.info(f"{name}: an earlier launch was stopped during setup; starting it over")
         optuna.delete_study(study_name=name, storage=rdb)
     raise StudyError(f"study {name!r}: another launch keeps claiming this name; choose another --study-name")
 
@@ -433,7 +434,7 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
     if address:
         opts.address = address
     log_path = study_log_path(opts, name)
-    print(f"[study] resuming {name}: library logs go to {log_path}", flush=True)
+    term.info(f"resuming {name}: library logs go to {log_path}")
     st = _Study(opts, name, storage, attrs["tracking_uri"], attrs["mlflow_parent_run_id"],
                 parse_objectives(opts.objectives), json.loads(attrs["fixed_config"]),
                 json.loads(attrs.get("features_dirs") or "null") or {"": attrs["features_dir"]},
@@ -443,8 +444,8 @@ def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Op
         tracking.mlflow_client(st.tracking_uri).update_run(st.parent_id, status="RUNNING")
         damaged = _damaged_searcher_state(st.path)
         if damaged:  # Ray would restart the experiment and hang: the Optuna storage holds the search
-            print(f"[study] {damaged}: Ray's experiment is set aside, the remaining trials continue from "
-                  f"the Optuna storage", flush=True)
+            term.info(f"{damaged}: Ray's experiment is set aside, the remaining trials continue from "
+                      f"the Optuna storage")
             return _restart(st)
         if _has_experiment_state(st.path):
             return _with_ray(st, lambda: _restore_tuner(st))
@@ -473,7 +474,7 @@ def _restore_tuner(st: _Study):
     from ray.tune import Tuner
     from study.trainable import make_trainable
 
-    print(f"[study] resuming {st.name} from {st.path} (sampler seed {st.opts.seed})", flush=True)
+    term.info(f"resuming {st.name} from {st.path} (sampler seed {st.opts.seed})")
     return Tuner.restore(st.path, trainable=make_trainable(st.cache_dirs, cpus=st.opts.cpus_per_trial,
                                                           gpus=st.opts.gpus_per_trial),
                          resume_unfinished=True, resume_errored=True)
@@ -490,8 +491,8 @@ def _restart(st: _Study) -> StudyResult:
     stale = Path(st.path)
     if stale.exists() and "://" not in st.path:
         stale.rename(stale.with_name(f"{stale.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"))
-    print(f"[study] {st.name} was stopped before Ray saved any trial; starting its {left} remaining "
-          f"trial(s) again under the same name ({finished} finished ones kept)", flush=True)
+    term.info(f"{st.name} was stopped before Ray saved any trial; starting its {left} remaining "
+              f"trial(s) again under the same name ({finished} finished ones kept)")
     if left <= 0:
         return _result(st, time.time())
     return _with_ray(st, lambda: _new_tuner(st, left))  # the searcher shifts the seed past those trials

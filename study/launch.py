@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import sys
+import typing
 
 from study.engine import StudyInterrupted, resume_study, run_study
 from study.options import StudyError, StudyOptions
@@ -12,15 +14,6 @@ from study.tracking import absolute_uri
 from study.stores import StoreDamaged, check_store
 from study.spaces import SPACES, describe_space, list_spaces
 from trainables.config import RECIPES
-
-
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def did_you_mean(value: str, choices) -> str:
@@ -47,88 +40,63 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+# launch's own flags (not study options), each placed in --help after the option it follows
+LAUNCH_FLAGS = {
+    "space": [(("--list-spaces",), dict(action="store_true", help="list the search spaces and exit")),
+              (("--show-space",), dict(metavar="NAME", help="print one search space and exit")),
+              (("--resume",), dict(metavar="STUDY", help="continue an interrupted study by name"))],
+    "grace_period": [(("--recipe",), dict(metavar="NAME", default=None,
+                                          help=f"base training config of every trial: {', '.join(sorted(RECIPES))} "
+                                               "(default recommended; paper = the papers' settings)"))],
+}
+
+
+def option_fields() -> list[dataclasses.Field]:
+    """The StudyOptions fields with a flag (study.options.option), in --help order."""
+    return [f for f in dataclasses.fields(StudyOptions) if "cli" in f.metadata]
+
+
+def flag_arguments(f: dataclasses.Field, hint) -> tuple[str, dict]:
+    """The flag and the add_argument keywords of one option field (its type from ``hint``)."""
+    cli = f.metadata["cli"]
+    kwargs = {"dest": f.name, "help": cli["help"], **cli["argparse"]}
+    kwargs.setdefault("default", None if f.default is dataclasses.MISSING else f.default)
+    tp = next((t for t in typing.get_args(hint) if t is not type(None)), hint)  # Optional[X] -> X
+    if tp is bool:
+        kwargs.setdefault("action", "store_true")
+    elif tp in (int, float) and "action" not in kwargs:
+        kwargs.setdefault("type", tp)
+    return cli["flag"] or "--" + f.name.replace("_", "-"), kwargs
+
+
 def parser() -> argparse.ArgumentParser:
-    d = StudyOptions()
+    """The options' flags (grouped as their fields say), with launch's own (LAUNCH_FLAGS)."""
     p = OneLineParser(prog="python -m study.launch",
                       description="Multi-objective hyperparameter study (Optuna through Ray Tune, tracked in MLflow).")
-    p.add_argument("--space", metavar="NAME", default=None,
-                   help=f"search space: {', '.join(sorted(SPACES))} (default cat_uvac)")
-    p.add_argument("--list-spaces", action="store_true", help="list the search spaces and exit")
-    p.add_argument("--show-space", metavar="NAME", help="print one search space and exit")
-    p.add_argument("--resume", metavar="STUDY", help="continue an interrupted study by name")
-    g = p.add_argument_group("data")
-    g.add_argument("--features", metavar="DIR", help="an existing feature cache directory")
-    g.add_argument("--dataset", default=d.dataset, help="dataset to build features for (default synthetic)")
-    g.add_argument("--root", metavar="DIR", help="the dataset's root directory")
-    g.add_argument("--features-root", default=d.features_root, help="where built caches go (default runs/features)")
-    g.add_argument("--frontends", metavar="PRESET[,PRESET...]",
-                   help="front ends to train on (features presets; several: searched as the config key "
-                        "'frontend', each cache built from the same clips). Default: the cache's (--features) "
-                        "or the dataset's default front end")
-    g.add_argument("--n-clusters", type=int, default=0, help="clusters (default: the number of classes)")
-    g = p.add_argument_group("search")
-    g.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
-                   help="repeatable; default val/silhouette_z:max and val/acc:max (baselines: val/silhouette_x); "
-                        "a name the space's model does not report is refused before the study starts (exit 2)")
-    g.add_argument("--num-samples", type=int, default=d.num_samples, help=f"trials (default {d.num_samples})")
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per trial (default {d.epochs})")
-    g.add_argument("--smoke-test", action="store_true", help="tiny: 2 trials x 1 epoch")
-    g.add_argument("--scheduler", metavar="fifo|asha|moasha", default=None,
-                   help="early stopping: fifo (none), asha (ASHA on --asha-metric, or on the only objective), "
-                        "moasha (multi-objective ASHA: non-dominated sorting over every objective at each rung). "
-                        "Default: asha with --asha-metric, moasha for 2+ objectives and 5+ trials, asha for one "
-                        "objective, else fifo. Printed and recorded (Optuna user attr 'scheduler', MLflow param)")
-    g.add_argument("--asha-metric", metavar="METRIC:max|min", help="stop bad trials early with ASHA on one metric")
-    g.add_argument("--grace-period", type=int, default=d.grace_period,
-                   help="epochs before the first rung of asha/moasha")
-    g.add_argument("--recipe", metavar="NAME", default=None,
-                   help=f"base training config of every trial: {', '.join(sorted(RECIPES))} (default recommended; "
-                        "paper = the papers' settings)")
-    g.add_argument("--seed", type=int, default=d.seed,
-                   help="sampler seed (default: a fresh one per study, printed and recorded in the Optuna "
-                        "study's user attrs and the MLflow parent run; --resume keeps it)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="training config for every trial (repeatable), e.g. --set channels=8,16,32,64. "
-                        "A key the space searches (e.g. --set divergence=euc) is pinned: taken out of the "
-                        "search, the value used by every trial, and recorded (printed; Optuna user attr "
-                        "'pinned'; MLflow parent param/tag study.pinned). Keys and values are checked with "
-                        "the training config before any trial: an unknown key or a bad value is an error "
-                        "(exit 2); a key the space fixes (model) cannot be set")
-    g = p.add_argument_group("execution")
-    g.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial)
-    g.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="fractional allowed")
-    g.add_argument("--max-concurrent", type=int, default=d.max_concurrent)
-    g.add_argument("--max-failures", type=int, default=d.max_failures, help="retries of a trial whose worker died")
-    g.add_argument("--address", help="an existing Ray cluster (e.g. auto)")
-    g.add_argument("--storage-path", default=d.storage_path, help="Ray's trial storage (default runs/ray)")
-    g = p.add_argument_group("tracking")
-    g.add_argument("--storage", default=d.storage, help="Optuna storage URL (default sqlite:///optuna.db)")
-    g.add_argument("--study-name", help="default: SPACE-DATASET-TIMESTAMP")
-    g.add_argument("--tracking-uri", default=d.tracking_uri, help="MLflow tracking URI (default sqlite:///mlflow.db)")
-    g.add_argument("--experiment", default=d.experiment, help="MLflow experiment (default vac-study)")
+    hints = typing.get_type_hints(StudyOptions)
+    groups = {None: p}
+    for f in option_fields():
+        group = f.metadata["cli"]["group"]
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        flag, kwargs = flag_arguments(f, hints[f.name])
+        groups[group].add_argument(flag, **kwargs)
+        for args, extra in LAUNCH_FLAGS.get(f.name, ()):
+            groups[group].add_argument(*args, **extra)
     return p
 
 
 def options_from_args(a: argparse.Namespace) -> StudyOptions:
-    overrides = {}
-    for item in a.set:
-        if "=" not in item:
-            raise StudyError(f"--set {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        overrides[k.strip()] = _value(v.strip())
+    """The options the parsed flags give (each field's ``convert`` applied; ``--recipe`` joins the
+    overrides); StudyError for a bad ``--set``."""
+    values = {}
+    for f in option_fields():
+        convert = f.metadata["cli"]["convert"]
+        values[f.name] = convert(getattr(a, f.name)) if convert else getattr(a, f.name)
+    opts = StudyOptions(**values)
     if a.recipe:
-        overrides["recipe"] = a.recipe
-    return StudyOptions(
-        space=a.space or "cat_uvac", features=a.features, dataset=a.dataset, root=a.root,
-        features_root=a.features_root, objectives=a.objective,
-        frontends=[f for f in (a.frontends or "").replace(" ", "").split(",") if f] or None,
-        num_samples=a.num_samples, epochs=a.epochs, max_concurrent=a.max_concurrent,
-        cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, asha_metric=a.asha_metric,
-        scheduler=a.scheduler,
-        grace_period=a.grace_period, n_clusters=a.n_clusters, storage=a.storage, study_name=a.study_name,
-        tracking_uri=a.tracking_uri, experiment=a.experiment, storage_path=a.storage_path,
-        address=a.address, seed=a.seed, max_failures=a.max_failures, overrides=overrides,
-        smoke_test=a.smoke_test)
+        opts.overrides["recipe"] = a.recipe
+    return opts
 
 
 def main(argv=None) -> int:
@@ -139,8 +107,7 @@ def main(argv=None) -> int:
             return 0
         if a.show_space:
             check_choice("space", a.show_space, SPACES)
-            frontends = [f for f in (a.frontends or "").replace(" ", "").split(",") if f]
-            print(describe_space(a.show_space, epochs=a.epochs, frontends=frontends))
+            print(describe_space(a.show_space, epochs=a.epochs, frontends=a.frontends or []))
             return 0
         check_choice("space", a.space, SPACES)
         check_choice("recipe", a.recipe, RECIPES)

@@ -4,9 +4,9 @@ Ray ("Started a local Ray instance", Tune's ``Tuner.restore(...)`` hint after Ct
 contradicts our ``--resume``), Optuna ("A new study created in RDB"), MLflow and Alembic
 (database migrations), and Python warnings raised inside them are written to
 ``<study folder>/study.log`` for the time of the study (:func:`library_logs_to`). The
-study's own lines (``[study] ...``, the progress bar, the summary) are printed, not logged,
-so they stay on the terminal. Errors are never hidden: a failed study says so on stderr and
-names this file.
+study's own lines (``[study] ...``: the ``study.terminal`` logger, which does not propagate;
+the progress bar; the summary, printed) stay on the terminal and out of this file. Errors
+are never hidden: a failed study says so on stderr and names this file.
 """
 from __future__ import annotations
 

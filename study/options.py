@@ -1,13 +1,17 @@
 """What a study is asked to do: :class:`StudyOptions` (checked before any file, run or trial),
 and the trial config and search space they imply.
 
-``StudyOptions.validate`` checks names against what the trainer declares (objectives, the
-ASHA metric), ``--set`` values against the config schema and the space, and chooses the
-scheduler; :func:`fixed_config` is the config every trial starts from; :func:`study_space`
-is the define-by-run space with the ``--set`` keys pinned (:class:`PinnedSpace`).
+Each field with a command-line flag declares it (:func:`option`: help, group, flag, type);
+``study.launch`` builds its parser and the conversion from them. ``StudyOptions.resolve`` fills
+in what was left to the study (the smoke test's sizes, the front ends, the default objectives,
+the scheduler); ``StudyOptions.validate`` checks, changing nothing: names against what the
+trainer declares (objectives, the ASHA metric), ``--set`` values against the config schema and
+the space. :func:`fixed_config` is the config every trial starts from; :func:`study_space` is
+the define-by-run space with the ``--set`` keys pinned (:class:`PinnedSpace`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,39 +29,124 @@ class StudyError(Exception):
     """A problem with the study's input, reported as one line."""
 
 
+SMOKE_TEST = (2, 1)  # --smoke-test: trials, epochs
+
+
+def option(default=None, help: Optional[str] = None, *, group: Optional[str] = None, flag: Optional[str] = None,
+           factory=None, convert=None, **argparse_kwargs):
+    """A :class:`StudyOptions` field and its ``study.launch`` flag, declared once: ``help``
+    (``%(default)s`` is the default), the --help ``group`` (None: the top), ``flag`` (default
+    ``--<name with dashes>``), ``convert`` (the parsed value -> the field's, may raise
+    StudyError) and argparse's own keywords (``metavar``, ``action``, ``type``; the type is the
+    annotation's, a bool is a switch). study.launch builds its parser from these fields."""
+    cli = {"group": group, "flag": flag, "help": help, "convert": convert, "argparse": argparse_kwargs}
+    if factory is not None:
+        return field(default_factory=factory, metadata={"cli": cli})
+    return field(default=default, metadata={"cli": cli})
+
+
+def names(text: str) -> Optional[list]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; None when it names none."""
+    return [f for f in text.replace(" ", "").split(",") if f] or None
+
+
+def config_value(text: str):
+    """A ``--set`` value: int, float, true/false, else the text."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_set(items) -> dict:
+    """``--set KEY=VALUE`` items -> the overrides dict."""
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise StudyError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = config_value(v.strip())
+    return overrides
+
+
 @dataclass
 class StudyOptions:
-    space: str = "cat_uvac"
-    features: Optional[str] = None          # a feature cache directory
-    dataset: str = "synthetic"              # built under features_root when features is None
-    root: Optional[str] = None              # the dataset's root (real data)
-    features_root: str = "runs/features"
-    frontends: Optional[list] = None        # preset names to train on (searched when several); None = the
-                                            # cache's (--features) or the dataset's default front end
-    objectives: Optional[list] = None       # default: study.objectives.default_objectives(space)
-    num_samples: int = 10
-    epochs: int = 6
-    max_concurrent: int = 2
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    asha_metric: Optional[str] = None       # e.g. "val/acc:max"
-    scheduler: Optional[str] = None         # fifo | asha | moasha; None = auto (study.schedulers.choose_scheduler)
-    grace_period: int = 1
-    n_clusters: int = 0                     # 0 = number of classes in the data
-    storage: str = "sqlite:///optuna.db"
-    study_name: Optional[str] = None
-    tracking_uri: str = "sqlite:///mlflow.db"
-    experiment: str = "vac-study"
-    storage_path: str = "runs/ray"
-    address: Optional[str] = None
-    seed: Optional[int] = None              # sampler seed; None = a fresh one per new study (recorded)
-    max_failures: int = 2
+    """What a study is asked to do; each field with a flag is an option of ``study.launch``
+    (:func:`option`), in the order of its --help."""
+
+    space: str = option("cat_uvac", f"search space: {', '.join(sorted(SPACES))} (default %(default)s)",
+                        metavar="NAME")
+    features: Optional[str] = option(None, "an existing feature cache directory", group="data", metavar="DIR")
+    # the dataset is built under features_root when no --features is given
+    dataset: str = option("synthetic", "dataset to build features for (default %(default)s)", group="data")
+    root: Optional[str] = option(None, "the dataset's root directory", group="data", metavar="DIR")
+    features_root: str = option("runs/features", "where built caches go (default %(default)s)", group="data")
+    frontends: Optional[list] = option(   # None: the cache's (--features) or the dataset's default front end
+        None, "front ends to train on (features presets; several: searched as the config key 'frontend', each "
+              "cache built from the same clips). Default: the cache's (--features) or the dataset's default front end",
+        group="data", metavar="PRESET[,PRESET...]", type=names)
+    n_clusters: int = option(0, "clusters (default: the number of classes)", group="data")
+    objectives: Optional[list] = option(  # None: study.objectives.default_objectives(space)
+        None, "repeatable; default val/silhouette_z:max and val/acc:max (baselines: val/silhouette_x); a name the "
+              "space's model does not report is refused before the study starts (exit 2)",
+        group="search", flag="--objective", action="append", metavar="METRIC[:max|min]")
+    num_samples: int = option(10, "trials (default %(default)s)", group="search")
+    epochs: int = option(6, "epochs per trial (default %(default)s)", group="search")
+    smoke_test: bool = option(False, "tiny: {} trials x {} epoch".format(*SMOKE_TEST), group="search")
+    scheduler: Optional[str] = option(  # None: study.schedulers.choose_scheduler, at resolve
+        None, "early stopping: fifo (none), asha (ASHA on --asha-metric, or on the only objective), moasha "
+              "(multi-objective ASHA: non-dominated sorting over every objective at each rung). Default: asha with "
+              "--asha-metric, moasha for 2+ objectives and 5+ trials, asha for one objective, else fifo. Printed "
+              "and recorded (Optuna user attr 'scheduler', MLflow param)", group="search", metavar="fifo|asha|moasha")
+    asha_metric: Optional[str] = option(None, "stop bad trials early with ASHA on one metric", group="search",
+                                        metavar="METRIC:max|min")
+    grace_period: int = option(1, "epochs before the first rung of asha/moasha", group="search")
+    seed: Optional[int] = option(  # sampler seed; None = a fresh one per new study (recorded)
+        None, "sampler seed (default: a fresh one per study, printed and recorded in the Optuna study's user "
+              "attrs and the MLflow parent run; --resume keeps it)", group="search")
+    overrides: dict = option(  # fixed config for every trial; searched keys are pinned
+        factory=dict, help="training config for every trial (repeatable), e.g. --set channels=8,16,32,64. A key the "
+        "space searches (e.g. --set divergence=euc) is pinned: taken out of the search, the value used by every "
+        "trial, and recorded (printed; Optuna user attr 'pinned'; MLflow parent param/tag study.pinned). Keys and "
+        "values are checked with the training config before any trial: an unknown key or a bad value is an error "
+        "(exit 2); a key the space fixes (model) cannot be set",
+        group="search", flag="--set", action="append", metavar="KEY=VALUE", convert=parse_set)
+    cpus_per_trial: float = option(1.0, group="execution")
+    gpus_per_trial: float = option(0.0, "fractional allowed", group="execution")
+    max_concurrent: int = option(2, group="execution")
+    max_failures: int = option(2, "retries of a trial whose worker died", group="execution")
+    address: Optional[str] = option(None, "an existing Ray cluster (e.g. auto)", group="execution")
+    storage_path: str = option("runs/ray", "Ray's trial storage (default %(default)s)", group="execution")
+    storage: str = option("sqlite:///optuna.db", "Optuna storage URL (default %(default)s)", group="tracking")
+    study_name: Optional[str] = option(None, "default: SPACE-DATASET-TIMESTAMP", group="tracking")
+    tracking_uri: str = option("sqlite:///mlflow.db", "MLflow tracking URI (default %(default)s)", group="tracking")
+    experiment: str = option("vac-study", "MLflow experiment (default %(default)s)", group="tracking")
+    # not on the command line
     checkpoint_every: int = 1
-    overrides: dict = field(default_factory=dict)   # fixed config for every trial; searched keys are pinned
     progress_every_s: float = 30.0
-    smoke_test: bool = False
+
+    def resolve(self) -> "StudyOptions":
+        """Fill in, in place, what was left to the study: the smoke test's sizes, the front ends
+        (:func:`resolve_frontends`), the default objectives and the scheduler; checked on the way
+        (StudyError, before any file, run or trial). Resolving again changes nothing. Returns self."""
+        self._check_values()
+        if self.smoke_test:
+            self.num_samples, self.epochs = SMOKE_TEST
+        self.frontends = resolve_frontends(self)
+        if not self.objectives:
+            self.objectives = default_objectives(self.space)
+        self.scheduler = self._scheduler()
+        self._check_overrides()
+        return self
 
     def validate(self) -> None:
+        """Check the options (StudyError for the first problem) as :meth:`resolve` completes
+        them, changing nothing."""
+        dataclasses.replace(self).resolve()
+
+    def _check_values(self) -> None:
         if self.space not in SPACES:
             raise StudyError(f"unknown space {self.space!r}; choose one of {', '.join(sorted(SPACES))}")
         if self.num_samples < 1:
@@ -72,13 +161,10 @@ class StudyOptions:
             raise StudyError(f"--features {self.features}: no such directory")
         if self.seed is not None and not 0 <= int(self.seed) < 2**32:
             raise StudyError(f"--seed must be in [0, 2**32), got {self.seed}")
-        if self.smoke_test:
-            self.num_samples, self.epochs = 2, 1
-        self.frontends = resolve_frontends(self)
-        if not self.objectives:
-            self.objectives = default_objectives(self.space)
-        # Metric names and --set values are checked here, before any file, run or trial:
-        # a typo is one clear error, not a study whose every trial fails.
+
+    def _scheduler(self) -> str:
+        """The scheduler (given or chosen), the objective and ASHA metric names checked against
+        what the space's model reports: a typo is one clear error, not a study whose every trial fails."""
         model = space_model(self.space, self.epochs, self.frontends)
         try:
             valid = model_metrics(model) if model else None
@@ -91,9 +177,12 @@ class StudyOptions:
             if self.asha_metric:
                 parse_objective(self.asha_metric, valid, what="ASHA metric", scope=scope)
             from study.schedulers import choose_scheduler  # imports Ray: not at module level
-            self.scheduler = choose_scheduler(self.scheduler, parsed, self.num_samples, self.asha_metric)
+            return choose_scheduler(self.scheduler, parsed, self.num_samples, self.asha_metric)
         except ValueError as exc:
             raise StudyError(str(exc)) from None
+
+    def _check_overrides(self) -> None:
+        """``--set`` values against the space's constants and the trial config."""
         consts = space_constants(self.space, self.epochs, self.frontends)
         for k, v in (self.overrides or {}).items():
             if k in consts and str(consts[k]) != str(v):

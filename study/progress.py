@@ -30,10 +30,12 @@ from ray.tune import Callback
 
 from study.objectives import FINAL_KEY, Objective, is_live, settle, settle_ended
 from study.pareto import pareto_front
+from study.terminal import terminal_logger
 from study.trial_index import TrialIndex
 from trainables.status import TrialStatus
 
 log = logging.getLogger(__name__)
+term = terminal_logger()
 
 
 def _epoch_of(trial) -> int:
@@ -147,7 +149,7 @@ class ProgressCallback(Callback):
         self._shown: Optional[EpochProgress] = None
         self._front_shown: tuple = ()
         self._front_key: tuple = ()
-        self._front_pending: Optional[list[str]] = None
+        self._front_pending: Optional[str] = None  # the front's lines, one message
         self._front_t = -math.inf
 
     def __getstate__(self):
@@ -177,11 +179,9 @@ class ProgressCallback(Callback):
             log.warning("progress display failed: %r", exc)
 
     def _say(self, text: str) -> None:
+        """``[study] <text>`` on the stream (study.terminal: above the bar when one is drawn)."""
         with self._lock:
-            if self._bar is not None:
-                self._bar.write(text, file=self.stream)
-            else:
-                print(text, file=self.stream, flush=True)
+            term.info(text, extra={"stream": self.stream})
 
     def _text(self, now: float) -> str:
         eta, at = self._eta_at
@@ -216,7 +216,7 @@ class ProgressCallback(Callback):
     def _line(self, now: float) -> None:
         self._last_line, self._shown = now, self._progress
         pct = 100.0 * (self._progress.total - self._progress.left) / self._progress.total if self._progress.total else 100.0
-        print(f"[study] {pct:3.0f}% | {self._text(now)}", file=self.stream, flush=True)
+        self._say(f"{pct:3.0f}% | {self._text(now)}")
 
     def tick(self) -> None:
         """Redraw with no event: the bar's clock and ETA (and a held-back front when it is due)."""
@@ -253,8 +253,9 @@ class ProgressCallback(Callback):
         key = tuple(sorted(-1 if (n := self.index.number(t.trial_id)) is None else n for t, _ in chosen))
         if chosen and key != self._front_shown:
             nums = ", ".join(str(n) for n in key)
-            self._front_pending = [f"[study] Pareto front now ({len(key)} trial{'s' * (len(key) != 1)}: {nums}):"] + [
-                f"    {_label(self.index, t, self.width)}  {value_text(self.objectives, v)}" for t, v in chosen]
+            head = f"Pareto front now ({len(key)} trial{'s' * (len(key) != 1)}: {nums}):"
+            self._front_pending = "\n".join([head] + [f"    {_label(self.index, t, self.width)}  "
+                                                      f"{value_text(self.objectives, v)}" for t, v in chosen])
             self._front_key = key
         self._flush_front()
 
@@ -262,10 +263,9 @@ class ProgressCallback(Callback):
         with self._lock:
             if self._front_pending is None or (not force and time.time() - self._front_t < self.front_every_s):
                 return
-            lines, self._front_pending = self._front_pending, None
+            text, self._front_pending = self._front_pending, None
             self._front_shown, self._front_t = self._front_key, time.time()
-            for line in lines:
-                self._say(line)
+            self._say(text)
 
     # -- Tune hooks -------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -273,7 +273,7 @@ class ProgressCallback(Callback):
 
     def _started(self, trials, trial) -> None:
         params = param_text(self.index.params(trial.trial_id))
-        self._say(f"[study] {_label(self.index, trial, self.width)} started    {params}".rstrip())
+        self._say(f"{_label(self.index, trial, self.width)} started    {params}".rstrip())
         self._update(trials)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -289,7 +289,7 @@ class ProgressCallback(Callback):
                       + value_text(self.objectives, [last.get(o.metric) for o in self.objectives]))
         else:
             detail = reason or ""
-        self._say(f"[study] {_label(self.index, trial, self.width)} {status:<9}" + (f"  {detail}" if detail else ""))
+        self._say(f"{_label(self.index, trial, self.width)} {status:<9}" + (f"  {detail}" if detail else ""))
         if status == TrialStatus.COMPLETE:
             self._note_front(trials, trial)
         self._update(trials, force=True, ending=trial)
@@ -301,7 +301,7 @@ class ProgressCallback(Callback):
         self._safe(self._ended, trials, trial, True)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._safe(self._say, f"[study] {_label(self.index, trial, self.width)} lost its worker; "
+        self._safe(self._say, f"{_label(self.index, trial, self.width)} lost its worker; "
                               "retrying from its checkpoint")
 
     def on_experiment_end(self, trials, **info):

@@ -193,7 +193,8 @@ def test_options_validate_scheduler():
         StudyOptions(space="kmeans", scheduler="asha").validate()
     opts = StudyOptions(space="kmeans", num_samples=6)
     opts.validate()
-    assert opts.scheduler == "moasha"
+    assert opts.scheduler is None  # validate checks, it fills nothing in
+    assert opts.resolve().scheduler == "moasha"
 
 
 @pytest.fixture(scope="module")

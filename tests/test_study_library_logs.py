@@ -30,3 +30,26 @@ def test_optuna_lines_go_to_the_file_and_come_back_after(tmp_path):
         assert "after the study" in terminal.getvalue() and "after the study" not in log.read_text()
     finally:
         default.setStream(old)
+
+
+def test_the_studys_own_lines_stay_on_the_terminal(tmp_path, capsys):
+    """study.terminal: ``[study] ...`` on stdout (or a given stream), one handler however often
+    it is set up, out of the library log file; the libraries' and the study modules' loggers untouched."""
+    import importlib
+
+    import study.terminal
+
+    libraries = {name: list(logging.getLogger(name).handlers) for name in ("ray", "optuna", "mlflow", "study")}
+    term = study.terminal.terminal_logger()
+    importlib.reload(study.terminal)
+    ours = [h for h in study.terminal.terminal_logger().handlers if h.get_name() == study.terminal.NAME]
+    assert len(ours) == 1 and not term.propagate  # (pytest adds its capture to loggers that do not propagate)
+    assert {name: list(logging.getLogger(name).handlers) for name in libraries} == libraries
+    assert logging.getLogger("study.engine").propagate and not logging.getLogger("study.engine").handlers
+    log = tmp_path / "study.log"
+    with library_logs_to(log):
+        term.info("sampler seed 7")
+        stream = io.StringIO()
+        term.info("a\n    b", extra={"stream": stream})
+    assert capsys.readouterr().out == "[study] sampler seed 7\n" and stream.getvalue() == "[study] a\n    b\n"
+    assert "sampler seed" not in log.read_text()
