@@ -122,7 +122,8 @@ class MOASHAScheduler(FIFOScheduler):
         self._objectives = list(objectives)
         self._eta = float(reduction_factor)
         self._time_attr = time_attr
-        self._metric = self._objectives[0].metric  # Tune's bookkeeping only; ranking uses all
+        # Tune's bookkeeping only (its public ``metric``); the ranking uses every objective
+        self.set_search_properties(self._objectives[0].metric, None)
         self.rungs = rung_epochs(epochs, grace_period, self._eta)
         self.records: dict[int, dict[str, tuple]] = {r: {} for r in self.rungs}  # rung -> trial id -> losses
         self.stopped: dict[str, int] = {}  # trial id -> the rung it was stopped at

@@ -23,17 +23,15 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from study.compat import live_trial, optuna_trial_id, suggest_define_by_run, without_connections
 from study.objectives import Objective, settle
 from study.tags import RAY_ID_ATTR, REASON_ATTR, STATUS_ATTR
 from trainables.status import TrialStatus
 
 log = logging.getLogger(__name__)
 
-# What this class relies on inside Ray's OptunaSearch (private, so checked by
-# tests/test_study_searcher.py against the installed Ray): the Optuna study and the
-# Ray-id -> optuna.Trial map it keeps, the set of told trials, the define-by-run space and
-# the function that runs it on a trial.
-RAY_INTERNALS = ("_ot_study", "_ot_trials", "_completed_trials", "_space", "_suggest_from_define_by_run_func")
+# What this class relies on inside Ray's OptunaSearch and Optuna is private: it is named in
+# study.compat (RAY_INTERNALS and the functions used below), checked by tests/test_compat.py.
 
 
 def _sampler(storage, study_name: str, seed: Optional[int]) -> optuna.samplers.TPESampler:
@@ -70,10 +68,7 @@ class StudySearcher(OptunaSearch):
 
     # --- pickling: keep the URL, not the connection -------------------------------
     def __getstate__(self):
-        state = self.__dict__.copy()
-        for k in ("_ot_study", "_storage", "_sampler", "_ot_trials"):
-            state[k] = None
-        return state
+        return without_connections(self.__dict__.copy())
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -86,7 +81,7 @@ class StudySearcher(OptunaSearch):
                                                sampler=_sampler(storage, self._name, self._seed_value))
         for rid, tid in self._owned.items():
             if rid not in self._ot_trials:
-                self._ot_trials[rid] = optuna.Trial(self._ot_study, tid)
+                self._ot_trials[rid] = live_trial(self._ot_study, tid)
 
     # --- saving: JSON, never a pickle read back from the storage path -----------------
     # (Ray pickles the searcher object itself into its own experiment files, which are
@@ -113,10 +108,11 @@ class StudySearcher(OptunaSearch):
     def _orphan(self) -> Optional[optuna.Trial]:
         owned = set(self._owned.values()) | self._adopted
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t._trial_id not in owned:
-                self._adopted.add(t._trial_id)
+            tid = optuna_trial_id(t)
+            if tid not in owned:
+                self._adopted.add(tid)
                 log.info("adopting Optuna trial %d left running by an earlier driver", t.number)
-                return optuna.Trial(self._ot_study, t._trial_id)
+                return live_trial(self._ot_study, tid)
         return None
 
     def suggest(self, trial_id: str) -> Optional[dict]:
@@ -124,12 +120,12 @@ class StudySearcher(OptunaSearch):
         if trial_id not in self._ot_trials:
             ot_trial = self._orphan() or self._ot_study.ask()
             self._ot_trials[trial_id] = ot_trial
-            self._owned[trial_id] = ot_trial._trial_id
+            self._owned[trial_id] = optuna_trial_id(ot_trial)
             ot_trial.set_user_attr(RAY_ID_ATTR, trial_id)
         ot_trial = self._ot_trials[trial_id]
         # flat keys: no unflattening (config keys never hold "/"). The Optuna trial is found
         # again by its user attr ray_trial_id (study.tracking), not through the config.
-        return self._suggest_from_define_by_run_func(self._space, ot_trial)
+        return suggest_define_by_run(self, ot_trial)
 
     def on_trial_result(self, trial_id: str, result: dict):
         return  # Optuna takes no intermediate values for several objectives

@@ -316,7 +316,7 @@ class MlflowTrialCallback(Callback):
         def _tag():
             rid = self.run_id(trial)
             if rid:
-                self.client.set_tag(rid, TRIAL_RETRIES_TAG, str(trial.run_metadata.num_failures))
+                self.client.set_tag(rid, TRIAL_RETRIES_TAG, str(trial.num_failures))
         self._safe(_tag)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from study.compat import optuna_trial_id
 from study.tags import MLFLOW_RUN_ATTR, RAY_ID_ATTR  # noqa: F401  (the link's user attrs, re-exported)
 
 
@@ -35,7 +36,7 @@ class TrialIndex:
             for t in store.get_all_trials(sid, deepcopy=False):
                 rid = t.user_attrs.get(RAY_ID_ATTR)
                 if rid is not None:
-                    self._ids[rid] = (t._trial_id, t.number)
+                    self._ids[rid] = (optuna_trial_id(t), t.number)
         return self._ids.get(ray_trial_id)
 
     def number(self, ray_trial_id: str) -> Optional[int]:

@@ -1,6 +1,6 @@
-"""StudySearcher against the installed Ray and Optuna: the Ray internals it relies on exist,
-its saved state is plain JSON (no pickle read back from the storage path), and a searcher
-restored from that state continues the same Optuna trials without replaying draws."""
+"""StudySearcher against the installed Ray and Optuna: its saved state is plain JSON (no pickle
+read back from the storage path), and a searcher restored from that state continues the same
+Optuna trials without replaying draws. The Ray internals it relies on: tests/test_compat.py."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study.objectives import parse_objectives
-from study.searcher import RAY_INTERNALS, StudySearcher
+from study.searcher import StudySearcher
 
 
 def space(trial):
@@ -21,16 +21,6 @@ def space(trial):
 def _searcher(storage: str, seed: int = 1) -> StudySearcher:
     objs = parse_objectives(["val/silhouette_z:max", "val/acc:max"])
     return StudySearcher(space, objs, study_name="s", storage_url=storage, seed=seed)
-
-
-def test_ray_internals_it_relies_on_exist(tmp_path):
-    s = _searcher(f"sqlite:///{tmp_path}/o.db")
-    s.suggest("ray-a")
-    for name in RAY_INTERNALS:
-        assert hasattr(s, name), f"Ray's OptunaSearch no longer has {name}: update study/searcher.py"
-    assert isinstance(s._ot_study, optuna.Study)
-    assert set(s._ot_trials) == {"ray-a"} and isinstance(s._completed_trials, set)
-    assert callable(s._suggest_from_define_by_run_func)
 
 
 def test_state_is_json_and_a_restored_searcher_continues(tmp_path):

@@ -35,6 +35,12 @@ __all__ = ["Batch", "Blocks", "ClusteringModel", "DEC_BIAS_INITS", "LatentCluste
 DEC_BIAS_INITS = ("zero", "data_mean")
 
 
+# every BatchNorm layer torch has, by its public classes (torch.nn.modules.batchnorm.__all__;
+# tests/test_compat.py checks the list against the installed torch)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LazyBatchNorm1d, nn.LazyBatchNorm2d,
+              nn.LazyBatchNorm3d, nn.SyncBatchNorm)
+
+
 @dataclass(frozen=True)
 class Batch:
     """One mini-batch: ``x`` [B, F, T] (in [0, 1], or real-valued), ``mask`` [B, T], ``stats`` [B, 4];
@@ -114,7 +120,7 @@ class ClusteringModel(nn.Module, abc.ABC):
         training mode, so the statistics are those of the inputs evaluation will see.
         Returns the number of BatchNorm layers re-estimated.
         """
-        bns = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        bns = [m for m in self.modules() if isinstance(m, BATCHNORMS)]
         if not bns:
             return 0
         was_training = self.training
