@@ -39,6 +39,7 @@ from study.ray_runtime import init_ray
 from study.tracking import MLFLOW_STATUS, git_commit, mlflow_client
 from trainables.baselines import BASELINES as BASELINE_REGISTRY
 from trainables.config import DEFAULTS, ConfigError, resolve_config
+from trainables.metric_names import reported_representation
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ def _start_child(cl, experiment_id: str, parent: str, name: str, rep: Replicate)
     rid = cl.create_run(experiment_id, run_name=f"{rep.label} seed {rep.seed}", tags={
         "mlflow.parentRunId": parent, "replication.name": name, "replication.method": rep.label,
         "replication.model": rep.model, "replication.source_run": rep.source_run,
-        "replication.seed": str(rep.seed), "trial.status": "running"}).info.run_id
+        "replication.seed": str(rep.seed), "trial.status": "running",
+        "replication.representation": reported_representation(rep.model)}).info.run_id
     cl.log_batch(rid, params=[Param(k, str(v)[:6000]) for k, v in sorted(rep.config.items())])
     return rid
 

@@ -88,3 +88,21 @@ def test_validation_comes_from_the_keys_and_the_model_rules():
         resolve_config({"model": "uvac", "tau_end": 2.0})
     assert resolve_config({"augment": "speed, eq"})["augment"] == "speed,eq"  # the augment key's canonical form
     assert resolve_config({"channels": [4, 8]})["channels"] == "4,8"
+
+
+def test_every_searched_parameter_is_a_key_and_searched_within_its_range():
+    """The spaces name keys and search ranges; what a key accepts is said once, by its Key: every
+    parameter a space may suggest is a config key, and its choices and bounds pass the key's check."""
+    from features.presets import PRESETS
+    from study.spaces import SPACES, record_space
+
+    keys = all_keys()
+    for space in SPACES:
+        for frontends in ([], ["compact"], ["mfcc"], sorted(PRESETS)[:2]):
+            params, consts = record_space(space, epochs=10, frontends=frontends)
+            assert set(consts) <= set(keys), space
+            for p in params:
+                key = keys[p["name"]]
+                values = p["choices"] if p["kind"] == "categorical" else [p["low"], p["high"]]
+                for v in values:
+                    key.check(key.coerce(v))
