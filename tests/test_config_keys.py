@@ -29,7 +29,8 @@ def test_the_flat_dict_is_generated_from_the_keys():
     assert all(isinstance(v, (str, int, float, bool)) for v in DEFAULTS.values())  # Tune / Optuna / MLflow
     assert CHOICES["model"][: len(MODELS)] == tuple(MODELS)
     # each key is defined once: by the training loop, one model class (and its subclasses), or the baselines
-    owners = [k.name for k in TRAINING_KEYS] + [k.name for cls in MODELS.values() for k in vars(cls).get("config_keys", ())]
+    owners = [k.name for k in TRAINING_KEYS]
+    owners += [k.name for cls in MODELS.values() for k in vars(cls).get("config_keys", ())]
     owners += [k.name for k in vars(LatentClusteringModel)["config_keys"]]
     assert len(owners) == len(set(owners))
     assert set(structural_keys()) >= {"model", "n_clusters", "d_z", "channels"}

@@ -127,8 +127,8 @@ def _keys_of(models: tuple) -> dict[str, Key]:
 
 def all_keys() -> dict[str, Key]:
     """name -> :class:`Key` of every key: the training loop's, each registered model's (in
-    registration order, base classes first), the baselines'. Do not modify."""
-    return _keys_of(tuple(registered_models().items()))
+    registration order, base classes first), the baselines'."""
+    return dict(_keys_of(tuple(registered_models().items())))
 
 
 def key_owners() -> dict[str, str]:

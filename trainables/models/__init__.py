@@ -27,8 +27,8 @@ from trainables.models.cat_uvac import CatUVAC
 from trainables.models.uvac import UVAC
 
 __all__ = ["MODELS", "PLUGINS_ENV", "RegistryView", "build_model", "warmup_epochs", "register_model",
-           "unregister_model", "model_class", "registered_models", "load_plugins", "Batch", "ClusteringModel", "ConvEncoder",
-           "ConvDecoder", "UVAC", "CatUVAC"]
+           "unregister_model", "model_class", "registered_models", "load_plugins", "Batch", "ClusteringModel",
+           "ConvEncoder", "ConvDecoder", "UVAC", "CatUVAC"]
 
 MODELS: dict[str, type[ClusteringModel]] = {cls.name: cls for cls in (UVAC, CatUVAC)}
 PLUGINS_ENV = "TRAINABLES_MODELS"

@@ -253,7 +253,8 @@ class Blocks:
     def from_config(cls, cfg: Mapping[str, Any], to_linear=None, bounded: bool = True) -> dict[str, Any]:
         keys = {f.name: type(_LATENT[f.name]) for f in fields(cls) if f.name in _LATENT}
         options = {name: kind(cfg[name]) for name, kind in keys.items()}
-        return {**options, "channels": parse_channels(cfg["channels"]), "to_linear": to_linear, "bounded": bool(bounded)}
+        return {**options, "channels": parse_channels(cfg["channels"]), "to_linear": to_linear,
+                "bounded": bool(bounded)}
 
 
 class LatentClusteringModel(ClusteringModel):
