@@ -32,7 +32,8 @@ import pandas as pd
 
 from analysis.runs import client
 from study.tags import (KIND_REPLICATION, PARENT_RUN_TAG, REPLICATION_BASELINES_TAG, REPLICATION_FEATURES_TAG,
-                        REPLICATION_METHOD_TAG, REPLICATION_MODEL_TAG, REPLICATION_NAME_TAG, REPLICATION_SEED_TAG,
+                        REPLICATION_METHOD_TAG, REPLICATION_MODEL_TAG, REPLICATION_NAME_TAG, REPLICATION_REPRESENTATION_TAG,
+                        REPLICATION_SEED_TAG,
                         REPLICATION_SEEDS_TAG, REPLICATION_SOURCE_RUN_TAG, REPLICATION_SOURCE_RUNS_TAG,
                         REPLICATION_STATE_TAG, STUDY_CACHE_KEY_TAG, STUDY_KIND_TAG, TRIAL_REASON_TAG,
                         TRIAL_STATUS_TAG, StudyState)
@@ -49,14 +50,19 @@ COLUMNS = [
 ]
 
 DECIMALS = 2
+# The representation each run reports is the tag REPRESENTATION_TAG, logged by study.replicate from
+# the model class (trainables: ClusteringModel.reported_representation; baselines x); runs logged
+# before the tag existed fall back on what their models reported then.
+REPRESENTATION_TAG = REPLICATION_REPRESENTATION_TAG
 DEFAULT_REPR = {"cat_uvac": "y", "uvac": "z", "kmeans": "x", "gmm": "x", "labels": "x"}
 
 
 def pick_representation(metrics_list: Sequence[dict], model: str, split: str = "test",
                         wanted: Optional[str] = None) -> str:
-    """The representation suffix for the clustering metrics of a row: ``wanted`` if given,
-    else the model's default (cat_uvac -> y, uvac -> z, baselines -> x), else the first
-    one present in the metrics."""
+    """The representation suffix for the clustering metrics of a row: ``wanted`` if given (the
+    runs' :data:`REPRESENTATION_TAG`), else the default of a model logged before that tag
+    (:data:`DEFAULT_REPR`: cat_uvac -> y, uvac -> z, baselines -> x), else the first one present
+    in the metrics."""
     present = sorted({k.split("_")[-1] for m in metrics_list for k in m
                       if k.startswith(f"{split}/silhouette_")})
     for r in (wanted, DEFAULT_REPR.get(model)):
@@ -194,6 +200,12 @@ def seeds_table(rep: Replication) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def reported_representations(rep: Replication) -> dict[str, str]:
+    """method -> the representation its runs were logged with (:data:`REPRESENTATION_TAG`)."""
+    return {run.data.tags.get("replication.method", run.info.run_name): run.data.tags[REPRESENTATION_TAG]
+            for run in rep.children if run.data.tags.get(REPRESENTATION_TAG)}
+
+
 def table_rows(seeds: pd.DataFrame) -> list[dict]:
     """:func:`table_one` rows from :func:`seeds_table`, one per method in first-seen order."""
     metric_cols = [c for c in seeds.columns if c.startswith("test/")]
@@ -224,7 +236,8 @@ def render_replication(name_or_id: str, tracking_uri: Optional[str] = None,
     """Table I of a replication, written as table_one.md / table_one.csv / seeds.csv."""
     rep = find_replication(name_or_id, tracking_uri)
     seeds = seeds_table(rep)
-    table = table_one(table_rows(seeds))
+    reported = reported_representations(rep)
+    table = table_one([{**row, "representation": reported.get(row["method"])} for row in table_rows(seeds)])
     t = rep.tags
     title = (f"Table I: test split of {Path(t.get(REPLICATION_FEATURES_TAG, '?')).name}, "
              f"{t.get(REPLICATION_SEEDS_TAG, '?')} seed(s) (cache {t.get(STUDY_CACHE_KEY_TAG, '')[:12]}), "

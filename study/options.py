@@ -207,7 +207,7 @@ def fixed_config(opts: StudyOptions, n_clusters: int) -> dict:
         fixed["frontend"] = opts.frontends[0]
     if opts.gpus_per_trial > 0:
         fixed["device"] = "cuda"
-    if not opts.features and opts.dataset == "synthetic" and not opts.root and opts.space in ("uvac", "cat_uvac"):
+    if not opts.features and opts.dataset == "synthetic" and not opts.root and SPACES.trains_network(opts.space):
         fixed.update(EMBEDDED_SMALL)
     fixed.update(opts.overrides or {})
     # the recipe every trial's config starts from, recorded with the study's fixed config

@@ -45,6 +45,7 @@ from study.tags import (
     REPLICATION_METHOD_TAG,
     REPLICATION_MODEL_TAG,
     REPLICATION_NAME_TAG,
+    REPLICATION_REPRESENTATION_TAG,
     REPLICATION_SEED_TAG,
     REPLICATION_SEEDS_TAG,
     REPLICATION_SOURCE_RUN_TAG,
@@ -64,6 +65,7 @@ from study.tracking import MLFLOW_STATUS, git_commit, mlflow_client
 from trainables.baselines import BASELINES as BASELINE_REGISTRY
 from trainables.config import DEFAULTS, ConfigError, resolve_config
 from trainables.status import TrialStatus
+from trainables.metric_names import reported_representation
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +206,8 @@ def _start_child(cl, experiment_id: str, parent: str, name: str, rep: Replicate)
     rid = cl.create_run(experiment_id, run_name=f"{rep.label} seed {rep.seed}", tags={
         PARENT_RUN_TAG: parent, REPLICATION_NAME_TAG: name, REPLICATION_METHOD_TAG: rep.label,
         REPLICATION_MODEL_TAG: rep.model, REPLICATION_SOURCE_RUN_TAG: rep.source_run,
-        REPLICATION_SEED_TAG: str(rep.seed), TRIAL_STATUS_TAG: TrialStatus.RUNNING.value}).info.run_id
+        REPLICATION_SEED_TAG: str(rep.seed), TRIAL_STATUS_TAG: TrialStatus.RUNNING.value,
+        REPLICATION_REPRESENTATION_TAG: reported_representation(rep.model)}).info.run_id
     cl.log_batch(rid, params=[Param(k, str(v)[:6000]) for k, v in sorted(rep.config.items())])
     return rid
 

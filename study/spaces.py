@@ -137,12 +137,24 @@ def gmm(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     return {"model": "gmm", **consts}
 
 
-SPACES: dict[str, Callable[..., Optional[dict]]] = {
+class SpaceRegistry(dict):
+    """name -> space function. A space of one's own (a registered model's, say) joins with
+    ``SPACES[name] = fn``; the study runs it in the driver (Optuna's sampler), never in a worker."""
+
+    def trains_network(self, name: str) -> bool:
+        """Whether the space's ``model`` constant is a registered network (not a baseline)."""
+        from trainables.models import model_class
+
+        model = (get_space(name, epochs=1)(RecordingTrial()) or {}).get("model")
+        return model is not None and model_class(str(model)) is not None
+
+
+SPACES: SpaceRegistry = SpaceRegistry({
     "uvac": uvac,
     "cat_uvac": cat_uvac,
     "kmeans": kmeans,
     "gmm": gmm,
-}
+})
 
 
 def get_space(name: str, *, epochs: int, frontends: Sequence[str] = ()) -> Callable[[Any], Optional[dict]]:

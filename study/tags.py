@@ -62,6 +62,7 @@ REPLICATION_METHOD_TAG = "replication.method"
 REPLICATION_MODEL_TAG = "replication.model"
 REPLICATION_SOURCE_RUN_TAG = "replication.source_run"
 REPLICATION_SEED_TAG = "replication.seed"
+REPLICATION_REPRESENTATION_TAG = "replication.representation"  # what the model reports (its class declares it)
 
 # -- Optuna trial user attrs ---------------------------------------------------------------
 RAY_ID_ATTR = "ray_trial_id"             # the Tune trial asked for it (study.trial_index)

@@ -41,6 +41,7 @@ class ModelContract:
     def test_is_a_clustering_model(self, model, model_name):
         assert isinstance(model, ClusteringModel) and model.name == model_name
         assert model.representations and all(isinstance(r, str) for r in model.representations)
+        assert model.reported_representation in model.representations
 
     def test_one_training_step_is_finite_with_finite_gradients(self, model, model_name):
         model.train()
@@ -55,6 +56,7 @@ class ModelContract:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
         assert all(math.isfinite(v) for v in model.step_logs(0.5).values())
+        assert {k.split("/", 1)[1] for k in model.step_logs(0.5)} == set(model.logged)
 
     def test_infer_shapes(self, model, config):
         model.eval()
@@ -64,7 +66,7 @@ class ModelContract:
         assert torch.allclose(out["probs"].sum(1), torch.ones(B), atol=1e-5)
         assert torch.equal(out["cluster"], out["probs"].argmax(1))
         for r in model.representations:
-            assert out[r].ndim == 2 and out[r].shape[0] == B, r
+            assert out[r].shape == (B, model.representation_sizes()[r]), r
         assert not out["probs"].requires_grad
         assert 0 < model.inference_parameters() <= sum(p.numel() for p in model.parameters())
 

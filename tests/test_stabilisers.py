@@ -194,8 +194,8 @@ def test_marginal_entropy_weight_enters_the_loss():
 
 
 def test_kl_z_weight_scales_only_kl_z():
-    t1, terms = _cat_step(kl_z_weight=1.0)
-    t4, _ = _cat_step(kl_z_weight=4.0)
+    t1, terms = _cat_step(kl_z_weight=1.0, hparams={"lam": 1.0})
+    t4, _ = _cat_step(kl_z_weight=4.0, hparams={"lam": 1.0})
     assert torch.allclose(t4, t1 + 3.0 * terms["kl_z"], atol=1e-4)
 
 

@@ -48,10 +48,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainables.config_keys import Key
 from trainables.metrics import clustering_metrics
 
-__all__ = ["METHODS", "BASELINES", "FITTED_BASELINES", "Baseline", "BaselineResult", "Standardiser", "get_baseline",
-           "flatten_features", "run_baseline", "fit_kmeans", "fit_gmm", "labels_as_clusters"]
+__all__ = ["METHODS", "BASELINES", "BASELINE_KEYS", "FITTED_BASELINES", "REPRESENTATION", "Baseline",
+           "BaselineResult", "Standardiser", "get_baseline", "flatten_features", "run_baseline", "fit_kmeans",
+           "fit_gmm", "labels_as_clusters"]
 
 METHODS = ("kmeans", "gmm", "factorial", "labels")
 FACTORIAL_PCA = 10  # the factorial mixture's projection (measured on FSDD: 10 beat 20 and 40)
@@ -63,6 +65,12 @@ PCA_AUTO_MIN_DIM = 256
 PCA_AUTO_COMPONENTS = 64
 COVARIANCE_TYPES = ("diag", "spherical", "full", "tied")
 AWE_PCA_COMPONENTS = 20  # the classical pipeline's PCA before its full-covariance GMM (SPEC section 8)
+REPRESENTATION = "x"  # what every baseline clusters and is scored on: the flattened input features
+
+# the baselines' config keys (trainables.config_keys)
+BASELINE_KEYS = (
+    Key("gmm_covariance", "diag", "covariance type of the GMM-EM baseline", choices=COVARIANCE_TYPES),
+)
 
 
 @dataclass
@@ -292,7 +300,7 @@ def run_baseline(
     label_index = labels_as_clusters(table)
     for split in ("val", "test"):
         rows = _rows(table, split)
-        metrics.update(clustering_metrics(label_index[rows], clusters[rows], {"x": x_all[rows]},
+        metrics.update(clustering_metrics(label_index[rows], clusters[rows], {REPRESENTATION: x_all[rows]},
                                           prefix=f"{split}/", n_clusters=k,
                                           sample_size=sample_size, seed=seed))
     return BaselineResult(method, metrics, np.asarray(table.ids), np.asarray(table.split),

@@ -18,7 +18,8 @@ Guarantees:
 * A non-finite loss term or gradient norm ends the run with status ``"diverged"`` and a
   reason naming the epoch, step and term; the caller never sees an exception for that, and the
   last good state (end of the previous epoch) is what checkpoints hold.
-* ``model`` ``"kmeans"`` / ``"gmm"`` routes to :mod:`trainables.baselines` (no epochs).
+* a baseline's ``model`` (``"kmeans"``, ``"gmm"``, ... : the registry
+  :data:`trainables.baselines.BASELINES`) routes to :mod:`trainables.baselines` (no epochs).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from trainables.augment import augmenter_for
-from trainables.baselines import check_n_clusters
+from trainables.baselines import BASELINES, check_n_clusters
 from trainables.checkpoint import (
     load_checkpoint,
     numpy_generator_state,
@@ -41,16 +42,13 @@ from trainables.checkpoint import (
     set_numpy_generator_state,
     set_numpy_global_state,
 )
-from trainables.config import NEURAL_MODELS, check_frontend, resolve_config
+from trainables.config import check_frontend, resolve_config, structural_keys
 from trainables.models import Batch, ClusteringModel, build_model
 from trainables.schedules import lr_at
 from trainables.status import TrialStatus
 
-__all__ = ["TrainResult", "train", "resolve_device", "predict_table", "STRUCTURAL_KEYS"]
+__all__ = ["TrainResult", "train", "resolve_device", "predict_table"]
 
-# Keys that define the network's shape: a resumed run must agree on them.
-STRUCTURAL_KEYS = ("model", "d_z", "channels", "gru_hidden", "n_clusters", "divergence", "likelihood",
-                   "prior_styles", "style_clusters", "overcluster")
 EVAL_BATCH = 256
 
 
@@ -148,7 +146,8 @@ def _fits_on_device(table, device: torch.device) -> bool:
 @torch.no_grad()
 def predict_table(model: ClusteringModel, data: _Data, cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Inference over one split: cluster [N], probabilities [N, K] and each of the model's
-    representations (``z`` latent mean [N, d_z]; ``y`` categorical posterior [N, K])."""
+    representations (``z`` latent mean [N, d_z]; ``y`` categorical posterior [N, K]; an empty
+    split: the widths the model declares, :meth:`ClusteringModel.representation_sizes`)."""
     was_training = model.training
     model.eval()
     outs: dict[str, list[torch.Tensor]] = {"probs": [], **{r: [] for r in model.representations}}
@@ -158,8 +157,7 @@ def predict_table(model: ClusteringModel, data: _Data, cfg: Mapping[str, Any]) -
             outs[key].append(inf[key].float().cpu())
     model.train(was_training)
     if data.n == 0:
-        k = int(cfg["n_clusters"])
-        dims = {"probs": k, "y": k, "z": int(cfg["d_z"])}
+        dims = {"probs": int(cfg["n_clusters"]), **model.representation_sizes()}
         empty = {key: np.zeros((0, dims[key]), np.float32) for key in outs}
         return {"cluster": np.zeros(0, dtype=np.int64), **empty}
     pred = {key: torch.cat(v).numpy() for key, v in outs.items()}
@@ -308,7 +306,7 @@ def train(
     check_n_clusters(table, cfg["n_clusters"])
 
     check_frontend(cfg, table.preset)
-    if cfg["model"] not in NEURAL_MODELS:
+    if cfg["model"] in BASELINES:
         return _train_baseline(cfg, table)
 
     device = resolve_device(cfg["device"])
@@ -370,7 +368,7 @@ def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
             f"cannot resume: the checkpoint was trained on feature cache {old_key}, the features given now are "
             f"{table.cache_key} (rebuilt or another cache: clips may have moved between splits); start a new run")
     old = st.get("config", {})
-    diff = [k for k in STRUCTURAL_KEYS if k in old and str(old[k]) != str(cfg[k])]
+    diff = [k for k in structural_keys() if k in old and str(old[k]) != str(cfg[k])]
     if diff:
         raise ValueError("cannot resume: the checkpoint's config differs on "
                          + ", ".join(f"{k} ({old[k]!r} vs {cfg[k]!r})" for k in diff))

@@ -62,15 +62,15 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
     from features.frontend import Preset
 
     from trainables.checkpoint import load_checkpoint
-    from trainables.config import DEFAULTS, NEURAL_MODELS
-    from trainables.models import build_model
+    from trainables.config import DEFAULTS
+    from trainables.models import build_model, model_class
 
     run = Path(run_dir)
     cfg_path = run / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run} is not a run directory: no config.json")
     meta = json.loads(cfg_path.read_text())
-    if meta.get("model") not in NEURAL_MODELS:
+    if model_class(str(meta.get("model"))) is None:
         raise ValueError(f"run {run} is a {meta.get('model')!r} baseline: there is no network to predict with")
     if "preset" not in meta:
         raise ValueError(f"{cfg_path} has no 'preset': cannot rebuild the run's front end")

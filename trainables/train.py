@@ -5,7 +5,7 @@
     python -m trainables.train --model kmeans --features DIR --out RUN_DIR
     python -m trainables.train --out RUN_DIR --resume            # continue RUN_DIR/checkpoint
 
-Every config key of :data:`trainables.config.DEFAULTS` is a flag (``tau_kind`` -> ``--tau-kind``);
+Every config key (:func:`trainables.config.all_keys`, docs/CONFIG.md) is a flag (``tau_kind`` -> ``--tau-kind``);
 ``--config file.json`` gives a partial config (flags win over the file). Progress goes to stderr
 (one line per epoch); the final metrics go to stdout as ONE JSON line, the last line.
 
@@ -31,16 +31,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainables.config import DEFAULTS, ConfigError, check_frontend, load_config_file, resolve_config
+from trainables.config import DEFAULTS, ConfigError, all_keys, check_frontend, load_config_file, resolve_config
+from trainables.config_keys import add_flags, flag_values
 from trainables.status import TrialStatus
 
 # Keys of RUN_DIR/config.json that are not training config.
 META_KEYS = ("features", "cache_key", "preset", "preset_name")
 EXIT_DIVERGED = 3
-
-
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,12 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file with a partial config (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint with RUN_DIR/config.json")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
-    g = p.add_argument_group("config keys (see trainables/config.py; defaults: the recipe's, --recipe "
+    g = p.add_argument_group("config keys (docs/CONFIG.md; defaults: the recipe's, --recipe "
                              "paper | paper-lr5e-3 | recommended)")
-    for key, default in DEFAULTS.items():
-        kind = type(default).__name__
-        g.add_argument(_flag(key), dest=key, default=None, metavar=kind.upper(),
-                       help=f"default {default!r}")
+    add_flags(g, all_keys().values())
     return p
 
 
@@ -139,7 +133,7 @@ def _read_only(p: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    flags = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    flags = flag_values(args, all_keys().values())
 
     try:
         partial: dict[str, Any] = {}

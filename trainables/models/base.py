@@ -25,14 +25,58 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from trainables.config_keys import TRAINING_KEYS, ConfigError, Key, defaults_of
 from trainables.consistency import CONSISTENCIES, consistency
-from trainables.models.blocks import fit_depth, parse_channels
+from trainables.losses import DIVERGENCES
+from trainables.models.blocks import POOLS, fit_depth, parse_channels
 from trainables.models.style import StyleFactor
+from trainables.reconstruction import LIKELIHOODS
 
-__all__ = ["Batch", "Blocks", "ClusteringModel", "DEC_BIAS_INITS", "LatentClusteringModel", "TrainBatches"]
+__all__ = ["Batch", "Blocks", "ClusteringModel", "DEC_BIAS_INITS", "INVARIANCE_TERMS", "LATENT_KEYS",
+           "LatentClusteringModel", "TrainBatches"]
 
 # the decoder output bias at construction: zero, or the data mean (logit of it on [0, 1] inputs)
 DEC_BIAS_INITS = ("zero", "data_mean")
+# loss terms of the invariance machinery, reported only when it is switched on (consistency, the
+# overclustering head, the style factor)
+INVARIANCE_TERMS = ("consistency", "consistency_over", "kl_s", "kl_sbar")
+
+
+def _channels(spec: str) -> str:
+    parse_channels(spec)  # ValueError naming the key
+    return spec
+
+
+# The keys UVAC and categorical UVAC share (LatentClusteringModel.config_keys): the construction
+# options of Blocks and the KL schedule. Their defaults are the papers'.
+LATENT_KEYS: tuple[Key, ...] = (
+    Key("d_z", 10, "latent size", positive=True, structural=True),
+    Key("divergence", "euc", "reconstruction divergence (is / kl on de-normalised values)", choices=DIVERGENCES,
+        structural=True),
+    Key("lam", 0.5, "weight of the KL terms (categorical paper's lambda; UVAC paper: 1)", low=0),
+    Key("kl_warmup_epochs", 0, "linear warm-up of the KL weight from 0 to lam; 0 = off", low=0),
+    Key("channels", "16,32,64,128", "encoder channels, comma separated (decoder mirrors them)", sequence=True,
+        normalise=_channels, structural=True),
+    Key("gru_hidden", 128, "units of the two GRU layers", positive=True, structural=True),
+    Key("likelihood", "gaussian", "reconstruction likelihood: gaussian (papers); bernoulli, gaussian_learned and "
+        "gaussian_learned_freq need divergence euc", choices=LIKELIHOODS, structural=True),
+    Key("dec_bias_init", "zero", "decoder output bias: zero (papers) or data_mean (output = mean input at init)",
+        choices=DEC_BIAS_INITS),
+    Key("pool", "last", "GRU summary of a clip: last (last step) or mean (over real frames)", choices=POOLS),
+    Key("consistency", "none", "between the cluster posteriors of a batch and its augmented view: mi (IIC: log K "
+        "- mutual information) or skl (symmetric KL); categorical UVAC: q(y|x); UVAC: the GMM responsibilities "
+        "(once fitted)", choices=CONSISTENCIES),
+    Key("consistency_weight", 1.0, "weight of the consistency terms", low=0),
+    Key("overcluster", 0, "> 0: an auxiliary head of overcluster x n_clusters clusters trained by the consistency "
+        "term alone (IIC's overclustering); 0 = off", low=0, structural=True),
+    Key("free_bits", 0.0, "KL_z counts at least this many nats per latent dimension (Kingma et al. 2016); 0 = off",
+        low=0),
+    Key("style_clusters", 0, "a style factor (trainables.models.style): that many style classes q(s|x) from the "
+        "clip's per-row statistics, each an additive offset of the decoder output (speaker / channel); "
+        "real-valued front ends only", low=0, zero_means="off", structural=True),
+    Key("style_balance", 1.0, "weight of KL(batch-mean q(s) || uniform), the style factor's balance term", low=0),
+)
+_LATENT = defaults_of(LATENT_KEYS)
 
 
 # every BatchNorm layer torch has, by its public classes (torch.nn.modules.batchnorm.__all__;
@@ -71,7 +115,50 @@ class ClusteringModel(nn.Module, abc.ABC):
     """
 
     name: ClassVar[str]
-    representations: ClassVar[tuple[str, ...]] = ("z",)
+    # What the model owns, declared here so that nothing else names it (trainables.config,
+    # trainables.metric_names, the loop, and through MLflow tags the analysis read these):
+    representations: ClassVar[tuple[str, ...]] = ("z",)  # what infer returns besides probs and cluster
+    reported_representation: ClassVar[str] = "z"  # the one Table I reports (analysis.tables)
+    config_keys: ClassVar[tuple[Key, ...]] = ()  # the keys this class adds to the config (subclasses add theirs)
+    key_defaults: ClassVar[Mapping[str, Any]] = {}  # this class's defaults of keys declared elsewhere
+    loss_terms: ClassVar[tuple[str, ...]] = ()  # the terms training_step always returns (train/<term>)
+    logged: ClassVar[tuple[str, ...]] = ()  # what step_logs returns every epoch (train/<name>)
+    conditional_terms: ClassVar[tuple[str, ...]] = ()  # terms and logs reported only under some configs / epochs
+
+    @classmethod
+    def own_keys(cls) -> tuple[Key, ...]:
+        """Every key the model's classes declare, base classes first."""
+        seen: dict[str, Key] = {}
+        for klass in reversed(cls.__mro__):
+            for key in vars(klass).get("config_keys", ()):
+                seen.setdefault(key.name, key)
+        return tuple(seen.values())
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The model's config defaults (the training keys', its own keys', its ``key_defaults``):
+        what ``trainables.config.resolve_config`` gives it under a recipe that sets nothing
+        (``paper``), and what its constructor falls back on (one source)."""
+        return {**defaults_of((*TRAINING_KEYS, *cls.own_keys())), **cls.shared_key_defaults(), "model": cls.name}
+
+    @classmethod
+    def shared_key_defaults(cls) -> dict[str, Any]:
+        """The ``key_defaults`` of the model's classes, base classes first (``MODEL_DEFAULTS``)."""
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(vars(klass).get("key_defaults", {}))
+        return out
+
+    @classmethod
+    def paper_defaults(cls, dataset: str | None) -> dict[str, Any]:
+        """Values the papers give per dataset (``dataset``: an adapter name), applied under the paper
+        recipes to the keys the caller did not give. Default: none."""
+        return {}
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Raise ConfigError when values of this class's keys do not go together (checked on every
+        config, as every config holds every registered model's keys). Default: nothing to check."""
 
     @classmethod
     @abc.abstractmethod
@@ -110,6 +197,10 @@ class ClusteringModel(nn.Module, abc.ABC):
     def inference_parameters(self) -> int:
         """Parameters that :meth:`infer` uses (no decoder)."""
 
+    @abc.abstractmethod
+    def representation_sizes(self) -> dict[str, int]:
+        """The width of each of :attr:`representations` (what an empty split's arrays are shaped as)."""
+
     # -- shared machinery -------------------------------------------------------------------------
     @torch.no_grad()
     def reestimate_batchnorm(self, batches: TrainBatches) -> int:
@@ -144,37 +235,58 @@ class ClusteringModel(nn.Module, abc.ABC):
 
 @dataclass(frozen=True)
 class Blocks:
-    """Construction options both networks share (defaults: the papers'). Passed to a model's
-    constructor as keyword arguments (``UVAC(128, 99, channels=(8, 16, 32, 64), pool="mean")``)."""
+    """Construction options both networks share, passed to a model's constructor as keyword
+    arguments (``UVAC(128, 99, channels=(8, 16, 32, 64), pool="mean")``). Each is the config key of
+    its name (:data:`LATENT_KEYS`, where its meaning and default are), except ``to_linear`` and
+    ``bounded``, which the features decide."""
 
-    divergence: str = "euc"
-    likelihood: str = "gaussian"
-    channels: Sequence[int] = (16, 32, 64, 128)
-    gru_hidden: int = 128
-    pool: str = "last"
-    dec_bias_init: str = "zero"
+    divergence: str = _LATENT["divergence"]
+    likelihood: str = _LATENT["likelihood"]
+    channels: Sequence[int] = parse_channels(_LATENT["channels"])
+    gru_hidden: int = _LATENT["gru_hidden"]
+    pool: str = _LATENT["pool"]
+    dec_bias_init: str = _LATENT["dec_bias_init"]
     to_linear: Any = None  # to_linear(x01, stats) -> linear magnitude, for the is / kl divergences
     bounded: bool = True  # inputs in [0, 1] (clip normalisation); False: real-valued (CMN, CMVN)
-    consistency: str = "none"  # between the cluster posteriors of a batch and its view: none | mi | skl
-    consistency_weight: float = 1.0
-    overcluster: int = 0  # > 0: an auxiliary head of overcluster * K clusters, trained by consistency alone
-    free_bits: float = 0.0  # nats per latent dimension below which KL_z is not penalised
-    style_clusters: int = 0  # > 0: a style factor of that many classes (trainables.models.style)
-    style_balance: float = 1.0  # weight of the style factor's batch-marginal balance term
+    consistency: str = _LATENT["consistency"]
+    consistency_weight: float = _LATENT["consistency_weight"]
+    overcluster: int = _LATENT["overcluster"]
+    free_bits: float = _LATENT["free_bits"]
+    style_clusters: int = _LATENT["style_clusters"]
+    style_balance: float = _LATENT["style_balance"]
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], to_linear=None, bounded: bool = True) -> dict[str, Any]:
-        return dict(divergence=cfg["divergence"], likelihood=cfg["likelihood"], channels=parse_channels(cfg["channels"]),
-                    gru_hidden=int(cfg["gru_hidden"]), pool=cfg["pool"], dec_bias_init=cfg["dec_bias_init"],
-                    to_linear=to_linear, bounded=bool(bounded), consistency=cfg["consistency"],
-                    consistency_weight=float(cfg["consistency_weight"]), overcluster=int(cfg["overcluster"]),
-                    free_bits=float(cfg["free_bits"]), style_clusters=int(cfg["style_clusters"]),
-                    style_balance=float(cfg["style_balance"]))
+        keys = {f.name: type(_LATENT[f.name]) for f in fields(cls) if f.name in _LATENT}
+        options = {name: kind(cfg[name]) for name, kind in keys.items()}
+        return {**options, "channels": parse_channels(cfg["channels"]), "to_linear": to_linear,
+                "bounded": bool(bounded)}
 
 
 class LatentClusteringModel(ClusteringModel):
     """What UVAC and categorical UVAC share: input checks, the reconstruction term, the
-    decoder's output-bias initialisation and the construction options (:class:`Blocks`)."""
+    decoder's output-bias initialisation and the construction options (:class:`Blocks`), with
+    their config keys (:data:`LATENT_KEYS`)."""
+
+    config_keys = LATENT_KEYS
+    conditional_terms = INVARIANCE_TERMS
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        if cfg["consistency"] != "none" and cfg["augment"] == "none":
+            raise ConfigError(f"consistency {cfg['consistency']!r} compares a batch with its augmented view: "
+                              f"set augment (e.g. augment=speed,warp)")
+        if cfg["overcluster"] > 0 and cfg["consistency"] == "none":
+            raise ConfigError("overcluster: the overclustering head is trained by the consistency term alone: "
+                              "set consistency to mi or skl")
+        if cfg["likelihood"] != "gaussian" and cfg["divergence"] != "euc":
+            raise ConfigError(
+                f"likelihood {cfg['likelihood']!r} is defined on the normalised [0, 1] spectrogram: it needs "
+                f"divergence 'euc', got {cfg['divergence']!r} (use likelihood 'gaussian' with 'is' / 'kl')"
+            )
+
+    def representation_sizes(self) -> dict[str, int]:
+        return {r: {"z": self.d_z, "y": self.n_clusters}[r] for r in self.representations}
 
     def _setup(self, n_freq: int, n_frames: int, n_clusters: int, d_z: int, blocks: Mapping[str, Any]) -> Blocks:
         """Validate and store the shared options; returns them for building the networks."""

@@ -34,12 +34,36 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainables.config_keys import ConfigError, Key, defaults_of
 from trainables.losses import categorical_kl_uniform, gaussian_kl, gaussian_kl_free_bits
-from trainables.models.base import Batch, Blocks, LatentClusteringModel
+from trainables.models.base import LATENT_KEYS, Batch, Blocks, LatentClusteringModel
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, broadcast_cat, init_weights
-from trainables.schedules import kl_weight_at, tau_at
+from trainables.schedules import TAU_KINDS, kl_weight_at, tau_at
 
-__all__ = ["CatUVAC", "gumbel_softmax_fp32", "marginal_kl_uniform"]
+__all__ = ["CatUVAC", "CAT_UVAC_KEYS", "PAPER_LAM", "gumbel_softmax_fp32", "marginal_kl_uniform"]
+
+# Categorical UVAC's own config keys (CatUVAC.config_keys)
+CAT_UVAC_KEYS = (
+    Key("tau_kind", "linear", "Gumbel-Softmax temperature schedule (trainables.schedules)", choices=TAU_KINDS),
+    Key("tau_start", 1.0, "temperature at the first epoch", positive=True),
+    Key("tau_end", 0.5, "temperature at the end of the anneal", positive=True),
+    Key("tau_anneal_epochs", 0, "length of the anneal in epochs; 0 = the whole run", low=0),
+    Key("tau_floor", 0.05, "the temperature never goes below this (numerical safety)", positive=True),
+    Key("marginal_entropy_weight", 0.0, "weight of KL(batch-mean q(y) || uniform); 0 = off", low=0),
+    Key("kl_z_weight", 1.0, "scale of KL_z inside the lambda bracket (1 = eq. 7)", low=0),
+    Key("gumbel_hard", False, "straight-through (one-hot forward) Gumbel-Softmax"),
+)
+_D = defaults_of((*LATENT_KEYS, *CAT_UVAC_KEYS))  # the constructor's defaults: the config's
+
+# lambda per dataset (the paper's Table I), applied under the paper recipes (CatUVAC.paper_defaults). Keys
+# are dataset adapter names (features.datasets.DATASETS), as in the cache manifest and FeatureTable.dataset.
+PAPER_LAM: dict[str, float] = {
+    "audiomnist": 0.5,
+    "fsdd": 0.5,
+    "synthetic": 0.5,
+    "urbansound8k": 2.0,
+    "tau2019": 2.0,
+}
 
 
 def gumbel_softmax_fp32(
@@ -81,17 +105,38 @@ class CatUVAC(LatentClusteringModel):
     Input x: ``[B, F, T]`` or ``[B, 1, F, T]`` with F = n_freq, T = n_frames (both >= 2**L).
     ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs, tau_*);
     ``blocks`` are the shared construction options (:class:`~trainables.models.base.Blocks`).
+    Every default is the config's (:meth:`defaults`); ``n_clusters`` 10 stands for the config's 0
+    (the number of classes), which only the data can tell.
     """
 
     name = "cat_uvac"
     representations = ("z", "y")
+    reported_representation = "y"
+    config_keys = CAT_UVAC_KEYS
+    key_defaults = {"lr_start": 5e-4, "lr_end": 5e-5, "lam": 0.5}  # lam per dataset: paper_defaults
+    loss_terms = ("recon", "kl_z", "kl_y")
+    logged = ("kl_weight", "tau")
+    conditional_terms = ("kl_ybar", *LatentClusteringModel.conditional_terms)
     _SCHEDULE_KEYS = ("lam", "kl_warmup_epochs", "epochs", "tau_kind", "tau_start", "tau_end",
                       "tau_anneal_epochs", "tau_floor")
 
-    def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = 10, *,
-                 tau_floor: float = 0.05, eval_y: str = "softmax", gumbel_hard: bool = False,
-                 marginal_entropy_weight: float = 0.0, kl_z_weight: float = 1.0,
-                 hparams: Mapping[str, Any] | None = None, **blocks: Any):
+    @classmethod
+    def paper_defaults(cls, dataset: str | None) -> dict[str, Any]:
+        lam = PAPER_LAM.get(str(dataset).lower()) if dataset else None
+        return {} if lam is None else {"lam": lam}
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        if cfg["tau_kind"] != "constant" and cfg["tau_end"] > cfg["tau_start"]:
+            raise ConfigError(f"tau_end ({cfg['tau_end']:g}) > tau_start ({cfg['tau_start']:g}): the temperature "
+                              f"is annealed downwards")
+        if cfg["tau_floor"] > cfg["tau_start"]:
+            raise ConfigError(f"tau_floor ({cfg['tau_floor']:g}) > tau_start ({cfg['tau_start']:g})")
+
+    def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = _D["d_z"], *,
+                 tau_floor: float = _D["tau_floor"], eval_y: str = "softmax", gumbel_hard: bool = _D["gumbel_hard"],
+                 marginal_entropy_weight: float = _D["marginal_entropy_weight"],
+                 kl_z_weight: float = _D["kl_z_weight"], hparams: Mapping[str, Any] | None = None, **blocks: Any):
         super().__init__()
         b = self._setup(n_freq, n_frames, n_clusters, d_z, blocks)
         if eval_y not in ("softmax", "onehot"):
@@ -101,8 +146,8 @@ class CatUVAC(LatentClusteringModel):
         self.gumbel_hard = bool(gumbel_hard)
         self.marginal_entropy_weight = float(marginal_entropy_weight)
         self.kl_z_weight = float(kl_z_weight)
-        self.hparams = {"lam": 1.0, "kl_warmup_epochs": 0, "epochs": 1, "tau_kind": "constant", "tau_start": 1.0,
-                        "tau_end": 1.0, "tau_anneal_epochs": 0, "tau_floor": self.tau_floor, **dict(hparams or {})}
+        defaults = {**self.defaults(), "tau_floor": self.tau_floor}
+        self.hparams = {**{k: defaults[k] for k in self._SCHEDULE_KEYS}, **dict(hparams or {})}
         self.enc_y = ConvEncoder(1, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)  # h
         self.to_logits = nn.Linear(self.enc_y.out_features, self.n_clusters)
         self.enc_z = ConvEncoder(1 + self.n_clusters, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)  # f

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.config_keys import Key, defaults_of
 from trainables.losses import gaussian_kl, gaussian_kl_free_bits, gmm_kl
-from trainables.models.base import Batch, Blocks, LatentClusteringModel, TrainBatches
+from trainables.models.base import LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, init_weights
 from trainables.models.factorial import fit_factorial
 from trainables.models.style import StyleFactor
@@ -45,6 +46,17 @@ __all__ = ["UVAC", "gmm_log_likelihoods"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 PRIOR_INITS = ("paper", "fit")
+
+# UVAC's own config keys (UVAC.config_keys)
+UVAC_KEYS = (
+    Key("prior_init", "paper", "the GMM prior: paper (random, IV-B) or fit (N(0, I) prior for prior_warmup_epochs, "
+        "then a GaussianMixture fitted on the latent means)", choices=PRIOR_INITS),
+    Key("prior_warmup_epochs", 5, "epochs before the prior is fitted (prior_init fit)", low=0),
+    Key("prior_styles", 0, "makes the GMM prior factorial (trainables.models.factorial): n_clusters content x "
+        "prior_styles style components, means content + style, fitted after the warm-up (prior_init fit); "
+        "clusters sum over the styles", low=0, zero_means="a plain mixture", structural=True),
+)
+_D = defaults_of((*LATENT_KEYS, *UVAC_KEYS))  # the constructor's defaults: the config's
 
 
 def gmm_log_likelihoods(z: torch.Tensor, prior_mu: torch.Tensor, prior_logvar: torch.Tensor) -> torch.Tensor:
@@ -61,14 +73,25 @@ class UVAC(LatentClusteringModel):
     Input x: ``[B, F, T]`` or ``[B, 1, F, T]`` with F = n_freq, T = n_frames (both >= 2**L).
     ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs);
     ``blocks`` are the shared construction options (:class:`~trainables.models.base.Blocks`).
+    Every default is the config's (:meth:`defaults`); ``n_clusters`` 10 stands for the config's 0
+    (the number of classes), which only the data can tell.
     """
 
     name = "uvac"
     representations = ("z",)
+    reported_representation = "z"
+    config_keys = UVAC_KEYS
+    # the categorical paper's 5e-4 -> 5e-5 (section III-D) as for categorical UVAC: at the UVAC paper's
+    # 5e-3 its decoder saturates and the run collapses to one cluster (recipe "paper-lr5e-3")
+    key_defaults = {"lr_start": 5e-4, "lr_end": 5e-5, "lam": 1.0}
+    loss_terms = ("recon", "kl_z")
+    logged = ("kl_weight",)
+    conditional_terms = ("prior_fitted_at", *LatentClusteringModel.conditional_terms)
+    _SCHEDULE_KEYS = ("lam", "kl_warmup_epochs", "epochs")
 
-    def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = 10, *,
-                 prior_init: str = "paper", prior_warmup_epochs: int = 0, prior_styles: int = 0,
-                 hparams: Mapping[str, Any] | None = None, **blocks: Any):
+    def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = _D["d_z"], *,
+                 prior_init: str = _D["prior_init"], prior_warmup_epochs: int = _D["prior_warmup_epochs"],
+                 prior_styles: int = _D["prior_styles"], hparams: Mapping[str, Any] | None = None, **blocks: Any):
         super().__init__()
         b = self._setup(n_freq, n_frames, n_clusters, d_z, blocks)
         if prior_init not in PRIOR_INITS:
@@ -78,7 +101,8 @@ class UVAC(LatentClusteringModel):
             raise ValueError(f"prior_styles: expected 0 (a plain mixture) or >= 2, got {prior_styles}")
         self.prior_styles = max(1, int(prior_styles))  # K x S components; S = 1: the paper's mixture
         n_components = self.n_clusters * self.prior_styles
-        self.hparams = {"lam": 1.0, "kl_warmup_epochs": 0, "epochs": 1, **dict(hparams or {})}
+        defaults = self.defaults()
+        self.hparams = {**{k: defaults[k] for k in self._SCHEDULE_KEYS}, **dict(hparams or {})}
         self.encoder = ConvEncoder(1, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)
         self.to_latent = nn.Linear(self.encoder.out_features, 2 * self.d_z)
         self.decoder = ConvDecoder(self.d_z, n_freq, n_frames, b.channels, final_activation=self.recon.final_activation)
@@ -95,7 +119,7 @@ class UVAC(LatentClusteringModel):
         return cls(**cls.size_kwargs(cfg, n_freq, n_frames), **Blocks.from_config(cfg, to_linear, bounded),
                    prior_init=cfg["prior_init"], prior_styles=int(cfg["prior_styles"]),
                    prior_warmup_epochs=int(cfg["prior_warmup_epochs"]),
-                   hparams={k: cfg[k] for k in ("lam", "kl_warmup_epochs", "epochs")})
+                   hparams={k: cfg[k] for k in cls._SCHEDULE_KEYS})
 
     # -- pieces -------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
