@@ -69,7 +69,7 @@ def test_tag_names_are_the_stored_strings():
         "REPLICATION_BASELINES_TAG": "replication.baselines", "REPLICATION_FEATURES_TAG": "replication.features",
         "REPLICATION_COMPLETED_TAG": "replication.completed", "REPLICATION_METHOD_TAG": "replication.method",
         "REPLICATION_MODEL_TAG": "replication.model", "REPLICATION_SOURCE_RUN_TAG": "replication.source_run",
-        "REPLICATION_SEED_TAG": "replication.seed",
+        "REPLICATION_SEED_TAG": "replication.seed", "REPLICATION_REPRESENTATION_TAG": "replication.representation",
         "RAY_ID_ATTR": "ray_trial_id", "MLFLOW_RUN_ATTR": "mlflow_run_id", "STATUS_ATTR": "status",
         "REASON_ATTR": "reason"}
     assert (tags.KIND_STUDY, tags.KIND_REPLICATION) == ("study", "replication")
