@@ -202,7 +202,7 @@ def seeds_table(rep: Replication) -> pd.DataFrame:
 
 def reported_representations(rep: Replication) -> dict[str, str]:
     """method -> the representation its runs were logged with (:data:`REPRESENTATION_TAG`)."""
-    return {run.data.tags.get("replication.method", run.info.run_name): run.data.tags[REPRESENTATION_TAG]
+    return {run.data.tags.get(REPLICATION_METHOD_TAG, run.info.run_name): run.data.tags[REPRESENTATION_TAG]
             for run in rep.children if run.data.tags.get(REPRESENTATION_TAG)}
 
 
