@@ -38,7 +38,7 @@ from study.result import StudyResult, collect_result, resume_command
 from study.tags import (STUDY_CACHE_KEY_TAG, STUDY_DATASET_TAG, STUDY_FRONTENDS_TAG, STUDY_GIT_COMMIT_TAG,
                         STUDY_OBJECTIVES_TAG, STUDY_PINNED_TAG, STUDY_SEED_TAG, STUDY_SPACE_TAG, STUDY_STATE_TAG,
                         STUDY_STORAGE_TAG, StudyState)
-from study.terminal import terminal_logger
+from study.terminal import count_of, terminal_logger
 
 log = logging.getLogger(__name__)
 term = terminal_logger()
@@ -290,7 +290,7 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
         if not seed_given:  # a fresh sampler seed per study, recorded so that it can be replayed
             opts.seed = secrets.randbits(31)
         st = _setup(opts, name)
-        term.info(f"{name}: space {opts.space}, {opts.num_samples} trials x {opts.epochs} epochs, "
+        term.info(f"{name}: space {opts.space}, {count_of(opts.num_samples, 'trial')} x {count_of(opts.epochs, 'epoch')}, "
                   f"{opts.max_concurrent} concurrent, objectives {', '.join(map(str, st.objectives))}, "
                   f"scheduler {opts.scheduler}")
         term.info(f"sampler seed {opts.seed}" + ("" if seed_given else f" (drawn; replay with --seed {opts.seed})"))

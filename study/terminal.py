@@ -39,3 +39,8 @@ def terminal_logger() -> logging.Logger:
         logger.setLevel(logging.INFO)
         logger.propagate = False
     return logger
+
+
+def count_of(n: int, noun: str) -> str:
+    """``1 trial``, ``2 trials``: a count in a terminal line."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

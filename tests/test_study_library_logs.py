@@ -53,3 +53,8 @@ def test_the_studys_own_lines_stay_on_the_terminal(tmp_path, capsys):
         term.info("a\n    b", extra={"stream": stream})
     assert capsys.readouterr().out == "[study] sampler seed 7\n" and stream.getvalue() == "[study] a\n    b\n"
     assert "sampler seed" not in log.read_text()
+
+
+def test_counts_in_terminal_lines_agree_in_number():
+    from study.terminal import count_of
+    assert [count_of(1, "trial"), count_of(2, "trial"), count_of(0, "epoch")] == ["1 trial", "2 trials", "0 epochs"]
