@@ -205,3 +205,18 @@ def test_baseline_names_are_unique_whatever_front_ends_a_study_trains_on():
     references = {f"{ref}_{short}" for ref, kinds in REFERENCE_BASELINES.items() for short in kinds}
     own = [own_name(p, b) for p in PRESETS for b in OWN_BASELINES]
     assert len(set(own)) == len(own) and not (set(own) & references) and not (set(OWN_BASELINES) & references)
+
+
+def test_gmm_refits_with_more_regularisation_when_a_component_collapses():
+    """sklearn refuses a full-covariance component on collapsed points (an ill-defined covariance);
+    fit_gmm refits with 10x reg_covar instead of failing the whole baseline suite (seen on FSDD's
+    speaker-disjoint split)."""
+    from trainables.baselines import fit_gmm
+    rng = np.random.default_rng(0)
+    # 3 distinct points repeated, in 6 dimensions: 4 full-covariance components cannot all be regular
+    x = np.repeat(rng.normal(size=(3, 6)).astype(np.float32), 20, axis=0)
+    from sklearn.mixture import GaussianMixture
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        GaussianMixture(4, covariance_type="full", reg_covar=0.0, init_params="kmeans", random_state=0).fit(x)
+    gmm, _ = fit_gmm(x, 4, 0, covariance_type="full", reg_covar=0.0, pca_components=0)
+    assert gmm.reg_covar > 0.0 and np.isfinite(gmm.covariances_).all()

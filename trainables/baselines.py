@@ -41,6 +41,7 @@ names the strongest.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,8 @@ import torch
 
 from trainables.config_keys import Key
 from trainables.metrics import clustering_metrics
+
+log = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "BASELINES", "BASELINE_KEYS", "FITTED_BASELINES", "REPRESENTATION", "Baseline",
            "BaselineResult", "Standardiser", "get_baseline", "flatten_features", "run_baseline", "fit_kmeans",
@@ -61,6 +64,7 @@ FACTORIAL_STYLES = 6
 KMEANS_N_INIT = 10
 GMM_REG_COVAR = 1e-3
 GMM_MAX_ITER = 200
+GMM_REG_RETRIES = 2  # refits with 10x, then 100x reg_covar (at least the default) when a component's covariance is ill-defined
 PCA_AUTO_MIN_DIM = 256
 PCA_AUTO_COMPONENTS = 64
 COVARIANCE_TYPES = ("diag", "spherical", "full", "tied")
@@ -165,10 +169,23 @@ def fit_gmm(x_train: np.ndarray, n_clusters: int, seed: int = 0, *, covariance_t
     if n_pca:
         pca = PCA(n_components=n_pca, svd_solver="randomized", random_state=seed).fit(x_train)
         x_train = pca.transform(x_train).astype(np.float32, copy=False)
-    gmm = GaussianMixture(n_components=n_clusters, covariance_type=covariance_type,
-                          reg_covar=reg_covar, max_iter=max_iter, init_params="kmeans",
-                          random_state=seed).fit(x_train)
-    return gmm, pca
+    for attempt in range(GMM_REG_RETRIES + 1):
+        try:
+            gmm = GaussianMixture(n_components=n_clusters, covariance_type=covariance_type,
+                                  reg_covar=reg_covar, max_iter=max_iter, init_params="kmeans",
+                                  random_state=seed).fit(x_train)
+            return gmm, pca
+        except ValueError as exc:  # a component on too few (or collapsed) points: sklearn's advice
+            if "ill-defined empirical covariance" not in str(exc) or attempt == GMM_REG_RETRIES:
+                raise
+            log.warning("gmm (%s, seed %d): a component's covariance is ill-defined at reg_covar=%g; "
+                        "refitting with reg_covar=%g", covariance_type, seed, reg_covar, _more(reg_covar))
+            reg_covar = _more(reg_covar)
+
+
+def _more(reg_covar: float) -> float:
+    """The next regularisation to try: 10x, and at least the default."""
+    return max(10.0 * reg_covar, GMM_REG_COVAR)
 
 
 def labels_as_clusters(table) -> np.ndarray:
@@ -223,7 +240,7 @@ def _fit(method: str, x_train: np.ndarray, k: int, seed: int, info: dict, *, cov
     model, pca = fit_gmm(x_train, k, seed, covariance_type=covariance_type, reg_covar=reg_covar,
                          pca_components=pca_components)
     info.update(n_iter=int(model.n_iter_), converged=bool(model.converged_), covariance_type=covariance_type,
-                reg_covar=float(reg_covar), pca_components=int(pca.n_components_) if pca is not None else 0)
+                reg_covar=float(model.reg_covar), pca_components=int(pca.n_components_) if pca is not None else 0)
     if pca is None:
         return model.predict, model.predict_proba
 
