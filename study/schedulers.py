@@ -18,6 +18,8 @@ only keep more of them, never fewer.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Optional
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -71,7 +73,7 @@ def make_scheduler(name: str, objectives: list[Objective], *, epochs: int, grace
         last_rung = epochs - 1
         if last_rung < max(1, grace_period):
             return None  # no rung below the last epoch: nothing to stop early
-        return WarmupASHAScheduler(time_attr="epoch", metric=a.metric, mode=a.mode, max_t=last_rung,
+        return WarmupASHAScheduler(epochs=epochs, time_attr="epoch", metric=a.metric, mode=a.mode, max_t=last_rung,
                                    grace_period=max(1, grace_period), reduction_factor=REDUCTION_FACTOR,
                                    stop_last_trials=False)
     if name == "moasha":
@@ -89,14 +91,18 @@ def in_warmup(result: dict, time_attr: str = "epoch") -> bool:
 
 class WarmupASHAScheduler(ASHAScheduler):
     """Ray's ASHA, blind to results inside a trial's warm-up (:func:`in_warmup`): they are not
-    recorded at any rung, so a trial whose warm-up covers a rung is judged at the next one."""
+    recorded at any rung, so a trial whose warm-up covers a rung is judged at its first result
+    after the warm-up, but never at the study's last epoch ``epochs`` (a finished trial)."""
 
-    def __init__(self, *, time_attr: str = "epoch", **kwargs):
+    def __init__(self, *, epochs: int, time_attr: str = "epoch", **kwargs):
         super().__init__(time_attr=time_attr, **kwargs)
-        self.warmup_time_attr = time_attr  # our own copy: Ray's is private
+        self.warmup_time_attr = time_attr  # our own copies: Ray's are private
+        self.epochs = int(epochs)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if in_warmup(result, self.warmup_time_attr):
+            return TrialScheduler.CONTINUE
+        if float(result.get(self.warmup_time_attr, 0) or 0) >= getattr(self, "epochs", math.inf):  # inf: pickled before
             return TrialScheduler.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 
@@ -122,6 +128,7 @@ class MOASHAScheduler(FIFOScheduler):
         self._objectives = list(objectives)
         self._eta = float(reduction_factor)
         self._time_attr = time_attr
+        self._epochs = int(epochs)
         # Tune's bookkeeping only (its public ``metric``); the ranking uses every objective
         self.set_search_properties(self._objectives[0].metric, None)
         self.rungs = rung_epochs(epochs, grace_period, self._eta)
@@ -138,7 +145,11 @@ class MOASHAScheduler(FIFOScheduler):
 
     def decide(self, trial_id: str, t: float, result: dict) -> str:
         """Record the result at every rung it reaches for the first time; STOP when a rung's
-        rule says so. A result with a missing or non-finite objective is not recorded."""
+        rule says so. A result with a missing or non-finite objective is not recorded. A trial
+        whose warm-up outlasted a rung is judged at its first result after the warm-up, but never
+        at the last epoch (stopping there saves nothing and would mark a finished trial pruned)."""
+        if t >= getattr(self, "_epochs", math.inf):  # inf: a scheduler pickled before it knew its epochs
+            return TrialScheduler.CONTINUE
         for rung in self.rungs:
             if t < rung or trial_id in self.records[rung]:
                 continue

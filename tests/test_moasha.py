@@ -152,6 +152,23 @@ def test_no_scheduler_stops_a_trial_inside_its_warmup(name):
     assert TrialScheduler.STOP in decisions
 
 
+@pytest.mark.parametrize("name", [n for n in SCHEDULERS if n != "fifo"])
+def test_a_warmup_that_outlasts_every_rung_is_not_judged_at_the_last_epoch(name):
+    """b's warm-up (2 epochs) covers rung 1 of a 2-epoch study: its first judgeable report is its
+    last epoch, where stopping saves nothing and would mark a finished trial pruned."""
+    from study.objectives import WARMUP_KEY
+
+    s = make_scheduler(name, OBJ2, epochs=2, grace_period=1)
+    trials = {k: _Trial(k) for k in "abcd"}
+    for t in trials.values():
+        s.on_trial_add(None, t)
+    for epoch in (1, 2):
+        for k in "acd":
+            s.on_trial_result(None, trials[k], {**_report(epoch, 0.9, 0.9), WARMUP_KEY: 0})
+        assert s.on_trial_result(None, trials["b"], {**_report(epoch, 0.0, 0.0), WARMUP_KEY: 2}) == \
+            TrialScheduler.CONTINUE, f"stopped at epoch {epoch} of 2"
+
+
 def test_uvac_declares_its_prior_warmup():
     from trainables.config import resolve_config
     from trainables.models import warmup_epochs
