@@ -114,6 +114,8 @@ def cat_uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     trial.suggest_float("marginal_entropy_weight", 0.0, 20.0)
     trial.suggest_float("kl_z_weight", 0.5, 8.0, log=True)
     trial.suggest_categorical("gumbel_hard", [False, True])
+    if trial.suggest_categorical("head_init", ["random", "fit"]) == "fit":  # VaDE's start for q(y|x)
+        trial.suggest_int("head_warmup_epochs", 1, max(1, int(epochs) // 2))
     kind = trial.suggest_categorical("tau_kind", TAU_KINDS)
     trial.suggest_float("tau_start", 0.7, 2.0)
     if kind != "constant":

@@ -164,6 +164,44 @@ def test_latent_posteriors_leave_batchnorm_statistics_and_the_random_state_alone
     assert not m.training
 
 
+
+# ------------------------------------------------------------------ categorical UVAC's head
+def test_fitted_head_is_the_nearest_centroid_rule_of_kmeans_on_encoder_h():
+    from sklearn.cluster import KMeans
+
+    torch.manual_seed(0)
+    data = _data(b=40, seed=1)
+    m = CatUVAC(16, 16, n_clusters=3, d_z=2, head_init="fit", head_warmup_epochs=2, hparams={"epochs": 10}, **TINY)
+    before = m.to_logits.weight.detach().clone()
+    assert m.on_epoch_start(1, _batches(data), seed=5) == {}  # still warming up
+    assert not bool(m.head_fitted) and torch.equal(before, m.to_logits.weight)
+    running = {k: v.clone() for k, v in m.state_dict().items() if "running" in k}
+    h = m.head_features(_batches(data))
+    assert h.shape == (40, m.enc_y.out_features)
+    assert all(torch.equal(running[k], m.state_dict()[k]) for k in running), "BatchNorm statistics moved"
+    assert m.on_epoch_start(2, _batches(data), seed=5) == {"train/head_fitted_at": 2.0} and bool(m.head_fitted)
+    # the head's argmax is the K-means clustering of the standardised features, cluster for cluster
+    hz = (h - h.mean(0)) / (h.std(0) + 1e-6)
+    km = KMeans(3, n_init=10, random_state=5).fit(hz)
+    with torch.no_grad():
+        logits = m.to_logits(torch.as_tensor(h, dtype=torch.float32))
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), km.labels_)
+    assert m.on_epoch_start(3, _batches(data), seed=5) == {}, "fitted once: a later epoch does not refit"
+    random_head = CatUVAC(16, 16, n_clusters=3, d_z=2, **TINY)
+    assert "head_fitted" not in random_head.state_dict() and random_head.on_epoch_start(5, _batches(data), 0) == {}
+
+
+def test_head_init_declares_its_warmup_and_rejects_an_unknown_choice():
+    from trainables.models import warmup_epochs
+
+    cfg = resolve_config({"model": "cat_uvac", "epochs": 30, "head_init": "fit", "head_warmup_epochs": 5})
+    assert warmup_epochs(cfg) == 6  # fitted before epoch 6 (1-based) and used in it
+    assert warmup_epochs({**cfg, "epochs": 3}) == 3
+    assert warmup_epochs({**cfg, "head_init": "random"}) == 0
+    with pytest.raises(ConfigError, match="head_init"):
+        resolve_config({"model": "cat_uvac", "head_init": "kmeans"})
+
+
 # ------------------------------------------------------------------ categorical UVAC terms
 def test_marginal_entropy_term_rises_when_one_category_dominates():
     k = 5

@@ -80,6 +80,8 @@ def test_cat_uvac_searches_what_the_issue_asks():
     assert set(div["choices"]) == {"euc", "is", "kl"}
     anneal = next(p for p in params if p["name"] == "tau_anneal_epochs")
     assert anneal["high"] == 7 and anneal["when"]  # conditional on a non-constant schedule
+    head = next(p for p in params if p["name"] == "head_warmup_epochs")
+    assert head["high"] == 3 and head["when"]  # the head's warm-up only where the head is fitted
     uvac_names = {p["name"] for p in record_space("uvac")[0]}
     assert not any(n.startswith("tau") for n in uvac_names)
     assert {"prior_init", "prior_warmup_epochs", "likelihood", "bn_reestimate", "pool"} <= uvac_names

@@ -19,6 +19,7 @@ frame); ``stats`` [B, 4] per-clip normalisation statistics.
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
@@ -33,7 +34,7 @@ from trainables.models.style import StyleFactor
 from trainables.reconstruction import LIKELIHOODS
 
 __all__ = ["Batch", "Blocks", "ClusteringModel", "DEC_BIAS_INITS", "INVARIANCE_TERMS", "LATENT_KEYS",
-           "LatentClusteringModel", "TrainBatches"]
+           "LatentClusteringModel", "TrainBatches", "warmup_fit_epoch"]
 
 # the decoder output bias at construction: zero, or the data mean (logit of it on [0, 1] inputs)
 DEC_BIAS_INITS = ("zero", "data_mean")
@@ -202,6 +203,22 @@ class ClusteringModel(nn.Module, abc.ABC):
         """The width of each of :attr:`representations` (what an empty split's arrays are shaped as)."""
 
     # -- shared machinery -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch_statistics(self):
+        """Run the body in training mode (BatchNorm on batch statistics, as training sees the data)
+        and restore every BatchNorm's running statistics and the train/eval mode afterwards."""
+        saved = {k: v.clone() for k, v in self.named_buffers() if "running" in k or "num_batches" in k}
+        was_training = self.training
+        self.train()
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                for k, v in self.named_buffers():
+                    if k in saved:
+                        v.copy_(saved[k])
+            self.train(was_training)
+
     @torch.no_grad()
     def reestimate_batchnorm(self, batches: TrainBatches) -> int:
         """Recompute every BatchNorm's running statistics as exact averages over ``batches``.
@@ -232,6 +249,12 @@ class ClusteringModel(nn.Module, abc.ABC):
         self.train(was_training)
         return len(bns) if seen else 0
 
+
+def warmup_fit_epoch(warmup_epochs: int, epochs: int) -> int:
+    """The 0-based epoch before which a warm-up fit happens (UVAC's prior, categorical UVAC's
+    head): after ``warmup_epochs``, but never later than the start of the last epoch (a run
+    shorter than its warm-up still ends fitted, hence with all its clusters)."""
+    return max(0, min(int(warmup_epochs), int(epochs) - 1))
 
 @dataclass(frozen=True)
 class Blocks:

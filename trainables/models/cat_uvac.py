@@ -15,6 +15,15 @@
   one. Nothing in eq. 7 rewards using all K categories; this term does (not in the paper).
 * ``kl_z_weight`` scales KL_z inside the lambda bracket (1 = eq. 7): above 1 it limits how much
   z may carry, so that the category y has to carry what distinguishes the clips.
+* ``head_init="fit"`` (not in the paper; VaDE's start, the categorical counterpart of UVAC's
+  ``prior_init="fit"``): before epoch ``head_warmup_epochs`` the features of encoder h over the
+  training split (BatchNorm as training sees them) are clustered by K-means into K clusters and
+  the head q(y|x) is set to that clustering's nearest-centroid rule
+  (:func:`~trainables.models.centroids.nearest_centroid_head`). A random head starts every clip
+  near the uniform q(y|x), and the categories then form from whatever the reconstruction finds
+  first; the fit starts them from the clusters encoder h's features already hold. The
+  ``head_fitted`` buffer (present only with ``head_init="fit"``) records the fit, so a resumed
+  run does not fit twice.
 
 Sampling: ``forward(x, tau)`` samples (Gumbel noise, reparametrised z) when the module is in
 training mode (or ``sample=True``); otherwise y = softmax(logits / tau) (no noise) and z = mu.
@@ -30,17 +39,21 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from trainables.config_keys import ConfigError, Key, defaults_of
 from trainables.losses import categorical_kl_uniform, gaussian_kl, gaussian_kl_free_bits
-from trainables.models.base import LATENT_KEYS, Batch, Blocks, LatentClusteringModel
+from trainables.models.base import LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, broadcast_cat, init_weights
+from trainables.models.centroids import nearest_centroid_head
 from trainables.schedules import TAU_KINDS, kl_weight_at, tau_at
 
-__all__ = ["CatUVAC", "CAT_UVAC_KEYS", "PAPER_LAM", "gumbel_softmax_fp32", "marginal_kl_uniform"]
+__all__ = ["CatUVAC", "CAT_UVAC_KEYS", "HEAD_INITS", "PAPER_LAM", "gumbel_softmax_fp32", "marginal_kl_uniform"]
+
+HEAD_INITS = ("random", "fit")
 
 # Categorical UVAC's own config keys (CatUVAC.config_keys)
 CAT_UVAC_KEYS = (
@@ -52,6 +65,9 @@ CAT_UVAC_KEYS = (
     Key("marginal_entropy_weight", 0.0, "weight of KL(batch-mean q(y) || uniform); 0 = off", low=0),
     Key("kl_z_weight", 1.0, "scale of KL_z inside the lambda bracket (1 = eq. 7)", low=0),
     Key("gumbel_hard", False, "straight-through (one-hot forward) Gumbel-Softmax"),
+    Key("head_init", "random", "q(y|x)'s head: random, or fit (K-means on encoder h's features after "
+        "head_warmup_epochs, the head set to its nearest-centroid rule)", choices=HEAD_INITS, structural=True),
+    Key("head_warmup_epochs", 5, "epochs before the head is fitted (head_init fit)", low=0),
 )
 _D = defaults_of((*LATENT_KEYS, *CAT_UVAC_KEYS))  # the constructor's defaults: the config's
 
@@ -116,7 +132,7 @@ class CatUVAC(LatentClusteringModel):
     key_defaults = {"lr_start": 5e-4, "lr_end": 5e-5, "lam": 0.5}  # lam per dataset: paper_defaults
     loss_terms = ("recon", "kl_z", "kl_y")
     logged = ("kl_weight", "tau")
-    conditional_terms = ("kl_ybar", *LatentClusteringModel.conditional_terms)
+    conditional_terms = ("kl_ybar", "head_fitted_at", *LatentClusteringModel.conditional_terms)
     _SCHEDULE_KEYS = ("lam", "kl_warmup_epochs", "epochs", "tau_kind", "tau_start", "tau_end",
                       "tau_anneal_epochs", "tau_floor")
 
@@ -136,11 +152,16 @@ class CatUVAC(LatentClusteringModel):
     def __init__(self, n_freq: int, n_frames: int, n_clusters: int = 10, d_z: int = _D["d_z"], *,
                  tau_floor: float = _D["tau_floor"], eval_y: str = "softmax", gumbel_hard: bool = _D["gumbel_hard"],
                  marginal_entropy_weight: float = _D["marginal_entropy_weight"],
-                 kl_z_weight: float = _D["kl_z_weight"], hparams: Mapping[str, Any] | None = None, **blocks: Any):
+                 kl_z_weight: float = _D["kl_z_weight"], head_init: str = _D["head_init"],
+                 head_warmup_epochs: int = _D["head_warmup_epochs"], hparams: Mapping[str, Any] | None = None,
+                 **blocks: Any):
         super().__init__()
         b = self._setup(n_freq, n_frames, n_clusters, d_z, blocks)
         if eval_y not in ("softmax", "onehot"):
             raise ValueError(f"eval_y: expected 'softmax' or 'onehot', got {eval_y!r}")
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"head_init: expected one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+        self.head_init, self.head_warmup_epochs = head_init, int(head_warmup_epochs)
         self.tau_floor = float(tau_floor)
         self.eval_y = eval_y
         self.gumbel_hard = bool(gumbel_hard)
@@ -157,6 +178,8 @@ class CatUVAC(LatentClusteringModel):
         init_weights(self.to_logits)
         init_weights(self.to_latent)
         self._make_overcluster_head(self.enc_y.out_features)
+        if head_init == "fit":  # only then: checkpoints of random-head models keep their keys
+            self.register_buffer("head_fitted", torch.tensor(False))
 
     @classmethod
     def from_config(cls, cfg, n_freq, n_frames, to_linear=None, bounded: bool = True) -> "CatUVAC":
@@ -165,7 +188,46 @@ class CatUVAC(LatentClusteringModel):
                    gumbel_hard=bool(cfg["gumbel_hard"]),
                    marginal_entropy_weight=float(cfg["marginal_entropy_weight"]),
                    kl_z_weight=float(cfg["kl_z_weight"]),
+                   head_init=str(cfg["head_init"]),
+                   head_warmup_epochs=int(cfg["head_warmup_epochs"]),
                    hparams={k: cfg[k] for k in cls._SCHEDULE_KEYS})
+
+    # -- warm-up: fitting the head ----------------------------------------------------------------
+    @classmethod
+    def warmup_epochs(cls, cfg) -> int:
+        """The KL warm-up, and with ``head_init="fit"`` one epoch trained from the fitted head."""
+        base = super().warmup_epochs(cfg)
+        if cfg["head_init"] != "fit":
+            return base
+        return max(base, min(int(cfg["epochs"]), warmup_fit_epoch(cfg["head_warmup_epochs"], cfg["epochs"]) + 1))
+
+    def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
+        if self.head_init != "fit" or bool(self.head_fitted):
+            return {}
+        if epoch < warmup_fit_epoch(self.head_warmup_epochs, self.hparams["epochs"]):
+            return {}
+        self.fit_head(self.head_features(batches), seed)
+        return {"train/head_fitted_at": float(epoch)}
+
+    @torch.no_grad()
+    def head_features(self, batches: TrainBatches) -> np.ndarray:
+        """The features of encoder h [N, H] over ``batches``, as training sees them (BatchNorm on
+        batch statistics; running statistics left untouched)."""
+        with self.batch_statistics():
+            h = [self.enc_y(as_image(self.prepare(b.x, b.mask), self.n_freq, self.n_frames)[0], b.mask).float().cpu()
+                 for b in batches()]
+        return torch.cat(h).numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def fit_head(self, features: np.ndarray, seed: int) -> np.ndarray:
+        """Set q(y|x)'s head to the nearest-centroid rule of a K-means clustering (seeded) of
+        ``features`` [N, H]; returns the clusters [N]."""
+        w, b, labels = nearest_centroid_head(features, self.n_clusters, seed)
+        self.to_logits.weight.copy_(torch.as_tensor(w, dtype=self.to_logits.weight.dtype))
+        self.to_logits.bias.copy_(torch.as_tensor(b, dtype=self.to_logits.bias.dtype))
+        if hasattr(self, "head_fitted"):
+            self.head_fitted.fill_(True)
+        return labels
 
     # -- pieces -------------------------------------------------------------------------------
     def logits(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

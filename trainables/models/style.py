@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
+
+from trainables.models.centroids import nearest_centroid_head
 
 __all__ = ["StyleFactor"]
 
@@ -74,27 +75,16 @@ class StyleFactor(nn.Module):
     @torch.no_grad()
     def fit(self, batches: Callable[[], Iterable], prepare: Callable[[torch.Tensor], torch.Tensor], seed: int) -> None:
         """K-means initialisation on the training split (see the module docstring)."""
-        from sklearn.cluster import KMeans
-
         feats, xs = [], []
         for b in batches():
             x = prepare(b.x).float()
             feats.append(self.statistics(x, b.mask).cpu())
             xs.append((x * (b.mask > 0)[:, None, :]).cpu())
-        f = torch.cat(feats).double().numpy()
+        w, b0, labels = nearest_centroid_head(torch.cat(feats).double().numpy(), self.n_styles, seed)
         x = torch.cat(xs).double()
-        mu, sd = f.mean(0), f.std(0) + 1e-6
-        fz = (f - mu) / sd
-        km = KMeans(self.n_styles, n_init=10, random_state=int(seed) % (2**31)).fit(fz)
-        c = km.cluster_centers_  # [S, 2F] in standardised units
-        spread = float(np.mean((fz - c[km.labels_]) ** 2)) * fz.shape[1]  # mean squared distance to its centre
-        temp = max(spread, 1e-3) / 2.0
-        # nearest centroid: logits_s = -||fz - c_s||^2 / (2 temp) = (c_s . fz - ||c_s||^2 / 2) / temp + const
-        w = c / sd[None, :] / temp
-        b0 = (-(c * (mu / sd)[None, :]).sum(1) - 0.5 * (c * c).sum(1)) / temp
         self.head.weight.copy_(torch.as_tensor(w, dtype=self.head.weight.dtype))
         self.head.bias.copy_(torch.as_tensor(b0, dtype=self.head.bias.dtype))
-        labels = torch.as_tensor(km.labels_)
+        labels = torch.as_tensor(labels)
         overall = x.mean(0)
         for s in range(self.n_styles):
             rows = labels == s

@@ -36,7 +36,7 @@ from torch import nn
 
 from trainables.config_keys import Key, defaults_of
 from trainables.losses import gaussian_kl, gaussian_kl_free_bits, gmm_kl
-from trainables.models.base import LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches
+from trainables.models.base import LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, init_weights
 from trainables.models.factorial import fit_factorial
 from trainables.models.style import StyleFactor
@@ -203,10 +203,8 @@ class UVAC(LatentClusteringModel):
 
     @staticmethod
     def prior_fit_epoch(prior_warmup_epochs: int, epochs: int) -> int:
-        """The 0-based epoch before which the prior is fitted: after the warm-up, but never later
-        than the start of the last epoch (a run shorter than its warm-up still ends with a fitted
-        prior, hence with all its clusters, instead of the random one)."""
-        return max(0, min(int(prior_warmup_epochs), int(epochs) - 1))
+        """The 0-based epoch before which the prior is fitted (:func:`~trainables.models.base.warmup_fit_epoch`)."""
+        return warmup_fit_epoch(prior_warmup_epochs, epochs)
 
     @classmethod
     def warmup_epochs(cls, cfg) -> int:
@@ -235,16 +233,8 @@ class UVAC(LatentClusteringModel):
     def latent_posteriors(self, batches: TrainBatches) -> tuple[np.ndarray, np.ndarray]:
         """(mu, variance) of q(z|x), each [N, d_z], over ``batches`` as training sees them
         (BatchNorm on batch statistics; running statistics left untouched)."""
-        saved = {k: v.clone() for k, v in self.named_buffers() if "running" in k or "num_batches" in k}
-        was_training = self.training
-        self.train()
-        try:
+        with self.batch_statistics():
             stats = [tuple(t.float().cpu() for t in self.encode(self.prepare(b.x, b.mask), b.mask)) for b in batches()]
-        finally:
-            for k, v in self.named_buffers():
-                if k in saved:
-                    v.copy_(saved[k])
-            self.train(was_training)
         mu = torch.cat([m for m, _ in stats]).numpy().astype(np.float64)
         var = torch.cat([torch.exp(lv) for _, lv in stats]).numpy().astype(np.float64)
         return mu, var
