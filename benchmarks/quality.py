@@ -19,6 +19,10 @@ saves (Markdown + CSV + every run's metrics under ``--out``):
   speaker-normalised variant of their front end against the strongest baseline *with* speaker ids.
 * **Epochs to reach the strongest baseline** (validation), and the **ablation**: ``recommended``
   with each of its settings switched back to the paper's, over ``--ablation-seeds`` seeds.
+* **Candidates** (``--candidate "head_init=fit head_warmup_epochs=5"``, repeatable): ``recommended``
+  with those keys changed, as rows of the main tables beside ``recommended`` itself, on every split
+  and seed: a change to a model is measured against the strongest baseline of the same run, and
+  kept only if it pays on validation (the margin table shows validation and test).
 
 Runs are spread over ``--jobs`` worker processes with one torch thread each; every run is seeded;
 a run that fails or diverges is a row of the table with its status, never a crash. Settings are
@@ -171,6 +175,39 @@ def ablation_settings(model: str, frontend) -> list[dict]:
     return [{k: paper[k] for k in group} for group in [*reversed(groups), *first, *rest]]
 
 
+def parse_candidates(specs: list[str], models: list[str]) -> list[tuple[str, dict]]:
+    """``--candidate`` values (``"KEY=VALUE KEY=VALUE"``) as (model, overrides) pairs, one per model
+    in ``models`` that owns every key of the candidate (a key of the training loop belongs to every
+    model). Each value is coerced and the config resolved here, before any cache or run: a typo in a
+    key or a value is a :class:`~trainables.config_keys.ConfigError` naming it."""
+    from trainables.config import all_keys, key_owners, resolve_config
+    from trainables.config_keys import ConfigError
+
+    keys, owners, out = all_keys(), key_owners(), []
+    for spec in specs:
+        pairs = [p for p in spec.replace(",", " ").split() if p] if "=" in spec else []
+        if not pairs or any(p.count("=") != 1 or p.startswith("=") for p in pairs):
+            raise ConfigError(f"--candidate {spec!r}: expected KEY=VALUE pairs separated by spaces")
+        overrides = {}
+        for k, v in (p.split("=") for p in pairs):
+            if k not in keys:
+                raise ConfigError(f"--candidate {spec!r}: unknown config key {k!r} (docs/CONFIG.md lists them)")
+            if k in ("model", "recipe", "frontend", "seed", "split_scheme", "epochs"):
+                raise ConfigError(f"--candidate {spec!r}: {k} is set by the benchmark itself (use its own flag)")
+            overrides[k] = keys[k].coerce(v)
+        takers = [m for m in models if all(owners[k] == "all" or m in owners[k].split(", ") for k in overrides)]
+        if not takers:
+            raise ConfigError(f"--candidate {spec!r}: no model of --models {','.join(models)} has all of these keys")
+        for m in takers:
+            resolve_config({"model": m, "recipe": "recommended", **overrides})
+            out.append((m, overrides))
+    return out
+
+
+def candidate_label(model: str, overrides: dict) -> str:
+    return f"{MODEL_LABEL[model]} (recommended, {' '.join(f'{k}={v}' for k, v in overrides.items())})"
+
+
 def plan_jobs(a: argparse.Namespace) -> list[Job]:
     from features.presets import PRESETS
 
@@ -183,6 +220,9 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
             for model in a.models:
                 for recipe in a.recipes:
                     jobs.append(_neural(a, model, recipe, split, seed))
+            for model, overrides in getattr(a, "candidates", []):
+                jobs.append(_neural(a, model, "recommended", split, seed, extra=overrides,
+                                    label=candidate_label(model, overrides)))
     if a.speaker:
         for seed in range(a.seeds):
             for model in a.models:
@@ -328,6 +368,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     p.add_argument("--smoke-test", action="store_true", help="tiny: 120 clips, 1 epoch, 1 seed, no ablation")
+    p.add_argument("--candidate", action="append", default=[], metavar='"KEY=VALUE ..."',
+                   help="also run recommended with these config keys changed, on every split and seed "
+                        "(repeatable; each a row of the main tables)")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in <--out>/runs.json (same jobs, not failed) and run the rest")
     p.add_argument("--tables-from", type=Path, metavar="RUNS_JSON",
@@ -373,6 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"error: unknown model / recipe / split / front end: {', '.join(bad)}", file=sys.stderr)
         return 2
+    from trainables.config_keys import ConfigError
+
+    try:
+        a.candidates = parse_candidates(a.candidate, a.models)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if a.tables_from:
         results = load_runs(a.tables_from)
         a.splits = [s for s in a.splits if any(j.split == s for j, _ in results)]
@@ -383,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {a.root} has no recordings/ folder (FSDD layout)", file=sys.stderr)
         return 2
     a.frontend_default = "audiomnist"
-    a.model_frontends = list(dict.fromkeys(model_frontend(a, m, r) for m in a.models for r in a.recipes))
+    a.model_frontends = list(dict.fromkeys([*(model_frontend(a, m, r) for m in a.models for r in a.recipes),
+                                            *(model_frontend(a, m, "recommended") for m, _ in a.candidates)]))
     a.extra_frontends = [v for v in (speaker_variant(model_frontend(a, m, "recommended")) for m in a.models)
                          if v] if a.speaker else []
     caches, summary = build_caches(a)

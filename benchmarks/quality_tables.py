@@ -77,28 +77,40 @@ def strongest_baseline(baselines: dict[str, dict], *, side_information: bool = F
 
 def margin_rows(results: list[tuple[Any, dict]], split: str, group: str = "main",
                 side_information: bool = False) -> tuple[list[dict], str | None]:
-    """Per model: test ACC (mean ± std), the strongest baseline's in the same run, the margin in
-    points (mean difference over the seeds both have) and on how many seeds the model is above."""
+    """Per model: validation and test ACC (mean ± std; the final epoch's), the strongest baseline's
+    in the same run, the test margin in points (mean difference over the seeds both have), on how
+    many seeds the model is above, and the validation margin (what a setting is chosen on)."""
     baselines = baseline_rows(results, split)
     best = strongest_baseline(baselines, side_information=side_information)
     if best is None:
         return [], None
     base = {s: m.get("test/acc") for s, m in baselines[best]["seeds"].items()}
+    base_val = {s: m.get("val/acc") for s, m in baselines[best]["seeds"].items()}
     rows = [{"Method": f"{baselines[best]['label']} = `{best}` (strongest"
                        f"{', speaker ids' if baselines[best]['side_information'] else ''})",
-             "test ACC %": _pm(list(base.values())), "margin (points)": 0.0, "seeds above": "-"}]
+             "val ACC %": _pm(list(base_val.values())), "test ACC %": _pm(list(base.values())),
+             "margin (points)": 0.0, "seeds above": "-", "val margin (points)": 0.0}]
     labels: dict[str, dict[int, float]] = {}
+    vals: dict[str, dict[int, float]] = {}
     for job, res in results:
         if job.kind == "neural" and job.split == split and job.group == group:
-            acc = res["metrics"].get("test/acc") if res["status"] == TrialStatus.COMPLETE else None
-            labels.setdefault(job.label, {})[job.seed] = acc
+            done = res["status"] == TrialStatus.COMPLETE
+            labels.setdefault(job.label, {})[job.seed] = res["metrics"].get("test/acc") if done else None
+            vals.setdefault(job.label, {})[job.seed] = res["metrics"].get("val/acc") if done else None
     for label, accs in labels.items():
         paired = [(a, base[s]) for s, a in accs.items() if a is not None and base.get(s) is not None]
-        margin = 100 * _mean([a - b for a, b in paired]) if paired else math.nan
-        rows.append({"Method": label, "test ACC %": _pm(list(accs.values())),
-                     "margin (points)": round(margin, 2) if math.isfinite(margin) else "-",
-                     "seeds above": f"{sum(a > b for a, b in paired)}/{len(accs)}"})
+        margin = _margin(paired)
+        rows.append({"Method": label, "val ACC %": _pm(list(vals[label].values())), "test ACC %": _pm(list(accs.values())),
+                     "margin (points)": margin, "seeds above": f"{sum(a > b for a, b in paired)}/{len(accs)}",
+                     "val margin (points)": _margin([(v, base_val[s]) for s, v in vals[label].items()
+                                                     if v is not None and base_val.get(s) is not None])})
     return rows, best
+
+
+def _margin(paired: list[tuple[float, float]]) -> float | str:
+    """Mean difference in points of (model, baseline) pairs, rounded; ``-`` when there is none."""
+    margin = 100 * _mean([a - b for a, b in paired]) if paired else math.nan
+    return round(margin, 2) if math.isfinite(margin) else "-"
 
 
 def epochs_to_reach(results: list[tuple[Any, dict]], split: str) -> list[dict]:

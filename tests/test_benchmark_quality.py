@@ -54,3 +54,51 @@ def test_strongest_baseline_with_and_without_speaker_ids():
     marks = {r["baseline"]: r for r in baseline_summary(results, "random")}
     assert "`factorial` **(strongest)**" in marks and "`awe_speaker_kmeans` (strongest with speaker ids)" in marks
     assert marks["`awe_gmm`"]["test ACC %"] == "61.00 ± 0.00"
+
+
+def test_candidates_are_checked_before_any_run_and_go_to_the_models_owning_their_keys():
+    import pytest
+
+    from benchmarks.quality import parse_candidates
+    from trainables.config_keys import ConfigError
+
+    got = parse_candidates(["head_init=fit head_warmup_epochs=4", "lr_start=1e-3"], ["uvac", "cat_uvac"])
+    assert got == [("cat_uvac", {"head_init": "fit", "head_warmup_epochs": 4}),
+                   ("uvac", {"lr_start": 1e-3}), ("cat_uvac", {"lr_start": 1e-3})]
+    for spec, words in [("head_inti=fit", "unknown config key 'head_inti'"), ("head_init=fitt", "head_init"),
+                        ("head_warmup_epochs=-1", "head_warmup_epochs"), ("epochs=3", "set by the benchmark"),
+                        ("head_init", "KEY=VALUE")]:
+        with pytest.raises(ConfigError, match=words):
+            parse_candidates([spec], ["cat_uvac"])
+    with pytest.raises(ConfigError, match="no model of --models uvac"):
+        parse_candidates(["head_init=fit"], ["uvac"])
+
+
+def test_a_candidate_is_a_main_row_on_every_split_and_seed_beside_recommended(tmp_path):
+    from benchmarks.quality import parse_candidates, parser, plan_jobs
+
+    a = parser().parse_args(["--seeds", "2", "--ablation-seeds", "0", "--no-speaker", "--models", "cat_uvac"])
+    a.splits, a.models, a.recipes = ["random", "group"], ["cat_uvac"], ["recommended"]
+    a.frontend_default, a.model_frontends = "audiomnist", ["awe"]
+    a.candidates = parse_candidates(["head_init=fit"], a.models)
+    jobs = [j for j in plan_jobs(a) if j.kind == "neural"]
+    cand = [j for j in jobs if j.config.get("head_init") == "fit"]
+    assert len(jobs) == 8 and len(cand) == 4
+    assert {(j.split, j.seed) for j in cand} == {(s, n) for s in ("random", "group") for n in (0, 1)}
+    assert all(j.group == "main" and j.label == "Cat. UVAC (recommended, head_init=fit)" and j.config["recipe"] ==
+               "recommended" for j in cand)
+
+
+def test_margins_show_validation_beside_test():
+    from benchmarks.quality import Job
+    from benchmarks.quality_tables import margin_rows
+
+    results = [_suite("random", s, [("factorial", False, 0.60, 0.58)]) for s in range(2)]
+    for s, (v, t) in enumerate([(0.70, 0.61), (0.50, 0.55)]):
+        job = Job("neural", "random", s, {"model": "cat_uvac"}, "Cat. UVAC")
+        results.append((job, {"status": "complete", "metrics": {"val/acc": v, "test/acc": t}}))
+    rows, best = margin_rows(results, "random")
+    assert best == "factorial"
+    model = rows[1]
+    assert model["val margin (points)"] == 0.0 and model["margin (points)"] == 0.0 and model["seeds above"] == "1/2"
+    assert model["val ACC %"].startswith("60.00 ±") and rows[0]["val ACC %"] == "60.00 ± 0.00"
