@@ -180,12 +180,14 @@ def parse_candidates(specs: list[str], models: list[str]) -> list[tuple[str, dic
     in ``models`` that owns every key of the candidate (a key of the training loop belongs to every
     model). Each value is coerced and the config resolved here, before any cache or run: a typo in a
     key or a value is a :class:`~trainables.config_keys.ConfigError` naming it."""
-    from trainables.config import all_keys, key_owners, resolve_config
-    from trainables.config_keys import ConfigError
+    from trainables.config import all_keys, resolve_config
+    from trainables.config_keys import TRAINING_KEYS, ConfigError
+    from trainables.models import model_class
 
-    keys, owners, out = all_keys(), key_owners(), []
+    keys, out = all_keys(), []
+    owned = {m: {k.name for k in (*TRAINING_KEYS, *model_class(m).own_keys())} for m in models}
     for spec in specs:
-        pairs = [p for p in spec.replace(",", " ").split() if p] if "=" in spec else []
+        pairs = spec.split()
         if not pairs or any(p.count("=") != 1 or p.startswith("=") for p in pairs):
             raise ConfigError(f"--candidate {spec!r}: expected KEY=VALUE pairs separated by spaces")
         overrides = {}
@@ -195,7 +197,7 @@ def parse_candidates(specs: list[str], models: list[str]) -> list[tuple[str, dic
             if k in ("model", "recipe", "frontend", "seed", "split_scheme", "epochs"):
                 raise ConfigError(f"--candidate {spec!r}: {k} is set by the benchmark itself (use its own flag)")
             overrides[k] = keys[k].coerce(v)
-        takers = [m for m in models if all(owners[k] == "all" or m in owners[k].split(", ") for k in overrides)]
+        takers = [m for m in models if owned[m].issuperset(overrides)]
         if not takers:
             raise ConfigError(f"--candidate {spec!r}: no model of --models {','.join(models)} has all of these keys")
         for m in takers:
@@ -220,7 +222,7 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
             for model in a.models:
                 for recipe in a.recipes:
                     jobs.append(_neural(a, model, recipe, split, seed))
-            for model, overrides in getattr(a, "candidates", []):
+            for model, overrides in a.candidates:
                 jobs.append(_neural(a, model, "recommended", split, seed, extra=overrides,
                                     label=candidate_label(model, overrides)))
     if a.speaker:

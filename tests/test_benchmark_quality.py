@@ -65,6 +65,7 @@ def test_candidates_are_checked_before_any_run_and_go_to_the_models_owning_their
     got = parse_candidates(["head_init=fit head_warmup_epochs=4", "lr_start=1e-3"], ["uvac", "cat_uvac"])
     assert got == [("cat_uvac", {"head_init": "fit", "head_warmup_epochs": 4}),
                    ("uvac", {"lr_start": 1e-3}), ("cat_uvac", {"lr_start": 1e-3})]
+    assert parse_candidates(["channels=8,16,32 d_z=12"], ["uvac"]) == [("uvac", {"channels": "8,16,32", "d_z": 12})]
     for spec, words in [("head_inti=fit", "unknown config key 'head_inti'"), ("head_init=fitt", "head_init"),
                         ("head_warmup_epochs=-1", "head_warmup_epochs"), ("epochs=3", "set by the benchmark"),
                         ("head_init", "KEY=VALUE")]:

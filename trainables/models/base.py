@@ -34,7 +34,8 @@ from trainables.models.style import StyleFactor
 from trainables.reconstruction import LIKELIHOODS
 
 __all__ = ["Batch", "Blocks", "ClusteringModel", "DEC_BIAS_INITS", "INVARIANCE_TERMS", "LATENT_KEYS",
-           "LatentClusteringModel", "TrainBatches", "warmup_fit_epoch"]
+           "LatentClusteringModel", "TrainBatches", "warmup_fit_epoch",
+           "warmup_through_fit"]
 
 # the decoder output bias at construction: zero, or the data mean (logit of it on [0, 1] inputs)
 DEC_BIAS_INITS = ("zero", "data_mean")
@@ -255,6 +256,13 @@ def warmup_fit_epoch(warmup_epochs: int, epochs: int) -> int:
     head): after ``warmup_epochs``, but never later than the start of the last epoch (a run
     shorter than its warm-up still ends fitted, hence with all its clusters)."""
     return max(0, min(int(warmup_epochs), int(epochs) - 1))
+
+
+def warmup_through_fit(warmup_epochs: int, epochs: int) -> int:
+    """The epochs an early-stopping scheduler waits out for a warm-up fit: up to the fit
+    (:func:`warmup_fit_epoch`) and one epoch trained from it, never more than ``epochs``."""
+    return min(int(epochs), warmup_fit_epoch(warmup_epochs, epochs) + 1)
+
 
 @dataclass(frozen=True)
 class Blocks:

@@ -46,7 +46,8 @@ from torch.nn import functional as F
 
 from trainables.config_keys import ConfigError, Key, defaults_of
 from trainables.losses import categorical_kl_uniform, gaussian_kl, gaussian_kl_free_bits
-from trainables.models.base import LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch
+from trainables.models.base import (LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch,
+                                    warmup_through_fit)
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, broadcast_cat, init_weights
 from trainables.models.centroids import nearest_centroid_head
 from trainables.schedules import TAU_KINDS, kl_weight_at, tau_at
@@ -199,7 +200,7 @@ class CatUVAC(LatentClusteringModel):
         base = super().warmup_epochs(cfg)
         if cfg["head_init"] != "fit":
             return base
-        return max(base, min(int(cfg["epochs"]), warmup_fit_epoch(cfg["head_warmup_epochs"], cfg["epochs"]) + 1))
+        return max(base, warmup_through_fit(cfg["head_warmup_epochs"], cfg["epochs"]))
 
     def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
         if self.head_init != "fit" or bool(self.head_fitted):

@@ -36,7 +36,8 @@ from torch import nn
 
 from trainables.config_keys import Key, defaults_of
 from trainables.losses import gaussian_kl, gaussian_kl_free_bits, gmm_kl
-from trainables.models.base import LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch
+from trainables.models.base import (LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch,
+                                    warmup_through_fit)
 from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, init_weights
 from trainables.models.factorial import fit_factorial
 from trainables.models.style import StyleFactor
@@ -212,7 +213,7 @@ class UVAC(LatentClusteringModel):
         base = super().warmup_epochs(cfg)
         if cfg["prior_init"] != "fit":
             return base
-        return max(base, min(int(cfg["epochs"]), cls.prior_fit_epoch(cfg["prior_warmup_epochs"], cfg["epochs"]) + 1))
+        return max(base, warmup_through_fit(cfg["prior_warmup_epochs"], cfg["epochs"]))
 
     def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
         fit_at = self.prior_fit_epoch(self.prior_warmup_epochs, self.hparams["epochs"])
