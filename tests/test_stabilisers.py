@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from trainables.config import DEFAULTS, RECIPES, ConfigError, resolve_config
 from trainables.losses import reconstruction
 from trainables.models import MODELS, Batch, CatUVAC, UVAC, build_model
+from trainables.models.blocks import as_image
 from trainables.models.cat_uvac import gumbel_softmax_fp32, marginal_kl_uniform
 from trainables.reconstruction import LIKELIHOODS, Reconstruction
 
@@ -289,6 +290,31 @@ def test_batchnorm_reestimation_makes_eval_agree_with_batch_statistics():
     # so agreement is close, not exact, on 16 clips
     err_fixed, err_drifted = float((fixed - batch_mu).abs().max()), float((drifted - batch_mu).abs().max())
     assert err_fixed < 0.05 and err_fixed < 0.1 * err_drifted, (err_fixed, err_drifted)
+
+
+
+@pytest.mark.parametrize("model", [UVAC, CatUVAC])
+def test_batch_statistics_encodes_as_training_and_leaves_running_statistics_and_mode_alone(model):
+    """Inside batch_statistics() BatchNorm normalises with the batch's own statistics (the drifted
+    running ones give other encodings); afterwards every BatchNorm buffer and the mode are as before."""
+    torch.manual_seed(0)
+    x, mask, stats = _data(b=16)
+    m = model(16, 16, n_clusters=3, d_z=2, **TINY)
+    for b in m.modules():
+        if isinstance(b, torch.nn.BatchNorm2d):
+            b.running_mean.fill_(3.0)
+            b.running_var.fill_(9.0)
+    before = {k: v.clone() for k, v in m.named_buffers()}
+    encoder, img = (m.encoder if model is UVAC else m.enc_y), as_image(x, 16, 16)[0]  # the conv + GRU encoder
+    m.eval()
+    with torch.no_grad():
+        drifted = encoder(img, mask)
+        with m.batch_statistics():
+            assert m.training
+            inside = encoder(img, mask)
+    assert not m.training
+    assert not torch.allclose(inside, drifted, atol=1e-3)
+    assert all(torch.equal(v, before[k]) for k, v in m.named_buffers())
 
 
 # ------------------------------------------------------------------ GRU pooling

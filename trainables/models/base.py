@@ -208,16 +208,17 @@ class ClusteringModel(nn.Module, abc.ABC):
     def batch_statistics(self):
         """Run the body in training mode (BatchNorm on batch statistics, as training sees the data)
         and restore every BatchNorm's running statistics and the train/eval mode afterwards."""
-        saved = {k: v.clone() for k, v in self.named_buffers() if "running" in k or "num_batches" in k}
+        bns = [m for m in self.modules() if isinstance(m, BATCHNORMS)]  # as reestimate_batchnorm selects them
+        saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in bns]
         was_training = self.training
         self.train()
         try:
             yield self
         finally:
             with torch.no_grad():
-                for k, v in self.named_buffers():
-                    if k in saved:
-                        v.copy_(saved[k])
+                for m, buffers in zip(bns, saved):
+                    for k, v in m.named_buffers(recurse=False):
+                        v.copy_(buffers[k])
             self.train(was_training)
 
     @torch.no_grad()
