@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from study.objectives import Objective, parse_objectives
 from study.options import (StudyError, StudyOptions, check_config, default_study_name, fixed_config,
                            pinned_params, pinned_text, study_space)
 from study.baselines import baseline_metrics, baseline_tags
+from study.claim import SETUP_DONE_ATTR, claim_name
 from study.result import StudyResult, collect_result, resume_command
 from study.tags import (STUDY_CACHE_KEY_TAG, STUDY_DATASET_TAG, STUDY_FRONTENDS_TAG, STUDY_GIT_COMMIT_TAG,
                         STUDY_OBJECTIVES_TAG, STUDY_PINNED_TAG, STUDY_SEED_TAG, STUDY_SPACE_TAG, STUDY_STATE_TAG,
@@ -300,62 +300,6 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
                                                 extra_callbacks=extra_callbacks, stopper=stopper))
 
 
-def _rdb(storage: str):
-    """The Optuna storage; two launches creating a fresh database's tables at once race (one
-    sees "table ... already exists" or a duplicate alembic version row): the loser tries once more."""
-    import optuna
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
-    try:
-        return optuna.storages.RDBStorage(storage)
-    except (OperationalError, IntegrityError) as exc:  # tables, or alembic's version row, made meanwhile
-        if isinstance(exc, OperationalError) and "already exists" not in str(exc):
-            raise
-        time.sleep(0.5)
-        return optuna.storages.RDBStorage(storage)
-
-
-def _claim_name(storage: str, name: str, directions: list[str]) -> None:
-    """Create the study's Optuna study, marked as claimed by this process: a name in use is
-    refused (also while another launch is still setting it up); one left by a launch killed
-    during its setup is cleared and claimed again."""
-    import optuna
-
-    rdb, me = _rdb(storage), f"{socket.gethostname()}:{os.getpid()}"
-    for _ in range(2):
-        try:
-            optuna.create_study(study_name=name, storage=rdb, directions=directions).set_user_attr("claimed_by", me)
-            return
-        except optuna.exceptions.DuplicatedStudyError:
-            pass
-        study = optuna.load_study(study_name=name, storage=rdb)
-        owner = str(study.user_attrs.get("claimed_by", ""))
-        if "options" in study.user_attrs or study.get_trials(deepcopy=False):
-            raise StudyError(f"study {name!r} already exists in {storage}; use --resume {name} or another --study-name")
-        if owner != me and _alive(owner):
-            raise StudyError(f"study {name!r} is being set up by another launch ({owner}); wait for it and use "
-                             f"--resume {name}, or choose another --study-name")
-        term.info(f"{name}: an earlier launch was stopped during setup; starting it over")
-        optuna.delete_study(study_name=name, storage=rdb)
-    raise StudyError(f"study {name!r}: another launch keeps claiming this name; choose another --study-name")
-
-
-def _alive(owner: str) -> bool:
-    """Whether ``host:pid`` is a live process (another host's: assumed alive)."""
-    host, _, pid = owner.rpartition(":")
-    if not pid.isdigit():
-        return False
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _setup(opts: StudyOptions, name: str) -> _Study:
     """Features, the classical baselines, the MLflow parent and the Optuna study with every attr
     a resume needs (set before any trial can start)."""
@@ -365,7 +309,7 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
 
     storage, tracking_uri = _abs_sqlite(opts.storage), _abs_sqlite(opts.tracking_uri)
     objectives, pinned = parse_objectives(opts.objectives), pinned_params(opts)
-    _claim_name(storage, name, ["maximize" if o.mode == "max" else "minimize" for o in objectives])
+    claim_name(storage, name, ["maximize" if o.mode == "max" else "minimize" for o in objectives])
     cache_dirs = ensure_features(opts)
     split_scheme = (opts.overrides or {}).get("split_scheme")
     table = _load_table(next(iter(cache_dirs.values())), split_scheme)
@@ -393,7 +337,7 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
     for k, v in attrs.items():
         study.set_user_attr(k, v)
     study.set_metric_names([o.metric for o in objectives])
-    study.set_user_attr("options", json.dumps(dataclasses.asdict(opts)))  # last: marks the setup complete
+    study.set_user_attr(SETUP_DONE_ATTR, json.dumps(dataclasses.asdict(opts)))  # last: marks the setup complete
     return _Study(opts, name, storage, tracking_uri, parent_id, objectives, fixed, cache_dirs, pinned, baselines)
 
 
@@ -415,11 +359,11 @@ def _stored_study(name: str, storage: str) -> tuple[dict, StudyOptions]:
     except KeyError:
         raise StudyError(f"no study named {name!r} in {storage}") from None
     attrs = study.user_attrs
-    if "options" not in attrs:
+    if SETUP_DONE_ATTR not in attrs:
         raise StudyError(f"study {name!r} was stopped during its setup, before any trial: "
                          f"launch it again with the same --study-name to start it over")
     fields = {f.name for f in dataclasses.fields(StudyOptions)}
-    return attrs, StudyOptions(**{k: v for k, v in json.loads(attrs["options"]).items() if k in fields})
+    return attrs, StudyOptions(**{k: v for k, v in json.loads(attrs[SETUP_DONE_ATTR]).items() if k in fields})
 
 
 def resume_study(name: str, storage: str = "sqlite:///optuna.db", *, address: Optional[str] = None) -> StudyResult:

@@ -45,6 +45,7 @@ from study.tags import (
     TRIAL_RETRIES_TAG,
     TRIAL_STATUS_TAG,
 )
+from study.stores import creation_lock
 from study.trial_index import TrialIndex
 from trainables.status import ENDINGS, TrialStatus
 
@@ -166,8 +167,12 @@ def git_commit() -> str:
 
 
 def mlflow_client(uri: str):
+    """A client of the MLflow store at ``uri``; its construction opens the store, which on a fresh
+    SQLite file builds the schema, so it runs under the store's creation lock (two launches on one
+    new ``mlflow.db`` would otherwise both fail in MLflow's migrations)."""
     from mlflow.tracking import MlflowClient
-    return MlflowClient(tracking_uri=uri)
+    with creation_lock(uri):
+        return MlflowClient(tracking_uri=uri)
 
 
 def _param_value(v) -> str:
