@@ -22,7 +22,10 @@ saves (Markdown + CSV + every run's metrics under ``--out``):
 * **Candidates** (``--candidate "head_init=fit head_warmup_epochs=5"``, repeatable): ``recommended``
   with those keys changed, as rows of the main tables beside ``recommended`` itself, on every split
   and seed: a change to a model is measured against the strongest baseline of the same run, and
-  kept only if it pays on validation (the margin table shows validation and test).
+  kept only if it pays on validation (the margin table shows validation and test). ``frontend=NAME``
+  in a candidate trains it on that preset's cache (built with the others; its baselines join the
+  suite), resolved as the recipe resolves for that front end (a real-valued one takes the recipe's
+  real-valued values for the keys the candidate does not set).
 
 Runs are spread over ``--jobs`` worker processes with one torch thread each; every run is seeded;
 a run that fails or diverges is a row of the table with its status, never a crash. Settings are
@@ -178,9 +181,11 @@ def ablation_settings(model: str, frontend) -> list[dict]:
 def parse_candidates(specs: list[str], models: list[str]) -> list[tuple[str, dict]]:
     """``--candidate`` values (``"KEY=VALUE KEY=VALUE"``) as (model, overrides) pairs, one per model
     in ``models`` that owns every key of the candidate (a key of the training loop belongs to every
-    model). Each value is coerced and the config resolved here, before any cache or run: a typo in a
-    key or a value is a :class:`~trainables.config_keys.ConfigError` naming it."""
-    from trainables.config import all_keys, resolve_config
+    model). ``frontend`` names a registered preset; it belongs to every model. Each value is coerced
+    and the config resolved (for the candidate's front end) here, before any cache or run: a typo in
+    a key or a value is a :class:`~trainables.config_keys.ConfigError` naming it."""
+    from features.presets import PRESETS
+    from trainables.config import all_keys, recipe_frontend, resolve_config
     from trainables.config_keys import TRAINING_KEYS, ConfigError
     from trainables.models import model_class
 
@@ -194,14 +199,17 @@ def parse_candidates(specs: list[str], models: list[str]) -> list[tuple[str, dic
         for k, v in (p.split("=") for p in pairs):
             if k not in keys:
                 raise ConfigError(f"--candidate {spec!r}: unknown config key {k!r} (docs/CONFIG.md lists them)")
-            if k in ("model", "recipe", "frontend", "seed", "split_scheme", "epochs"):
+            if k in ("model", "recipe", "seed", "split_scheme", "epochs"):
                 raise ConfigError(f"--candidate {spec!r}: {k} is set by the benchmark itself (use its own flag)")
+            if k == "frontend" and v not in PRESETS:
+                raise ConfigError(f"--candidate {spec!r}: unknown front end {v!r} (one of {', '.join(sorted(PRESETS))})")
             overrides[k] = keys[k].coerce(v)
-        takers = [m for m in models if owned[m].issuperset(overrides)]
+        takers = [m for m in models if owned[m].issuperset(set(overrides) - {"frontend"})]
         if not takers:
             raise ConfigError(f"--candidate {spec!r}: no model of --models {','.join(models)} has all of these keys")
         for m in takers:
-            resolve_config({"model": m, "recipe": "recommended", **overrides})
+            preset = PRESETS[overrides.get("frontend") or recipe_frontend("recommended", m) or "audiomnist"]
+            resolve_config({"model": m, "recipe": "recommended", **overrides}, preset=preset)
             out.append((m, overrides))
     return out
 
@@ -223,8 +231,9 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
                 for recipe in a.recipes:
                     jobs.append(_neural(a, model, recipe, split, seed))
             for model, overrides in a.candidates:
-                jobs.append(_neural(a, model, "recommended", split, seed, extra=overrides,
-                                    label=candidate_label(model, overrides)))
+                extra = {k: v for k, v in overrides.items() if k != "frontend"}
+                jobs.append(_neural(a, model, "recommended", split, seed, frontend=overrides.get("frontend"),
+                                    extra=extra, label=candidate_label(model, overrides)))
     if a.speaker:
         for seed in range(a.seeds):
             for model in a.models:
@@ -436,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     a.frontend_default = "audiomnist"
     a.model_frontends = list(dict.fromkeys([*(model_frontend(a, m, r) for m in a.models for r in a.recipes),
-                                            *(model_frontend(a, m, "recommended") for m, _ in a.candidates)]))
+                                            *(o.get("frontend") or model_frontend(a, m, "recommended")
+                                              for m, o in a.candidates)]))
     a.extra_frontends = [v for v in (speaker_variant(model_frontend(a, m, "recommended")) for m in a.models)
                          if v] if a.speaker else []
     caches, summary = build_caches(a)

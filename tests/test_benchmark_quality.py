@@ -73,6 +73,24 @@ def test_candidates_are_checked_before_any_run_and_go_to_the_models_owning_their
             parse_candidates([spec], ["cat_uvac"])
     with pytest.raises(ConfigError, match="no model of --models uvac"):
         parse_candidates(["head_init=fit"], ["uvac"])
+    assert parse_candidates(["frontend=awe_raw style_clusters=8"], ["cat_uvac"]) == \
+        [("cat_uvac", {"frontend": "awe_raw", "style_clusters": 8})]
+    with pytest.raises(ConfigError, match="unknown front end 'awe_rwa'"):
+        parse_candidates(["frontend=awe_rwa"], ["cat_uvac"])
+
+
+def test_a_candidate_with_a_front_end_trains_on_that_cache_and_its_cache_is_built():
+    from benchmarks.quality import parse_candidates, parser, plan_jobs
+
+    a = parser().parse_args(["--seeds", "1", "--ablation-seeds", "0", "--no-speaker", "--models", "cat_uvac"])
+    a.splits, a.models, a.recipes = ["random"], ["cat_uvac"], ["recommended"]
+    a.frontend_default, a.model_frontends = "audiomnist", ["awe", "awe_raw"]
+    a.candidates = parse_candidates(["frontend=awe_raw style_clusters=8"], a.models)
+    cand = [j for j in plan_jobs(a) if j.config.get("style_clusters") == 8]
+    assert len(cand) == 1 and cand[0].frontend == cand[0].config["frontend"] == "awe_raw"
+    assert cand[0].label == "Cat. UVAC (recommended, frontend=awe_raw style_clusters=8)"
+    rec = [j for j in plan_jobs(a) if j.kind == "neural" and j not in cand]
+    assert [j.frontend for j in rec] == ["awe"]
 
 
 def test_a_candidate_is_a_main_row_on_every_split_and_seed_beside_recommended(tmp_path):
