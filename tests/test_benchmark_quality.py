@@ -84,13 +84,16 @@ def test_a_candidate_with_a_front_end_trains_on_that_cache_and_its_cache_is_buil
 
     a = parser().parse_args(["--seeds", "1", "--ablation-seeds", "0", "--no-speaker", "--models", "cat_uvac"])
     a.splits, a.models, a.recipes = ["random"], ["cat_uvac"], ["recommended"]
-    a.frontend_default, a.model_frontends = "audiomnist", ["awe", "awe_raw"]
-    a.candidates = parse_candidates(["frontend=awe_raw style_clusters=8"], a.models)
-    cand = [j for j in plan_jobs(a) if j.config.get("style_clusters") == 8]
-    assert len(cand) == 1 and cand[0].frontend == cand[0].config["frontend"] == "awe_raw"
-    assert cand[0].label == "Cat. UVAC (recommended, frontend=awe_raw style_clusters=8)"
+    from trainables.config import recipe_frontend
+
+    own = recipe_frontend("recommended", "cat_uvac")
+    a.frontend_default, a.model_frontends = "audiomnist", [own, "mfcc"]
+    a.candidates = parse_candidates(["frontend=mfcc style_clusters=3"], a.models)
+    cand = [j for j in plan_jobs(a) if j.config.get("style_clusters") == 3]
+    assert len(cand) == 1 and cand[0].frontend == cand[0].config["frontend"] == "mfcc"
+    assert cand[0].label == "Cat. UVAC (recommended, frontend=mfcc style_clusters=3)"
     rec = [j for j in plan_jobs(a) if j.kind == "neural" and j not in cand]
-    assert [j.frontend for j in rec] == ["awe"]
+    assert [j.frontend for j in rec] == [own] != ["mfcc"]
 
 
 def test_a_candidate_is_a_main_row_on_every_split_and_seed_beside_recommended(tmp_path):
