@@ -78,9 +78,8 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 # (resolve_config(..., preset=...)). "recommended" here is the recipe found on real speech.
 REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
     # chosen on validation accuracy from the Pareto fronts of the studies fsdd-uvac-r2 (trial 4: its
-    # values verbatim) and fsdd-cat-r1 (trial 23, rounded to two significant digits), and for
-    # categorical UVAC UVAC's style factor (style_clusters 8: +7.5 validation points over the awe
-    # front end without it, 3 seeds, benchmarks.quality --candidate) (README, "Quality on real speech")
+    # values verbatim) and fsdd-cat-r1 (trial 23, rounded to two significant digits) (README,
+    # "Quality on real speech")
     "recommended": {
         "uvac": {"likelihood": "gaussian_learned_freq", "d_z": 4, "lam": 1.276621461207717,
                  "lr_start": 0.0030725839229803027, "lr_end": 1.664250673287914e-05, "dec_bias_init": "zero",
@@ -91,7 +90,7 @@ REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
                      "dec_bias_init": "zero", "augment": "speed,warp,shift,eq", "aug_warp": 0.083,
                      "consistency": "mi", "consistency_weight": 42.0, "free_bits": 0.25,
                      "marginal_entropy_weight": 17.0, "kl_z_weight": 3.1, "gumbel_hard": True,
-                     "tau_kind": "constant", "tau_start": 1.0, "style_clusters": 8},
+                     "tau_kind": "constant", "tau_start": 1.0},
     },
 }
 # The front end (features preset) each recipe is measured with, per model: "recommended (front end
@@ -100,7 +99,7 @@ REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
 RECIPE_FRONTENDS: dict[str, dict[str, str]] = {
     "paper": {"uvac": "audiomnist", "cat_uvac": "audiomnist"},
     "paper-lr5e-3": {"uvac": "audiomnist", "cat_uvac": "audiomnist"},
-    "recommended": {"uvac": "awe_raw", "cat_uvac": "awe_raw"},
+    "recommended": {"uvac": "awe_raw", "cat_uvac": "awe"},
 }
 
 
