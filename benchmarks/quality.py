@@ -178,12 +178,13 @@ def ablation_settings(model: str, frontend) -> list[dict]:
     return [{k: paper[k] for k in group} for group in [*reversed(groups), *first, *rest]]
 
 
-def parse_candidates(specs: list[str], models: list[str]) -> list[tuple[str, dict]]:
+def parse_candidates(specs: list[str], models: list[str], frontend_of=None) -> list[tuple[str, dict]]:
     """``--candidate`` values (``"KEY=VALUE KEY=VALUE"``) as (model, overrides) pairs, one per model
     in ``models`` that owns every key of the candidate (a key of the training loop belongs to every
     model). ``frontend`` names a registered preset; it belongs to every model. Each value is coerced
     and the config resolved (for the candidate's front end) here, before any cache or run: a typo in
-    a key or a value is a :class:`~trainables.config_keys.ConfigError` naming it."""
+    a key or a value is a :class:`~trainables.config_keys.ConfigError` naming it. ``frontend_of(model)``
+    is the front end a candidate without ``frontend`` trains on (default: the recipe's)."""
     from features.presets import PRESETS
     from trainables.config import all_keys, recipe_frontend, resolve_config
     from trainables.config_keys import TRAINING_KEYS, ConfigError
@@ -208,7 +209,8 @@ def parse_candidates(specs: list[str], models: list[str]) -> list[tuple[str, dic
         if not takers:
             raise ConfigError(f"--candidate {spec!r}: no model of --models {','.join(models)} has all of these keys")
         for m in takers:
-            preset = PRESETS[overrides.get("frontend") or recipe_frontend("recommended", m) or "audiomnist"]
+            default = frontend_of(m) if frontend_of else recipe_frontend("recommended", m) or "audiomnist"
+            preset = PRESETS[overrides.get("frontend") or default]
             resolve_config({"model": m, "recipe": "recommended", **overrides}, preset=preset)
             out.append((m, overrides))
     return out
@@ -430,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.config_keys import ConfigError
 
     try:
-        a.candidates = parse_candidates(a.candidate, a.models)
+        a.frontend_default = "audiomnist"
+        a.candidates = parse_candidates(a.candidate, a.models, lambda m: model_frontend(a, m, "recommended"))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -443,7 +446,6 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.root / "recordings").is_dir():
         print(f"error: {a.root} has no recordings/ folder (FSDD layout)", file=sys.stderr)
         return 2
-    a.frontend_default = "audiomnist"
     a.model_frontends = list(dict.fromkeys([*(model_frontend(a, m, r) for m in a.models for r in a.recipes),
                                             *(o.get("frontend") or model_frontend(a, m, "recommended")
                                               for m, o in a.candidates)]))

@@ -45,16 +45,19 @@ def claim_name(storage: str, name: str, directions: list[str]) -> None:
             if not owner and sqlite_path(storage) is None:  # a server: its launch may be between the two steps
                 owner = _owner_after_grace(name, rdb)
             if owner != me and _alive(owner):
-                raise StudyError(f"study {name!r} is being set up by another launch ({owner}); wait for it and use "
-                                 f"--resume {name}, or choose another --study-name")
+                raise _being_set_up(name, owner)
             term.info(f"{name}: an earlier launch was stopped during setup; starting it over")
             optuna.delete_study(study_name=name, storage=rdb)
         else:
             raise StudyError(f"study {name!r}: another launch keeps claiming this name; choose another --study-name")
         owner = optuna.load_study(study_name=name, storage=rdb).user_attrs.get(CLAIM_ATTR)
     if owner != me:  # a storage server: another launch cleared ours and claimed the name meanwhile
-        raise StudyError(f"study {name!r} is being set up by another launch ({owner}); wait for it and use "
-                         f"--resume {name}, or choose another --study-name")
+        raise _being_set_up(name, owner)
+
+
+def _being_set_up(name: str, owner: str) -> StudyError:
+    return StudyError(f"study {name!r} is being set up by another launch ({owner}); wait for it and use "
+                      f"--resume {name}, or choose another --study-name")
 
 
 def _owner_after_grace(name: str, rdb) -> str:
