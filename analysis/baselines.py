@@ -19,10 +19,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from study.tags import STRONGEST_TAG
+from study.tags import BASELINE_METRIC_PREFIX, STRONGEST_TAG
 from trainables.metrics import metric_direction
 
-PREFIX = "baseline/"
+PREFIX = BASELINE_METRIC_PREFIX
 # method (may hold "_": awe_kmeans, kmeans_std), split, metric (may hold "_": silhouette_x)
 _NAME = re.compile(r"^(?P<method>[A-Za-z0-9.\-]+(?:_[A-Za-z0-9.\-]+)*?)_(?P<split>val|test)_(?P<metric>\w+)$")
 SELECTION_METRIC = "val/acc"

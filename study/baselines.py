@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional
 
-from study.tags import STRONGEST_TAG, STRONGEST_WITH_SPEAKER_IDS_TAG
+from study.tags import STRONGEST_TAG, STRONGEST_WITH_SPEAKER_IDS_TAG, baseline_metric_name
 
-__all__ = ["study_baselines", "baseline_tags", "strongest_row", "margin_lines"]
+__all__ = ["study_baselines", "suite_rows", "baseline_metrics", "baseline_tags", "strongest_row", "margin_lines"]
 
 _METRICS = ("acc", "nmi", "ari")
 
@@ -35,6 +35,11 @@ def study_baselines(tables: Mapping[str, object], main: str, cache_dir: str, n_c
         results += [r for r in run_suite(table, None, n_clusters) if r.name in OWN_BASELINES]
         for r in results[-len(OWN_BASELINES):]:
             r.name = own_name(name, r.name)
+    return suite_rows(results)
+
+
+def suite_rows(results) -> list[dict]:
+    """The rows (module docstring) of :class:`trainables.baseline_suite.SuiteResult` s."""
     rows = []
     for r in results:
         row = {"name": r.name, "label": r.label, "preset": r.preset, "side_information": bool(r.side_information)}
@@ -56,7 +61,8 @@ def strongest_row(rows: list[dict], *, side_information: bool = False) -> Option
 
 
 def baseline_metrics(rows: list[dict]) -> dict[str, float]:
-    return {f"baseline/{r['name']}_{k.replace('/', '_')}": float(v) for r in rows for k, v in r.items()
+    """Flat ``baseline/<name>_<split>_<metric>`` values of ``rows`` (the parent run's metrics)."""
+    return {baseline_metric_name(r["name"], *k.split("/", 1)): float(v) for r in rows for k, v in r.items()
             if "/" in k and isinstance(v, (int, float))}
 
 

@@ -29,6 +29,8 @@ STUDY_FINISHED_TRIALS_TAG = "study.finished_trials"
 STUDY_PARETO_TRIALS_TAG = "study.pareto_trials"
 STRONGEST_TAG = "baseline.strongest"
 STRONGEST_WITH_SPEAKER_IDS_TAG = "baseline.strongest_with_speaker_ids"
+# the parent run's baseline metrics: BASELINE_METRIC_PREFIX + "<name>_<split>_<metric>" (baseline_metric_name)
+BASELINE_METRIC_PREFIX = "baseline/"
 
 KIND_STUDY = "study"
 KIND_REPLICATION = "replication"
@@ -78,3 +80,8 @@ class StudyState(StrEnum):
     FINISHED = "finished"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+
+
+def baseline_metric_name(name: str, split: str, metric: str) -> str:
+    """The MLflow metric of baseline ``name``'s ``split``/``metric``: ``baseline/awe_gmm_val_acc``."""
+    return f"{BASELINE_METRIC_PREFIX}{name}_{split}_{metric}"

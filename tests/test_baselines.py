@@ -148,14 +148,15 @@ def test_standardising_every_dimension_reproduces_a_known_case():
 
 
 def test_suite_names_the_strongest_and_keeps_side_information_apart():
-    from trainables.baseline_suite import SuiteResult, strongest, suite_metrics
+    from study.baselines import baseline_metrics, suite_rows
+    from trainables.baseline_suite import SuiteResult, strongest
 
     rows = [SuiteResult("kmeans", "K", "p", False, {"val/acc": 0.4, "test/acc": 0.9}),
             SuiteResult("awe_gmm", "G", "awe", False, {"val/acc": 0.6, "test/acc": 0.5}),
             SuiteResult("awe_speaker_gmm", "S", "awe_speaker", True, {"val/acc": 0.8, "test/acc": 0.7})]
     assert strongest(rows).name == "awe_gmm"  # chosen on validation, not test
     assert strongest(rows, side_information=True).name == "awe_speaker_gmm"
-    m = suite_metrics(rows)
+    m = baseline_metrics(suite_rows(rows))
     assert m["baseline/awe_gmm_val_acc"] == 0.6 and m["baseline/kmeans_test_acc"] == 0.9
 
 

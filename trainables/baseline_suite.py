@@ -29,7 +29,7 @@ import numpy as np
 from trainables.baselines import BASELINES
 
 __all__ = ["REFERENCE_PRESETS", "OWN_BASELINES", "PIPELINE_BASELINES", "REFERENCE_BASELINES", "SuiteResult", "reference_tables",
-           "align_to", "own_name", "run_suite", "strongest", "strongest_name", "suite_metrics"]
+           "align_to", "own_name", "run_suite", "strongest", "strongest_name"]
 
 REFERENCE_PRESETS = ("awe", "awe_speaker", "awe_raw")
 OWN_BASELINES = ("kmeans", "gmm", "kmeans_std", "gmm_std")  # on the model's table
@@ -136,15 +136,3 @@ def strongest(results: Iterable[SuiteResult], *, side_information: bool = False,
     name = strongest_name(((r.name, r.value(f"{split}/acc"), r.side_information) for r in results),
                           side_information=side_information)
     return next((r for r in results if r.name == name), None)
-
-
-def suite_metrics(results: Iterable[SuiteResult], metrics: Iterable[str] = ("acc", "nmi", "ari")) -> dict[str, float]:
-    """Flat ``baseline/<name>_<split>_<metric>`` values (the MLflow names of a study's parent run)."""
-    out = {}
-    for r in results:
-        for split in ("val", "test"):
-            for m in metrics:
-                v = r.value(f"{split}/{m}")
-                if np.isfinite(v):
-                    out[f"baseline/{r.name}_{split}_{m}"] = v
-    return out
