@@ -20,6 +20,7 @@ from study.engine import resume_study, run_study
 from study.options import StudyError, StudyOptions
 from study.result import format_result
 from study.trial_index import TrialIndex
+from trainables.status import TrialStatus
 from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials, uris
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,10 @@ def test_interrupted_study_resumes_without_losing_or_duplicating(tmp_path, featu
     client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
     numbers = sorted(int(r.data.tags["trial.number"]) for r in children)
     assert numbers == list(range(total)), numbers
-    assert all(r.data.tags["trial.status"] in ("complete", "diverged") for r in children)
+    # every trial ended as a study ends one (moasha, the default for 5 trials, may prune), none failed
+    # or left running/interrupted by the resume
+    assert all(r.data.tags["trial.status"] in (TrialStatus.COMPLETE, TrialStatus.PRUNED, TrialStatus.DIVERGED)
+               for r in children), [r.data.tags["trial.status"] for r in children]
     assert client.get_run(res.parent_run_id).info.status == "FINISHED"
     # the resumed searcher did not replay the first draws of the seeded sampler
     keys = [tuple(sorted(t.params.items())) for t in trials]
