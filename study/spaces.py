@@ -67,8 +67,9 @@ def _stabilisers(trial) -> None:
 
 
 def _invariance(trial, frontend: Optional[str]) -> dict:
-    """Augmented views with a consistency term (and an overclustering head), free bits, and on
-    real-valued front ends a style factor (docs/MODELS.md, "Invariance"). Returns the constants
+    """Augmented views with a consistency term (and an overclustering head), free bits, on
+    real-valued front ends a style factor, and on front ends normalised per speaker the clusters'
+    independence of the speaker (docs/MODELS.md, "Invariance"). Returns the constants
     that switch off what a draw leaves out, so that a recipe's values for those keys (the
     ``recommended`` recipe's consistency term and style factor) never reach a trial they do not
     fit: no consistency term without views, no style factor on a front end in [0, 1]."""
@@ -86,6 +87,10 @@ def _invariance(trial, frontend: Optional[str]) -> dict:
         trial.suggest_categorical("style_clusters", [0, 4, 8])
     elif preset is not None:
         consts["style_clusters"] = 0
+    if preset is not None and preset.normalisation == "speaker":  # speaker ids are side information there already
+        trial.suggest_categorical("speaker_independence", [0.0, 3.0, 10.0, 30.0])
+    elif preset is not None:
+        consts["speaker_independence"] = 0.0
     return consts
 
 

@@ -89,6 +89,15 @@ def test_cat_uvac_searches_what_the_issue_asks():
     assert consts == {"model": "cat_uvac", "consistency": "none", "overcluster": 0}
 
 
+@pytest.mark.parametrize("space", ["uvac", "cat_uvac"])
+def test_speaker_independence_is_searched_only_where_the_front_end_uses_speaker_ids(space):
+    params, _ = record_space(space, frontends=["awe_speaker"])
+    si = next(p for p in params if p["name"] == "speaker_independence")
+    assert 0.0 in si["choices"] and max(si["choices"]) > 0
+    params, consts = record_space(space, frontends=["awe"])
+    assert "speaker_independence" not in {p["name"] for p in params} and consts["speaker_independence"] == 0.0
+
+
 def test_describe_space_is_derived_from_the_function():
     text = describe_space("gmm")
     assert "gmm_covariance" in text and "tied" in text and "seed" in text

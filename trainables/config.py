@@ -39,6 +39,7 @@ __all__ = [
     "MODEL_DEFAULTS",
     "RECIPES",
     "REAL_VALUED",
+    "SPEAKER_NORMALISED",
     "RECIPE_FRONTENDS",
     "recipe_frontend",
     "CHOICES",
@@ -92,6 +93,14 @@ REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
                      "marginal_entropy_weight": 17.0, "kl_z_weight": 3.1, "gumbel_hard": True,
                      "tau_kind": "constant", "tau_start": 1.0},
     },
+}
+# What a recipe sets on top of REAL_VALUED on a front end normalised per speaker (normalisation
+# "speaker": speaker ids are side information there already): no style factor (per-speaker CMVN has
+# removed the offsets it learns) and the clusters kept independent of the speaker
+# (trainables.independence). UVAC's values: measured with benchmarks.quality (README, "Quality on
+# real speech", with per-speaker normalisation).
+SPEAKER_NORMALISED: dict[str, dict[str, dict[str, Any]]] = {
+    "recommended": {"uvac": {"style_clusters": 0, "speaker_independence": 10.0}},
 }
 # The front end (features preset) each recipe is measured with, per model: "recommended (front end
 # included)". features.build, study.launch and the benchmarks take it as their default front end for
@@ -189,7 +198,8 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
 
     Defaults are taken in this order: :data:`DEFAULTS`, then the chosen model's ``key_defaults``
     (:data:`MODEL_DEFAULTS`), then the chosen ``recipe``'s values for that model (:data:`RECIPES`),
-    for a real-valued front end (``preset.bounded`` False) the recipe's :data:`REAL_VALUED` values,
+    for a real-valued front end (``preset.bounded`` False) the recipe's :data:`REAL_VALUED` values, for
+    a front end normalised per speaker also its :data:`SPEAKER_NORMALISED` values,
     then under a paper recipe the model's per-dataset paper values for the keys not given
     (``paper_defaults(dataset)``, ``dataset`` an adapter name: categorical UVAC's lambda). Values
     given in ``partial`` always win. A recipe's ``likelihood`` other than ``gaussian`` needs
@@ -214,6 +224,8 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     cfg.update(RECIPES[recipe].get(model, {}))
     if preset is not None and not getattr(preset, "bounded", True):
         cfg.update(REAL_VALUED.get(recipe, {}).get(model, {}))
+    if preset is not None and getattr(preset, "normalisation", None) == "speaker":
+        cfg.update(SPEAKER_NORMALISED.get(recipe, {}).get(model, {}))
     cls = registered_models().get(model)
     if cls is not None and recipe in PAPER_LAM_RECIPES:
         cfg.update({k: v for k, v in cls.paper_defaults(dataset).items() if k not in partial})
@@ -248,7 +260,8 @@ def _validate(cfg: dict[str, Any], keys: Mapping[str, Key]) -> None:
 def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
     """ConfigError (one line) when a resolved config cannot train on features of ``preset``: another
     front end than the config names, IS / KL on features that do not de-normalise, the Bernoulli
-    likelihood on real-valued features, a style factor on [0, 1] features."""
+    likelihood on real-valued features, a style factor on [0, 1] features, speaker ids in training
+    (``speaker_independence``) on a front end that does not normalise per speaker."""
     if preset is None or cfg["model"] in BASELINES:
         return
     name = getattr(preset, "name", "")
@@ -266,6 +279,10 @@ def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
     if preset.bounded and int(cfg["style_clusters"]) > 0:
         raise ConfigError(f"style_clusters needs real-valued features; front end {name!r} is in [0, 1] "
                           f"(clip normalisation)")
+    if float(cfg["speaker_independence"]) > 0 and preset.normalisation != "speaker":
+        raise ConfigError(f"speaker_independence uses speaker ids in training (side information): it needs a front "
+                          f"end normalised per speaker, which uses them too (e.g. awe_speaker); front end {name!r} "
+                          f"has {preset.normalisation} normalisation")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

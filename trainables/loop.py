@@ -107,7 +107,9 @@ def _to_float(v: Any) -> Any:
 class _Data:
     """One split's tensors on the device (or pinned on the host when they do not fit)."""
 
-    def __init__(self, table, device: torch.device, resident: bool):
+    def __init__(self, table, device: torch.device, resident: bool, groups: bool = False):
+        """``groups``: batches carry each clip's speaker index (``Batch.group``), for a config that
+        uses speaker ids in training (``speaker_independence``)."""
         self.n = len(table)
         dev = device if resident else torch.device("cpu")
         self.spec = table.spectrogram.to(dev)  # float16 as stored: half the memory
@@ -115,6 +117,10 @@ class _Data:
         self.stats = table.norm_stats.to(device=dev, dtype=torch.float32)
         if not resident and device.type == "cuda":
             self.spec, self.mask, self.stats = (t.pin_memory() for t in (self.spec, self.mask, self.stats))
+        self.group = None
+        if groups:
+            index = np.unique(np.asarray(table.groups).astype(str), return_inverse=True)[1].reshape(-1)
+            self.group = torch.as_tensor(index.astype(np.int64), device=dev)
         self.device = device
 
     def batch(self, idx: torch.Tensor) -> Batch:
@@ -124,7 +130,8 @@ class _Data:
         s = self.stats.index_select(0, idx)
         if x.device != self.device:
             x, m, s = (t.to(self.device, non_blocking=True) for t in (x, m, s))
-        return Batch(x.float(), m, s)
+        g = None if self.group is None else self.group.index_select(0, idx).to(self.device)
+        return Batch(x.float(), m, s, group=g)
 
     def in_order(self, batch_size: int = 256) -> Iterator[Batch]:
         """Every row once, in stored order (evaluation, warm-up hooks)."""
@@ -356,7 +363,7 @@ def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     resident = _fits_on_device(table, device)
     run = _Run(cfg, model, torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"])),
-               _Data(tr_tab, device, resident), shuffle_gen, np.random.default_rng(seed), autocast, resident,
+               _Data(tr_tab, device, resident, groups=float(cfg["speaker_independence"]) > 0), shuffle_gen, np.random.default_rng(seed), autocast, resident,
                augmenter_for(cfg, table.preset))
     if resume_from is None:
         model.on_train_start(run.train_batches, seed)

@@ -28,6 +28,7 @@ from torch import nn
 
 from trainables.config_keys import TRAINING_KEYS, ConfigError, Key, defaults_of
 from trainables.consistency import CONSISTENCIES, consistency
+from trainables.independence import RunningGroupDependence
 from trainables.losses import DIVERGENCES
 from trainables.models.blocks import POOLS, fit_depth, parse_channels
 from trainables.models.style import StyleFactor
@@ -41,7 +42,7 @@ __all__ = ["Batch", "Blocks", "ClusteringModel", "DEC_BIAS_INITS", "INVARIANCE_T
 DEC_BIAS_INITS = ("zero", "data_mean")
 # loss terms of the invariance machinery, reported only when it is switched on (consistency, the
 # overclustering head, the style factor)
-INVARIANCE_TERMS = ("consistency", "consistency_over", "kl_s", "kl_sbar")
+INVARIANCE_TERMS = ("consistency", "consistency_over", "kl_s", "kl_sbar", "speaker_mi")
 
 
 def _channels(spec: str) -> str:
@@ -77,6 +78,9 @@ LATENT_KEYS: tuple[Key, ...] = (
         "clip's per-row statistics, each an additive offset of the decoder output (speaker / channel); "
         "real-valued front ends only", low=0, zero_means="off", structural=True),
     Key("style_balance", 1.0, "weight of KL(batch-mean q(s) || uniform), the style factor's balance term", low=0),
+    Key("speaker_independence", 0.0, "weight of I(cluster; speaker) over each batch (trainables.independence: "
+        "clusters used alike by every speaker); uses speaker ids, so only on a front end normalised per speaker; "
+        "0 = off", low=0),
 )
 _LATENT = defaults_of(LATENT_KEYS)
 
@@ -90,12 +94,15 @@ BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LazyBatchNorm1d
 @dataclass(frozen=True)
 class Batch:
     """One mini-batch: ``x`` [B, F, T] (in [0, 1], or real-valued), ``mask`` [B, T], ``stats`` [B, 4];
-    ``view``: an augmented view of the same clips (trainables.augment), or None."""
+    ``view``: an augmented view of the same clips (trainables.augment), or None; ``group`` [B] (int64):
+    each clip's speaker index, only where the config uses speaker ids in training
+    (``speaker_independence``), else None."""
 
     x: torch.Tensor
     mask: torch.Tensor
     stats: torch.Tensor
     view: "Batch | None" = None
+    group: torch.Tensor | None = None
 
     def with_view(self, x: torch.Tensor, mask: torch.Tensor) -> "Batch":
         return replace(self, view=Batch(x, mask, self.stats))
@@ -286,6 +293,7 @@ class Blocks:
     free_bits: float = _LATENT["free_bits"]
     style_clusters: int = _LATENT["style_clusters"]
     style_balance: float = _LATENT["style_balance"]
+    speaker_independence: float = _LATENT["speaker_independence"]
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], to_linear=None, bounded: bool = True) -> dict[str, Any]:
@@ -345,6 +353,10 @@ class LatentClusteringModel(ClusteringModel):
             raise ValueError("overcluster, free_bits and consistency_weight must be >= 0")
         self.consistency, self.consistency_weight = b.consistency, float(b.consistency_weight)
         self.free_bits = float(b.free_bits)
+        if float(b.speaker_independence) < 0:
+            raise ValueError(f"speaker_independence must be >= 0, got {b.speaker_independence}")
+        self.speaker_independence = float(b.speaker_independence)
+        self._speaker_dependence = RunningGroupDependence() if self.speaker_independence > 0 else None
         self._overcluster = int(b.overcluster)
         self.over_head: nn.Module | None = None
         self.style: StyleFactor | None = None
@@ -375,8 +387,19 @@ class LatentClusteringModel(ClusteringModel):
 
     def invariance_terms(self, batch: Batch, log_p: torch.Tensor | None, h: torch.Tensor
                          ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
-        """The weighted consistency between ``batch`` and its view (``batch.view``): on the cluster
-        posteriors ``log_p`` / the view's, and on the overclustering head; (0, {}) without a view."""
+        """The weighted invariance terms of a batch and the terms themselves: the consistency between
+        ``batch`` and its view (``batch.view``), on the cluster posteriors ``log_p`` / the view's and on
+        the overclustering head, and the clusters' dependence on the speaker (``speaker_mi``: the running
+        I(y; speaker), where the batch carries speakers, :mod:`trainables.independence`); (0, {}) when
+        none applies."""
+        total, terms = self._consistency_terms(batch, log_p, h)
+        if self._speaker_dependence is not None and batch.group is not None and log_p is not None:
+            loss, terms["speaker_mi"] = self._speaker_dependence(log_p, batch.group)
+            total = total + self.speaker_independence * loss
+        return total, terms
+
+    def _consistency_terms(self, batch: Batch, log_p: torch.Tensor | None, h: torch.Tensor
+                           ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
         if batch.view is None or self.consistency == "none":
             return 0.0, {}
         log_pv, hv = self.posterior(self.prepare(batch.view.x, batch.view.mask), batch.view.mask)

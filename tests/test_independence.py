@@ -1,0 +1,151 @@
+"""The clusters' independence of the speaker (trainables.independence, config speaker_independence)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from features.presets import PRESETS
+from features.table import FeatureTable
+from trainables.config import SPEAKER_NORMALISED, ConfigError, check_frontend, resolve_config
+from trainables.independence import RunningGroupDependence, group_dependence
+from trainables.models import MODELS, Batch
+
+from tests.conftest import TINY_NET as TINY
+
+
+def _log_onehot(idx, k, sharp=30.0):
+    return torch.log_softmax(torch.nn.functional.one_hot(torch.as_tensor(idx), k).float() * sharp, 1)
+
+
+def test_dependence_is_zero_when_speakers_use_the_clusters_alike_and_log_g_when_clusters_are_speakers():
+    k, g = 6, 3
+    speaker = torch.arange(12) % g
+    digit = torch.arange(12) // g % k  # every speaker says the same digits: clusters independent of speakers
+    assert float(group_dependence(_log_onehot(digit, k), speaker)) == pytest.approx(0.0, abs=1e-5)
+    same = torch.log_softmax(torch.randn(1, k).expand(12, k), 1)  # one posterior for every clip
+    assert float(group_dependence(same, speaker)) == pytest.approx(0.0, abs=1e-6)
+    # clusters that are the speakers: as dependent as it gets
+    assert float(group_dependence(_log_onehot(speaker, k), speaker)) == pytest.approx(math.log(g), abs=1e-4)
+    # half the clips follow their speaker: in between
+    mixed = torch.where(torch.arange(12) < 6, speaker, digit)
+    assert 0.05 < float(group_dependence(_log_onehot(mixed, k), speaker)) < math.log(g) - 0.05
+    with pytest.raises(ValueError, match=r"\[B, K\]"):
+        group_dependence(same, speaker[:5])
+
+
+def test_running_estimate_gives_the_whole_data_gradient():
+    """With momentum 0 the running joint is the batch's: the value is the batch's I(y; g) and the
+    gradient with respect to the logits is exactly that of I(y; g) itself."""
+    torch.manual_seed(0)
+    logits = torch.randn(16, 5, requires_grad=True)
+    speaker = torch.arange(16) % 4
+    exact = group_dependence(torch.log_softmax(logits, 1), speaker)
+    (grad_exact,) = torch.autograd.grad(exact, logits)
+    loss, value = RunningGroupDependence(momentum=0.0)(torch.log_softmax(logits, 1), speaker)
+    (grad_running,) = torch.autograd.grad(loss, logits)
+    assert float(value) == pytest.approx(float(exact.detach()), rel=1e-5)
+    assert torch.allclose(grad_running, grad_exact, atol=1e-6)
+
+
+def test_running_estimate_follows_the_data_across_batches_and_pushes_clips_off_their_speakers_clusters():
+    k = 4
+    dep = RunningGroupDependence(momentum=0.5)
+    speaker = torch.tensor([0, 0, 1, 1])
+    follows = _log_onehot(speaker, k)  # cluster = speaker
+    for _ in range(20):
+        _, value = dep(follows, speaker)
+    assert float(value) == pytest.approx(math.log(2), abs=1e-3)
+    # new speakers appear: the joint grows, the estimate stays a mutual information
+    _, value = dep(_log_onehot([2, 3], k), torch.tensor([2, 3]))
+    assert dep.joint.shape == (k, 4) and 0 <= float(value) <= math.log(4) + 1e-6
+    # a gradient step on the loss moves a clip's posterior away from its speaker's cluster
+    logits = torch.zeros(2, k, requires_grad=True)
+    loss, _ = RunningGroupDependence(momentum=0.0)(torch.log_softmax(logits + 3 * torch.eye(k)[:2], 1),
+                                                   torch.tensor([0, 1]))
+    loss.backward()
+    assert logits.grad[0, 0] > 0 and logits.grad[1, 1] > 0  # descent lowers each clip's speaker cluster
+    with pytest.raises(ValueError, match="momentum"):
+        RunningGroupDependence(momentum=1.0)
+
+
+def _speaker_batch(b=8):
+    torch.manual_seed(2)
+    x = torch.randn(b, 13, 10)
+    return Batch(x, torch.ones(b, 10), torch.zeros(b, 4), group=torch.arange(b) % 2)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_speaker_independence_enters_the_loss_with_its_weight_and_needs_speakers(model):
+    batch = _speaker_batch()
+
+    def step(weight, b=batch):
+        torch.manual_seed(0)
+        m = MODELS[model](13, 10, n_clusters=3, d_z=2, bounded=False, speaker_independence=weight,
+                          likelihood="gaussian_learned", **TINY)
+        if model == "uvac":
+            m.prior_fitted.fill_(True)  # its cluster posterior exists once the prior is fitted
+        torch.manual_seed(1)
+        return m.training_step(b, 0.0)
+
+    t0, terms0 = step(0.0)
+    t1, terms1 = step(4.0)
+    assert "speaker_mi" not in terms0 and float(terms1["speaker_mi"]) >= 0
+    # the first batch's running joint is its own, so the loss term equals the batch's dependence
+    assert float(t1 - t0) == pytest.approx(4.0 * float(terms1["speaker_mi"]), rel=1e-3, abs=1e-5)
+    t1.backward()  # gradients reach the networks through the cluster posterior
+    # a batch without speakers (evaluation, warm-up passes) has no such term
+    _, terms2 = step(4.0, Batch(batch.x, batch.mask, batch.stats))
+    assert "speaker_mi" not in terms2
+    with pytest.raises(ValueError, match="speaker_independence"):
+        MODELS[model](13, 10, n_clusters=3, d_z=2, bounded=False, speaker_independence=-1.0, **TINY)
+
+
+def test_speaker_independence_is_refused_where_the_front_end_does_not_use_speaker_ids():
+    for model in MODELS:
+        cfg = resolve_config({"model": model, "speaker_independence": 3.0}, preset=PRESETS["awe"])
+        with pytest.raises(ConfigError, match="speaker_independence.*side information.*'awe'"):
+            check_frontend(cfg, PRESETS["awe"])
+        check_frontend(resolve_config({"model": model, "speaker_independence": 3.0}, preset=PRESETS["awe_speaker"]),
+                       PRESETS["awe_speaker"])
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_recommended_on_a_speaker_normalised_front_end_takes_its_documented_values(model):
+    cfg = resolve_config({"model": model}, preset=PRESETS["awe_speaker"])
+    for k, v in SPEAKER_NORMALISED["recommended"].get(model, {}).items():
+        assert cfg[k] == v, k
+    assert resolve_config({"model": model}, preset=PRESETS["awe_raw"])["speaker_independence"] == 0.0
+    given = resolve_config({"model": model, "speaker_independence": 1.5}, preset=PRESETS["awe_speaker"])
+    assert given["speaker_independence"] == 1.5  # a value given explicitly wins
+    assert resolve_config(cfg, preset=PRESETS["awe_speaker"]) == cfg  # resolving is idempotent
+
+
+def _speaker_table(n_per=8):
+    """Two speakers x three words, 13 x 10, per-speaker-normalised preset; speakers named by group."""
+    rng = np.random.default_rng(0)
+    words, speakers = np.repeat(np.arange(3), 2 * n_per), np.tile(np.repeat([0, 1], n_per), 3)
+    spec = rng.normal(size=(3, 13, 10))[words] + 2.0 * speakers[:, None, None] + 0.1 * rng.normal(size=(len(words), 13, 10))
+    n = len(words)
+    split = np.array(["train", "train", "val", "test"] * (n // 4))
+    return FeatureTable(ids=np.array([f"c{i:03d}" for i in range(n)]), spectrogram=torch.tensor(spec, dtype=torch.float16),
+                        mask=torch.ones(n, 10), norm_stats=torch.zeros(n, 4), labels=np.array(list("abc"))[words],
+                        label_index=torch.tensor(words), classes=list("abc"),
+                        groups=np.array(["ann", "bob"])[speakers], split=split, preset=PRESETS["awe_speaker"],
+                        cache_key="k", dataset="fsdd")
+
+
+def test_training_batches_carry_the_speakers_only_when_asked_and_the_term_is_logged(one_thread):
+    from trainables.loop import _Data, train
+
+    table = _speaker_table()
+    data = _Data(table, torch.device("cpu"), True, groups=True)
+    idx = torch.tensor([0, 5, 9, 30])
+    b = data.batch(idx)
+    assert b.group.tolist() == [int(table.groups[i] == "bob") for i in idx.tolist()]
+    assert _Data(table, torch.device("cpu"), True).batch(idx).group is None
+    res = train({"model": "cat_uvac", "epochs": 1, "batch_size": 8, "speaker_independence": 2.0,
+                 "channels": "2,3,4,4", "gru_hidden": 6, "checkpoint_every": 0}, table)
+    assert res.status == "complete" and res.history[0]["train/speaker_mi"] >= 0
