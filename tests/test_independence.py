@@ -149,3 +149,30 @@ def test_training_batches_carry_the_speakers_only_when_asked_and_the_term_is_log
     res = train({"model": "cat_uvac", "epochs": 1, "batch_size": 8, "speaker_independence": 2.0,
                  "channels": "2,3,4,4", "gru_hidden": 6, "checkpoint_every": 0}, table)
     assert res.status == "complete" and res.history[0]["train/speaker_mi"] >= 0
+
+
+def test_fair_kmeans_finds_the_words_where_kmeans_finds_the_speakers():
+    """Two speakers far apart, two words close together: K-means (K=2) splits the speakers,
+    the speaker-independent K-means (the suite's awe_speaker_fair) the words."""
+    from trainables.baselines import fit_kmeans
+    from trainables.fair_kmeans import fit_fair_kmeans
+
+    rng = np.random.default_rng(0)
+    n = 200
+    speaker, word = np.arange(n) % 2, (np.arange(n) // 2) % 2
+    x = np.zeros((n, 6))
+    x[:, 0] = 3.0 * speaker + rng.normal(scale=0.6, size=n)
+    x[:, 1] = 2.0 * word + rng.normal(scale=0.6, size=n)
+    x[:, 2:] = rng.normal(scale=0.6, size=(n, 4))
+
+    def agreement(c, truth):  # accuracy under the best of the two label matchings
+        return max(np.mean(c == truth), np.mean(c != truth))
+
+    km = fit_kmeans(x, 2, seed=0).labels_
+    assert agreement(km, speaker) > 0.95 and agreement(km, word) < 0.65
+    fair = fit_fair_kmeans(x, np.array(["ann", "bob"])[speaker], 2, seed=0)
+    c = fair.predict(x)
+    assert agreement(c, word) > 0.9 and agreement(c, speaker) < 0.65
+    assert fair.proba(x).shape == (n, 2) and np.allclose(fair.proba(x).sum(1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="speaker ids"):
+        fit_fair_kmeans(x, speaker[:10], 2, seed=0)
