@@ -84,9 +84,12 @@ def _invariance(trial, frontend: Optional[str]) -> dict:
     trial.suggest_categorical("free_bits", [0.0, 0.25, 1.0])
     preset = PRESETS.get(frontend) if frontend else None
     if preset is not None and not preset.bounded:
-        trial.suggest_categorical("style_clusters", [0, 4, 8])
+        if trial.suggest_categorical("style_clusters", [0, 4, 8]) > 0:
+            trial.suggest_categorical("style_independence", [0.0, 3.0, 10.0])  # the styles standing in for speakers
+        else:
+            consts["style_independence"] = 0.0
     elif preset is not None:
-        consts["style_clusters"] = 0
+        consts.update(style_clusters=0, style_independence=0.0)
     if preset is not None and preset.normalisation == "speaker":  # speaker ids are side information there already
         trial.suggest_categorical("speaker_independence", [0.0, 3.0, 10.0, 30.0])
     elif preset is not None:

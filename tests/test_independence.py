@@ -176,3 +176,37 @@ def test_fair_kmeans_finds_the_words_where_kmeans_finds_the_speakers():
     assert fair.proba(x).shape == (n, 2) and np.allclose(fair.proba(x).sum(1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="speaker ids"):
         fit_fair_kmeans(x, speaker[:10], 2, seed=0)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_style_independence_uses_the_style_posterior_and_needs_a_style_factor(model):
+    """No speaker ids: the style factor's q(s|x) stands in for the speaker (soft groups)."""
+    b = _speaker_batch()
+    batch = Batch(b.x, b.mask, b.stats)  # no group
+
+    def step(weight):
+        torch.manual_seed(0)
+        m = MODELS[model](13, 10, n_clusters=3, d_z=2, bounded=False, style_clusters=2, style_independence=weight,
+                          likelihood="gaussian_learned", **TINY)
+        if model == "uvac":
+            m.prior_fitted.fill_(True)
+        torch.manual_seed(1)
+        return m.training_step(batch, 0.0)
+
+    t0, terms0 = step(0.0)
+    t1, terms1 = step(2.0)
+    assert "style_mi" not in terms0 and float(terms1["style_mi"]) >= 0 and "speaker_mi" not in terms1
+    assert float(t1 - t0) == pytest.approx(2.0 * float(terms1["style_mi"]), rel=1e-3, abs=1e-5)
+    with pytest.raises(ValueError, match="style_independence"):
+        MODELS[model](13, 10, n_clusters=3, d_z=2, bounded=False, style_independence=1.0, **TINY)
+    with pytest.raises(ConfigError, match="style_independence"):
+        resolve_config({"model": model, "style_independence": 1.0, "style_clusters": 0})
+
+
+def test_soft_groups_give_the_hard_groups_estimate_when_they_are_one_hot():
+    torch.manual_seed(0)
+    log_p = torch.log_softmax(torch.randn(12, 4), 1)
+    speaker = torch.arange(12) % 3
+    hard = RunningGroupDependence(momentum=0.0)(log_p, speaker)
+    soft = RunningGroupDependence(momentum=0.0)(log_p, torch.nn.functional.one_hot(speaker, 3).float())
+    assert torch.allclose(hard[0], soft[0]) and torch.allclose(hard[1], soft[1])

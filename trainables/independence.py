@@ -86,14 +86,25 @@ class RunningGroupDependence:
     def __call__(self, log_p: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss with the whole-data gradient, the running ``I(y; g)`` estimate), fp32 scalars.
 
+        ``group``: [B] integer indices, or [B, G] probabilities of each clip's group (a soft
+        assignment, e.g. a style posterior; treated as given: no gradient flows into it).
         The running joint is updated with this batch first (so the first call is the batch's own
-        estimate); the loss is ``mean_b sum_y q(y|x_b) log(P(y|g_b) / P(y))`` at that joint.
+        estimate); the loss is ``mean_b sum_y q(y|x_b) sum_g P(g|b) log(P(y|g) / P(y))`` at that joint.
         """
-        _check(log_p, group)
+        if group.ndim == 2:
+            if group.shape[0] != log_p.shape[0] or log_p.ndim != 2:
+                raise ValueError(f"expected log_p [B, K] and group [B] or [B, G], got {tuple(log_p.shape)}, "
+                                 f"{tuple(group.shape)}")
+            weights = group.detach().float()
+        else:
+            _check(log_p, group)
+            n_groups = int(group.max()) + 1 if group.numel() else 0
+            weights = torch.nn.functional.one_hot(group.long(), max(n_groups, self._groups())).float()
         p = log_p.float().exp()
-        n_groups = int(group.max()) + 1 if group.numel() else 0
+        if weights.shape[1] < self._groups():
+            weights = torch.nn.functional.pad(weights, (0, self._groups() - weights.shape[1]))
         with torch.no_grad():
-            batch = _batch_joint(p.detach(), group, max(n_groups, self._groups()))
+            batch = p.detach().T @ weights / p.shape[0]
             if self.joint is None:
                 self.joint = batch
             else:
@@ -106,7 +117,7 @@ class RunningGroupDependence:
             p_y = joint.sum(1, keepdim=True)  # [K, 1]
             p_y_given_g = joint / joint.sum(0, keepdim=True).clamp_min(_EPS)  # [K, G]
             pmi = (p_y_given_g.clamp_min(_EPS).log() - p_y.clamp_min(_EPS).log()).T  # [G, K]
-        loss = (p * pmi[group.long()]).sum(1).mean()
+        loss = (p * (weights @ pmi)).sum(1).mean()
         return loss, _mutual_information(joint)
 
     def _groups(self) -> int:

@@ -42,7 +42,7 @@ __all__ = ["Batch", "Blocks", "ClusteringModel", "DEC_BIAS_INITS", "INVARIANCE_T
 DEC_BIAS_INITS = ("zero", "data_mean")
 # loss terms of the invariance machinery, reported only when it is switched on (consistency, the
 # overclustering head, the style factor)
-INVARIANCE_TERMS = ("consistency", "consistency_over", "kl_s", "kl_sbar", "speaker_mi")
+INVARIANCE_TERMS = ("consistency", "consistency_over", "kl_s", "kl_sbar", "speaker_mi", "style_mi")
 
 
 def _channels(spec: str) -> str:
@@ -81,6 +81,8 @@ LATENT_KEYS: tuple[Key, ...] = (
     Key("speaker_independence", 0.0, "weight of I(cluster; speaker) over each batch (trainables.independence: "
         "clusters used alike by every speaker); uses speaker ids, so only on a front end normalised per speaker; "
         "0 = off", low=0),
+    Key("style_independence", 0.0, "weight of I(cluster; style) over the training data, the style factor's q(s|x) "
+        "standing in for the speaker (no speaker ids; needs style_clusters); 0 = off", low=0),
 )
 _LATENT = defaults_of(LATENT_KEYS)
 
@@ -294,6 +296,7 @@ class Blocks:
     style_clusters: int = _LATENT["style_clusters"]
     style_balance: float = _LATENT["style_balance"]
     speaker_independence: float = _LATENT["speaker_independence"]
+    style_independence: float = _LATENT["style_independence"]
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], to_linear=None, bounded: bool = True) -> dict[str, Any]:
@@ -316,6 +319,9 @@ class LatentClusteringModel(ClusteringModel):
         if cfg["consistency"] != "none" and cfg["augment"] == "none":
             raise ConfigError(f"consistency {cfg['consistency']!r} compares a batch with its augmented view: "
                               f"set augment (e.g. augment=speed,warp)")
+        if cfg["style_independence"] > 0 and cfg["style_clusters"] < 2:
+            raise ConfigError("style_independence: the clusters are kept independent of the style factor's q(s|x): "
+                              "set style_clusters (>= 2)")
         if cfg["overcluster"] > 0 and cfg["consistency"] == "none":
             raise ConfigError("overcluster: the overclustering head is trained by the consistency term alone: "
                               "set consistency to mi or skl")
@@ -357,6 +363,11 @@ class LatentClusteringModel(ClusteringModel):
             raise ValueError(f"speaker_independence must be >= 0, got {b.speaker_independence}")
         self.speaker_independence = float(b.speaker_independence)
         self._speaker_dependence = RunningGroupDependence() if self.speaker_independence > 0 else None
+        if float(b.style_independence) < 0 or (float(b.style_independence) > 0 and int(b.style_clusters) < 2):
+            raise ValueError(f"style_independence ({b.style_independence}) must be >= 0, and > 0 only with a style "
+                             f"factor (style_clusters >= 2, got {b.style_clusters})")
+        self.style_independence = float(b.style_independence)
+        self._style_dependence = RunningGroupDependence() if self.style_independence > 0 else None
         self._overcluster = int(b.overcluster)
         self.over_head: nn.Module | None = None
         self.style: StyleFactor | None = None
@@ -390,12 +401,16 @@ class LatentClusteringModel(ClusteringModel):
         """The weighted invariance terms of a batch and the terms themselves: the consistency between
         ``batch`` and its view (``batch.view``), on the cluster posteriors ``log_p`` / the view's and on
         the overclustering head, and the clusters' dependence on the speaker (``speaker_mi``: the running
-        I(y; speaker), where the batch carries speakers, :mod:`trainables.independence`); (0, {}) when
-        none applies."""
+        I(y; speaker), where the batch carries speakers, :mod:`trainables.independence`) or on the style
+        factor's q(s|x) standing in for it (``style_mi``); (0, {}) when none applies."""
         total, terms = self._consistency_terms(batch, log_p, h)
         if self._speaker_dependence is not None and batch.group is not None and log_p is not None:
             loss, terms["speaker_mi"] = self._speaker_dependence(log_p, batch.group)
             total = total + self.speaker_independence * loss
+        if self._style_dependence is not None and self.style is not None and log_p is not None:
+            xt = self.standardise(batch.x).reshape(batch.x.shape[0], self.n_freq, self.n_frames)
+            loss, terms["style_mi"] = self._style_dependence(log_p, self.style.log_probs(xt, batch.mask).exp())
+            total = total + self.style_independence * loss
         return total, terms
 
     def _consistency_terms(self, batch: Batch, log_p: torch.Tensor | None, h: torch.Tensor
