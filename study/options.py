@@ -183,7 +183,7 @@ class StudyOptions:
 
     def _check_overrides(self) -> None:
         """``--set`` values against the space's constants and the trial config."""
-        consts = space_constants(self.space, self.epochs, self.frontends)
+        consts = space_constants(self.space, self.epochs, self.frontends, pinned=pinned_params(self))
         for k, v in (self.overrides or {}).items():
             if k in consts and str(consts[k]) != str(v):
                 raise StudyError(f"--set {k}={v}: space {self.space} fixes {k}={consts[k]!r}; "
@@ -249,9 +249,13 @@ def resolve_frontends(opts: StudyOptions) -> list[str]:
     return [DEFAULT_PRESET[opts.dataset]]
 
 
-def space_constants(space: str, epochs: int, frontends=()) -> dict:
-    """The constants a space returns (e.g. ``{"model": "cat_uvac"}``)."""
-    return dict(get_space(space, epochs=epochs, frontends=frontends or ())(RecordingTrial()) or {})
+def space_constants(space: str, epochs: int, frontends=(), pinned: Optional[dict] = None) -> dict:
+    """The constants a space returns (e.g. ``{"model": "cat_uvac"}``) on its first choices, or with
+    ``pinned`` keys answering their pinned values (as :class:`PinnedSpace` runs it): a pinned
+    ``augment=speed,shift`` takes the branch where the space searches ``consistency`` instead of
+    fixing it to ``none``."""
+    fn = get_space(space, epochs=epochs, frontends=frontends or ())
+    return dict(fn(_PinnedTrial(RecordingTrial(), dict(pinned or {}))) or {})
 
 
 def space_model(space: str, epochs: int = 1, frontends=()) -> Optional[str]:

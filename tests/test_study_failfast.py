@@ -373,3 +373,16 @@ def test_study_whose_every_trial_failed_exits_1(tmp_path, features, local_ray, m
     parent = cl.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.info.status == "FAILED" and parent.data.tags["study.state"] == "failed"
     assert "no trial completed with finite objectives" in parent.data.tags["study.failure"]
+
+
+def test_a_pinned_branch_lets_its_own_keys_be_pinned():
+    """--set augment=speed,shift takes the branch where the space searches consistency, so pinning
+    consistency as well is accepted (the trials run that branch: study.options.PinnedSpace); pinning
+    consistency while the space may still draw augment=none is refused as before."""
+    from study.options import StudyError, StudyOptions, space_constants
+
+    assert space_constants("uvac", 3)["consistency"] == "none"
+    assert "consistency" not in space_constants("uvac", 3, pinned={"augment": "speed,shift"})
+    StudyOptions(space="uvac", epochs=3, overrides={"augment": "speed,shift", "consistency": "mi"}).validate()
+    with pytest.raises(StudyError, match="space uvac fixes consistency='none'"):
+        StudyOptions(space="uvac", epochs=3, overrides={"consistency": "mi"}).validate()
