@@ -39,3 +39,19 @@ def test_a_study_below_the_baseline_says_so_with_the_gap():
     lines = margin_lines(ROWS, [_trial(1, 0.36, 0.30), _trial(2, 0.20, 0.21)])
     assert "no Pareto trial beats the strongest baseline (awe_gmm)" in lines[-1]
     assert "by 21.0 points" in lines[-1]
+
+
+def test_a_trial_on_a_speaker_normalised_front_end_is_measured_against_the_baselines_with_speaker_ids():
+    rows = [{"name": "kmeans", "label": "K-means", "preset": "awe_speaker", "side_information": True,
+             "val/acc": 0.61, "test/acc": 0.64}] + ROWS[1:]
+    lines = margin_lines(rows, [{**_trial(4, 0.70, 0.72), "params": {}}])
+    assert "trial   4 vs awe_speaker_kmeans: val/acc -5.0 points, test/acc -2.0 points" in "\n".join(lines)
+    assert "no Pareto trial beats the strongest baseline (awe_speaker_kmeans)" in lines[-1]
+    assert "by 5.0 points" in lines[-1]
+    # several front ends searched: each trial by its own
+    lines = margin_lines(ROWS, [{**_trial(5, 0.70, 0.72), "params": {"frontend": "awe_speaker"}},
+                                {**_trial(6, 0.70, 0.72), "params": {"frontend": "awe"}}])
+    text = "\n".join(lines)
+    assert "trial   5 vs awe_speaker_kmeans: val/acc -5.0 points, test/acc -2.0 points" in text
+    assert "trial   6 vs awe_gmm: val/acc +13.0 points, test/acc +11.0 points" in text
+    assert lines[-1].strip() == "Pareto trials above the strongest baseline on val/acc: 6"
