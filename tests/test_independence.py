@@ -127,11 +127,11 @@ def _speaker_table(n_per=8):
     """Two speakers x three words, 13 x 10, per-speaker-normalised preset; speakers named by group."""
     rng = np.random.default_rng(0)
     words, speakers = np.repeat(np.arange(3), 2 * n_per), np.tile(np.repeat([0, 1], n_per), 3)
-    spec = rng.normal(size=(3, 13, 10))[words] + 2.0 * speakers[:, None, None] + 0.1 * rng.normal(size=(len(words), 13, 10))
     n = len(words)
+    spec = rng.normal(size=(3, 13, 10))[words] + 2.0 * speakers[:, None, None] + 0.1 * rng.normal(size=(n, 13, 10))
     split = np.array(["train", "train", "val", "test"] * (n // 4))
-    return FeatureTable(ids=np.array([f"c{i:03d}" for i in range(n)]), spectrogram=torch.tensor(spec, dtype=torch.float16),
-                        mask=torch.ones(n, 10), norm_stats=torch.zeros(n, 4), labels=np.array(list("abc"))[words],
+    return FeatureTable(ids=np.array([f"c{i:03d}" for i in range(n)]),
+                        spectrogram=torch.tensor(spec, dtype=torch.float16), mask=torch.ones(n, 10), norm_stats=torch.zeros(n, 4), labels=np.array(list("abc"))[words],
                         label_index=torch.tensor(words), classes=list("abc"),
                         groups=np.array(["ann", "bob"])[speakers], split=split, preset=PRESETS["awe_speaker"],
                         cache_key="k", dataset="fsdd")

@@ -30,8 +30,8 @@ import numpy as np
 
 from trainables.baselines import BASELINES
 
-__all__ = ["REFERENCE_PRESETS", "OWN_BASELINES", "PIPELINE_BASELINES", "REFERENCE_BASELINES", "SuiteResult", "reference_tables",
-           "align_to", "own_name", "run_suite", "strongest", "strongest_name"]
+__all__ = ["REFERENCE_PRESETS", "OWN_BASELINES", "PIPELINE_BASELINES", "REFERENCE_BASELINES", "SuiteResult",
+           "reference_tables", "align_to", "own_name", "run_suite", "strongest", "strongest_name"]
 
 REFERENCE_PRESETS = ("awe", "awe_speaker", "awe_raw")
 OWN_BASELINES = ("kmeans", "gmm", "kmeans_std", "gmm_std")  # on the model's table

@@ -72,7 +72,8 @@ def fit_fair_kmeans(x_train: np.ndarray, groups_train: np.ndarray, k: int, seed:
         log_q = torch.log_softmax(-d2 / _TEMP, dim=1)
         q = log_q.exp()
         q_bar = q.mean(0)
-        loss = (q * d2).sum(1).mean() + weight * group_dependence(log_q, group) + (q_bar * q_bar.clamp_min(1e-10).log()).sum()
+        neg_entropy = (q_bar * q_bar.clamp_min(1e-10).log()).sum()
+        loss = (q * d2).sum(1).mean() + weight * group_dependence(log_q, group) + neg_entropy
         opt.zero_grad()
         loss.backward()
         opt.step()

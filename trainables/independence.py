@@ -44,10 +44,9 @@ def _check(log_p: torch.Tensor, group: torch.Tensor) -> None:
         raise ValueError("group indices must be >= 0")
 
 
-def _batch_joint(p: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """``mean_b p_b 1[g_b = g]`` [K, G] of posteriors p [B, K]."""
-    one_hot = torch.nn.functional.one_hot(group.long(), n_groups).to(p.dtype)  # [B, G]
-    return p.T @ one_hot / p.shape[0]
+def _batch_joint(p: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``mean_b p_b w_b^T`` [K, G] of posteriors p [B, K] and group memberships w [B, G] (one-hot or soft)."""
+    return p.T @ weights.to(p.dtype) / p.shape[0]
 
 
 def _mutual_information(joint: torch.Tensor) -> torch.Tensor:
@@ -65,7 +64,7 @@ def group_dependence(log_p: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     """
     _check(log_p, group)
     _, g = torch.unique(group, return_inverse=True)  # 0..G-1 over the groups present
-    return _mutual_information(_batch_joint(log_p.float().exp(), g, int(g.max()) + 1))
+    return _mutual_information(_batch_joint(log_p.float().exp(), torch.nn.functional.one_hot(g)))
 
 
 class RunningGroupDependence:
@@ -98,13 +97,12 @@ class RunningGroupDependence:
             weights = group.detach().float()
         else:
             _check(log_p, group)
-            n_groups = int(group.max()) + 1 if group.numel() else 0
-            weights = torch.nn.functional.one_hot(group.long(), max(n_groups, self._groups())).float()
+            weights = torch.nn.functional.one_hot(group.long()).float()
         p = log_p.float().exp()
-        if weights.shape[1] < self._groups():
+        if weights.shape[1] < self._groups():  # groups seen before but not in this batch
             weights = torch.nn.functional.pad(weights, (0, self._groups() - weights.shape[1]))
         with torch.no_grad():
-            batch = p.detach().T @ weights / p.shape[0]
+            batch = _batch_joint(p.detach(), weights)
             if self.joint is None:
                 self.joint = batch
             else:

@@ -363,7 +363,8 @@ def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     resident = _fits_on_device(table, device)
     run = _Run(cfg, model, torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"])),
-               _Data(tr_tab, device, resident, groups=float(cfg["speaker_independence"]) > 0), shuffle_gen, np.random.default_rng(seed), autocast, resident,
+               _Data(tr_tab, device, resident, groups=float(cfg["speaker_independence"]) > 0), shuffle_gen,
+               np.random.default_rng(seed), autocast, resident,
                augmenter_for(cfg, table.preset))
     if resume_from is None:
         model.on_train_start(run.train_batches, seed)

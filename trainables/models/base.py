@@ -78,9 +78,9 @@ LATENT_KEYS: tuple[Key, ...] = (
         "clip's per-row statistics, each an additive offset of the decoder output (speaker / channel); "
         "real-valued front ends only", low=0, zero_means="off", structural=True),
     Key("style_balance", 1.0, "weight of KL(batch-mean q(s) || uniform), the style factor's balance term", low=0),
-    Key("speaker_independence", 0.0, "weight of I(cluster; speaker) over each batch (trainables.independence: "
-        "clusters used alike by every speaker); uses speaker ids, so only on a front end normalised per speaker; "
-        "0 = off", low=0),
+    Key("speaker_independence", 0.0, "weight of I(cluster; speaker) over the training data, tracked over batches "
+        "(trainables.independence: clusters used alike by every speaker); uses speaker ids, so only on a front end "
+        "normalised per speaker; 0 = off", low=0),
     Key("style_independence", 0.0, "weight of I(cluster; style) over the training data, the style factor's q(s|x) "
         "standing in for the speaker (no speaker ids; needs style_clusters); 0 = off", low=0),
 )
