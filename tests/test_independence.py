@@ -138,14 +138,15 @@ def _speaker_table(n_per=8):
 
 
 def test_training_batches_carry_the_speakers_only_when_asked_and_the_term_is_logged(one_thread):
-    from trainables.loop import _Data, train
+    from trainables.loop import train
+    from trainables.split_data import SplitData
 
     table = _speaker_table()
-    data = _Data(table, torch.device("cpu"), True, groups=True)
+    data = SplitData(table, torch.device("cpu"), True, groups=True)
     idx = torch.tensor([0, 5, 9, 30])
     b = data.batch(idx)
     assert b.group.tolist() == [int(table.groups[i] == "bob") for i in idx.tolist()]
-    assert _Data(table, torch.device("cpu"), True).batch(idx).group is None
+    assert SplitData(table, torch.device("cpu"), True).batch(idx).group is None
     res = train({"model": "cat_uvac", "epochs": 1, "batch_size": 8, "speaker_independence": 2.0,
                  "channels": "2,3,4,4", "gru_hidden": 6, "checkpoint_every": 0}, table)
     assert res.status == "complete" and res.history[0]["train/speaker_mi"] >= 0

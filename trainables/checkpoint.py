@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -40,6 +40,10 @@ __all__ = [
     "set_numpy_generator_state",
     "numpy_global_state",
     "set_numpy_global_state",
+    "clone_tree",
+    "to_cpu_tree",
+    "rng_state",
+    "set_rng_state",
 ]
 
 
@@ -141,3 +145,43 @@ def numpy_global_state() -> dict[str, Any]:
 def set_numpy_global_state(state: dict[str, Any]) -> None:
     keys = state["keys"].numpy().astype(np.uint32)
     np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+
+
+# -- state capture / restore (the loop's snapshots) --------------------------------------------
+def map_tree(obj, fn):
+    """``fn`` applied to every tensor of nested dicts / lists / tuples."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: map_tree(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_tree(v, fn) for v in obj)
+    return obj
+
+
+def clone_tree(obj):
+    return map_tree(obj, lambda t: t.detach().clone())
+
+
+def to_cpu_tree(obj):
+    return map_tree(obj, lambda t: t.detach().cpu())
+
+
+def rng_state(shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> dict[str, Any]:
+    st = {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "numpy": numpy_generator_state(np_gen),
+        "numpy_global": numpy_global_state(),
+        "shuffle": shuffle_gen.get_state(),
+    }
+    return st
+
+
+def set_rng_state(st: Mapping[str, Any], shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> None:
+    torch.set_rng_state(st["torch"].cpu())
+    if st.get("cuda") and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
+    set_numpy_generator_state(np_gen, st["numpy"])
+    set_numpy_global_state(st["numpy_global"])
+    shuffle_gen.set_state(st["shuffle"].cpu())

@@ -248,6 +248,7 @@ def _validate(cfg: dict[str, Any], keys: Mapping[str, Key]) -> None:
         raise ConfigError(
             f"lr_end ({cfg['lr_end']:g}) > lr_start ({cfg['lr_start']:g}): the learning rate decays from lr_start to lr_end"
         )
+    _check_restarts(cfg)
     seen = set()
     for cls in registered_models().values():
         for klass in reversed(cls.__mro__):
@@ -255,6 +256,18 @@ def _validate(cfg: dict[str, Any], keys: Mapping[str, Key]) -> None:
             if check is not None and check not in seen:
                 seen.add(check)
                 check.__get__(None, cls)(cfg)
+
+
+def _check_restarts(cfg: Mapping[str, Any]) -> None:
+    """Restarts chosen before the model's warm-up is over would be chosen before its clusters exist
+    (UVAC's prior fit, categorical UVAC's head fit)."""
+    from trainables.models import warmup_epochs
+
+    e = int(cfg["restart_epochs"])
+    if int(cfg["restarts"]) > 1 and 0 < e < min(warmup_epochs(cfg), int(cfg["epochs"])):
+        raise ConfigError(f"restart_epochs ({e}) ends inside the model's warm-up ({warmup_epochs(cfg)} epochs): "
+                          f"the restarts would be chosen before their clusters are formed; use at least "
+                          f"{warmup_epochs(cfg)}, or 0 for the whole run")
 
 
 def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:

@@ -179,6 +179,11 @@ TRAINING_KEYS: tuple[Key, ...] = (
     Key("precision", "fp32", "bf16: bf16 autocast (only honoured on CUDA)", choices=("fp32", "bf16")),
     Key("split_scheme", "random", "which split of the feature cache to use", choices=("random", "group")),
     Key("checkpoint_every", 1, "write a checkpoint every N epochs (and at the end); 0 = only at the end", low=0),
+    Key("restarts", 1, "initialisations trained (trainables.restarts); the one whose clusters are best separated "
+        "on the train split (silhouette of the reported representation, no labels) is kept: K-means' n_init for "
+        "the networks", positive=True),
+    Key("restart_epochs", 0, "epochs each restart trains before the choice (at least the model's warm-up); "
+        "0 = the whole run", low=0),
     Key("silhouette_sample", 2000, "silhouette on at most this many clips (fixed seed); 0 = all", low=0),
     Key("recipe", "recommended", "the base the other keys start from (trainables.config.RECIPES); values given "
         "explicitly always win"),

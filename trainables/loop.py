@@ -18,6 +18,11 @@ Guarantees:
 * A non-finite loss term or gradient norm ends the run with status ``"diverged"`` and a
   reason naming the epoch, step and term; the caller never sees an exception for that, and the
   last good state (end of the previous epoch) is what checkpoints hold.
+* ``restarts`` R > 1 (:mod:`trainables.restarts`): R candidates (seeds ``restart_seed(seed, r)``)
+  are trained for ``restart_epochs`` epochs each before anything is reported; the best separated
+  is kept, its epochs are reported through ``on_epoch`` as if just trained (the choice logged in
+  its last one), and it is continued to ``epochs``. Checkpoints start after the choice (a run
+  killed among its candidates starts them again); a resumed run does not restart.
 * a baseline's ``model`` (``"kmeans"``, ``"gmm"``, ... : the registry
   :data:`trainables.baselines.BASELINES`) routes to :mod:`trainables.baselines` (no epochs).
 """
@@ -34,17 +39,12 @@ import torch
 
 from trainables.augment import augmenter_for
 from trainables.baselines import BASELINES, check_n_clusters
-from trainables.checkpoint import (
-    load_checkpoint,
-    numpy_generator_state,
-    numpy_global_state,
-    save_checkpoint,
-    set_numpy_generator_state,
-    set_numpy_global_state,
-)
+from trainables.checkpoint import clone_tree, load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_cpu_tree
 from trainables.config import check_frontend, resolve_config, structural_keys
 from trainables.models import Batch, ClusteringModel, build_model
+from trainables.restarts import Candidate, choose, restart_epochs, restart_metrics, restart_seed, separation
 from trainables.schedules import lr_at
+from trainables.split_data import SplitData, fits_on_device
 from trainables.status import TrialStatus
 
 __all__ = ["TrainResult", "train", "resolve_device", "predict_table"]
@@ -104,54 +104,11 @@ def _to_float(v: Any) -> Any:
     return v
 
 
-class _Data:
-    """One split's tensors on the device (or pinned on the host when they do not fit)."""
-
-    def __init__(self, table, device: torch.device, resident: bool, groups: bool = False):
-        """``groups``: batches carry each clip's speaker index (``Batch.group``), for a config that
-        uses speaker ids in training (``speaker_independence``)."""
-        self.n = len(table)
-        dev = device if resident else torch.device("cpu")
-        self.spec = table.spectrogram.to(dev)  # float16 as stored: half the memory
-        self.mask = table.mask.to(device=dev, dtype=torch.float32)
-        self.stats = table.norm_stats.to(device=dev, dtype=torch.float32)
-        if not resident and device.type == "cuda":
-            self.spec, self.mask, self.stats = (t.pin_memory() for t in (self.spec, self.mask, self.stats))
-        self.group = None
-        if groups:
-            index = np.unique(np.asarray(table.groups).astype(str), return_inverse=True)[1].reshape(-1)
-            self.group = torch.as_tensor(index.astype(np.int64), device=dev)
-        self.device = device
-
-    def batch(self, idx: torch.Tensor) -> Batch:
-        idx = idx.to(self.spec.device)
-        x = self.spec.index_select(0, idx)
-        m = self.mask.index_select(0, idx)
-        s = self.stats.index_select(0, idx)
-        if x.device != self.device:
-            x, m, s = (t.to(self.device, non_blocking=True) for t in (x, m, s))
-        g = None if self.group is None else self.group.index_select(0, idx).to(self.device)
-        return Batch(x.float(), m, s, group=g)
-
-    def in_order(self, batch_size: int = 256) -> Iterator[Batch]:
-        """Every row once, in stored order (evaluation, warm-up hooks)."""
-        for start in range(0, self.n, batch_size):
-            yield self.batch(torch.arange(start, min(start + batch_size, self.n)))
-
-
-def _fits_on_device(table, device: torch.device) -> bool:
-    if device.type != "cuda":
-        return True
-    need = table.spectrogram.numel() * 2 + table.mask.numel() * 4 + table.norm_stats.numel() * 4
-    free, _total = torch.cuda.mem_get_info(device)
-    return need < 0.5 * free
-
-
 # ---------------------------------------------------------------------------------------------
 # evaluation
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict_table(model: ClusteringModel, data: _Data, cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def predict_table(model: ClusteringModel, data: SplitData, cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Inference over one split: cluster [N], probabilities [N, K] and each of the model's
     representations (``z`` latent mean [N, d_z]; ``y`` categorical posterior [N, K]; an empty
     split: the widths the model declares, :meth:`ClusteringModel.representation_sizes`)."""
@@ -172,7 +129,7 @@ def predict_table(model: ClusteringModel, data: _Data, cfg: Mapping[str, Any]) -
     return pred
 
 
-def _evaluate(model: ClusteringModel, data: _Data, labels: np.ndarray, cfg, prefix: str) -> tuple[dict[str, Any], dict]:
+def _evaluate(model: ClusteringModel, data: SplitData, labels: np.ndarray, cfg, prefix: str) -> tuple[dict[str, Any], dict]:
     from trainables.metrics import clustering_metrics
 
     pred = predict_table(model, data, cfg)
@@ -197,48 +154,6 @@ def _evaluate(model: ClusteringModel, data: _Data, labels: np.ndarray, cfg, pref
         for q in ("silhouette", "dbi", "chi"):
             m[f"{prefix}{q}_{name}"] = float("nan")
     return m, pred
-
-
-# ---------------------------------------------------------------------------------------------
-# state capture / restore
-# ---------------------------------------------------------------------------------------------
-def _map_tree(obj, fn):
-    """``fn`` applied to every tensor of nested dicts / lists / tuples."""
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tree(v, fn) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tree(v, fn) for v in obj)
-    return obj
-
-
-def _clone_tree(obj):
-    return _map_tree(obj, lambda t: t.detach().clone())
-
-
-def _to_cpu_tree(obj):
-    return _map_tree(obj, lambda t: t.detach().cpu())
-
-
-def _rng_state(shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> dict[str, Any]:
-    st = {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": numpy_generator_state(np_gen),
-        "numpy_global": numpy_global_state(),
-        "shuffle": shuffle_gen.get_state(),
-    }
-    return st
-
-
-def _set_rng_state(st: Mapping[str, Any], shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> None:
-    torch.set_rng_state(st["torch"].cpu())
-    if st.get("cuda") and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
-    set_numpy_generator_state(np_gen, st["numpy"])
-    set_numpy_global_state(st["numpy_global"])
-    shuffle_gen.set_state(st["shuffle"].cpu())
 
 
 @contextlib.contextmanager
@@ -329,29 +244,32 @@ class _Run:
     cfg: dict[str, Any]
     model: ClusteringModel
     optimizer: torch.optim.Optimizer
-    train_data: _Data
+    train_data: SplitData
     shuffle_gen: torch.Generator
     np_gen: np.random.Generator
     autocast: Any
     resident: bool  # the data live on the device (decided once, for every split)
+    seed: int  # what seeded this run (config["seed"], or a restart's: trainables.restarts)
     augmenter: Any = None  # makes each batch's augmented view (trainables.augment), or None
     start_epoch: int = 0
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, float] = field(default_factory=dict)  # final metrics of the run as a whole (restarts)
 
     def train_batches(self) -> Iterator[Batch]:
         return self.train_data.in_order(EVAL_BATCH)
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        return {"model": _clone_tree(self.model.state_dict()), "optimizer": _clone_tree(self.optimizer.state_dict()),
-                "epoch": int(epoch), "global_step": int(self.global_step),
-                "rng": _clone_tree(_rng_state(self.shuffle_gen, self.np_gen)), "history": [dict(h) for h in self.history]}
+        return {"model": clone_tree(self.model.state_dict()), "optimizer": clone_tree(self.optimizer.state_dict()),
+                "epoch": int(epoch), "global_step": int(self.global_step), "seed": int(self.seed),
+                "rng": clone_tree(rng_state(self.shuffle_gen, self.np_gen)), "history": [dict(h) for h in self.history]}
 
 
-def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
-    """Seeds, data on the device, the registered model and its optimizer; restored from a
-    checkpoint when ``resume_from`` is given (else the model's data-dependent initialisation)."""
-    seed = int(cfg["seed"])
+def _setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = None) -> _Run:
+    """Seeds (``seed``, default the config's), data on the device, the registered model and its
+    optimizer; restored from a checkpoint when ``resume_from`` is given (else the model's
+    data-dependent initialisation)."""
+    seed = int(cfg["seed"]) if seed is None else int(seed)
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
     shuffle_gen = torch.Generator(device="cpu")
@@ -361,10 +279,10 @@ def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
         raise ValueError(f"the train split has {len(tr_tab)} clip(s); at least 2 are needed")
     model = build_model(cfg, *table.shape, preset=table.preset).to(device)
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-    resident = _fits_on_device(table, device)
+    resident = fits_on_device(table, device)
     run = _Run(cfg, model, torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"])),
-               _Data(tr_tab, device, resident, groups=float(cfg["speaker_independence"]) > 0), shuffle_gen,
-               np.random.default_rng(seed), autocast, resident,
+               SplitData(tr_tab, device, resident, groups=float(cfg["speaker_independence"]) > 0), shuffle_gen,
+               np.random.default_rng(seed), autocast, resident, seed,
                augmenter_for(cfg, table.preset))
     if resume_from is None:
         model.on_train_start(run.train_batches, seed)
@@ -383,8 +301,9 @@ def _setup_run(cfg, table, device, use_bf16, resume_from) -> _Run:
     model.load_state_dict(st["model"])
     run.optimizer.load_state_dict(st["optimizer"])
     run.start_epoch, run.global_step = int(st["epoch"]), int(st["global_step"])
+    run.seed = int(st.get("seed", seed))  # a kept restart's own seed (trainables.restarts)
     run.history = list(st.get("history", []))
-    _set_rng_state(st["rng"], shuffle_gen, run.np_gen)
+    set_rng_state(st["rng"], shuffle_gen, run.np_gen)
     return run
 
 
@@ -395,7 +314,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, Any], str]:
     lr = float(lr_at(cfg, epoch - 1))
     for g in run.optimizer.param_groups:
         g["lr"] = lr
-    metrics: dict[str, Any] = dict(model.on_epoch_start(epoch - 1, run.train_batches, int(cfg["seed"])))
+    metrics: dict[str, Any] = dict(model.on_epoch_start(epoch - 1, run.train_batches, run.seed))
     model.train()
     bs = int(cfg["batch_size"])
     perm = torch.randperm(data.n, generator=run.shuffle_gen)
@@ -440,33 +359,98 @@ def _before_evaluation(run: _Run) -> None:
         run.model.reestimate_batchnorm(run.train_batches)
 
 
+def _epoch(run: _Run, epoch: int, val_data: SplitData, va_tab) -> tuple[dict[str, Any], str]:
+    """Train ``epoch`` (1-based), evaluate on the validation split and append to the history:
+    (metrics, failure or "")."""
+    metrics, failure = _train_epoch(run, epoch)
+    if failure:
+        return metrics, failure
+    metrics = {"epoch": epoch, **metrics}
+    t1 = time.perf_counter()
+    _before_evaluation(run)
+    metrics.update(_evaluate(run.model, val_data, va_tab.labels, run.cfg, "val/")[0])
+    metrics["val/time_s"] = time.perf_counter() - t1
+    run.history.append(dict(metrics))
+    return metrics, ""
+
+
+def _separation(run: _Run) -> float:
+    """The restart score of a run: silhouette of its clusters on its reported representation over the
+    train split (trainables.restarts.separation; no labels)."""
+    pred = predict_table(run.model, run.train_data, run.cfg)
+    rep = pred[type(run.model).reported_representation]
+    return separation(rep, pred["cluster"], sample_size=int(run.cfg["silhouette_sample"]) or None,
+                      seed=int(run.cfg["seed"]))
+
+
+def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
+    """``restarts`` candidates, each trained for ``restart_epochs`` (trainables.restarts): the kept one's
+    (run, last good snapshot, failure or "") -- the best separated, or where every candidate
+    diverged the first one, with its failure."""
+    upto, candidates = restart_epochs(cfg), []
+    kept = None  # (run, last good, candidate)
+    for r in range(int(cfg["restarts"])):
+        run = _setup_run(cfg, table, device, use_bf16, None, seed=restart_seed(int(cfg["seed"]), r))
+        last_good, failure, stop = run.snapshot(0), "", False
+        for epoch in range(1, upto + 1):
+            failure = _epoch(run, epoch, val_data, va_tab)[1]
+            if failure:
+                break
+            last_good = run.snapshot(epoch)
+            stop = should_stop is not None and should_stop()
+            if stop:
+                break
+        cand = Candidate(r, run.seed, math.nan if failure else _separation(run), failure)
+        candidates.append(cand)
+        if kept is None or choose([kept[2], cand]) is cand:
+            kept = (run, last_good, cand)
+        if stop:
+            break
+    run, last_good, cand = kept
+    if choose(candidates) is not None:
+        run.summary = restart_metrics(candidates, cand)
+        run.history[-1].update(run.summary)
+    return run, last_good, cand.failure
+
+
 def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
-    run = _setup_run(cfg, table, device, use_bf16, resume_from)
     va_tab = table.select("val")
-    val_data = _Data(va_tab, device, run.resident)
+    restarting = int(cfg["restarts"]) > 1 and resume_from is None
+    if restarting:
+        val_data = SplitData(va_tab, device, fits_on_device(table, device))
+        run, last_good, failure = _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop)
+        run.start_epoch = len(run.history)
+    else:
+        run = _setup_run(cfg, table, device, use_bf16, resume_from)
+        val_data = SplitData(va_tab, device, run.resident)
+        last_good, failure = run.snapshot(run.start_epoch), ""
     n_freq, n_frames = table.shape
-    last_good = run.snapshot(run.start_epoch)
 
     def write_checkpoint(path) -> str:
-        state = _to_cpu_tree(last_good)
+        state = to_cpu_tree(last_good)
         state["config"] = dict(cfg)
         state["meta"] = {"preset": table.preset.name, "cache_key": str(table.cache_key),
                          "n_freq": int(n_freq), "n_frames": int(n_frames)}
         return str(save_checkpoint(path, state))
 
-    status, reason = TrialStatus.COMPLETE, ""
+    status, reason = (TrialStatus.DIVERGED, failure) if failure else (TrialStatus.COMPLETE, "")
     epochs, every = int(cfg["epochs"]), int(cfg["checkpoint_every"])
+    stop = False
+    if restarting:  # the kept candidate's epochs, reported as if they had just been trained
+        for h in run.history:
+            stop = (on_epoch is not None and _stop_requested(on_epoch(h["epoch"], dict(h), write_checkpoint))) or stop
+        if checkpoint_dir is not None and every > 0 and run.history:
+            write_checkpoint(checkpoint_dir)
+        stop = stop or (should_stop is not None and should_stop())
+        if stop and run.start_epoch < epochs and not failure:
+            status, reason = TrialStatus.STOPPED, f"stop requested after epoch {run.start_epoch}"
     for epoch in range(run.start_epoch + 1, epochs + 1):
-        metrics, failure = _train_epoch(run, epoch)
+        if status != TrialStatus.COMPLETE:
+            break
+        metrics, failure = _epoch(run, epoch, val_data, va_tab)
         if failure:
             status, reason = TrialStatus.DIVERGED, failure
             break
-        metrics = {"epoch": epoch, **metrics}
-        t1 = time.perf_counter()
-        _before_evaluation(run)
-        metrics.update(_evaluate(run.model, val_data, va_tab.labels, cfg, "val/")[0])
-        metrics["val/time_s"] = time.perf_counter() - t1
-        run.history.append(dict(metrics))
         last_good = run.snapshot(epoch)
         if checkpoint_dir is not None and every > 0 and epoch % every == 0:
             write_checkpoint(checkpoint_dir)
@@ -487,11 +471,12 @@ def _finish(run: _Run, table, status, reason, last_good, checkpoint_dir, write_c
     final: dict[str, Any] = {}
     if run.history:
         final.update({k: v for k, v in run.history[-1].items() if k.startswith(("train/", "val/"))})
+    final.update(run.summary)
     final["epoch"] = epochs_done
     device, resident = run.train_data.device, run.resident
     te_tab = table.select("test")
     if len(te_tab):
-        final.update(_evaluate(run.model, _Data(te_tab, device, resident), te_tab.labels, run.cfg, "test/")[0])
-    pred_all = predict_table(run.model, _Data(table, device, resident), run.cfg)
+        final.update(_evaluate(run.model, SplitData(te_tab, device, resident), te_tab.labels, run.cfg, "test/")[0])
+    pred_all = predict_table(run.model, SplitData(table, device, resident), run.cfg)
     assignments = _assignments_from(table, pred_all["cluster"], pred_all["probs"])
     return TrainResult(status, epochs_done, final, run.history, reason, assignments, dict(run.cfg))

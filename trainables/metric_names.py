@@ -5,7 +5,8 @@ objective (or ASHA metric) before any trial starts instead of failing every tria
 trainable's per-epoch and final reports, hence MLflow):
 
 * ``train/*`` -- neural models, every epoch: the loop's ``loss``, ``grad_norm``, ``lr``,
-  ``epoch_time_s``, ``samples_per_s`` (:data:`LOOP_TRAIN`) and what the model class declares:
+  ``epoch_time_s``, ``samples_per_s`` (:data:`LOOP_TRAIN`; with ``restarts`` > 1 also
+  ``restart``, ``restart_silhouette``, ``restart_silhouette_mean``: :data:`LOOP_CONDITIONAL`) and what the model class declares:
   its ``loss_terms`` (``recon``, ``kl_z``; categorical UVAC adds ``kl_y``), its ``logged`` step
   logs (``kl_weight``; categorical UVAC adds ``tau``) and, reported only under some configs,
   its ``conditional_terms`` (:data:`CONDITIONAL_TRAIN`: ``kl_ybar`` with a marginal-entropy
@@ -29,9 +30,10 @@ from typing import Mapping
 
 from trainables.baselines import BASELINES, FITTED_BASELINES, REPRESENTATION
 from trainables.metrics import QUALITY_METRICS
+from trainables.restarts import RESTART_METRICS
 from trainables.models import RegistryView, model_class, registered_models
 
-__all__ = ["REPRESENTATIONS", "SPLIT_METRICS", "CONDITIONAL_TRAIN", "LOOP_TRAIN", "declared_metrics", "known_models",
+__all__ = ["REPRESENTATIONS", "SPLIT_METRICS", "CONDITIONAL_TRAIN", "LOOP_TRAIN", "LOOP_CONDITIONAL", "declared_metrics", "known_models",
            "reported_representation"]
 
 
@@ -48,6 +50,8 @@ SPLIT_METRICS = ("acc", "nmi", "ari", "n_clusters_used", "collapsed", "occupancy
 
 # train/* of every network's epoch (trainables.loop._train_epoch); the rest the model declares.
 LOOP_TRAIN = ("loss", "grad_norm", "lr", "epoch_time_s", "samples_per_s")
+# ... and with restarts > 1, once, in the epoch the kept restart was chosen (trainables.restarts).
+LOOP_CONDITIONAL = RESTART_METRICS
 # Reported only under some configs or in some epochs (still valid names), per network.
 CONDITIONAL_TRAIN: Mapping[str, tuple[str, ...]] = RegistryView(
     lambda: {name: tuple(cls.conditional_terms) for name, cls in registered_models().items()})
@@ -82,7 +86,7 @@ def declared_metrics(model: str) -> list[str]:
         raise ValueError(f"unknown model {model!r}; known: {', '.join(known_models())}")
     cls = model_class(model)
     if cls is not None:
-        train = [*LOOP_TRAIN, *cls.loss_terms, *cls.logged, *cls.conditional_terms]
+        train = [*LOOP_TRAIN, *LOOP_CONDITIONAL, *cls.loss_terms, *cls.logged, *cls.conditional_terms]
         val_extra = ["val/time_s"]
     else:
         train = list(_BASELINE_TRAIN)
