@@ -16,13 +16,16 @@ TINY = ["--channels", "4,8,8,8", "--gru-hidden", "8", "--d-z", "4", "--batch-siz
         "--silhouette-sample", "200", "--quiet"]
 
 
-@pytest.fixture(scope="module", params=["cat_uvac", "uvac"])
+# "uvac-vote": the voting ensemble of 2 restarts (trainables.restarts), predicted as it reported
+@pytest.fixture(scope="module", params=["cat_uvac", "uvac", "uvac-vote"])
 def trained_run(request, tiny_cache, tmp_path_factory):
     from trainables.train import main as train_main
 
+    model, _, vote = request.param.partition("-")
+    extra = ["--restarts", "2", "--restart-combine", "vote"] if vote else []
     run = tmp_path_factory.mktemp(f"run_{request.param}")
-    assert train_main(["--model", request.param, "--features", str(tiny_cache.dir), "--epochs", "1",
-                       "--out", str(run), *TINY]) == 0
+    assert train_main(["--model", model, "--features", str(tiny_cache.dir), "--epochs", "1",
+                       "--out", str(run), *TINY, *extra]) == 0
     return run
 
 

@@ -9,7 +9,8 @@ import pytest
 from trainables.config import ConfigError
 from trainables.loop import train
 from trainables.models import MODELS
-from trainables.restarts import RESTART_STRIDE, Candidate, choose, restart_epochs, restart_metrics, restart_seed
+from trainables.restarts import (RESTART_STRIDE, Candidate, VotingEnsemble, choose, most_agreeing, restart_epochs,
+                                 restart_metrics, restart_seed, vote_maps)
 
 
 def test_restart_seed_keeps_the_plain_run_first_and_stays_clear_of_small_seeds():
@@ -99,3 +100,83 @@ def test_restarts_write_the_kept_state_and_resume_continues_it(tiny_table, tiny_
     resumed = train(cfg, tiny_table, resume_from=str(ck))
     assert resumed.status == "complete" and resumed.epochs_done == 3
     np.testing.assert_allclose(resumed.history[-1]["train/loss"], full.history[-1]["train/loss"], rtol=1e-6)
+
+
+def _onehot(c, k):
+    return np.eye(k)[np.asarray(c)]
+
+
+def test_the_vote_recovers_the_partition_the_candidates_share_under_any_naming():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 200)
+    perms = [np.arange(4), np.array([2, 0, 3, 1]), np.array([3, 2, 1, 0])]
+    members = [perm[truth] for perm in perms]
+    members[1][:30] = rng.integers(0, 4, 30)  # one candidate errs on 30 rows, the others outvote it
+    probs = [_onehot(m, 4) for m in members]
+    ref = most_agreeing(members)
+    assert ref != 1  # the noisy candidate agrees least
+    maps = vote_maps(probs, ref)
+    assert maps.shape == (3, 4, 4)
+    np.testing.assert_allclose(maps.sum(axis=2), 1.0)
+    votes = sum(p @ m for p, m in zip(probs, maps)).argmax(axis=1)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, votes) == 1.0
+    assert adjusted_rand_score(truth, members[1]) < 1.0
+
+
+def test_the_ensemble_averages_its_members_mapped_probabilities():
+    import torch
+
+    class Fixed(torch.nn.Module):
+        representations = ("z",)
+        reported_representation = "z"
+
+        def __init__(self, probs):
+            super().__init__()
+            self.p = torch.as_tensor(probs, dtype=torch.float32)
+
+        def infer(self, x, mask=None):
+            return {"probs": self.p, "cluster": self.p.argmax(1), "z": self.p * 2}
+
+        def representation_sizes(self):
+            return {"z": 2}
+
+    a, b = np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([[0.3, 0.7], [0.6, 0.4]])
+    maps = np.stack([np.eye(2), np.array([[0.0, 1.0], [1.0, 0.0]])])  # b names the clusters the other way
+    ens = VotingEnsemble([Fixed(a), Fixed(b)], maps, reference=0)
+    out = ens.infer(torch.zeros(2, 1))
+    np.testing.assert_allclose(out["probs"].numpy(), (a + b[:, ::-1]) / 2, atol=1e-6)
+    assert out["cluster"].tolist() == [0, 1]
+    np.testing.assert_allclose(out["z"].numpy(), a * 2)  # the reference member's representation
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_voting_restarts_report_the_ensemble(tiny_table, tiny_config, model, tmp_path):
+    from trainables.evaluation import predict_table
+    from trainables.split_data import SplitData
+
+    cfg = tiny_config(model=model, epochs=2, restarts=3, restart_combine="vote", checkpoint_every=0)
+    res = train(cfg, tiny_table, checkpoint_dir=str(tmp_path / "ck"))
+    assert res.status == "complete", res.reason
+    assert "train/restart" in res.metrics and res.epochs_done == 2
+    probs = np.asarray(res.assignments["probabilities"])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(probs.argmax(axis=1), res.assignments["cluster"])
+    # the checkpoint holds the ensemble: loaded again, it assigns every clip as the run reported
+    from trainables.checkpoint import load_checkpoint
+    from trainables.models import build_model
+    from trainables.restarts import load_ensemble
+
+    state = load_checkpoint(tmp_path / "ck", map_location="cpu")
+    ens = load_ensemble(state["model"], lambda: build_model(res.config, *tiny_table.shape, preset=tiny_table.preset))
+    assert len(ens.members) == 3
+    pred = predict_table(ens, SplitData(tiny_table, __import__("torch").device("cpu"), True), res.config)
+    assert np.array_equal(pred["cluster"], res.assignments["cluster"])
+    with pytest.raises(ValueError, match="cannot resume"):
+        train(cfg, tiny_table, resume_from=str(tmp_path / "ck"))
+
+
+def test_voting_restarts_train_the_whole_run(tiny_config):
+    with pytest.raises(ConfigError, match="whole run"):
+        tiny_config(model="uvac", epochs=10, restarts=3, restart_combine="vote", restart_epochs=8)

@@ -264,6 +264,9 @@ def _check_restarts(cfg: Mapping[str, Any]) -> None:
     from trainables.models import warmup_epochs
 
     e = int(cfg["restart_epochs"])
+    if int(cfg["restarts"]) > 1 and cfg["restart_combine"] == "vote" and 0 < e < int(cfg["epochs"]):
+        raise ConfigError(f"restart_epochs ({e}) < epochs ({cfg['epochs']}): voting restarts are trained for the "
+                          f"whole run (restart_epochs 0)")
     if int(cfg["restarts"]) > 1 and 0 < e < min(warmup_epochs(cfg), int(cfg["epochs"])):
         raise ConfigError(f"restart_epochs ({e}) ends inside the model's warm-up ({warmup_epochs(cfg)} epochs): "
                           f"the restarts would be chosen before their clusters are formed; use at least "

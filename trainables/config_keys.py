@@ -184,6 +184,9 @@ TRAINING_KEYS: tuple[Key, ...] = (
         "the networks", positive=True),
     Key("restart_epochs", 0, "epochs each restart trains before the choice (at least the model's warm-up); "
         "0 = the whole run", low=0),
+    Key("restart_combine", "best", "what the restarts give: best (the best separated one, continued) or vote "
+        "(every restart trained for the whole run votes for each clip's cluster; trainables.restarts)",
+        choices=("best", "vote"), structural=True),
     Key("silhouette_sample", 2000, "silhouette on at most this many clips (fixed seed); 0 = all", low=0),
     Key("recipe", "recommended", "the base the other keys start from (trainables.config.RECIPES); values given "
         "explicitly always win"),

@@ -41,15 +41,16 @@ from trainables.augment import augmenter_for
 from trainables.baselines import BASELINES, check_n_clusters
 from trainables.checkpoint import clone_tree, load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_cpu_tree
 from trainables.config import check_frontend, resolve_config, structural_keys
+from trainables.evaluation import EVAL_BATCH, evaluate, predict_table, to_float
 from trainables.models import Batch, ClusteringModel, build_model
-from trainables.restarts import Candidate, choose, restart_epochs, restart_metrics, restart_seed, separation
+from trainables.restarts import (Candidate, VotingEnsemble, choose, most_agreeing, restart_epochs, restart_metrics,
+                                 restart_seed, separation, vote_maps)
 from trainables.schedules import lr_at
 from trainables.split_data import SplitData, fits_on_device
 from trainables.status import TrialStatus
 
 __all__ = ["TrainResult", "train", "resolve_device", "predict_table"]
 
-EVAL_BATCH = 256
 
 
 @dataclass
@@ -96,66 +97,6 @@ def _stop_requested(answer: Any) -> bool:
     return bool(answer)
 
 
-def _to_float(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        return float(v.detach().float().cpu()) if v.numel() == 1 else v
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-# ---------------------------------------------------------------------------------------------
-# evaluation
-# ---------------------------------------------------------------------------------------------
-@torch.no_grad()
-def predict_table(model: ClusteringModel, data: SplitData, cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Inference over one split: cluster [N], probabilities [N, K] and each of the model's
-    representations (``z`` latent mean [N, d_z]; ``y`` categorical posterior [N, K]; an empty
-    split: the widths the model declares, :meth:`ClusteringModel.representation_sizes`)."""
-    was_training = model.training
-    model.eval()
-    outs: dict[str, list[torch.Tensor]] = {"probs": [], **{r: [] for r in model.representations}}
-    for b in data.in_order(EVAL_BATCH):
-        inf = model.infer(b.x, b.mask)
-        for key in outs:
-            outs[key].append(inf[key].float().cpu())
-    model.train(was_training)
-    if data.n == 0:
-        dims = {"probs": int(cfg["n_clusters"]), **model.representation_sizes()}
-        empty = {key: np.zeros((0, dims[key]), np.float32) for key in outs}
-        return {"cluster": np.zeros(0, dtype=np.int64), **empty}
-    pred = {key: torch.cat(v).numpy() for key, v in outs.items()}
-    pred["cluster"] = pred["probs"].argmax(axis=1).astype(np.int64)
-    return pred
-
-
-def _evaluate(model: ClusteringModel, data: SplitData, labels: np.ndarray, cfg, prefix: str) -> tuple[dict[str, Any], dict]:
-    from trainables.metrics import clustering_metrics
-
-    pred = predict_table(model, data, cfg)
-    if data.n == 0:
-        return {}, pred
-    reps = {r: pred[r] for r in model.representations}
-    # A non-finite representation cannot be scored (scikit-learn raises): NaN metrics instead.
-    broken = [name for name, r in reps.items() if not np.isfinite(r).all()]
-    for name in broken:
-        reps.pop(name)
-    m = clustering_metrics(
-        labels,
-        pred["cluster"],
-        representations=reps,
-        prefix=prefix,
-        n_clusters=int(cfg["n_clusters"]),
-        sample_size=int(cfg["silhouette_sample"]) or None,
-        seed=int(cfg["seed"]),
-    )
-    m = {k: _to_float(v) for k, v in m.items()}
-    for name in broken:
-        for q in ("silhouette", "dbi", "chi"):
-            m[f"{prefix}{q}_{name}"] = float("nan")
-    return m, pred
-
-
 @contextlib.contextmanager
 def _deterministic(enabled: bool):
     prev = torch.are_deterministic_algorithms_enabled()
@@ -178,7 +119,7 @@ def _train_baseline(cfg: dict[str, Any], table) -> TrainResult:
     out = get_baseline(cfg["model"]).run(table, int(cfg["n_clusters"]), int(cfg["seed"]),
                                          sample_size=int(cfg["silhouette_sample"]) or None,
                                          covariance_type=cfg["gmm_covariance"])
-    metrics = {k: _to_float(v) for k, v in dict(out.metrics).items()}
+    metrics = {k: to_float(v) for k, v in dict(out.metrics).items()}
     metrics["train/time_s"] = time.perf_counter() - t0
     assignments = _assignments_from(table, np.asarray(out.clusters), getattr(out, "probabilities", None))
     return TrainResult(TrialStatus.COMPLETE, 0, metrics, [], "", assignments, cfg)
@@ -287,6 +228,9 @@ def _setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = Non
     if resume_from is None:
         model.on_train_start(run.train_batches, seed)
         return run
+    if int(cfg["restarts"]) > 1 and cfg["restart_combine"] == "vote":
+        raise ValueError("cannot resume: a run whose restarts vote (restart_combine vote) is checkpointed only when "
+                         "finished, as its voting ensemble; start it again")
     st = load_checkpoint(resume_from, map_location="cpu")
     old_key = st.get("meta", {}).get("cache_key")
     if old_key is not None and old_key != table.cache_key:
@@ -368,7 +312,7 @@ def _epoch(run: _Run, epoch: int, val_data: SplitData, va_tab) -> tuple[dict[str
     metrics = {"epoch": epoch, **metrics}
     t1 = time.perf_counter()
     _before_evaluation(run)
-    metrics.update(_evaluate(run.model, val_data, va_tab.labels, run.cfg, "val/")[0])
+    metrics.update(evaluate(run.model, val_data, va_tab.labels, run.cfg, "val/")[0])
     metrics["val/time_s"] = time.perf_counter() - t1
     run.history.append(dict(metrics))
     return metrics, ""
@@ -386,8 +330,9 @@ def _separation(run: _Run) -> float:
 def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
     """``restarts`` candidates, each trained for ``restart_epochs`` (trainables.restarts): the kept one's
     (run, last good snapshot, failure or "") -- the best separated, or where every candidate
-    diverged the first one, with its failure."""
-    upto, candidates = restart_epochs(cfg), []
+    diverged the first one, with its failure. With ``restart_combine="vote"`` the run's model is the
+    :class:`~trainables.restarts.VotingEnsemble` of the candidates that did not diverge."""
+    upto, candidates, finished = restart_epochs(cfg), [], []
     kept = None  # (run, last good, candidate)
     for r in range(int(cfg["restarts"])):
         run = _setup_run(cfg, table, device, use_bf16, None, seed=restart_seed(int(cfg["seed"]), r))
@@ -402,15 +347,33 @@ def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
                 break
         cand = Candidate(r, run.seed, math.nan if failure else _separation(run), failure)
         candidates.append(cand)
+        if not failure:
+            finished.append((run, last_good, cand))
         if kept is None or choose([kept[2], cand]) is cand:
             kept = (run, last_good, cand)
         if stop:
             break
+    if cfg["restart_combine"] == "vote" and len(finished) > 1:
+        kept = _vote(finished, val_data, va_tab)
     run, last_good, cand = kept
     if choose(candidates) is not None:
-        run.summary = restart_metrics(candidates, cand)
+        run.summary = {**restart_metrics(candidates, cand), **run.summary}
         run.history[-1].update(run.summary)
     return run, last_good, cand.failure
+
+
+def _vote(finished, val_data, va_tab):
+    """(run, last good, candidate) of the voting ensemble of ``finished`` candidates: the most
+    agreeing candidate's run, its model replaced by the ensemble, whose validation metrics become
+    the run's (``summary``)."""
+    runs = [f[0] for f in finished]
+    probs = [predict_table(r.model, r.train_data, r.cfg)["probs"] for r in runs]
+    ref = most_agreeing([p.argmax(axis=1) for p in probs])
+    ensemble = VotingEnsemble([r.model for r in runs], vote_maps(probs, ref), ref)
+    run, last_good, cand = finished[ref]
+    run.model = ensemble
+    run.summary = evaluate(ensemble, val_data, va_tab.labels, run.cfg, "val/")[0]
+    return run, {**last_good, "model": clone_tree(ensemble.state_dict())}, cand
 
 
 def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
@@ -476,7 +439,7 @@ def _finish(run: _Run, table, status, reason, last_good, checkpoint_dir, write_c
     device, resident = run.train_data.device, run.resident
     te_tab = table.select("test")
     if len(te_tab):
-        final.update(_evaluate(run.model, SplitData(te_tab, device, resident), te_tab.labels, run.cfg, "test/")[0])
+        final.update(evaluate(run.model, SplitData(te_tab, device, resident), te_tab.labels, run.cfg, "test/")[0])
     pred_all = predict_table(run.model, SplitData(table, device, resident), run.cfg)
     assignments = _assignments_from(table, pred_all["cluster"], pred_all["probs"])
     return TrainResult(status, epochs_done, final, run.history, reason, assignments, dict(run.cfg))

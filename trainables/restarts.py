@@ -19,6 +19,16 @@ internal index that ranked six UVAC initialisations closest to their accuracy at
 run; at the end of the warm-up it ranked them no better than chance on one front end
 (``restart_epochs`` is therefore a knob, the whole run the default). The choice is recorded in the
 run's metrics (:func:`restart_metrics`, :data:`RESTART_METRICS`).
+
+``restart_combine="vote"`` keeps every candidate instead (trained for the whole run) and lets them
+vote (:class:`VotingEnsemble`): the candidates of a network find different partitions (a
+classical method's restarts mostly find the same one), and a clip's cluster is the one its
+candidates agree on. The vote (:func:`vote_maps`) starts from the candidate that agrees most with
+the others (:func:`most_agreeing`, mean NMI over the train split) and alternates, on the train
+split, between the consensus clusters and each candidate's map M_r[j, k] = P(consensus k |
+candidate cluster j); a clip's ensemble probabilities are the mean over candidates of
+q_r(j|x) M_r. The maps are fitted once, on the train split, so the ensemble predicts any clip
+(validation, test, new audio: :func:`load_ensemble`) without refitting; no labels are used.
 """
 from __future__ import annotations
 
@@ -27,11 +37,15 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
 from trainables.metrics import cluster_quality
 
-__all__ = ["RESTART_STRIDE", "RESTART_METRICS", "Candidate", "restart_seed", "restart_epochs", "separation", "choose",
-           "restart_metrics"]
+__all__ = ["RESTART_STRIDE", "RESTART_METRICS", "COMBINES", "Candidate", "restart_seed", "restart_epochs",
+           "separation", "choose", "restart_metrics", "most_agreeing", "vote_maps", "VotingEnsemble", "load_ensemble"]
+
+COMBINES = ("best", "vote")  # restart_combine: keep the best separated, or let every candidate vote
 
 # Seeds of candidates r > 0 are seed + r * RESTART_STRIDE: far from the small seeds benchmarks and
 # replications use, so the candidates of seed 0 are never the runs of seeds 1 and 2.
@@ -84,3 +98,93 @@ def restart_metrics(candidates: Sequence[Candidate], chosen: Candidate) -> dict[
     scores = [c.score for c in candidates if not c.failure and math.isfinite(c.score)]
     return {"train/restart": float(chosen.index), "train/restart_silhouette": float(chosen.score),
             "train/restart_silhouette_mean": float(np.mean(scores)) if scores else math.nan}
+
+
+# -- voting -----------------------------------------------------------------------------------
+def most_agreeing(clusters: Sequence[np.ndarray]) -> int:
+    """The index of the partition [N] with the highest mean NMI to the others (the first on ties)."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    if len(clusters) < 2:
+        return 0
+    agree = [np.mean([normalized_mutual_info_score(a, b) for j, b in enumerate(clusters) if j != i])
+             for i, a in enumerate(clusters)]
+    return int(np.argmax(agree))
+
+
+def _maps(probs: Sequence[np.ndarray], consensus: np.ndarray, k: int) -> np.ndarray:
+    """[R, K_member, K]: row j of map r is P(consensus | candidate r's cluster j) over the rows
+    (soft counts; a cluster no row uses maps uniformly)."""
+    onehot = np.eye(k)[consensus]
+    out = []
+    for p in probs:
+        counts = p.T @ onehot  # [K_member, K]
+        mass = counts.sum(axis=1, keepdims=True)
+        out.append(np.where(mass > 1e-9, counts / np.maximum(mass, 1e-12), 1.0 / k))
+    return np.stack(out)
+
+
+def vote_maps(probs: Sequence[np.ndarray], reference: int, *, max_iter: int = 50) -> np.ndarray:
+    """The candidates' maps [R, K, K] fitted on ``probs`` (each [N, K], rows summing to 1: the
+    train split's q_r(j|x)), starting from candidate ``reference``'s clusters: the consensus of the
+    rows and the maps are updated in turn until the consensus stops changing."""
+    if not probs:
+        raise ValueError("vote_maps needs at least one candidate")
+    k = probs[0].shape[1]
+    consensus = np.asarray(probs[reference]).argmax(axis=1)
+    maps = _maps(probs, consensus, k)
+    for _ in range(max_iter):
+        new = sum(np.asarray(p) @ m for p, m in zip(probs, maps)).argmax(axis=1)
+        if np.array_equal(new, consensus):
+            break
+        consensus = new
+        maps = _maps(probs, consensus, k)
+    return maps
+
+
+class VotingEnsemble(nn.Module):
+    """Candidates of one config voting for each clip's cluster (``restart_combine="vote"``).
+
+    ``members``: the trained networks (one class); ``maps`` [R, K, K] from :func:`vote_maps`;
+    ``reference``: the member whose representations are reported (the most agreeing one).
+    :meth:`infer` returns ``probs`` [B, K] = mean over members of q_r(j|x) M_r, ``cluster`` its
+    argmax, and the reference member's representations (``z``, ``y``): what the loop, the metrics
+    and the assignments read from any :class:`~trainables.models.base.ClusteringModel`.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], maps, reference: int):
+        super().__init__()
+        if len(members) != len(maps):
+            raise ValueError(f"{len(members)} members but {len(maps)} maps")
+        self.members = nn.ModuleList(members)
+        self.register_buffer("maps", torch.as_tensor(np.asarray(maps), dtype=torch.float32))
+        self.register_buffer("reference", torch.tensor(int(reference)))
+        ref = members[int(reference)]
+        self.representations = tuple(ref.representations)
+        self.reported_representation = type(ref).reported_representation
+
+    def representation_sizes(self) -> dict[str, int]:
+        return self.members[int(self.reference)].representation_sizes()
+
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        outs = [m.infer(x, mask) for m in self.members]
+        probs = sum(o["probs"].float() @ self.maps[r] for r, o in enumerate(outs)) / len(outs)
+        ref = outs[int(self.reference)]
+        return {**{k: ref[k] for k in self.representations}, "probs": probs, "cluster": probs.argmax(dim=1)}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.infer(x, mask)["cluster"]
+
+    def inference_parameters(self) -> int:
+        return sum(int(m.inference_parameters()) for m in self.members)
+
+
+def load_ensemble(state: dict, build) -> VotingEnsemble:
+    """The :class:`VotingEnsemble` of a checkpoint's model state (``members.<r>.`` keys, ``maps``,
+    ``reference``); ``build()`` makes one untrained member."""
+    n = int(state["maps"].shape[0])
+    ens = VotingEnsemble([build() for _ in range(n)], state["maps"].numpy(), int(state["reference"]))
+    ens.load_state_dict(state)
+    return ens
