@@ -180,3 +180,21 @@ def test_voting_restarts_report_the_ensemble(tiny_table, tiny_config, model, tmp
 def test_voting_restarts_train_the_whole_run(tiny_config):
     with pytest.raises(ConfigError, match="whole run"):
         tiny_config(model="uvac", epochs=10, restarts=3, restart_combine="vote", restart_epochs=8)
+
+
+def test_a_voting_baseline_scores_like_its_base_and_agrees_with_identical_fits(tiny_table):
+    from sklearn.metrics import adjusted_rand_score
+
+    from trainables.baselines import get_baseline, run_baseline, run_vote
+
+    single = get_baseline("factorial").run(tiny_table, 0, seed=0)
+    voted = get_baseline("factorial_vote").run(tiny_table, 0, seed=0)
+    assert set(voted.metrics) == set(single.metrics)
+    assert voted.info["votes"] == 3 and 0 <= voted.info["reference"] < 3
+    assert 0.0 <= voted.metrics["test/acc"] <= 1.0
+    # three identical fits vote for their own partition
+    one = run_baseline("kmeans", tiny_table, 0, 0)
+    k = int(one.info["n_clusters"])
+    same = run_vote([one, one, one], tiny_table, k, sample_size=None, seed=0, standardise=False)
+    assert adjusted_rand_score(one.clusters, same.clusters) == 1.0
+    assert same.metrics["test/acc"] == pytest.approx(one.metrics["test/acc"])

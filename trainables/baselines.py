@@ -32,6 +32,9 @@ Methods
 ``fair_kmeans``  K-means whose clusters are kept independent of the speaker (``table.groups``: speaker
             ids, side information), the classical counterpart of the models' ``speaker_independence``
             (:mod:`trainables.fair_kmeans`).
+``*_vote``  the vote of 3 fits of a baseline from different seeds (:func:`run_vote`), the classical
+            counterpart of the networks' voting restarts (``restart_combine vote``): registered
+            for the two strongest, ``factorial_vote`` and ``fair_kmeans_vote``.
 ``labels``  "labels as clusters": the true class of each clip is its cluster (no fitting);
             the geometric metrics then say how well the classes themselves cluster.
 
@@ -324,6 +327,13 @@ def run_baseline(
                 probs[rows] = proba(x_all[rows])
     info["fit_s"] = time.perf_counter() - t0
 
+    metrics = _score(table, clusters, x_all, k, sample_size, seed)
+    return BaselineResult(method, metrics, np.asarray(table.ids), np.asarray(table.split),
+                          clusters, probs, info)
+
+
+def _score(table, clusters: np.ndarray, x_all: np.ndarray, k: int, sample_size, seed: int) -> dict[str, float]:
+    """val/* and test/* clustering metrics of ``clusters`` [N] (every row of ``table``) on ``x_all``."""
     metrics: dict[str, float] = {}
     label_index = labels_as_clusters(table)
     for split in ("val", "test"):
@@ -331,8 +341,28 @@ def run_baseline(
         metrics.update(clustering_metrics(label_index[rows], clusters[rows], {REPRESENTATION: x_all[rows]},
                                           prefix=f"{split}/", n_clusters=k,
                                           sample_size=sample_size, seed=seed))
-    return BaselineResult(method, metrics, np.asarray(table.ids), np.asarray(table.split),
-                          clusters, probs, info)
+    return metrics
+
+
+def run_vote(runs: list["BaselineResult"], table, k: int, *, sample_size: int | None, seed: int,
+             standardise: bool) -> "BaselineResult":
+    """The vote of several fits of one baseline (``runs``, every row of ``table`` assigned): the
+    consensus of :func:`trainables.restarts.vote_maps` fitted on the train rows, started from the
+    most agreeing fit, applied to every row; scored as :func:`run_baseline` scores one fit."""
+    from trainables.restarts import most_agreeing, vote_maps
+
+    train = _rows(table, "train")
+    onehots = [np.eye(k)[np.asarray(r.clusters)] for r in runs]
+    ref = most_agreeing([np.asarray(r.clusters)[train] for r in runs])
+    maps = vote_maps([o[train] for o in onehots], ref)
+    probs = sum(o @ m for o, m in zip(onehots, maps)) / len(runs)
+    clusters = probs.argmax(axis=1).astype(np.int64)
+    x_all = flatten_features(table)
+    if standardise:
+        x_all = Standardiser.fit(x_all[train])(x_all)
+    info = {**runs[ref].info, "votes": len(runs), "reference": int(ref)}
+    return BaselineResult(runs[ref].method, _score(table, clusters, x_all, k, sample_size, seed),
+                          np.asarray(table.ids), np.asarray(table.split), clusters, probs.astype(np.float32), info)
 
 
 @dataclass(frozen=True)
@@ -346,14 +376,20 @@ class Baseline:
     covariance_type: str = "diag"
     pca_components: Any = "auto"
     config_covariance: bool = False  # the config's gmm_covariance chooses the covariance
+    votes: int = 1  # > 1: that many fits (seeds trainables.restarts.restart_seed) vote, as the networks' restarts
 
     def run(self, table, n_clusters: int | None = None, seed: int = 0, *,
             sample_size: int | None = 2000, covariance_type: str | None = None) -> BaselineResult:
         """Fit on the train split of ``table`` and score val and test (``covariance_type``, the
         config's ``gmm_covariance``, is used where ``config_covariance`` says so)."""
+        from trainables.restarts import restart_seed
+
         cov = covariance_type if (self.config_covariance and covariance_type) else self.covariance_type
-        res = run_baseline(self.method, table, n_clusters, seed, sample_size=sample_size, covariance_type=cov,
-                           pca_components=self.pca_components, standardise=self.standardise)
+        runs = [run_baseline(self.method, table, n_clusters, restart_seed(seed, r), sample_size=sample_size,
+                             covariance_type=cov, pca_components=self.pca_components, standardise=self.standardise)
+                for r in range(max(1, self.votes))]
+        res = runs[0] if len(runs) == 1 else run_vote(runs, table, int(runs[0].info["n_clusters"]),
+                                                      sample_size=sample_size, seed=seed, standardise=self.standardise)
         res.info["baseline"] = self.name
         return res
 
@@ -372,6 +408,10 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              standardise=True),
     Baseline("fair_kmeans", "fair_kmeans", "K-means, speaker-independent clusters (speaker ids), PCA-20, "
              "standardised", standardise=True),
+    Baseline("factorial_vote", "factorial", "factorial GMM (10 content x 6 styles), PCA-10, standardised, "
+             "vote of 3 fits", standardise=True, votes=3),
+    Baseline("fair_kmeans_vote", "fair_kmeans", "K-means, speaker-independent clusters (speaker ids), PCA-20, "
+             "standardised, vote of 3 fits", standardise=True, votes=3),
     Baseline("labels", "labels", "labels as clusters"),
 )}
 FITTED_BASELINES = tuple(n for n, b in BASELINES.items() if b.method != "labels")
