@@ -45,8 +45,8 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_tables import (ablation_rows, baseline_rows, baseline_summary, epochs_to_reach, margin_rows,
-                                       markdown)
+from benchmarks.quality_tables import (ablation_rows, baseline_rows, baseline_summary, epochs_to_reach,
+                                       main_uses_speaker_ids, margin_rows, markdown)
 from trainables.status import TrialStatus
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
@@ -329,15 +329,16 @@ def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header:
         pd.DataFrame(summary).to_csv(a.out / f"baselines_{split}.csv", index=False)
         parts.append(f"### {split} split: the classical baselines (same clips and split, mean ± std over seeds)"
                      f"\n\n{markdown(summary)}")
-        margins, best = margin_rows(results, split)
+        side = main_uses_speaker_ids(results, split)  # models on a speaker-normalised front end: --frontend
+        margins, best = margin_rows(results, split, side_information=side)
         pd.DataFrame(margins).to_csv(a.out / f"margins_{split}.csv", index=False)
-        parts.append(f"### {split} split: the strongest classical baseline (`{best}`, chosen on validation, no "
-                     f"speaker ids) and each model's margin over it (test, points, paired by seed)\n\n"
-                     f"{markdown(margins)}")
+        parts.append(f"### {split} split: the strongest classical baseline (`{best}`, chosen on validation, "
+                     f"{'with' if side else 'no'} speaker ids) and each model's margin over it (test, points, "
+                     f"paired by seed)\n\n{markdown(margins)}")
         df = table_one(_rows_for(results, split))
         df.to_csv(a.out / f"table1_{split}.csv", index=False)
         parts.append(table_one_markdown(df, title=f"### Table I, {split} split (test, mean ± std over seeds)"))
-        reach = epochs_to_reach(results, split)
+        reach = epochs_to_reach(results, split, side_information=side)
         pd.DataFrame(reach).to_csv(a.out / f"epochs_to_baseline_{split}.csv", index=False)
         parts.append(f"### Epochs to reach the strongest baseline, {split} split (validation)\n\n{markdown(reach)}")
     if any(j.group == "speaker" for j, _ in results):

@@ -113,10 +113,20 @@ def _margin(paired: list[tuple[float, float]]) -> float | str:
     return round(margin, 2) if math.isfinite(margin) else "-"
 
 
-def epochs_to_reach(results: list[tuple[Any, dict]], split: str) -> list[dict]:
+def main_uses_speaker_ids(results: list[tuple[Any, dict]], split: str) -> bool:
+    """Whether every model of the main group of ``split`` trains on a front end that uses the speaker
+    ids (``--frontend awe_speaker``): its margins are then measured against the strongest baseline
+    that uses them too."""
+    from features.frontend import get_preset
+
+    fronts = {j.frontend for j, _ in results if j.kind == "neural" and j.split == split and j.group == "main"}
+    return bool(fronts) and all(f and get_preset(f).side_information for f in fronts)
+
+
+def epochs_to_reach(results: list[tuple[Any, dict]], split: str, side_information: bool = False) -> list[dict]:
     """Per model: the first epoch at which validation ACC >= the strongest baseline's validation ACC."""
     baselines = baseline_rows(results, split)
-    best = strongest_baseline(baselines)
+    best = strongest_baseline(baselines, side_information=side_information)
     if best is None:
         return []
     target = _mean([m.get("val/acc") for m in baselines[best]["seeds"].values()])

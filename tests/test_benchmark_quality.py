@@ -124,3 +124,17 @@ def test_margins_show_validation_beside_test():
     model = rows[1]
     assert model["val margin (points)"] == 0.0 and model["margin (points)"] == 0.0 and model["seeds above"] == "1/2"
     assert model["val ACC %"].startswith("60.00 ±") and rows[0]["val ACC %"] == "60.00 ± 0.00"
+
+
+def test_models_on_a_speaker_normalised_front_end_are_measured_against_baselines_with_speaker_ids():
+    from benchmarks.quality import Job
+    from benchmarks.quality_tables import main_uses_speaker_ids, margin_rows
+
+    rows = [("factorial", False, 0.64, 0.60), ("awe_speaker_fair", True, 0.77, 0.78)]
+    results = [_suite("random", s, rows) for s in range(2)]
+    for front in ("awe_raw", "awe_speaker"):
+        res = results + [(Job("neural", "random", s, {"model": "uvac"}, f"UVAC {front}", frontend=front),
+                          {"status": "complete", "metrics": {"val/acc": 0.7, "test/acc": 0.7}}) for s in range(2)]
+        side = main_uses_speaker_ids(res, "random")
+        assert side == (front == "awe_speaker")
+        assert margin_rows(res, "random", side_information=side)[1] == ("awe_speaker_fair" if side else "factorial")
