@@ -347,7 +347,7 @@ def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
                 break
         cand = Candidate(r, run.seed, math.nan if failure else _separation(run), failure)
         candidates.append(cand)
-        if not failure:
+        if not failure and cfg["restart_combine"] == "vote":  # only a vote needs every candidate kept
             finished.append((run, last_good, cand))
         if kept is None or choose([kept[2], cand]) is cand:
             kept = (run, last_good, cand)
