@@ -74,8 +74,8 @@ def test_the_kept_restart_is_the_best_separated_candidate(tiny_table, tiny_confi
 
 def test_restarts_then_continue_reports_every_epoch_once(tiny_table, tiny_config):
     seen = []
-    res = train(tiny_config(model="uvac", epochs=3, restarts=2, restart_epochs=2, prior_init="paper",
-                            checkpoint_every=0), tiny_table, on_epoch=lambda e, m, fn: seen.append((e, "train/restart" in m)))
+    cfg = tiny_config(model="uvac", epochs=3, restarts=2, restart_epochs=2, prior_init="paper", checkpoint_every=0)
+    res = train(cfg, tiny_table, on_epoch=lambda e, m, fn: seen.append((e, "train/restart" in m)))
     assert res.status == "complete", res.reason
     assert [e for e, _ in seen] == [1, 2, 3]
     assert [flag for _, flag in seen] == [False, True, False]  # the choice is logged in the epoch it was made

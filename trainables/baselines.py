@@ -349,13 +349,12 @@ def run_vote(runs: list["BaselineResult"], table, k: int, *, sample_size: int | 
     """The vote of several fits of one baseline (``runs``, every row of ``table`` assigned): the
     consensus of :func:`trainables.restarts.vote_maps` fitted on the train rows, started from the
     most agreeing fit, applied to every row; scored as :func:`run_baseline` scores one fit."""
-    from trainables.restarts import most_agreeing, vote_maps
+    from trainables.restarts import most_agreeing, vote_maps, vote_probs
 
     train = _rows(table, "train")
     onehots = [np.eye(k)[np.asarray(r.clusters)] for r in runs]
     ref = most_agreeing([np.asarray(r.clusters)[train] for r in runs])
-    maps = vote_maps([o[train] for o in onehots], ref)
-    probs = sum(o @ m for o, m in zip(onehots, maps)) / len(runs)
+    probs = vote_probs(onehots, vote_maps([o[train] for o in onehots], ref))
     clusters = probs.argmax(axis=1).astype(np.int64)
     x_all = flatten_features(table)
     if standardise:

@@ -263,14 +263,17 @@ def _check_restarts(cfg: Mapping[str, Any]) -> None:
     (UVAC's prior fit, categorical UVAC's head fit)."""
     from trainables.models import warmup_epochs
 
-    e = int(cfg["restart_epochs"])
-    if int(cfg["restarts"]) > 1 and cfg["restart_combine"] == "vote" and 0 < e < int(cfg["epochs"]):
-        raise ConfigError(f"restart_epochs ({e}) < epochs ({cfg['epochs']}): voting restarts are trained for the "
+    e, epochs = int(cfg["restart_epochs"]), int(cfg["epochs"])
+    if int(cfg["restarts"]) <= 1 or not 0 < e < epochs:
+        return
+    if cfg["restart_combine"] == "vote":
+        raise ConfigError(f"restart_epochs ({e}) < epochs ({epochs}): voting restarts are trained for the "
                           f"whole run (restart_epochs 0)")
-    if int(cfg["restarts"]) > 1 and 0 < e < min(warmup_epochs(cfg), int(cfg["epochs"])):
-        raise ConfigError(f"restart_epochs ({e}) ends inside the model's warm-up ({warmup_epochs(cfg)} epochs): "
-                          f"the restarts would be chosen before their clusters are formed; use at least "
-                          f"{warmup_epochs(cfg)}, or 0 for the whole run")
+    warmup = warmup_epochs(cfg)
+    if e < warmup:
+        raise ConfigError(f"restart_epochs ({e}) ends inside the model's warm-up ({warmup} epochs): the restarts "
+                          f"would be chosen before their clusters are formed; use at least {warmup}, or 0 for "
+                          f"the whole run")
 
 
 def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:

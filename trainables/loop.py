@@ -52,7 +52,6 @@ from trainables.status import TrialStatus
 __all__ = ["TrainResult", "train", "resolve_device", "predict_table"]
 
 
-
 @dataclass
 class TrainResult:
     """What a run produced.
@@ -318,13 +317,15 @@ def _epoch(run: _Run, epoch: int, val_data: SplitData, va_tab) -> tuple[dict[str
     return metrics, ""
 
 
-def _separation(run: _Run) -> float:
+def _separation(run: _Run) -> tuple[float, np.ndarray]:
     """The restart score of a run: silhouette of its clusters on its reported representation over the
-    train split (trainables.restarts.separation; no labels)."""
+    train split (trainables.restarts.separation; no labels), and its probabilities there [N, K] (what
+    a vote maps)."""
     pred = predict_table(run.model, run.train_data, run.cfg)
     rep = pred[type(run.model).reported_representation]
-    return separation(rep, pred["cluster"], sample_size=int(run.cfg["silhouette_sample"]) or None,
-                      seed=int(run.cfg["seed"]))
+    score = separation(rep, pred["cluster"], sample_size=int(run.cfg["silhouette_sample"]) or None,
+                       seed=int(run.cfg["seed"]))
+    return score, pred["probs"]
 
 
 def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
@@ -345,10 +346,11 @@ def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
             stop = should_stop is not None and should_stop()
             if stop:
                 break
-        cand = Candidate(r, run.seed, math.nan if failure else _separation(run), failure)
+        score, train_probs = (math.nan, None) if failure else _separation(run)
+        cand = Candidate(r, run.seed, score, failure)
         candidates.append(cand)
         if not failure and cfg["restart_combine"] == "vote":  # only a vote needs every candidate kept
-            finished.append((run, last_good, cand))
+            finished.append((run, last_good, cand, train_probs))
         if kept is None or choose([kept[2], cand]) is cand:
             kept = (run, last_good, cand)
         if stop:
@@ -363,14 +365,13 @@ def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
 
 
 def _vote(finished, val_data, va_tab):
-    """(run, last good, candidate) of the voting ensemble of ``finished`` candidates: the most
-    agreeing candidate's run, its model replaced by the ensemble, whose validation metrics become
-    the run's (``summary``)."""
-    runs = [f[0] for f in finished]
-    probs = [predict_table(r.model, r.train_data, r.cfg)["probs"] for r in runs]
+    """(run, last good, candidate) of the voting ensemble of ``finished`` candidates (each with its
+    train-split probabilities): the most agreeing candidate's run, its model replaced by the
+    ensemble, whose validation metrics become the run's (``summary``)."""
+    probs = [f[3] for f in finished]
     ref = most_agreeing([p.argmax(axis=1) for p in probs])
-    ensemble = VotingEnsemble([r.model for r in runs], vote_maps(probs, ref), ref)
-    run, last_good, cand = finished[ref]
+    ensemble = VotingEnsemble([f[0].model for f in finished], vote_maps(probs, ref), ref)
+    run, last_good, cand, _ = finished[ref]
     run.model = ensemble
     run.summary = evaluate(ensemble, val_data, va_tab.labels, run.cfg, "val/")[0]
     return run, {**last_good, "model": clone_tree(ensemble.state_dict())}, cand

@@ -6,7 +6,8 @@ trainable's per-epoch and final reports, hence MLflow):
 
 * ``train/*`` -- neural models, every epoch: the loop's ``loss``, ``grad_norm``, ``lr``,
   ``epoch_time_s``, ``samples_per_s`` (:data:`LOOP_TRAIN`; with ``restarts`` > 1 also
-  ``restart``, ``restart_silhouette``, ``restart_silhouette_mean``: :data:`LOOP_CONDITIONAL`) and what the model class declares:
+  ``restart``, ``restart_silhouette``, ``restart_silhouette_mean``: :data:`LOOP_CONDITIONAL`) and
+  what the model class declares:
   its ``loss_terms`` (``recon``, ``kl_z``; categorical UVAC adds ``kl_y``), its ``logged`` step
   logs (``kl_weight``; categorical UVAC adds ``tau``) and, reported only under some configs,
   its ``conditional_terms`` (:data:`CONDITIONAL_TRAIN`: ``kl_ybar`` with a marginal-entropy
@@ -30,11 +31,11 @@ from typing import Mapping
 
 from trainables.baselines import BASELINES, FITTED_BASELINES, REPRESENTATION
 from trainables.metrics import QUALITY_METRICS
-from trainables.restarts import RESTART_METRICS
 from trainables.models import RegistryView, model_class, registered_models
+from trainables.restarts import RESTART_METRICS
 
-__all__ = ["REPRESENTATIONS", "SPLIT_METRICS", "CONDITIONAL_TRAIN", "LOOP_TRAIN", "LOOP_CONDITIONAL", "declared_metrics", "known_models",
-           "reported_representation"]
+__all__ = ["REPRESENTATIONS", "SPLIT_METRICS", "CONDITIONAL_TRAIN", "LOOP_TRAIN", "LOOP_CONDITIONAL", "declared_metrics",
+           "known_models", "reported_representation"]
 
 
 # Representations the clustering-quality metrics are computed on, per model: what each

@@ -43,7 +43,7 @@ from torch import nn
 from trainables.metrics import cluster_quality
 
 __all__ = ["RESTART_STRIDE", "RESTART_METRICS", "COMBINES", "Candidate", "restart_seed", "restart_epochs",
-           "separation", "choose", "restart_metrics", "most_agreeing", "vote_maps", "VotingEnsemble", "load_ensemble"]
+           "separation", "choose", "restart_metrics", "most_agreeing", "vote_maps", "vote_probs", "VotingEnsemble", "load_ensemble"]
 
 COMBINES = ("best", "vote")  # restart_combine: keep the best separated, or let every candidate vote
 
@@ -124,6 +124,12 @@ def _maps(probs: Sequence[np.ndarray], consensus: np.ndarray, k: int) -> np.ndar
     return np.stack(out)
 
 
+def vote_probs(probs: Sequence[np.ndarray], maps: np.ndarray) -> np.ndarray:
+    """The vote [N, K]: the mean over candidates of ``probs[r]`` [N, K_r] mapped by ``maps[r]``
+    (rows sum to 1 where the candidates' do); :class:`VotingEnsemble` computes the same in torch."""
+    return sum(np.asarray(p) @ m for p, m in zip(probs, maps)) / len(probs)
+
+
 def vote_maps(probs: Sequence[np.ndarray], reference: int, *, max_iter: int = 50) -> np.ndarray:
     """The candidates' maps [R, K, K] fitted on ``probs`` (each [N, K], rows summing to 1: the
     train split's q_r(j|x)), starting from candidate ``reference``'s clusters: the consensus of the
@@ -134,7 +140,7 @@ def vote_maps(probs: Sequence[np.ndarray], reference: int, *, max_iter: int = 50
     consensus = np.asarray(probs[reference]).argmax(axis=1)
     maps = _maps(probs, consensus, k)
     for _ in range(max_iter):
-        new = sum(np.asarray(p) @ m for p, m in zip(probs, maps)).argmax(axis=1)
+        new = vote_probs(probs, maps).argmax(axis=1)
         if np.array_equal(new, consensus):
             break
         consensus = new
