@@ -117,12 +117,43 @@ def test_the_vote_recovers_the_partition_the_candidates_share_under_any_naming()
     assert ref != 1  # the noisy candidate agrees least
     maps = vote_maps(probs, ref)
     assert maps.shape == (3, 4, 4)
+    # one-to-one: each map is a permutation matrix, so every consensus cluster gets one whole
+    # cluster of every candidate (soft maps let the consensus lose clusters)
+    assert set(np.unique(maps)) <= {0.0, 1.0}
     np.testing.assert_allclose(maps.sum(axis=2), 1.0)
+    np.testing.assert_allclose(maps.sum(axis=1), 1.0)
     votes = sum(p @ m for p, m in zip(probs, maps)).argmax(axis=1)
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(truth, votes) == 1.0
     assert adjusted_rand_score(truth, members[1]) < 1.0
+
+
+def test_the_vote_keeps_every_cluster_where_the_candidates_disagree_on_merges():
+    # each candidate merges two true clusters, splits another in two and errs on 20 % of the rows:
+    # the consensus must still use every cluster (one-to-one maps give each consensus cluster one
+    # whole cluster of every candidate; soft maps, P(consensus | cluster), used 5 of 6 here)
+    rng = np.random.default_rng(9)
+    truth = rng.integers(0, 6, 300)
+    members = []
+    for _ in range(3):
+        m = truth.copy()
+        a, b = rng.choice(6, 2, replace=False)
+        m[m == b] = a
+        half = (truth == rng.integers(0, 6)) & (rng.random(300) < 0.5)
+        m[half] = b
+        noise = rng.random(300) < 0.2
+        m[noise] = rng.integers(0, 6, noise.sum())
+        members.append(m)
+    probs = [_onehot(m, 6) for m in members]
+    maps = vote_maps(probs, most_agreeing(members))
+    votes = sum(p @ m for p, m in zip(probs, maps)).argmax(axis=1)
+    assert len(np.unique(votes)) == 6
+
+
+def test_the_vote_refuses_candidates_with_different_numbers_of_clusters():
+    with pytest.raises(ValueError, match="one number of clusters"):
+        vote_maps([np.eye(3)[[0, 1, 2]], np.eye(4)[[0, 1, 2]]], 0)
 
 
 def test_the_ensemble_averages_its_members_mapped_probabilities():

@@ -25,9 +25,13 @@ vote (:class:`VotingEnsemble`): the candidates of a network find different parti
 classical method's restarts mostly find the same one), and a clip's cluster is the one its
 candidates agree on. The vote (:func:`vote_maps`) starts from the candidate that agrees most with
 the others (:func:`most_agreeing`, mean NMI over the train split) and alternates, on the train
-split, between the consensus clusters and each candidate's map M_r[j, k] = P(consensus k |
-candidate cluster j); a clip's ensemble probabilities are the mean over candidates of
-q_r(j|x) M_r. The maps are fitted once, on the train split, so the ensemble predicts any clip
+split, between the consensus clusters and each candidate's map M_r: a one-to-one renaming of the
+candidate's clusters onto the consensus clusters (a permutation matrix, the Hungarian method on
+their co-occurrence); a clip's ensemble probabilities are the mean over candidates of q_r(j|x) M_r.
+The maps are one-to-one so that every consensus cluster receives one whole cluster of every
+candidate: soft maps (M_r[j, k] = P(consensus k | candidate cluster j)) let two clusters of a
+candidate pour into one consensus cluster, and the consensus lost clusters (UVAC votes on FSDD used
+7-9 of 10). The maps are fitted once, on the train split, so the ensemble predicts any clip
 (validation, test, new audio: :func:`load_ensemble`) without refitting; no labels are used.
 """
 from __future__ import annotations
@@ -113,14 +117,19 @@ def most_agreeing(clusters: Sequence[np.ndarray]) -> int:
 
 
 def _maps(probs: Sequence[np.ndarray], consensus: np.ndarray, k: int) -> np.ndarray:
-    """[R, K_member, K]: row j of map r is P(consensus | candidate r's cluster j) over the rows
-    (soft counts; a cluster no row uses maps uniformly)."""
+    """[R, K, K]: map r is the permutation matrix that renames candidate r's clusters onto the
+    consensus clusters with the most co-occurring mass over the rows (soft counts q_r(j|x); the
+    Hungarian method, so each consensus cluster receives exactly one cluster of each candidate)."""
+    from scipy.optimize import linear_sum_assignment
+
     onehot = np.eye(k)[consensus]
     out = []
     for p in probs:
-        counts = p.T @ onehot  # [K_member, K]
-        mass = counts.sum(axis=1, keepdims=True)
-        out.append(np.where(mass > 1e-9, counts / np.maximum(mass, 1e-12), 1.0 / k))
+        counts = np.asarray(p, dtype=np.float64).T @ onehot  # [K, K]: candidate cluster j x consensus k
+        rows, cols = linear_sum_assignment(counts, maximize=True)
+        m = np.zeros((k, k))
+        m[rows, cols] = 1.0
+        out.append(m)
     return np.stack(out)
 
 
@@ -131,12 +140,15 @@ def vote_probs(probs: Sequence[np.ndarray], maps: np.ndarray) -> np.ndarray:
 
 
 def vote_maps(probs: Sequence[np.ndarray], reference: int, *, max_iter: int = 50) -> np.ndarray:
-    """The candidates' maps [R, K, K] fitted on ``probs`` (each [N, K], rows summing to 1: the
-    train split's q_r(j|x)), starting from candidate ``reference``'s clusters: the consensus of the
-    rows and the maps are updated in turn until the consensus stops changing."""
+    """The candidates' one-to-one maps [R, K, K] (permutation matrices) fitted on ``probs`` (each
+    [N, K], rows summing to 1: the train split's q_r(j|x)), starting from candidate ``reference``'s
+    clusters: the consensus of the rows and the maps are updated in turn until the consensus stops
+    changing."""
     if not probs:
         raise ValueError("vote_maps needs at least one candidate")
     k = probs[0].shape[1]
+    if any(np.shape(p)[1] != k for p in probs):
+        raise ValueError(f"vote_maps needs candidates with one number of clusters, got {[np.shape(p)[1] for p in probs]}")
     consensus = np.asarray(probs[reference]).argmax(axis=1)
     maps = _maps(probs, consensus, k)
     for _ in range(max_iter):
