@@ -4,29 +4,48 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from tests.conftest import TINY_CLIPS, TinyCache
 from trainables.predict import Predictor, inference_parameters, main
 
 TINY = ["--channels", "4,8,8,8", "--gru-hidden", "8", "--d-z", "4", "--batch-size", "16", "--device", "cpu",
         "--silhouette-sample", "200", "--quiet"]
 
 
-# "uvac-vote": the voting ensemble of 2 restarts (trainables.restarts), predicted as it reported
-@pytest.fixture(scope="module", params=["cat_uvac", "uvac", "uvac-vote"])
+@pytest.fixture(scope="module")
+def awe_raw_cache(tmp_path_factory):
+    """The synthetic set on the real-valued ``awe_raw`` front end (the recommended UVAC's)."""
+    from features.build import scan
+    from features.cache import build_cache
+    from features.frontend import get_preset
+
+    out = tmp_path_factory.mktemp("awe_raw_features")
+    ds = scan("synthetic", None, out, 0)
+    summary = build_cache(ds, get_preset("awe_raw"), out, seed=0, limit=TINY_CLIPS, progress=False)
+    return TinyCache(dir=Path(summary.cache_dir), table=None, scan=ds)
+
+
+# "uvac-vote": the voting ensemble of 2 restarts (trainables.restarts), predicted as it reported;
+# "@awe_raw": a real-valued front end (inputs standardised with the train split's statistics, and
+# UVAC's recommended style factor), where the network must be rebuilt with the run's preset
+@pytest.fixture(scope="module", params=["cat_uvac", "uvac", "uvac-vote", "uvac@awe_raw", "cat_uvac@awe_raw"])
 def trained_run(request, tiny_cache, tmp_path_factory):
     from trainables.train import main as train_main
 
-    model, _, vote = request.param.partition("-")
+    name, _, frontend = request.param.partition("@")
+    model, _, vote = name.partition("-")
+    cache = request.getfixturevalue("awe_raw_cache") if frontend else tiny_cache
     extra = ["--restarts", "2", "--restart-combine", "vote"] if vote else []
-    run = tmp_path_factory.mktemp(f"run_{request.param}")
-    assert train_main(["--model", model, "--features", str(tiny_cache.dir), "--epochs", "1",
+    run = tmp_path_factory.mktemp(f"run_{request.param.replace('@', '_')}")
+    assert train_main(["--model", model, "--features", str(cache.dir), "--epochs", "1",
                        "--out", str(run), *TINY, *extra]) == 0
-    return run
+    return run, cache
 
 
 def _fresh_copies(tiny_cache, run, tmp_path, n=4):
@@ -44,8 +63,9 @@ def _fresh_copies(tiny_cache, run, tmp_path, n=4):
     return out
 
 
-def test_fresh_wav_gets_the_training_cluster(trained_run, tiny_cache, tmp_path, capsys):
-    expected = _fresh_copies(tiny_cache, trained_run, tmp_path)
+def test_fresh_wav_gets_the_training_cluster(trained_run, tmp_path, capsys):
+    trained_run, cache = trained_run
+    expected = _fresh_copies(cache, trained_run, tmp_path)
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"this is not audio")
     out_csv = tmp_path / "pred.csv"
@@ -72,7 +92,7 @@ def test_fresh_wav_gets_the_training_cluster(trained_run, tiny_cache, tmp_path, 
 
 
 def test_inference_part_is_smaller_than_the_model(trained_run):
-    p = Predictor(trained_run)
+    p = Predictor(trained_run[0])
     used, total = inference_parameters(p.model)
     assert 0 < used < total  # the decoder is not needed to cluster
 

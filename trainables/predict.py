@@ -79,12 +79,14 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
     cfg = {k: v for k, v in state["config"].items() if k in DEFAULTS}
     n_freq = int(state.get("meta", {}).get("n_freq", preset.shape[0]))
     n_frames = int(state.get("meta", {}).get("n_frames", preset.shape[1]))
+    # the preset decides whether inputs are standardised (real-valued front ends) and the style
+    # factor exists: a network built without it ignores the learned input statistics
     if "maps" in state["model"]:  # the voting ensemble of restarts (trainables.restarts)
         from trainables.restarts import load_ensemble
 
-        model = load_ensemble(state["model"], lambda: build_model(cfg, n_freq, n_frames))
+        model = load_ensemble(state["model"], lambda: build_model(cfg, n_freq, n_frames, preset=preset))
     else:
-        model = build_model(cfg, n_freq, n_frames)
+        model = build_model(cfg, n_freq, n_frames, preset=preset)
         model.load_state_dict(state["model"])
     model.to(device).eval()
     return model, cfg, preset
