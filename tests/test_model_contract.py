@@ -80,6 +80,30 @@ class ModelContract:
         a, b = model.infer(x.x, x.mask), twin.infer(x.x, x.mask)
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
+    def test_checkpoint_round_trip_on_a_real_valued_front_end(self, model_name, tmp_path):
+        # real-valued inputs: standardised with statistics learned from the train split, and the
+        # recommended recipe's style factor where the model has one; a twin built with the same
+        # preset and loaded from the checkpoint infers the same (trainables.predict rebuilds so)
+        from features.frontend import get_preset
+
+        preset = get_preset("awe_raw")
+        config = resolve_config({**TINY_OVERRIDES, "model": model_name, "n_clusters": K, "recipe": "recommended"},
+                                preset=preset)
+        torch.manual_seed(0)
+        model = build_model(config, F, T, preset=preset)
+        assert model.standardise_input
+        shifted = [Batch(b.x * 3.0 - 1.0, b.mask, b.stats) for b in (_batch(1), _batch(2))]
+        model.on_train_start(lambda: shifted, seed=0)
+        assert float(model.input_shift.abs().sum()) > 0  # the statistics were learned, not the defaults
+        model.eval()
+        save_checkpoint(tmp_path / "ckpt", {"model": model.state_dict(), "config": config})
+        torch.manual_seed(1)
+        twin = build_model(config, F, T, preset=preset).eval()
+        twin.load_state_dict(load_checkpoint(tmp_path / "ckpt")["model"])
+        x = shifted[0]
+        a, b = model.infer(x.x, x.mask), twin.infer(x.x, x.mask)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
     def test_warmup_is_within_the_budget(self, model_name, config):
         assert 0 <= MODELS[model_name].warmup_epochs(config) <= config["epochs"]
 
