@@ -138,3 +138,21 @@ def test_models_on_a_speaker_normalised_front_end_are_measured_against_baselines
         side = main_uses_speaker_ids(res, "random")
         assert side == (front == "awe_speaker")
         assert margin_rows(res, "random", side_information=side)[1] == ("awe_speaker_fair" if side else "factorial")
+
+
+def test_the_ablation_shows_validation_beside_test_paired_by_seed():
+    from benchmarks.quality import Job
+    from benchmarks.quality_tables import ablation_rows
+
+    results = []
+    for s, (v, t) in enumerate([(0.70, 0.60), (0.60, 0.50)]):
+        results.append((Job("neural", "random", s, {"model": "uvac"}, "UVAC (recommended)"),
+                        {"status": "complete", "metrics": {"val/acc": v, "test/acc": t}}))
+    for s, (v, t) in enumerate([(0.60, 0.65), (0.40, 0.45)]):  # switching it off loses on validation only
+        results.append((Job("neural", "random", s, {"model": "uvac"}, "UVAC: lam=1.0", "ablation"),
+                        {"status": "complete", "metrics": {"val/acc": v, "test/acc": t}}))
+    base, off = ablation_rows(results, {"uvac": "UVAC"})
+    assert base["Setting"] == "UVAC (recommended), seeds [0, 1]" and base["runs"] == 2
+    assert off["Setting"] == "UVAC, off: lam=1.0"
+    assert off["val difference (points)"] == -15.0 and off["difference (points)"] == 0.0
+    assert off["val ACC %"].startswith("50.00 ±") and base["test ACC %"].startswith("55.00 ±")
