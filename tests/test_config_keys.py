@@ -59,6 +59,7 @@ def test_constructor_defaults_are_the_configs(name):
     assert sig and sig == {k: resolved[k] for k in sig}
     blocks = {f.name: f.default for f in dataclasses.fields(Blocks) if f.name in resolved}
     assert blocks.pop("channels") == tuple(int(c) for c in resolved["channels"].split(","))
+    assert blocks.pop("mlp_hidden") == tuple(int(c) for c in resolved["mlp_hidden"].split(","))
     assert blocks == {k: resolved[k] for k in blocks}
     model = cls(16, 16, channels=(2, 3, 4, 4), gru_hidden=6)
     assert model.hparams == {k: resolved[k] for k in model.hparams}

@@ -100,6 +100,10 @@ class TestToyContract(ModelContract):
     def model_name(self):
         return "toy"
 
+    @pytest.fixture
+    def encoder(self):
+        return "conv"  # the toy builds its own network: the papers' models' encoder key does not apply
+
 
 def test_the_registry_knows_what_the_toy_declares():
     from trainables.config import DEFAULTS, key_reference, resolve_config

@@ -30,7 +30,8 @@ from trainables.config_keys import TRAINING_KEYS, ConfigError, Key, defaults_of
 from trainables.consistency import CONSISTENCIES, consistency
 from trainables.independence import RunningGroupDependence
 from trainables.losses import DIVERGENCES
-from trainables.models.blocks import POOLS, fit_depth, parse_channels
+from trainables.models.blocks import ENCODERS, POOLS, ConvDecoder, ConvEncoder, fit_depth, parse_channels
+from trainables.models.mlp_blocks import MLPDecoder, MLPEncoder, parse_hidden
 from trainables.models.style import StyleFactor
 from trainables.reconstruction import LIKELIHOODS
 
@@ -50,6 +51,11 @@ def _channels(spec: str) -> str:
     return spec
 
 
+def _hidden(spec: str) -> str:
+    parse_hidden(spec)  # ValueError naming the key
+    return spec
+
+
 # The keys UVAC and categorical UVAC share (LatentClusteringModel.config_keys): the construction
 # options of Blocks and the KL schedule. Their defaults are the papers'.
 LATENT_KEYS: tuple[Key, ...] = (
@@ -61,6 +67,11 @@ LATENT_KEYS: tuple[Key, ...] = (
     Key("channels", "16,32,64,128", "encoder channels, comma separated (decoder mirrors them)", sequence=True,
         normalise=_channels, structural=True),
     Key("gru_hidden", 128, "units of the two GRU layers", positive=True, structural=True),
+    Key("encoder", "conv", "the encoders and the decoder: conv (papers: convolutions + GRU; channels, gru_hidden, "
+        "pool) or mlp (fully connected, for small fixed-size inputs such as awe; mlp_hidden)", choices=ENCODERS,
+        structural=True),
+    Key("mlp_hidden", "256,128", "widths of the mlp encoder's hidden layers, comma separated (the decoder mirrors "
+        "them; encoder mlp)", sequence=True, normalise=_hidden, structural=True),
     Key("likelihood", "gaussian", "reconstruction likelihood: gaussian (papers); bernoulli, gaussian_learned and "
         "gaussian_learned_freq need divergence euc", choices=LIKELIHOODS, structural=True),
     Key("dec_bias_init", "zero", "decoder output bias: zero (papers) or data_mean (output = mean input at init)",
@@ -286,6 +297,8 @@ class Blocks:
     channels: Sequence[int] = parse_channels(_LATENT["channels"])
     gru_hidden: int = _LATENT["gru_hidden"]
     pool: str = _LATENT["pool"]
+    encoder: str = _LATENT["encoder"]
+    mlp_hidden: Sequence[int] = parse_hidden(_LATENT["mlp_hidden"])
     dec_bias_init: str = _LATENT["dec_bias_init"]
     to_linear: Any = None  # to_linear(x01, stats) -> linear magnitude, for the is / kl divergences
     bounded: bool = True  # inputs in [0, 1] (clip normalisation); False: real-valued (CMN, CMVN)
@@ -302,8 +315,8 @@ class Blocks:
     def from_config(cls, cfg: Mapping[str, Any], to_linear=None, bounded: bool = True) -> dict[str, Any]:
         keys = {f.name: type(_LATENT[f.name]) for f in fields(cls) if f.name in _LATENT}
         options = {name: kind(cfg[name]) for name, kind in keys.items()}
-        return {**options, "channels": parse_channels(cfg["channels"]), "to_linear": to_linear,
-                "bounded": bool(bounded)}
+        return {**options, "channels": parse_channels(cfg["channels"]), "mlp_hidden": parse_hidden(cfg["mlp_hidden"]),
+                "to_linear": to_linear, "bounded": bool(bounded)}
 
 
 class LatentClusteringModel(ClusteringModel):
@@ -345,6 +358,8 @@ class LatentClusteringModel(ClusteringModel):
         b = replace(b, channels=fit_depth(b.channels, n_freq, n_frames))  # the depth follows the input size
         if int(n_clusters) < 1 or int(d_z) < 1:
             raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
+        if b.encoder not in ENCODERS:
+            raise ValueError(f"encoder: expected one of {', '.join(ENCODERS)}, got {b.encoder!r}")
         if b.dec_bias_init not in DEC_BIAS_INITS:
             raise ValueError(f"dec_bias_init: expected 'zero' or 'data_mean', got {b.dec_bias_init!r}")
         self.n_freq, self.n_frames = int(n_freq), int(n_frames)
@@ -381,6 +396,21 @@ class LatentClusteringModel(ClusteringModel):
         self.register_buffer("input_shift", torch.zeros(self.n_freq))
         self.register_buffer("input_scale", torch.ones(self.n_freq))
         return b
+
+    def make_encoder(self, b: Blocks, in_channels: int) -> nn.Module:
+        """An encoder ``[B, in_channels, F, T] -> [B, out_features]`` of the configured family
+        (``encoder``: the papers' convolutions + GRU, or fully connected)."""
+        if b.encoder == "mlp":
+            return MLPEncoder(in_channels, self.n_freq, self.n_frames, b.mlp_hidden)
+        return ConvEncoder(in_channels, self.n_freq, self.n_frames, b.channels, b.gru_hidden, pool=b.pool)
+
+    def make_decoder(self, b: Blocks, in_features: int) -> nn.Module:
+        """The decoder ``[B, in_features] -> [B, 1, F, T]`` mirroring :meth:`make_encoder`."""
+        if b.encoder == "mlp":
+            return MLPDecoder(in_features, self.n_freq, self.n_frames, b.mlp_hidden,
+                              final_activation=self.recon.final_activation)
+        return ConvDecoder(in_features, self.n_freq, self.n_frames, b.channels,
+                           final_activation=self.recon.final_activation)
 
     # -- invariance (docs/MODELS.md, "Invariance") ----------------------------------------------
     def _make_overcluster_head(self, in_features: int) -> None:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "ENCODERS",
     "POOLS",
     "parse_channels",
     "KERNEL",
@@ -51,6 +52,8 @@ __all__ = [
 
 # how the encoder summarises the GRU outputs over time (ConvEncoder)
 POOLS = ("last", "mean")
+# the networks' family (config key ``encoder``): these blocks, or trainables.models.mlp_blocks
+ENCODERS = ("conv", "mlp")
 
 
 def parse_channels(spec: str | list | tuple) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
 """Categorical UVAC (M2-style, categorical UVAC paper; docs/MODELS.md, "Models").
 
-* q(y|x): encoder h (:class:`~trainables.models.blocks.ConvEncoder`) -> linear -> K logits.
+* q(y|x): encoder h (:class:`~trainables.models.blocks.ConvEncoder`; ``encoder="mlp"``:
+  :class:`~trainables.models.mlp_blocks.MLPEncoder`) -> linear -> K logits.
   Training sample: Gumbel-Softmax ``y = softmax((logits + g) / tau)``, g ~ Gumbel(0, 1),
   computed in fp32 even under autocast, with ``tau`` clamped to ``tau_floor`` (default 0.05).
 * q(z|x, y): encoder f on ``[x, y]`` (y [B, K] broadcast to [B, K, F, T] and concatenated to x
@@ -48,7 +49,7 @@ from trainables.config_keys import ConfigError, Key, defaults_of
 from trainables.losses import categorical_kl_uniform, gaussian_kl, gaussian_kl_free_bits
 from trainables.models.base import (LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch,
                                     warmup_through_fit)
-from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, broadcast_cat, init_weights
+from trainables.models.blocks import as_image, broadcast_cat, init_weights
 from trainables.models.centroids import nearest_centroid_head
 from trainables.schedules import TAU_KINDS, kl_weight_at, tau_at
 
@@ -170,12 +171,11 @@ class CatUVAC(LatentClusteringModel):
         self.kl_z_weight = float(kl_z_weight)
         defaults = {**self.defaults(), "tau_floor": self.tau_floor}
         self.hparams = {**{k: defaults[k] for k in self._SCHEDULE_KEYS}, **dict(hparams or {})}
-        self.enc_y = ConvEncoder(1, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)  # h
+        self.enc_y = self.make_encoder(b, 1)  # h
         self.to_logits = nn.Linear(self.enc_y.out_features, self.n_clusters)
-        self.enc_z = ConvEncoder(1 + self.n_clusters, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)  # f
+        self.enc_z = self.make_encoder(b, 1 + self.n_clusters)  # f
         self.to_latent = nn.Linear(self.enc_z.out_features, 2 * self.d_z)
-        self.decoder = ConvDecoder(self.n_clusters + self.d_z, n_freq, n_frames, b.channels,
-                                   final_activation=self.recon.final_activation)  # g
+        self.decoder = self.make_decoder(b, self.n_clusters + self.d_z)  # g
         init_weights(self.to_logits)
         init_weights(self.to_latent)
         self._make_overcluster_head(self.enc_y.out_features)

@@ -1,6 +1,7 @@
 """UVAC: convolutional-recurrent VAE with a learnable GMM prior (UVAC paper; docs/MODELS.md, "Models").
 
-* q(z|x) = N(mu, diag exp(logvar)): :class:`~trainables.models.blocks.ConvEncoder` then one
+* q(z|x) = N(mu, diag exp(logvar)): :class:`~trainables.models.blocks.ConvEncoder` (``encoder="mlp"``:
+  :class:`~trainables.models.mlp_blocks.MLPEncoder`) then one
   linear layer to ``2 * d_z`` (first half mu, second half the log-variance).
 * z = mu + exp(logvar / 2) * eps (one Monte Carlo sample) while training; z = mu in eval mode.
 * p(x|z): :class:`~trainables.models.blocks.ConvDecoder` from z; sigmoid output for ``"euc"``,
@@ -38,7 +39,7 @@ from trainables.config_keys import Key, defaults_of
 from trainables.losses import gaussian_kl, gaussian_kl_free_bits, gmm_kl
 from trainables.models.base import (LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch,
                                     warmup_through_fit)
-from trainables.models.blocks import ConvDecoder, ConvEncoder, as_image, init_weights
+from trainables.models.blocks import as_image, init_weights
 from trainables.models.factorial import fit_factorial
 from trainables.models.style import StyleFactor
 from trainables.schedules import kl_weight_at
@@ -104,9 +105,9 @@ class UVAC(LatentClusteringModel):
         n_components = self.n_clusters * self.prior_styles
         defaults = self.defaults()
         self.hparams = {**{k: defaults[k] for k in self._SCHEDULE_KEYS}, **dict(hparams or {})}
-        self.encoder = ConvEncoder(1, n_freq, n_frames, b.channels, b.gru_hidden, pool=b.pool)
+        self.encoder = self.make_encoder(b, 1)
         self.to_latent = nn.Linear(self.encoder.out_features, 2 * self.d_z)
-        self.decoder = ConvDecoder(self.d_z, n_freq, n_frames, b.channels, final_activation=self.recon.final_activation)
+        self.decoder = self.make_decoder(b, self.d_z)
         init_weights(self.to_latent)
         self._make_overcluster_head(self.encoder.out_features)
         # GMM prior (paper IV-B initialisation)
