@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 from features.presets import PRESETS
 from trainables.baselines import COVARIANCE_TYPES
 from trainables.losses import DIVERGENCES as _DIVERGENCES
+from trainables.models.blocks import ENCODERS as _ENCODERS
 from trainables.reconstruction import LIKELIHOODS as _LIKELIHOODS
 from trainables.reconstruction import REAL_VALUED_LIKELIHOODS
 from trainables.schedules import TAU_KINDS as _TAU_KINDS
@@ -24,6 +25,7 @@ DIVERGENCES = list(_DIVERGENCES)
 LIKELIHOODS = list(_LIKELIHOODS)
 REAL_LIKELIHOODS = list(REAL_VALUED_LIKELIHOODS)  # real-valued front ends
 TAU_KINDS = list(_TAU_KINDS)
+ENCODERS = list(_ENCODERS)
 AUGMENT_CHOICES = ["none", "speed,shift", "speed,warp,shift", "speed,warp,shift,eq"]
 
 
@@ -60,10 +62,12 @@ def _reconstruction(trial, frontend: Optional[str]) -> None:
 
 
 def _stabilisers(trial) -> None:
-    """The training stabilisers both models share (trainables.config, docs/MODELS.md)."""
+    """The training stabilisers both models share (trainables.config, docs/MODELS.md), and the
+    network family (``pool`` applies to the convolutional-recurrent encoder only)."""
     trial.suggest_categorical("dec_bias_init", ["data_mean", "zero"])
     trial.suggest_categorical("bn_reestimate", [True, False])
-    trial.suggest_categorical("pool", ["mean", "last"])
+    if trial.suggest_categorical("encoder", ENCODERS) == "conv":
+        trial.suggest_categorical("pool", ["mean", "last"])
 
 
 def _invariance(trial, frontend: Optional[str]) -> dict:
@@ -217,12 +221,15 @@ def record_space(name: str, *, epochs: int = 10, frontends: Sequence[str] = ()) 
     constants = fn(first) or {}
     seen.extend(first.calls)
     base_names = {c["name"] for c in first.calls}
+    absent: dict[str, set] = {}  # parameters of the default pass that another choice drops
     for call in list(first.calls):
         if call["kind"] != "categorical":
             continue
         for choice in call["choices"][1:]:
             rec = RecordingTrial({call["name"]: choice})
             fn(rec)
+            for name in base_names - {c["name"] for c in rec.calls}:
+                absent.setdefault(name, set()).add(f"{call['name']}={choice}")
             for c in rec.calls:
                 if c["name"] not in base_names and not any(s["name"] == c["name"] for s in seen):
                     seen.append(c)
@@ -231,6 +238,8 @@ def record_space(name: str, *, epochs: int = 10, frontends: Sequence[str] = ()) 
     for c in seen:
         if c["name"] not in base_names:
             c["when"] = sorted(conditional.get(c["name"], ()))
+        elif c["name"] in absent:
+            c["unless"] = sorted(absent[c["name"]])
     return seen, constants
 
 
@@ -242,6 +251,8 @@ def format_param(c: dict) -> str:
         if c["kind"] == "int":
             dom = "int " + dom
     when = f"  (only when {' or '.join(c['when'])})" if c.get("when") else ""
+    if c.get("unless"):
+        when += f"  (not when {' or '.join(c['unless'])})"
     return f"  {c['name']:<20} {dom}{when}"
 
 

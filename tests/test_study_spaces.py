@@ -103,6 +103,9 @@ def test_describe_space_is_derived_from_the_function():
     assert "gmm_covariance" in text and "tied" in text and "seed" in text
     text = describe_space("cat_uvac", epochs=4)
     assert "tau_anneal_epochs" in text and "int [1, 4]" in text and "only when tau_kind=" in text
+    # a parameter of the default pass that another choice drops is marked as well
+    pool = next(line for line in text.splitlines() if line.strip().startswith("pool "))
+    assert "not when encoder=mlp" in pool
 
 
 def test_cli_lists_and_shows_spaces(capsys):
