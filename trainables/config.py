@@ -91,7 +91,10 @@ REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
                      "dec_bias_init": "zero", "augment": "speed,warp,shift,eq", "aug_warp": 0.083,
                      "consistency": "mi", "consistency_weight": 42.0, "free_bits": 0.25,
                      "marginal_entropy_weight": 17.0, "kl_z_weight": 3.1, "gumbel_hard": True,
-                     "tau_kind": "constant", "tau_start": 1.0},
+                     "tau_kind": "constant", "tau_start": 1.0,
+                     # measured after the study (benchmarks.quality --candidate, 3 seeds, 2026-12-06):
+                     # the fully connected networks on awe's 13 x 10 input
+                     "encoder": "mlp", "mlp_hidden": "512,256"},
     },
 }
 # What a recipe sets on top of REAL_VALUED on a front end normalised per speaker (normalisation
