@@ -148,7 +148,8 @@ def vote_maps(probs: Sequence[np.ndarray], reference: int, *, max_iter: int = 50
         raise ValueError("vote_maps needs at least one candidate")
     k = probs[0].shape[1]
     if any(np.shape(p)[1] != k for p in probs):
-        raise ValueError(f"vote_maps needs candidates with one number of clusters, got {[np.shape(p)[1] for p in probs]}")
+        sizes = [np.shape(p)[1] for p in probs]
+        raise ValueError(f"vote_maps needs candidates with one number of clusters, got {sizes}")
     consensus = np.asarray(probs[reference]).argmax(axis=1)
     maps = _maps(probs, consensus, k)
     for _ in range(max_iter):
