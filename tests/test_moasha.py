@@ -226,8 +226,10 @@ def test_real_study_moasha_prunes_off_the_front(tmp_path, features):
     from study.engine import run_study
     from tests.study_helpers import TINY, mlflow_children, optuna_trials, uris
 
+    # 6 sampled trials prune one or more for about one sampler seed in three; seed 2 does (chosen again
+    # when the cat_uvac space gained ``encoder``, which changed every sampled trial)
     opts = StudyOptions(space="cat_uvac", features=features, num_samples=6, epochs=2, max_concurrent=2,
-                        scheduler="moasha", seed=3, study_name="moasha", overrides=dict(TINY),
+                        scheduler="moasha", seed=2, study_name="moasha", overrides=dict(TINY),
                         progress_every_s=1e9, **uris(tmp_path))
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
