@@ -47,7 +47,8 @@ from torch import nn
 from trainables.metrics import cluster_quality
 
 __all__ = ["RESTART_STRIDE", "RESTART_METRICS", "COMBINES", "Candidate", "restart_seed", "restart_epochs",
-           "separation", "choose", "restart_metrics", "most_agreeing", "vote_maps", "vote_probs", "VotingEnsemble", "load_ensemble"]
+           "separation", "choose", "restart_metrics", "most_agreeing", "vote_maps", "vote_probs", "VotingEnsemble",
+           "load_ensemble"]
 
 COMBINES = ("best", "vote")  # restart_combine: keep the best separated, or let every candidate vote
 

@@ -37,6 +37,7 @@ __all__ = [
     "ENCODERS",
     "POOLS",
     "parse_channels",
+    "parse_widths",
     "KERNEL",
     "STRIDE",
     "PADDING",
@@ -56,14 +57,14 @@ POOLS = ("last", "mean")
 ENCODERS = ("conv", "mlp")
 
 
-def parse_channels(spec: str | list | tuple) -> tuple[int, ...]:
-    """The encoder's channels per layer: ``"16,32,64,128"`` -> ``(16, 32, 64, 128)``; a
-    ``ValueError`` naming the key on anything else (trainables.config turns it into a ConfigError)."""
+def parse_widths(spec: str | list | tuple, key: str, example: str) -> tuple[int, ...]:
+    """Layer widths: ``"16,32,64,128"`` -> ``(16, 32, 64, 128)``; a ``ValueError`` naming ``key``
+    (with ``example``) on anything else (trainables.config turns it into a ConfigError)."""
     if isinstance(spec, (list, tuple)):
         parts = list(spec)
     else:
         parts = [p for p in str(spec).replace(" ", "").split(",") if p != ""]
-    message = f"channels: expected comma-separated positive integers like '16,32,64,128', got {spec!r}"
+    message = f"{key}: expected comma-separated positive integers like '{example}', got {spec!r}"
     try:
         out = tuple(int(p) for p in parts)
     except (TypeError, ValueError):
@@ -71,6 +72,11 @@ def parse_channels(spec: str | list | tuple) -> tuple[int, ...]:
     if not out or any(c <= 0 for c in out):
         raise ValueError(message)
     return out
+
+
+def parse_channels(spec: str | list | tuple) -> tuple[int, ...]:
+    """The encoder's channels per layer (:func:`parse_widths` for the key ``channels``)."""
+    return parse_widths(spec, "channels", "16,32,64,128")
 
 KERNEL, STRIDE, PADDING = 8, 2, 3
 

@@ -22,26 +22,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from trainables.models.blocks import init_weights, parse_widths
+
 __all__ = ["MLPEncoder", "MLPDecoder", "parse_hidden"]
 
 
 def parse_hidden(spec: str | Sequence[int]) -> tuple[int, ...]:
-    """``"256,128"`` (or a sequence) -> (256, 128): positive widths, at least one."""
-    parts = [p for p in spec.replace(" ", "").split(",") if p] if isinstance(spec, str) else list(spec)
-    try:
-        widths = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"mlp_hidden: expected comma-separated positive integers, got {spec!r}") from None
-    if not widths or any(w <= 0 for w in widths):
-        raise ValueError(f"mlp_hidden: expected comma-separated positive integers, got {spec!r}")
-    return widths
-
-
-def _init(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.kaiming_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+    """``"256,128"`` (or a sequence) -> (256, 128): positive widths, at least one (key ``mlp_hidden``)."""
+    return parse_widths(spec, "mlp_hidden", "256,128")
 
 
 class MLPEncoder(nn.Module):
@@ -58,7 +46,7 @@ class MLPEncoder(nn.Module):
             width = h
         self.net = nn.Sequential(*layers)
         self.out_features = int(hidden[-1])
-        _init(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x ``[B, C_in, F, T]`` -> ``[B, hidden[-1]]`` (``mask`` accepted for the encoders' one
@@ -86,7 +74,7 @@ class MLPDecoder(nn.Module):
             width = h
         self.out = nn.Linear(width, self.n_freq * self.n_frames)
         self.net = nn.Sequential(*layers)
-        _init(self)
+        init_weights(self)
 
     @torch.no_grad()
     def set_output_bias(self, value: float) -> None:
