@@ -27,6 +27,7 @@ REAL_LIKELIHOODS = list(REAL_VALUED_LIKELIHOODS)  # real-valued front ends
 TAU_KINDS = list(_TAU_KINDS)
 ENCODERS = list(_ENCODERS)
 AUGMENT_CHOICES = ["none", "speed,shift", "speed,warp,shift", "speed,warp,shift,eq"]
+MLP_HIDDEN_CHOICES = ["256,128", "512,256", "1024,512"]  # widths of the fully connected networks
 
 
 def _frontend(trial, frontends: Sequence[str]) -> tuple[Optional[str], dict]:
@@ -63,11 +64,14 @@ def _reconstruction(trial, frontend: Optional[str]) -> None:
 
 def _stabilisers(trial) -> None:
     """The training stabilisers both models share (trainables.config, docs/MODELS.md), and the
-    network family (``pool`` applies to the convolutional-recurrent encoder only)."""
+    network family with what applies to it (``pool`` to the convolutional-recurrent encoder,
+    ``mlp_hidden`` to the fully connected one)."""
     trial.suggest_categorical("dec_bias_init", ["data_mean", "zero"])
     trial.suggest_categorical("bn_reestimate", [True, False])
     if trial.suggest_categorical("encoder", ENCODERS) == "conv":
         trial.suggest_categorical("pool", ["mean", "last"])
+    else:
+        trial.suggest_categorical("mlp_hidden", MLP_HIDDEN_CHOICES)
 
 
 def _invariance(trial, frontend: Optional[str]) -> dict:

@@ -106,6 +106,22 @@ def test_describe_space_is_derived_from_the_function():
     # a parameter of the default pass that another choice drops is marked as well
     pool = next(line for line in text.splitlines() if line.strip().startswith("pool "))
     assert "not when encoder=mlp" in pool
+    # and one that only another choice asks for: the fully connected networks' widths
+    hidden = next(line for line in text.splitlines() if line.strip().startswith("mlp_hidden "))
+    assert "only when encoder=mlp" in hidden
+
+
+def test_every_searched_mlp_width_resolves_and_builds():
+    from study.spaces import MLP_HIDDEN_CHOICES
+    import torch
+
+    from trainables.models.mlp_blocks import MLPEncoder, parse_hidden
+
+    for hidden in MLP_HIDDEN_CHOICES:
+        cfg = resolve_config({"model": "cat_uvac", "encoder": "mlp", "mlp_hidden": hidden})
+        widths = parse_hidden(cfg["mlp_hidden"])
+        assert list(widths) == [int(w) for w in hidden.split(",")]
+        assert MLPEncoder(1, 13, 10, widths).eval()(torch.randn(2, 1, 13, 10)).shape == (2, widths[-1])
 
 
 def test_cli_lists_and_shows_spaces(capsys):
