@@ -31,8 +31,8 @@ def test_mlp_blocks_map_an_awe_sized_input_to_features_and_back():
 @pytest.mark.parametrize("model", ["uvac", "cat_uvac"])
 def test_the_encoder_key_chooses_the_networks(model):
     base = {**TINY_OVERRIDES, "model": model, "n_clusters": 4}
-    conv = build_model(resolve_config(base), 13, 10)
-    mlp = build_model(resolve_config({**base, "encoder": "mlp", "mlp_hidden": "24,12"}), 13, 10)
+    conv = build_model(resolve_config(base), 13, 10, preset=None)
+    mlp = build_model(resolve_config({**base, "encoder": "mlp", "mlp_hidden": "24,12"}), 13, 10, preset=None)
     kinds = {type(m) for m in conv.modules()}
     assert ConvEncoder in kinds and ConvDecoder in kinds and MLPEncoder not in kinds
     encoders = [m for m in mlp.modules() if isinstance(m, MLPEncoder)]

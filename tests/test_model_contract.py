@@ -43,7 +43,7 @@ class ModelContract:
     @pytest.fixture
     def model(self, config):
         torch.manual_seed(0)
-        return build_model(config, F, T)
+        return build_model(config, F, T, preset=None)
 
     def test_is_a_clustering_model(self, model, model_name):
         assert isinstance(model, ClusteringModel) and model.name == model_name
@@ -81,7 +81,7 @@ class ModelContract:
         model.eval()
         save_checkpoint(tmp_path / "ckpt", {"model": model.state_dict(), "config": config})
         torch.manual_seed(1)  # a differently initialised twin
-        twin = build_model(config, F, T).eval()
+        twin = build_model(config, F, T, preset=None).eval()
         twin.load_state_dict(load_checkpoint(tmp_path / "ckpt")["model"])
         x = _batch(3)
         a, b = model.infer(x.x, x.mask), twin.infer(x.x, x.mask)

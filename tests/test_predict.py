@@ -102,7 +102,7 @@ def test_paper_sized_uvac_inference_part():
     from trainables.config import resolve_config
     from trainables.loop import build_model
 
-    model = build_model(resolve_config({"model": "uvac", "n_clusters": 10}), 128, 99)
+    model = build_model(resolve_config({"model": "uvac", "n_clusters": 10}), 128, 99, preset=None)
     used, total = inference_parameters(model)
     assert 1.0e6 < used < 1.6e6 and 1.6e6 < total < 2.6e6, (used, total)
 

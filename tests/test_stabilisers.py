@@ -357,7 +357,7 @@ def test_recipes_resolve_to_their_documented_values(recipe, model):
             assert cfg[key] == DEFAULTS[key], key
     # the resolved config builds, and an explicit value always wins over the recipe
     assert resolve_config({"model": model, "recipe": recipe, "pool": "last"})["pool"] == "last"
-    build_model({**cfg, "n_clusters": 3, "channels": "2,2,2,2", "gru_hidden": 4}, 16, 16)
+    build_model({**cfg, "n_clusters": 3, "channels": "2,2,2,2", "gru_hidden": 4}, 16, 16, preset=None)
 
 
 def test_recipe_defaults_and_learning_rates():

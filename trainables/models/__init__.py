@@ -138,12 +138,14 @@ def warmup_epochs(cfg: Mapping[str, Any]) -> int:
     return 0 if cls is None else int(cls.warmup_epochs(cfg))
 
 
-def build_model(cfg: Mapping[str, Any], n_freq: int, n_frames: int, preset: Any = None) -> ClusteringModel:
+def build_model(cfg: Mapping[str, Any], n_freq: int, n_frames: int, *, preset: Any) -> ClusteringModel:
     """The network of a resolved config (``n_clusters`` resolved, i.e. >= 2).
 
-    ``preset`` (a :class:`features.frontend.Preset`) de-normalises targets for the ``is`` and
-    ``kl`` divergences and says whether the inputs are in [0, 1] (``bounded``) or real-valued;
-    None means a [0, 1] input without de-normalisation.
+    ``preset`` (a :class:`features.frontend.Preset`, the table's) de-normalises targets for the
+    ``is`` and ``kl`` divergences and says whether the inputs are in [0, 1] (``bounded``) or
+    real-valued; None means a [0, 1] input without de-normalisation. It has no default: a caller
+    that forgot it rebuilt every real-valued front end's network as a bounded one (a checkpoint
+    then refused to load, or loaded and ignored its learned input statistics).
     """
     cls = model_class(cfg["model"])
     if cls is None:
