@@ -12,7 +12,7 @@ from trainables.config import (CHOICES, DEFAULTS, MODEL_DEFAULTS, ConfigError, a
                                resolve_config, structural_keys)
 from trainables.config_keys import TRAINING_KEYS, Key
 from trainables.models import MODELS
-from trainables.models.base import Blocks, LatentClusteringModel
+from trainables.models.latent import Blocks, LatentClusteringModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

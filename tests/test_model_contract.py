@@ -15,7 +15,8 @@ from trainables.config import resolve_config
 from trainables.metric_names import CONDITIONAL_TRAIN, declared_metrics
 from trainables.models import MODELS, build_model
 from trainables.models.blocks import ENCODERS
-from trainables.models.base import Batch, ClusteringModel, LatentClusteringModel
+from trainables.models.base import Batch, ClusteringModel
+from trainables.models.latent import LatentClusteringModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -47,8 +47,8 @@ from torch.nn import functional as F
 
 from trainables.config_keys import ConfigError, Key, defaults_of
 from trainables.losses import categorical_kl_uniform, gaussian_kl, gaussian_kl_free_bits
-from trainables.models.base import (LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch,
-                                    warmup_through_fit)
+from trainables.models.base import Batch, TrainBatches, warmup_fit_epoch, warmup_through_fit
+from trainables.models.latent import LATENT_KEYS, Blocks, LatentClusteringModel
 from trainables.models.blocks import as_image, broadcast_cat, init_weights
 from trainables.models.centroids import nearest_centroid_head
 from trainables.schedules import TAU_KINDS, kl_weight_at, tau_at
@@ -122,7 +122,7 @@ class CatUVAC(LatentClusteringModel):
 
     Input x: ``[B, F, T]`` or ``[B, 1, F, T]`` with F = n_freq, T = n_frames (both >= 2**L).
     ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs, tau_*);
-    ``blocks`` are the shared construction options (:class:`~trainables.models.base.Blocks`).
+    ``blocks`` are the shared construction options (:class:`~trainables.models.latent.Blocks`).
     Every default is the config's (:meth:`defaults`); ``n_clusters`` 10 stands for the config's 0
     (the number of classes), which only the data can tell.
     """

@@ -37,8 +37,8 @@ from torch import nn
 
 from trainables.config_keys import Key, defaults_of
 from trainables.losses import gaussian_kl, gaussian_kl_free_bits, gmm_kl
-from trainables.models.base import (LATENT_KEYS, Batch, Blocks, LatentClusteringModel, TrainBatches, warmup_fit_epoch,
-                                    warmup_through_fit)
+from trainables.models.base import Batch, TrainBatches, warmup_fit_epoch, warmup_through_fit
+from trainables.models.latent import LATENT_KEYS, Blocks, LatentClusteringModel
 from trainables.models.blocks import as_image, init_weights
 from trainables.models.factorial import fit_factorial
 from trainables.models.style import StyleFactor
@@ -74,7 +74,7 @@ class UVAC(LatentClusteringModel):
 
     Input x: ``[B, F, T]`` or ``[B, 1, F, T]`` with F = n_freq, T = n_frames (both >= 2**L).
     ``hparams`` holds the schedule keys of the config (lam, kl_warmup_epochs, epochs);
-    ``blocks`` are the shared construction options (:class:`~trainables.models.base.Blocks`).
+    ``blocks`` are the shared construction options (:class:`~trainables.models.latent.Blocks`).
     Every default is the config's (:meth:`defaults`); ``n_clusters`` 10 stands for the config's 0
     (the number of classes), which only the data can tell.
     """
