@@ -77,9 +77,9 @@ def format_summary(s: BuildSummary, n_listed_rejects: int = 5) -> str:
     if s.up_to_date:
         lines.append(f"up to date: {s.cache_dir} (cache key {s.cache_key}); nothing to do")
     else:
-        lines.append(
-            f"built {s.cache_dir} (cache key {s.cache_key}): {s.n_processed} file(s) processed, {s.n_removed} removed"
-        )
+        gone, changed = s.n_removed - s.n_changed, s.n_changed
+        lines.append(f"built {s.cache_dir} (cache key {s.cache_key}): {s.n_processed} file(s) processed "
+                     f"({changed} of them changed since the last build), {gone} gone from the table")
     lines.append(f"files used:     {s.n_used} of {s.n_scanned} listed")
     lines.append(f"files rejected: {s.n_rejected}")
     for reason, k in Counter(r.reason for r in s.rejects if r.action == "rejected").most_common():

@@ -93,7 +93,8 @@ class BuildSummary:
     n_used: int  # rows in the table
     n_classes: int = 0
     n_processed: int = 0  # clips decoded and featurised in this run
-    n_removed: int = 0  # rows dropped because their file disappeared or changed
+    n_removed: int = 0  # rows dropped because their file disappeared or changed (the changed are in n_processed)
+    n_changed: int = 0  # of n_removed, the files still there with new content (featurised again)
     rejects: list[Reject] = field(default_factory=list)  # all rejects and crops of the current table
     repairs: list[str] = field(default_factory=list)  # why files were rebuilt (corrupt, missing, old format)
     up_to_date: bool = False
@@ -153,6 +154,7 @@ class Plan:
     decode_rejects: dict[str, DecodeReject]
     todo: list[AudioRecord]
     n_removed: int
+    n_changed: int
     repairs: list[str]
     up_to_date: bool
 
@@ -268,13 +270,14 @@ def plan_build(req: BuildRequest, inputs: Inputs) -> Plan:
     fps = inputs.fingerprints
     bad = dict((df.file, problem) for df, problem in verify_files(req.cache_dir, old.data_files(), req.verify)) \
         if old else {}
-    keep_shards, n_removed = [], 0
+    keep_shards, n_removed, n_changed = [], 0, 0
     for sh in old.shards if old else []:
         if sh.file in bad:
             repairs.append(f"{sh.file}: {bad[sh.file]}; its {len(sh.ids)} row(s) featurised again")
             continue
         live = [i for i in sh.ids if fps.get(i) == old.fingerprints.get(i)]
         n_removed += len(sh.ids) - len(live)
+        n_changed += sum(1 for i in sh.ids if i in fps and fps[i] != old.fingerprints.get(i))
         if live:
             keep_shards.append(replace(sh, ids=live))
     repairs += [f"{name}: {problem}; rewritten" for name, problem in bad.items() if not name.startswith("shard-")]
@@ -296,7 +299,7 @@ def plan_build(req: BuildRequest, inputs: Inputs) -> Plan:
         and list(old.fractions) == list(req.fractions)
         and old.scan_rejects == [r.__dict__ for r in inputs.scan_rejects]
     )
-    return Plan(old, published, keep_shards, decode_rejects, todo, n_removed, repairs, up_to_date)
+    return Plan(old, published, keep_shards, decode_rejects, todo, n_removed, n_changed, repairs, up_to_date)
 
 
 def featurise_new(req: BuildRequest, plan: Plan, inputs: Inputs) -> tuple[list[Shard], dict[str, DecodeReject]]:
@@ -456,6 +459,7 @@ def summarise(
         n_classes=m.n_classes,
         n_processed=0 if up_to_date else len(plan.todo),
         n_removed=0 if up_to_date else plan.n_removed,
+        n_changed=0 if up_to_date else plan.n_changed,
         rejects=rejects,
         repairs=list(plan.repairs),
         up_to_date=up_to_date,

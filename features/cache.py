@@ -20,8 +20,8 @@ Layout of one cache directory (``OUT/{dataset}-{preset}-{preset_digest[:10]}``):
     splits-<uid>.parquet        id, split_random, split_group over all live ids
     rejects-<uid>.parquet, rejects-<uid>.csv   id, path, reason, action ("rejected" | "cropped")
 
-Incremental builds: a record whose fingerprint (size, mtime in ns, label, group, sha256 of the
-content) is in the manifest (as a row, or as a reject whose content hash is also unchanged) is not decoded again;
+Incremental builds: a record whose fingerprint (size, label, group, sha256 of the content; not
+the mtime) is in the manifest (as a row, or as a reject whose content hash is also unchanged) is not decoded again;
 new or changed records are decoded into a new shard; records that disappeared are dropped from
 the live ids. Unchanged, verified inputs: nothing is written and the summary says "up to date".
 Splits are pure functions of (split seed, sorted ids[, groups]) (:mod:`features.splits`),

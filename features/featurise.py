@@ -1,8 +1,9 @@
 """Featurising records: fingerprints of input files, one record -> one row, many -> rows in parallel.
 
-A record's *fingerprint* (size, mtime in ns, label, group and the sha256 of its bytes) decides
-whether a usable row is still valid and enters the cache key: content edited under the same size
-and mtime is featurised again (a sha256 pass over the inputs, ~20 ms per 30 MB). A rejected
+A record's *fingerprint* (size, label, group and the sha256 of its bytes) decides whether a usable
+row is still valid and enters the cache key: content edited under the same size and mtime is
+featurised again, and a copy with new mtimes but the same bytes (a fresh ``cp``, a re-download, a
+checkout) is not (a sha256 pass over the inputs, ~20 ms per 30 MB). A rejected
 record also keeps a *content fingerprint* (:func:`content_fingerprint`, the sha256 of its bytes,
 or ``unreadable: <errno>``), so that a file made readable by a ``chmod`` is retried.
 """
@@ -24,11 +25,12 @@ from features.store import sha256_file
 
 
 def stat_fingerprint(rec: AudioRecord) -> str:
-    """``size:mtime_ns:label:group:sha256`` of a record's file (raises OSError when it cannot be
-    read). The sha256 of the content decides "unchanged": an edit that keeps the size and the
-    mtime (``cp -p``, ``rsync -t``, an unpacked archive) is a change, and so is the cache key."""
+    """``size:label:group:sha256`` of a record's file (raises OSError when it cannot be read). The
+    sha256 of the content decides "unchanged": an edit that keeps the size and the mtime (``cp -p``,
+    ``rsync -t``, an unpacked archive) is a change, and so is the cache key; new mtimes on the same
+    bytes (a copy made without ``-p``) are not. The mtime is not part of it."""
     st = os.stat(rec.path)
-    return f"{st.st_size}:{st.st_mtime_ns}:{rec.label}:{rec.group}:{sha256_file(rec.path)}"
+    return f"{st.st_size}:{rec.label}:{rec.group}:{sha256_file(rec.path)}"
 
 
 def content_fingerprint(path: str | os.PathLike) -> str:

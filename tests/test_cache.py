@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from features.build import format_summary
 from features.cache import BuildError, CacheError, build_cache, cache_dir_for, load_table
 from features.datasets.base import AudioRecord, DatasetScan
 from features.manifest import read_manifest
@@ -119,7 +121,14 @@ def test_incremental_rebuild(tmp_path):
     write_wav(recs[1].path, 0.9, freq=1234.0, seed=99)
     kept = recs[1:] + more
     s4 = build_cache(scan_of(src, kept), PRESET, out, progress=False)
-    assert s4.n_processed == 1 and s4.n_removed == 2 and s4.n_used == 12
+    assert s4.n_processed == 1 and s4.n_removed == 2 and s4.n_changed == 1 and s4.n_used == 12
+    assert "1 file(s) processed (1 of them changed since the last build), 1 gone from the table" in format_summary(s4)
+
+    # new mtimes on the same bytes (a fresh copy of the dataset) change nothing
+    for r in kept:
+        os.utime(r.path, ns=(0, 10**18))
+    s5 = build_cache(scan_of(src, kept), PRESET, out, progress=False)
+    assert s5.up_to_date and s5.n_processed == 0 and s5.cache_key == s4.cache_key
 
     clean = build_cache(scan_of(src, kept), PRESET, tmp_path / "clean", progress=False)
     a, b = load_table(s4.cache_dir), load_table(clean.cache_dir)
