@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import errno
 import sys
 import typing
 
@@ -27,6 +28,20 @@ def check_choice(flag: str, value, choices) -> None:
     if value is not None and value not in choices:
         raise StudyError(f"unknown {flag} {value!r}{did_you_mean(value, choices)}; choose one of "
                          f"{', '.join(sorted(choices))}")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a full disk or quota: an OSError with ENOSPC /
+    EDQUOT, or SQLite's "database or disk is full" (which reaches us wrapped by SQLAlchemy)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -99,8 +114,15 @@ def options_from_args(a: argparse.Namespace) -> StudyOptions:
     return opts
 
 
+def _resume_line(a: argparse.Namespace, opts) -> str | None:
+    """The command that continues this study, None where its name is not known yet."""
+    name = a.resume or (opts.study_name if opts else None)
+    return resume_command(name, absolute_uri(a.storage)) if name else None
+
+
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
+    opts = None
     try:
         if a.list_spaces:
             print(list_spaces())
@@ -126,10 +148,17 @@ def main(argv=None) -> int:
         print(f"\ninterrupted; what finished is kept. Continue with: {exc}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # a Ctrl-C outside Ray's run (setup, shutdown): the same answer
-        name = a.resume or (opts.study_name if opts else None)
-        again = f" Continue with: {resume_command(name, absolute_uri(a.storage))}" if name else ""
-        print(f"\ninterrupted; what finished is kept.{again}", file=sys.stderr)
+        again = _resume_line(a, opts)
+        print(f"\ninterrupted; what finished is kept.{f' Continue with: {again}' if again else ''}", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - only a full disk is answered here; anything else propagates
+        if not disk_full(exc):
+            raise
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        again = _resume_line(a, opts) or "python -m study.launch --resume <the study name printed above>"
+        print(f"error: no space left on the device{where}: what finished is kept in the stores; free space, then "
+              f"continue with: {again}", file=sys.stderr)
+        return 1
     print(format_result(result))
     if result.failed:
         print(f"error: study {result.study_name}: every trial failed, diverged or has no finite objective "

@@ -1,5 +1,6 @@
 """study.launch's answers to mistyped input: one line, exit 2, the closest name suggested
-(nothing starts, nothing is written), and the space list in good grammar."""
+(nothing starts, nothing is written), the space list in good grammar, and a full disk mid-study
+(one line with the command that continues it)."""
 from __future__ import annotations
 
 import pytest
@@ -36,3 +37,41 @@ def test_space_list_grammar(capsys):
     lines = {l.split()[0]: l for l in capsys.readouterr().out.splitlines()}
     assert " 1 parameter " in lines["kmeans"] and "parameters" not in lines["kmeans"]
     assert " 2 parameters " in lines["gmm"]
+
+
+def _sqlite_full():
+    import sqlite3
+
+    try:
+        raise sqlite3.OperationalError("database or disk is full")
+    except sqlite3.OperationalError as exc:
+        raise RuntimeError("(sqlite3.OperationalError) could not write the trial") from exc
+
+
+@pytest.mark.parametrize("fault", ["oserror", "sqlite"])
+def test_a_full_disk_is_one_line_with_the_resume_command(fault, capsys, tmp_path, monkeypatch):
+    """A full disk mid-study (a checkpoint, or a store's SQLite file) ends in one line that names
+    it and the command that continues the study, exit 1; any other error keeps its traceback."""
+    import errno
+
+    import study.launch as launch
+
+    def full(opts):
+        if fault == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "ray" / "checkpoint.pt"))
+        _sqlite_full()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(launch, "run_study", full)
+    assert launch.main(["--space", "kmeans", "--study-name", "s1", "--num-samples", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: no space left on the device")
+    assert "python -m study.launch --resume s1" in err
+    assert ("checkpoint.pt" in err) == (fault == "oserror")
+
+    def broken(opts):
+        raise ValueError("not a disk problem")
+
+    monkeypatch.setattr(launch, "run_study", broken)
+    with pytest.raises(ValueError, match="not a disk problem"):
+        launch.main(["--space", "kmeans", "--study-name", "s2", "--num-samples", "1"])
