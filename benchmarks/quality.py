@@ -161,13 +161,15 @@ def _neural(a, model: str, recipe: str, split: str, seed: int, group: str = "mai
 
 def ablation_settings(model: str, frontend) -> list[dict]:
     """``recommended``'s settings that differ from the paper's, one group at a time (the learning-rate
-    schedule is one setting): the values that switch each back to the paper's."""
-    from trainables.config import RECIPES, REAL_VALUED, resolve_config
+    schedule is one setting): the values that switch each back to the paper's. A key without effect
+    under the recipe (``pool`` with the fully connected encoder: ``Key.applies_when``) is left out."""
+    from trainables.config import RECIPES, REAL_VALUED, all_keys, resolve_config
 
     paper = resolve_config({"model": model, "recipe": "paper"}, preset=frontend)
     rec = resolve_config({"model": model, "recipe": "recommended"}, preset=frontend)
+    defs = all_keys()
     keys = [k for k in {**RECIPES["recommended"][model], **REAL_VALUED.get("recommended", {}).get(model, {})}
-            if paper[k] != rec[k]]
+            if paper[k] != rec[k] and defs[k].applies(rec)]
     groups = [tuple(k for k in g if k in keys) for g in ABLATION_GROUPS]
     groups = [g for g in groups if g]
     singles = [(k,) for k in keys if not any(k in g for g in groups)]

@@ -156,3 +156,18 @@ def test_the_ablation_shows_validation_beside_test_paired_by_seed():
     assert off["Setting"] == "UVAC, off: lam=1.0"
     assert off["val difference (points)"] == -15.0 and off["difference (points)"] == 0.0
     assert off["val ACC %"].startswith("50.00 ±") and base["test ACC %"].startswith("55.00 ±")
+
+
+def test_the_ablation_leaves_out_keys_without_effect_under_the_recipe():
+    """Categorical UVAC's recipe uses the fully connected networks, where ``pool`` does nothing: no
+    ablation row switches it (it once cost 3 runs that repeated the recipe exactly); the network
+    family itself is ablated. Under the convolutional encoder ``pool`` counts again."""
+    from benchmarks.quality import ablation_settings
+    from features.presets import PRESETS
+    from trainables.config import all_keys, resolve_config
+
+    switched = [set(s) for s in ablation_settings("cat_uvac", PRESETS["awe"])]
+    assert not any("pool" in s for s in switched) and {"encoder"} in switched
+    pool = all_keys()["pool"]
+    assert not pool.applies(resolve_config({"model": "cat_uvac", "encoder": "mlp"}))
+    assert pool.applies(resolve_config({"model": "cat_uvac", "encoder": "conv"}))

@@ -41,6 +41,8 @@ class Key:
     sequence    a list or tuple of ints is accepted and joined with commas (``channels``)
     normalise   parses the value and returns its canonical form; its ValueError names the key
     structural  the key shapes the network: a resumed run must agree on it
+    applies_when (key, value): the key has an effect only where that other key has that value
+                (``pool`` only with ``encoder`` conv); elsewhere it is accepted and ignored
     """
 
     name: str
@@ -54,6 +56,11 @@ class Key:
     sequence: bool = False
     normalise: Callable[[Any], Any] | None = None
     structural: bool = False
+    applies_when: tuple[str, Any] | None = None
+
+    def applies(self, cfg: Mapping[str, Any]) -> bool:
+        """Whether the key has an effect under the (resolved) config ``cfg``."""
+        return self.applies_when is None or cfg.get(self.applies_when[0]) == self.applies_when[1]
 
     @property
     def kind(self) -> type:
@@ -226,6 +233,7 @@ def reference(keys: Iterable[Key], owners: Mapping[str, str]) -> str:
     """The key reference: a Markdown table, one row per key (``owners``: key -> who uses it)."""
     rows = ["| key | default | values | used by | meaning |", "|---|---|---|---|---|"]
     for k in keys:
-        cells = [f"`{k.name}`", f"`{k.default!r}`", k.values_text(), owners.get(k.name, ""), k.help]
+        when = f" (only with {k.applies_when[0]} {k.applies_when[1]})" if k.applies_when else ""
+        cells = [f"`{k.name}`", f"`{k.default!r}`", k.values_text(), owners.get(k.name, ""), k.help + when]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"

@@ -50,18 +50,20 @@ LATENT_KEYS: tuple[Key, ...] = (
     Key("lam", 0.5, "weight of the KL terms (categorical paper's lambda; UVAC paper: 1)", low=0),
     Key("kl_warmup_epochs", 0, "linear warm-up of the KL weight from 0 to lam; 0 = off", low=0),
     Key("channels", "16,32,64,128", "encoder channels, comma separated (decoder mirrors them)", sequence=True,
-        normalise=_checked(parse_channels), structural=True),
-    Key("gru_hidden", 128, "units of the two GRU layers", positive=True, structural=True),
+        normalise=_checked(parse_channels), structural=True, applies_when=("encoder", "conv")),
+    Key("gru_hidden", 128, "units of the two GRU layers", positive=True, structural=True,
+        applies_when=("encoder", "conv")),
     Key("encoder", "conv", "the encoders and the decoder: conv (papers: convolutions + GRU; channels, gru_hidden, "
         "pool) or mlp (fully connected, for small fixed-size inputs such as awe; mlp_hidden)", choices=ENCODERS,
         structural=True),
     Key("mlp_hidden", "256,128", "widths of the mlp encoder's hidden layers, comma separated (the decoder mirrors "
-        "them; encoder mlp)", sequence=True, normalise=_checked(parse_hidden), structural=True),
+        "them)", sequence=True, normalise=_checked(parse_hidden), structural=True, applies_when=("encoder", "mlp")),
     Key("likelihood", "gaussian", "reconstruction likelihood: gaussian (papers); bernoulli, gaussian_learned and "
         "gaussian_learned_freq need divergence euc", choices=LIKELIHOODS, structural=True),
     Key("dec_bias_init", "zero", "decoder output bias: zero (papers) or data_mean (output = mean input at init)",
         choices=DEC_BIAS_INITS),
-    Key("pool", "last", "GRU summary of a clip: last (last step) or mean (over real frames)", choices=POOLS),
+    Key("pool", "last", "GRU summary of a clip: last (last step) or mean (over real frames)", choices=POOLS,
+        applies_when=("encoder", "conv")),
     Key("consistency", "none", "between the cluster posteriors of a batch and its augmented view: mi (IIC: log K "
         "- mutual information) or skl (symmetric KL); categorical UVAC: q(y|x); UVAC: the GMM responsibilities "
         "(once fitted)", choices=CONSISTENCIES),
