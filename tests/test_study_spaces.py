@@ -6,7 +6,7 @@ import pytest
 
 from study.launch import main
 from study.objectives import classify, objective_values, parse_objectives, settle
-from study.spaces import SPACES, describe_space, get_space, record_space
+from study.spaces import MLP_HIDDEN_CHOICES, SPACES, describe_space, get_space, record_space
 from features.presets import PRESETS
 from trainables.config import RECIPES, check_frontend, resolve_config
 
@@ -112,7 +112,6 @@ def test_describe_space_is_derived_from_the_function():
 
 
 def test_every_searched_mlp_width_resolves_and_builds():
-    from study.spaces import MLP_HIDDEN_CHOICES
     import torch
 
     from trainables.models.mlp_blocks import MLPEncoder, parse_hidden
