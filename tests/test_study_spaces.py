@@ -8,7 +8,7 @@ from study.launch import main
 from study.objectives import classify, objective_values, parse_objectives, settle
 from study.spaces import MLP_HIDDEN_CHOICES, SPACES, describe_space, get_space, record_space
 from features.presets import PRESETS
-from trainables.config import RECIPES, check_frontend, resolve_config
+from trainables.config import RECIPES, all_keys, check_frontend, resolve_config
 
 
 @pytest.fixture()
@@ -62,6 +62,29 @@ def test_space_draws_fit_every_recipe_and_front_end(study, name, recipe):
         seen.add((config.get("augment") == "none", preset.bounded))
         study.tell(trial, [0.0, 0.0])
     assert (True, False) in seen and (False, False) in seen  # both branches were drawn
+
+
+@pytest.mark.parametrize("name", ["uvac", "cat_uvac"])
+def test_spaces_draw_a_key_exactly_where_it_has_an_effect(study, name):
+    """The spaces state their conditionals themselves (define-by-run: ``pool`` only with
+    ``encoder conv``); the keys state them too (``Key.applies_when``, docs/CONFIG.md). They must
+    agree: a key a space searches is drawn in a trial exactly when it applies to that trial's config,
+    so that no trial spends a dimension on a key without effect and none silently misses one."""
+    space = get_space(name, epochs=30, frontends=SPEECH_FRONTENDS)
+    conditional = {k: key for k, key in all_keys().items() if key.applies_when is not None}
+    draws = []
+    for _ in range(60):
+        trial = study.ask()
+        consts = space(trial) or {}
+        draws.append((set(trial.params), resolve_config({**trial.params, **consts, "epochs": 30},
+                                                        preset=PRESETS[trial.params["frontend"]])))
+        study.tell(trial, [0.0, 0.0])
+    searched = {k for params, _ in draws for k in params} & set(conditional)
+    assert {"pool", "mlp_hidden"} <= searched  # what the check is about is searched at all
+    for params, cfg in draws:
+        for k in searched:
+            assert (k in params) == conditional[k].applies(cfg), (k, cfg["encoder"])
+    assert {cfg["encoder"] for _, cfg in draws} == {"conv", "mlp"}  # both sides of the condition seen
 
 
 def test_cat_uvac_searches_what_the_issue_asks():
