@@ -48,3 +48,22 @@ def test_a_bad_width_list_names_the_key():
         resolve_config({"model": "uvac", "mlp_hidden": "64,0"})
     with pytest.raises(ConfigError, match="encoder"):
         resolve_config({"model": "uvac", "encoder": "transformer"})
+
+
+@pytest.mark.parametrize("model", ["uvac", "cat_uvac"])
+@pytest.mark.parametrize("shape", [(1, 12), (12, 1)])
+def test_only_the_convolutions_need_two_rows_and_two_frames(model, shape):
+    """The depth check (stride-2 layers need F, T >= 2) belongs to the convolutional networks: the
+    fully connected ones take a 1 x T or F x 1 input (a clip-level feature vector) and train on it."""
+    base = {**TINY_OVERRIDES, "model": model, "n_clusters": 3}
+    with pytest.raises(ValueError, match="too small for a stride-2 conv layer"):
+        build_model(resolve_config(base), *shape, preset=None)
+    mlp = build_model(resolve_config({**base, "encoder": "mlp", "mlp_hidden": "16,8"}), *shape, preset=None)
+    assert mlp.channels_used == ()
+    x = torch.rand(6, *shape)
+    out = mlp.train()(x) if model == "uvac" else mlp.train()(x, tau=0.7)
+    assert out["recon"].shape == x.shape
+    out["recon"].sum().backward()
+    grads = [p.grad for p in mlp.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert mlp.eval().infer(x)["probs"].shape == (6, 3)

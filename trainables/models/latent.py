@@ -155,11 +155,14 @@ class LatentClusteringModel(ClusteringModel):
         if unknown:
             raise TypeError(f"{type(self).__name__}: unexpected argument(s) {', '.join(sorted(unknown))}")
         b = Blocks(**blocks)
-        b = replace(b, channels=fit_depth(b.channels, n_freq, n_frames))  # the depth follows the input size
         if int(n_clusters) < 1 or int(d_z) < 1:
             raise ValueError(f"n_clusters and d_z must be >= 1, got {n_clusters}, {d_z}")
         if b.encoder not in ENCODERS:
             raise ValueError(f"encoder: expected one of {', '.join(ENCODERS)}, got {b.encoder!r}")
+        if b.encoder == "conv":  # the depth follows the input size; the fully connected networks take any F x T
+            b = replace(b, channels=fit_depth(b.channels, n_freq, n_frames))
+        else:
+            b = replace(b, channels=())
         if b.dec_bias_init not in DEC_BIAS_INITS:
             raise ValueError(f"dec_bias_init: expected 'zero' or 'data_mean', got {b.dec_bias_init!r}")
         self.n_freq, self.n_frames = int(n_freq), int(n_frames)
@@ -167,7 +170,7 @@ class LatentClusteringModel(ClusteringModel):
         self.divergence, self.likelihood = b.divergence, b.likelihood
         self.recon = Reconstruction(b.divergence, b.likelihood, self.n_freq, b.to_linear, bounded=b.bounded)
         self.dec_bias_init = b.dec_bias_init
-        self.channels_used = tuple(b.channels)
+        self.channels_used = tuple(b.channels)  # () with the fully connected networks
         if b.consistency not in CONSISTENCIES:
             raise ValueError(f"consistency: expected one of {', '.join(CONSISTENCIES)}, got {b.consistency!r}")
         if int(b.overcluster) < 0 or float(b.free_bits) < 0 or float(b.consistency_weight) < 0:
