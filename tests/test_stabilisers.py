@@ -141,6 +141,49 @@ def test_fitted_prior_equals_a_gaussian_mixture_on_the_same_latents():
     assert m.on_epoch_start(3, _batches(data), seed=5) == {}
 
 
+@pytest.mark.parametrize("styles", [0, 2])
+def test_input_prior_starts_from_the_classical_mixture_on_the_inputs(styles):
+    """prior_init input: after the warm-up each prior component holds the latent moments of the
+    clips that the factorial mixture on the inputs gives it (three groups that differ in when their
+    energy comes, not in any row's level or spread, which the styles take)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    torch.manual_seed(0)
+    _, _, stats = _data(b=60, seed=2)
+    group = np.repeat(np.arange(3), 20)
+    x = torch.rand(60, 16, 16, generator=torch.Generator().manual_seed(2)) * 0.1
+    for g in range(3):
+        x[group == g, :, 5 * g:5 * g + 5] += 0.8
+    mask = torch.ones(60, 16)
+    data = (x, mask, stats)
+    m = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="input", prior_warmup_epochs=1, prior_styles=styles,
+             hparams={"epochs": 10}, **TINY)
+    assert m.on_epoch_start(0, _batches(data), seed=3) == {} and not bool(m.prior_fitted)
+    mu, var = m.latent_posteriors(_batches(data))
+    resp = m.input_responsibilities(_batches(data), m.input_statistics(_batches(data)), seed=3)
+    assert resp.shape == (60, 3 * max(1, styles))
+    np.testing.assert_allclose(resp.sum(1), 1.0, rtol=1e-6)
+    content = resp.reshape(60, 3, -1).sum(2).argmax(1)
+    assert adjusted_rand_score(group, content) == 1.0  # the classical mixture finds the groups
+    assert m.on_epoch_start(1, _batches(data), seed=3) == {"train/prior_fitted_at": 1.0}
+    mass = resp.sum(0)
+    np.testing.assert_allclose(torch.softmax(m.pi_logits, 0).detach().numpy(), mass / mass.sum(), rtol=1e-4,
+                               atol=1e-6)
+    means = (resp.T @ mu) / mass[:, None]
+    np.testing.assert_allclose(m.prior_mu.detach().numpy(), means, rtol=1e-4, atol=1e-5)
+    spread = np.maximum((resp.T @ mu ** 2) / mass[:, None] - means ** 2, 1e-4)
+    np.testing.assert_allclose(m.prior_logvar.exp().detach().numpy(), spread + (resp.T @ var) / mass[:, None],
+                               rtol=1e-3)
+    assert m.on_epoch_start(2, _batches(data), seed=3) == {}  # fitted once
+
+
+def test_fitted_priors_declare_their_warmup():
+    cfg = {"model": "uvac", "epochs": 20, "prior_warmup_epochs": 4}
+    assert UVAC.warmup_epochs(resolve_config({**cfg, "prior_init": "paper"})) == 0
+    assert UVAC.warmup_epochs(resolve_config({**cfg, "prior_init": "fit"})) == 5
+    assert UVAC.warmup_epochs(resolve_config({**cfg, "prior_init": "input"})) == 5
+
+
 def test_prior_warmup_uses_a_standard_normal_then_eq_11():
     from trainables.losses import gaussian_kl, gmm_kl
 

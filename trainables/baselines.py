@@ -65,7 +65,6 @@ __all__ = ["METHODS", "BASELINES", "BASELINE_KEYS", "FITTED_BASELINES", "REPRESE
            "fit_gmm", "labels_as_clusters"]
 
 METHODS = ("kmeans", "gmm", "factorial", "fair_kmeans", "labels")
-FACTORIAL_PCA = 10  # the factorial mixture's projection (measured on FSDD: 10 beat 20 and 40)
 FACTORIAL_STYLES = 6
 KMEANS_N_INIT = 10
 GMM_REG_COVAR = 1e-3
@@ -219,14 +218,11 @@ class Standardiser:
 
 def _fit_factorial(x_train: np.ndarray, style_train: np.ndarray, k: int, seed: int, info: dict):
     """A factorial mixture (content x style, trainables.models.factorial) on the PCA-10 projection."""
-    from sklearn.decomposition import PCA
+    from trainables.models.factorial import fit_projected
 
-    from trainables.models.factorial import fit_factorial
-
-    pca = PCA(n_components=min(FACTORIAL_PCA, x_train.shape[1], len(x_train) - 1), random_state=seed).fit(x_train)
     # as many styles as the train split can hold (FACTORIAL_STYLES on real data; fewer on a tiny split)
     styles = max(1, min(FACTORIAL_STYLES, len(x_train) // max(k, 1)))
-    fm = fit_factorial(pca.transform(x_train), k, styles, style_train, seed)
+    pca, fm = fit_projected(x_train, k, styles, style_train, seed)
     info.update(pca_components=int(pca.n_components_), styles=styles, log_likelihood=fm.log_likelihood)
 
     def proba(x):

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FactorialMixture", "fit_factorial"]
+__all__ = ["FACTORIAL_PCA", "FactorialMixture", "fit_factorial", "fit_projected"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
+FACTORIAL_PCA = 10  # the projection the mixture is fitted on (measured on FSDD: 10 beat 20 and 40)
 
 
 @dataclass(frozen=True)
@@ -92,3 +93,15 @@ def fit_factorial(x: np.ndarray, n_content: int, n_style: int, style_features: n
         if best is None or fit.log_likelihood > best.log_likelihood:
             best = fit
     return best
+
+
+def fit_projected(x: np.ndarray, n_content: int, n_style: int, style_features: np.ndarray, seed: int = 0, *,
+                  components: int = FACTORIAL_PCA):
+    """:func:`fit_factorial` on the ``components`` principal components of ``x`` [N, D] (fewer where
+    D or N allow fewer): ``(pca, mixture)``; ``mixture.responsibilities(pca.transform(x))``.
+    The classical ``factorial`` baseline (trainables.baselines) and UVAC's ``prior_init input``."""
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(x)
+    pca = PCA(n_components=max(1, min(int(components), x.shape[1], len(x) - 1)), random_state=int(seed) % (2**31))
+    return pca, fit_factorial(pca.fit(x).transform(x), n_content, n_style, style_features, seed)

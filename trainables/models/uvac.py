@@ -20,6 +20,11 @@
   and eq. 11 takes over. The paper's start puts all components
   within ~0.5 sd of each other, where they move together. ``prior_fitted`` (a buffer) records
   that the fit happened, so a resumed run does not fit twice.
+* ``prior_init="input"`` (not in the paper; DEC / DeepCluster's start from a classical clustering):
+  the same warm-up, then the classical ``factorial`` baseline's mixture is fitted on the clips'
+  inputs (:meth:`UVAC.input_responsibilities`) and each prior component is set to the moments of
+  the latent means of the clips it holds (:meth:`UVAC.prior_from_responsibilities`): training
+  starts from the classical clusters and refines them in the learnt latent space.
 
 ``forward(x)`` returns a dict (what :func:`trainables.losses.uvac_loss` reads):
 ``recon`` (same shape as x), ``mu``, ``logvar``, ``z`` [B, d_z], and the prior tensors
@@ -40,22 +45,24 @@ from trainables.losses import gaussian_kl, gaussian_kl_free_bits, gmm_kl
 from trainables.models.base import Batch, TrainBatches, warmup_fit_epoch, warmup_through_fit
 from trainables.models.latent import LATENT_KEYS, Blocks, LatentClusteringModel
 from trainables.models.blocks import as_image, init_weights
-from trainables.models.factorial import fit_factorial
+from trainables.models.factorial import fit_factorial, fit_projected
 from trainables.models.style import StyleFactor
 from trainables.schedules import kl_weight_at
 
 __all__ = ["UVAC", "gmm_log_likelihoods"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-PRIOR_INITS = ("paper", "fit")
+PRIOR_INITS = ("paper", "fit", "input")
 
 # UVAC's own config keys (UVAC.config_keys)
 UVAC_KEYS = (
-    Key("prior_init", "paper", "the GMM prior: paper (random, IV-B) or fit (N(0, I) prior for prior_warmup_epochs, "
-        "then a GaussianMixture fitted on the latent means)", choices=PRIOR_INITS),
-    Key("prior_warmup_epochs", 5, "epochs before the prior is fitted (prior_init fit)", low=0),
+    Key("prior_init", "paper", "the GMM prior: paper (random, IV-B), fit (N(0, I) prior for prior_warmup_epochs, "
+        "then a GaussianMixture fitted on the latent means) or input (the same warm-up, then each component set to "
+        "the moments of the latent means of the clips that a factorial mixture fitted on the inputs, the classical "
+        "factorial baseline's, gives it)", choices=PRIOR_INITS),
+    Key("prior_warmup_epochs", 5, "epochs before the prior is fitted (prior_init fit or input)", low=0),
     Key("prior_styles", 0, "makes the GMM prior factorial (trainables.models.factorial): n_clusters content x "
-        "prior_styles style components, means content + style, fitted after the warm-up (prior_init fit); "
+        "prior_styles style components, means content + style, fitted after the warm-up (prior_init fit or input); "
         "clusters sum over the styles", low=0, zero_means="a plain mixture", structural=True),
 )
 _D = defaults_of((*LATENT_KEYS, *UVAC_KEYS))  # the constructor's defaults: the config's
@@ -210,9 +217,9 @@ class UVAC(LatentClusteringModel):
 
     @classmethod
     def warmup_epochs(cls, cfg) -> int:
-        """The KL warm-up, and with ``prior_init="fit"`` one epoch trained against the fitted prior."""
+        """The KL warm-up, and with a fitted prior (``prior_init`` fit or input) one epoch trained against it."""
         base = super().warmup_epochs(cfg)
-        if cfg["prior_init"] != "fit":
+        if cfg["prior_init"] == "paper":
             return base
         return max(base, warmup_through_fit(cfg["prior_warmup_epochs"], cfg["epochs"]))
 
@@ -220,9 +227,38 @@ class UVAC(LatentClusteringModel):
         fit_at = self.prior_fit_epoch(self.prior_warmup_epochs, self.hparams["epochs"])
         if bool(self.prior_fitted) or epoch < fit_at:
             return {}
-        style = self.input_statistics(batches) if self.prior_styles > 1 else None
-        self.fit_prior(*self.latent_posteriors(batches), seed, style_features=style)
+        style = self.input_statistics(batches) if self.prior_styles > 1 or self.prior_init == "input" else None
+        mu, var = self.latent_posteriors(batches)
+        if self.prior_init == "input":
+            self.prior_from_responsibilities(self.input_responsibilities(batches, style, seed), mu, var)
+        else:
+            self.fit_prior(mu, var, seed, style_features=style)
         return {"train/prior_fitted_at": float(epoch)}
+
+    @torch.no_grad()
+    def input_responsibilities(self, batches: TrainBatches, style_features: np.ndarray, seed: int) -> np.ndarray:
+        """p(component | clip) [N, C * S] of a factorial mixture (C content x S = ``prior_styles``
+        styles, one style for a plain prior) fitted on the clips' inputs as the classical ``factorial``
+        baseline fits it: the (row-standardised) input flattened, each dimension standardised, its
+        principal components (trainables.models.factorial.fit_projected); component k * S + s holds
+        (content k, style s), the prior's order."""
+        x = torch.cat([self.standardise(b.x).float().reshape(len(b.x), -1).cpu() for b in batches()]).numpy()
+        x = (x - x.mean(0)) / np.where(x.std(0) > 1e-8, x.std(0), 1.0)
+        pca, fm = fit_projected(x, self.n_clusters, self.prior_styles, style_features, seed)
+        return fm.responsibilities(pca.transform(x)).reshape(len(x), -1)
+
+    @torch.no_grad()
+    def prior_from_responsibilities(self, resp: np.ndarray, mu: np.ndarray, var: np.ndarray) -> None:
+        """Set the prior from the clips' memberships ``resp`` [N, C'] (C' = the prior's components):
+        each component's weight, and the mean and variance of the latent means ``mu`` [N, d_z] of the
+        clips it holds, the variance widened by their mean posterior variance ``var`` [N, d_z] as in
+        :meth:`fit_prior`. A component that holds no clip starts at the latents' overall moments."""
+        mass = resp.sum(0)
+        held = mass > 1e-6 * len(mu)
+        denom = np.maximum(mass, 1e-12)[:, None]
+        means = np.where(held[:, None], (resp.T @ mu) / denom, mu.mean(0))
+        spread = np.where(held[:, None], (resp.T @ mu ** 2) / denom - means ** 2, mu.var(0))
+        self._set_prior(mass / mass.sum(), means, np.maximum(spread, 1e-4), resp, var)
 
     @torch.no_grad()
     def input_statistics(self, batches: TrainBatches) -> np.ndarray:
@@ -269,13 +305,19 @@ class UVAC(LatentClusteringModel):
                                  reg_covar=1e-4, max_iter=200).fit(mu)
             weights, means, covariances, resp = gm.weights_, gm.means_, gm.covariances_, gm.predict_proba(mu)
             fitted = gm
+        self._set_prior(weights, means, covariances, resp, var)
+        return fitted
+
+    def _set_prior(self, weights, means, covariances, resp, var) -> None:
+        """Copy a mixture (weights [C], means and covariances [C, d_z]) into the prior, each
+        component's variance widened by the mean posterior variance of the clips it holds (``resp``
+        [N, C] over ``var`` [N, d_z]), and mark the prior fitted."""
         post_var = (resp.T @ var) / np.maximum(resp.sum(0)[:, None], 1e-12)  # [C, d_z]
         dev = self.prior_mu.device
         self.pi_logits.copy_(torch.as_tensor(np.log(np.maximum(weights, 1e-8)), dtype=torch.float32, device=dev))
         self.prior_mu.copy_(torch.as_tensor(means, dtype=torch.float32, device=dev))
         self.prior_logvar.copy_(torch.as_tensor(np.log(covariances + post_var), dtype=torch.float32, device=dev))
         self.prior_fitted.fill_(True)
-        return fitted
 
     @torch.no_grad()
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
