@@ -100,7 +100,7 @@ def test_inference_part_is_smaller_than_the_model(trained_run):
 def test_paper_sized_uvac_inference_part():
     """UVAC paper: about 1.3M of 2M parameters are needed to cluster (AudioMNIST, 128 x 99)."""
     from trainables.config import resolve_config
-    from trainables.loop import build_model
+    from trainables.models import build_model
 
     model = build_model(resolve_config({"model": "uvac", "n_clusters": 10}), 128, 99, preset=None)
     used, total = inference_parameters(model)

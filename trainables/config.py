@@ -268,6 +268,9 @@ def _check_restarts(cfg: Mapping[str, Any]) -> None:
     (UVAC's prior fit, categorical UVAC's head fit)."""
     from trainables.models import warmup_epochs
 
+    if int(cfg["restarts"]) > 1 and int(cfg["replicas"]) > 1:
+        raise ConfigError(f"restarts ({cfg['restarts']}) and replicas ({cfg['replicas']}): choose one (replicas judge "
+                          f"a config by several seeds, restarts keep the best of several)")
     e, epochs = int(cfg["restart_epochs"]), int(cfg["epochs"])
     if int(cfg["restarts"]) <= 1 or not 0 < e < epochs:
         return

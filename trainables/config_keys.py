@@ -194,6 +194,9 @@ TRAINING_KEYS: tuple[Key, ...] = (
     Key("restart_combine", "best", "what the restarts give: best (the best separated one, continued) or vote "
         "(every restart trained for the whole run votes for each clip's cluster; trainables.restarts)",
         choices=("best", "vote"), structural=True),
+    Key("replicas", 1, "copies of the run trained from different seeds in lockstep (trainables.replicas); every "
+        "reported metric is their mean, so a study judges a config by this many seeds; the first copy is kept; "
+        "not with restarts", positive=True),
     Key("silhouette_sample", 2000, "silhouette on at most this many clips (fixed seed); 0 = all", low=0),
     Key("recipe", "recommended", "the base the other keys start from (trainables.config.RECIPES); values given "
         "explicitly always win"),

@@ -23,6 +23,10 @@ Guarantees:
   is kept, its epochs are reported through ``on_epoch`` as if just trained (the choice logged in
   its last one), and it is continued to ``epochs``. Checkpoints start after the choice (a run
   killed among its candidates starts them again); a resumed run does not restart.
+* ``replicas`` R > 1 (:mod:`trainables.replicas`): R copies from seeds ``replica_seed(seed, r)``
+  trained in lockstep, each owning the process's random state while it trains (replica r equals
+  the plain run of its seed); ``on_epoch`` and the result see their mean. The first replica is
+  checkpointed and assigns the clips; such a run is not resumed (it starts again).
 * a baseline's ``model`` (``"kmeans"``, ``"gmm"``, ... : the registry
   :data:`trainables.baselines.BASELINES`) routes to :mod:`trainables.baselines` (no epochs).
 """
@@ -32,20 +36,19 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from trainables.augment import augmenter_for
 from trainables.baselines import BASELINES, check_n_clusters
-from trainables.checkpoint import clone_tree, load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_cpu_tree
-from trainables.config import check_frontend, resolve_config, structural_keys
-from trainables.evaluation import EVAL_BATCH, evaluate, predict_table, to_float
-from trainables.models import Batch, ClusteringModel, build_model
+from trainables.checkpoint import clone_tree, save_checkpoint, to_cpu_tree
+from trainables.config import check_frontend, resolve_config
+from trainables.evaluation import evaluate, predict_table, to_float
+from trainables.replicas import OwnedRng, mean_metrics, replica_seed
 from trainables.restarts import (Candidate, VotingEnsemble, choose, most_agreeing, restart_epochs, restart_metrics,
                                  restart_seed, separation, vote_maps)
-from trainables.schedules import lr_at
+from trainables.run import Run, run_epoch, setup_run
 from trainables.split_data import SplitData, fits_on_device
 from trainables.status import TrialStatus
 
@@ -177,147 +180,7 @@ def train(
         return _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop)
 
 
-@dataclass
-class _Run:
-    """The state of one neural run: what the epoch loop reads and updates."""
-
-    cfg: dict[str, Any]
-    model: ClusteringModel
-    optimizer: torch.optim.Optimizer
-    train_data: SplitData
-    shuffle_gen: torch.Generator
-    np_gen: np.random.Generator
-    autocast: Any
-    resident: bool  # the data live on the device (decided once, for every split)
-    seed: int  # what seeded this run (config["seed"], or a restart's: trainables.restarts)
-    augmenter: Any = None  # makes each batch's augmented view (trainables.augment), or None
-    start_epoch: int = 0
-    global_step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, float] = field(default_factory=dict)  # final metrics of the run as a whole (restarts)
-
-    def train_batches(self) -> Iterator[Batch]:
-        return self.train_data.in_order(EVAL_BATCH)
-
-    def snapshot(self, epoch: int) -> dict[str, Any]:
-        return {"model": clone_tree(self.model.state_dict()), "optimizer": clone_tree(self.optimizer.state_dict()),
-                "epoch": int(epoch), "global_step": int(self.global_step), "seed": int(self.seed),
-                "rng": clone_tree(rng_state(self.shuffle_gen, self.np_gen)), "history": [dict(h) for h in self.history]}
-
-
-def _setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = None) -> _Run:
-    """Seeds (``seed``, default the config's), data on the device, the registered model and its
-    optimizer; restored from a checkpoint when ``resume_from`` is given (else the model's
-    data-dependent initialisation)."""
-    seed = int(cfg["seed"]) if seed is None else int(seed)
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    shuffle_gen = torch.Generator(device="cpu")
-    shuffle_gen.manual_seed(seed)
-    tr_tab = table.select("train")
-    if len(tr_tab) < 2:
-        raise ValueError(f"the train split has {len(tr_tab)} clip(s); at least 2 are needed")
-    model = build_model(cfg, *table.shape, preset=table.preset).to(device)
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-    resident = fits_on_device(table, device)
-    run = _Run(cfg, model, torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"])),
-               SplitData(tr_tab, device, resident, groups=float(cfg["speaker_independence"]) > 0), shuffle_gen,
-               np.random.default_rng(seed), autocast, resident, seed,
-               augmenter_for(cfg, table.preset))
-    if resume_from is None:
-        model.on_train_start(run.train_batches, seed)
-        return run
-    if int(cfg["restarts"]) > 1 and cfg["restart_combine"] == "vote":
-        raise ValueError("cannot resume: a run whose restarts vote (restart_combine vote) is checkpointed only when "
-                         "finished, as its voting ensemble; start it again")
-    st = load_checkpoint(resume_from, map_location="cpu")
-    old_key = st.get("meta", {}).get("cache_key")
-    if old_key is not None and old_key != table.cache_key:
-        raise ValueError(
-            f"cannot resume: the checkpoint was trained on feature cache {old_key}, the features given now are "
-            f"{table.cache_key} (rebuilt or another cache: clips may have moved between splits); start a new run")
-    old = st.get("config", {})
-    diff = [k for k in structural_keys() if k in old and str(old[k]) != str(cfg[k])]
-    if diff:
-        raise ValueError("cannot resume: the checkpoint's config differs on "
-                         + ", ".join(f"{k} ({old[k]!r} vs {cfg[k]!r})" for k in diff))
-    model.load_state_dict(st["model"])
-    run.optimizer.load_state_dict(st["optimizer"])
-    run.start_epoch, run.global_step = int(st["epoch"]), int(st["global_step"])
-    run.seed = int(st.get("seed", seed))  # a kept restart's own seed (trainables.restarts)
-    run.history = list(st.get("history", []))
-    set_rng_state(st["rng"], shuffle_gen, run.np_gen)
-    return run
-
-
-def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, Any], str]:
-    """One pass over the shuffled train split (1-based ``epoch``): (train/* metrics, failure or "")."""
-    cfg, model, data = run.cfg, run.model, run.train_data
-    t0 = time.perf_counter()
-    lr = float(lr_at(cfg, epoch - 1))
-    for g in run.optimizer.param_groups:
-        g["lr"] = lr
-    metrics: dict[str, Any] = dict(model.on_epoch_start(epoch - 1, run.train_batches, run.seed))
-    model.train()
-    bs = int(cfg["batch_size"])
-    perm = torch.randperm(data.n, generator=run.shuffle_gen)
-    n_batches = data.n // bs + (1 if data.n % bs > 1 else 0)  # a batch of 1 breaks BatchNorm
-    sums: dict[str, float] = {}
-    n_seen = 0
-    clip = float(cfg["grad_clip"]) if cfg["grad_clip"] > 0 else float("inf")
-    for step in range(n_batches):
-        batch = data.batch(perm[step * bs:(step + 1) * bs])
-        if run.augmenter is not None:
-            batch = batch.with_view(*run.augmenter(batch.x, batch.mask))
-        with run.autocast:
-            total, terms = model.training_step(batch, (epoch - 1) + step / max(1, n_batches))
-        values = {"loss": float(total.detach()), **{k: float(t.detach()) for k, t in terms.items()}}
-        run.optimizer.zero_grad(set_to_none=True)
-        bad = next((k for k, v in values.items() if k != "loss" and not math.isfinite(v)), None)
-        if bad is None and not math.isfinite(values["loss"]):
-            bad = "loss"
-        if bad is None:
-            total.backward()
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-            if not math.isfinite(gnorm):
-                return metrics, f"non-finite gradient gradient norm at epoch {epoch}, step {step + 1}"
-        else:
-            return metrics, f"non-finite loss term {bad} at epoch {epoch}, step {step + 1}"
-        run.optimizer.step()
-        run.global_step += 1
-        nb = batch.x.shape[0]
-        n_seen += nb
-        for k, v in {**values, "grad_norm": gnorm}.items():
-            sums[k] = sums.get(k, 0.0) + v * nb
-    metrics.update({f"train/{k}": s / max(1, n_seen) for k, s in sums.items()})
-    metrics["train/lr"] = lr
-    metrics.update(model.step_logs(epoch - 1 + (n_batches - 1) / max(1, n_batches)))
-    metrics["train/epoch_time_s"] = time.perf_counter() - t0
-    metrics["train/samples_per_s"] = n_seen / max(1e-9, metrics["train/epoch_time_s"])
-    return metrics, ""
-
-
-def _before_evaluation(run: _Run) -> None:
-    if run.cfg["bn_reestimate"]:
-        run.model.reestimate_batchnorm(run.train_batches)
-
-
-def _epoch(run: _Run, epoch: int, val_data: SplitData, va_tab) -> tuple[dict[str, Any], str]:
-    """Train ``epoch`` (1-based), evaluate on the validation split and append to the history:
-    (metrics, failure or "")."""
-    metrics, failure = _train_epoch(run, epoch)
-    if failure:
-        return metrics, failure
-    metrics = {"epoch": epoch, **metrics}
-    t1 = time.perf_counter()
-    _before_evaluation(run)
-    metrics.update(evaluate(run.model, val_data, va_tab.labels, run.cfg, "val/")[0])
-    metrics["val/time_s"] = time.perf_counter() - t1
-    run.history.append(dict(metrics))
-    return metrics, ""
-
-
-def _separation(run: _Run) -> tuple[float, np.ndarray]:
+def _separation(run: Run) -> tuple[float, np.ndarray]:
     """The restart score of a run: silhouette of its clusters on its reported representation over the
     train split (trainables.restarts.separation; no labels), and its probabilities there [N, K] (what
     a vote maps)."""
@@ -336,10 +199,10 @@ def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
     upto, candidates, finished = restart_epochs(cfg), [], []
     kept = None  # (run, last good, candidate)
     for r in range(int(cfg["restarts"])):
-        run = _setup_run(cfg, table, device, use_bf16, None, seed=restart_seed(int(cfg["seed"]), r))
+        run = setup_run(cfg, table, device, use_bf16, None, seed=restart_seed(int(cfg["seed"]), r))
         last_good, failure, stop = run.snapshot(0), "", False
         for epoch in range(1, upto + 1):
-            failure = _epoch(run, epoch, val_data, va_tab)[1]
+            failure = run_epoch(run, epoch, val_data, va_tab)[1]
             if failure:
                 break
             last_good = run.snapshot(epoch)
@@ -377,7 +240,23 @@ def _vote(finished, val_data, va_tab):
     return run, {**last_good, "model": clone_tree(ensemble.state_dict())}, cand
 
 
+def _checkpoint_writer(cfg, table, state: Callable[[], dict]) -> Callable[[Any], str]:
+    """``write(path)``: the state ``state()`` returns (a run's last good snapshot) with the config
+    and the table's identity, saved to ``path``."""
+    n_freq, n_frames = table.shape
+
+    def write(path) -> str:
+        out = to_cpu_tree(state())
+        out["config"] = dict(cfg)
+        out["meta"] = {"preset": table.preset.name, "cache_key": str(table.cache_key),
+                       "n_freq": int(n_freq), "n_frames": int(n_frames)}
+        return str(save_checkpoint(path, out))
+    return write
+
+
 def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
+    if int(cfg["replicas"]) > 1:
+        return _train_replicas(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop)
     va_tab = table.select("val")
     restarting = int(cfg["restarts"]) > 1 and resume_from is None
     if restarting:
@@ -385,18 +264,10 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
         run, last_good, failure = _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop)
         run.start_epoch = len(run.history)
     else:
-        run = _setup_run(cfg, table, device, use_bf16, resume_from)
+        run = setup_run(cfg, table, device, use_bf16, resume_from)
         val_data = SplitData(va_tab, device, run.resident)
         last_good, failure = run.snapshot(run.start_epoch), ""
-    n_freq, n_frames = table.shape
-
-    def write_checkpoint(path) -> str:
-        state = to_cpu_tree(last_good)
-        state["config"] = dict(cfg)
-        state["meta"] = {"preset": table.preset.name, "cache_key": str(table.cache_key),
-                         "n_freq": int(n_freq), "n_frames": int(n_frames)}
-        return str(save_checkpoint(path, state))
-
+    write_checkpoint = _checkpoint_writer(cfg, table, lambda: last_good)
     status, reason = (TrialStatus.DIVERGED, failure) if failure else (TrialStatus.COMPLETE, "")
     epochs, every = int(cfg["epochs"]), int(cfg["checkpoint_every"])
     stop = False
@@ -411,7 +282,7 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
     for epoch in range(run.start_epoch + 1, epochs + 1):
         if status != TrialStatus.COMPLETE:
             break
-        metrics, failure = _epoch(run, epoch, val_data, va_tab)
+        metrics, failure = run_epoch(run, epoch, val_data, va_tab)
         if failure:
             status, reason = TrialStatus.DIVERGED, failure
             break
@@ -425,7 +296,54 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
     return _finish(run, table, status, reason, last_good, checkpoint_dir, write_checkpoint)
 
 
-def _finish(run: _Run, table, status, reason, last_good, checkpoint_dir, write_checkpoint) -> TrainResult:
+def _train_replicas(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
+    """``replicas`` R copies of the run (seeds ``replica_seed(seed, r)``) trained in lockstep, each
+    owning the process's random state while it trains; ``on_epoch`` and the result see their mean
+    (trainables.replicas). The first replica's model is checkpointed and assigns the clips."""
+    if resume_from is not None:
+        raise ValueError("cannot resume: a run with replicas > 1 checkpoints its first replica alone; start it again")
+    rngs = [OwnedRng() for _ in range(int(cfg["replicas"]))]
+    runs = []
+    for r, rng in enumerate(rngs):
+        with rng.owned():
+            runs.append(setup_run(cfg, table, device, use_bf16, None, seed=replica_seed(int(cfg["seed"]), r)))
+    va_tab = table.select("val")
+    val_data = SplitData(va_tab, device, runs[0].resident)
+    last_good = [run.snapshot(0) for run in runs]
+    write_checkpoint = _checkpoint_writer(cfg, table, lambda: last_good[0])
+    status, reason, history = TrialStatus.COMPLETE, "", []
+    epochs, every = int(cfg["epochs"]), int(cfg["checkpoint_every"])
+    for epoch in range(1, epochs + 1):
+        per_replica, snapshots = [], []
+        for r, (run, rng) in enumerate(zip(runs, rngs)):
+            with rng.owned():
+                metrics, failure = run_epoch(run, epoch, val_data, va_tab)
+            if failure:
+                status, reason = TrialStatus.DIVERGED, f"replica {r} (seed {run.seed}): {failure}"
+                break
+            snapshots.append(run.snapshot(epoch))
+            per_replica.append(metrics)
+        if status != TrialStatus.COMPLETE:
+            break  # every replica goes back to the last epoch they all completed
+        last_good = snapshots
+        history.append(mean_metrics(per_replica))
+        if checkpoint_dir is not None and every > 0 and epoch % every == 0:
+            write_checkpoint(checkpoint_dir)
+        stop = on_epoch is not None and _stop_requested(on_epoch(epoch, dict(history[-1]), write_checkpoint))
+        if (stop or (should_stop is not None and should_stop())) and epoch < epochs:
+            status, reason = TrialStatus.STOPPED, f"stop requested after epoch {epoch}"
+            break
+    results = []
+    for r, (run, rng) in enumerate(zip(runs, rngs)):
+        with rng.owned():
+            results.append(_finish(run, table, status, reason, last_good[r], checkpoint_dir if r == 0 else None,
+                                   write_checkpoint))
+    first = results[0]
+    final = mean_metrics([res.metrics for res in results])
+    return TrainResult(first.status, first.epochs_done, final, history, reason, first.assignments, dict(cfg))
+
+
+def _finish(run: Run, table, status, reason, last_good, checkpoint_dir, write_checkpoint) -> TrainResult:
     """Final checkpoint, test metrics and per-clip assignments (a diverged run: last good weights)."""
     epochs_done = int(last_good["epoch"])
     if checkpoint_dir is not None and epochs_done > 0:

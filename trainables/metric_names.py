@@ -49,7 +49,7 @@ REPRESENTATIONS: Mapping[str, tuple[str, ...]] = RegistryView(lambda: {
 # Keys of trainables.metrics.clustering_metrics that do not depend on a representation.
 SPLIT_METRICS = ("acc", "nmi", "ari", "n_clusters_used", "collapsed", "occupancy_max", "occupancy_entropy")
 
-# train/* of every network's epoch (trainables.loop._train_epoch); the rest the model declares.
+# train/* of every network's epoch (trainables.run.train_epoch); the rest the model declares.
 LOOP_TRAIN = ("loss", "grad_norm", "lr", "epoch_time_s", "samples_per_s")
 # ... and with restarts > 1, once, in the epoch the kept restart was chosen (trainables.restarts).
 LOOP_CONDITIONAL = RESTART_METRICS
