@@ -3,8 +3,11 @@ MLflow parent run, and compared with the Pareto trials at the end (trainables.ba
 
 Rows are plain dicts (JSON in the Optuna study's user attrs, so ``--resume`` has them)::
 
-    {"name": "awe_gmm", "label": "...", "preset": "awe", "side_information": False,
+    {"name": "awe_gmm", "label": "...", "preset": "awe", "side_information": False, "seeds": "0",
      "val/acc": 0.57, "test/acc": 0.61, "val/nmi": ..., ...}
+
+Fitted with the seeds the trials train from (:func:`trial_seeds`: seed 0, or with ``--set
+replicas=3`` the three replicas' seeds, the metrics then their means).
 
 On the parent run: metrics ``baseline/<name>_<split>_<metric>`` (acc, nmi, ari; val and test) and
 tags ``baseline.strongest`` (highest val/acc without side information) and
@@ -13,36 +16,52 @@ tags ``baseline.strongest`` (highest val/acc without side information) and
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 from study.tags import STRONGEST_TAG, STRONGEST_WITH_SPEAKER_IDS_TAG, baseline_metric_name
 
-__all__ = ["study_baselines", "suite_rows", "baseline_metrics", "baseline_tags", "strongest_row", "margin_lines"]
+__all__ = ["trial_seeds", "study_baselines", "suite_rows", "baseline_metrics", "baseline_tags", "strongest_row", "margin_lines"]
 
 _METRICS = ("acc", "nmi", "ari")
 
 
-def study_baselines(tables: Mapping[str, object], main: str, cache_dir: str, n_clusters: int) -> list[dict]:
+def trial_seeds(fixed: Mapping[str, object]) -> list[int]:
+    """The seeds every trial trains from, given the study's fixed config: its ``seed`` (default 0)
+    and, with ``replicas`` R > 1, the replicas' seeds (trainables.replicas): the seeds the
+    baselines are fitted with, so that a trial's mean over its replicas meets a baseline's mean
+    over the same seeds."""
+    from trainables.replicas import replica_seed
+
+    seed, replicas = int(fixed.get("seed") or 0), max(1, int(fixed.get("replicas") or 1))
+    return [replica_seed(seed, r) for r in range(replicas)]
+
+
+def study_baselines(tables: Mapping[str, object], main: str, cache_dir: str, n_clusters: int,
+                    seeds: Sequence[int] = (0,)) -> list[dict]:
     """The suite on every front end the study trains on (``tables``: preset name -> table, the same
-    clips and split) and on the reference front ends of the clips of ``cache_dir``."""
+    clips and split) and on the reference front ends of the clips of ``cache_dir``, each baseline
+    fitted once per seed of ``seeds`` (:func:`trial_seeds`; the rows hold the means)."""
     from trainables.baseline_suite import OWN_BASELINES, own_name, reference_tables, run_suite
 
+    seeds = [int(s) for s in seeds]
     main_table = tables[main]
-    results = run_suite(main_table, reference_tables(cache_dir, main_table), n_clusters)
+    results = run_suite(main_table, reference_tables(cache_dir, main_table), n_clusters, seeds=seeds)
     for name, table in tables.items():  # the other front ends searched: their own-table baselines
         if name == main:
             continue
-        results += [r for r in run_suite(table, None, n_clusters) if r.name in OWN_BASELINES]
+        results += [r for r in run_suite(table, None, n_clusters, seeds=seeds) if r.name in OWN_BASELINES]
         for r in results[-len(OWN_BASELINES):]:
             r.name = own_name(name, r.name)
-    return suite_rows(results)
+    return suite_rows(results, seeds)
 
 
-def suite_rows(results) -> list[dict]:
-    """The rows (module docstring) of :class:`trainables.baseline_suite.SuiteResult` s."""
+def suite_rows(results, seeds: Sequence[int] = (0,)) -> list[dict]:
+    """The rows (module docstring) of :class:`trainables.baseline_suite.SuiteResult` s fitted with
+    ``seeds`` (recorded in each row as ``seeds``, comma separated)."""
     rows = []
     for r in results:
-        row = {"name": r.name, "label": r.label, "preset": r.preset, "side_information": bool(r.side_information)}
+        row = {"name": r.name, "label": r.label, "preset": r.preset, "side_information": bool(r.side_information),
+               "seeds": ",".join(str(int(s)) for s in seeds)}
         row.update({f"{s}/{m}": r.value(f"{s}/{m}") for s in ("val", "test") for m in _METRICS
                     if math.isfinite(r.value(f"{s}/{m}"))})
         rows.append(row)
@@ -83,7 +102,9 @@ def margin_lines(rows: list[dict], pareto: list[dict]) -> list[str]:
     if not rows:
         return []
     best, side = strongest_row(rows), strongest_row(rows, side_information=True)
-    lines = ["Classical baselines on the same split (seed 0; a trial beats the baseline only if it beats the "
+    seeds = str(rows[0].get("seeds", "0")).split(",")
+    fitted = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {', '.join(seeds)}, the trials' replicas"
+    lines = [f"Classical baselines on the same split ({fitted}; a trial beats the baseline only if it beats the "
              "strongest):"]
     for r in rows:
         mark = ""

@@ -132,16 +132,17 @@ def _check_clusters(table, n_clusters: int) -> None:
         raise StudyError(str(exc)) from None
 
 
-def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int) -> list[dict]:
-    """The classical baselines on the study's split (study.baselines): what every trial must beat."""
-    from study.baselines import study_baselines
+def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int, fixed: dict) -> list[dict]:
+    """The classical baselines on the study's split (study.baselines), fitted with the seeds the
+    trials train from (``fixed``: seed, replicas): what every trial must beat."""
+    from study.baselines import study_baselines, trial_seeds
 
     tables = {name: _load_table(d, split_scheme) for name, d in cache_dirs.items()}
     main = next(iter(cache_dirs))
     term.info(f"fitting the classical baselines on the study's split ({', '.join(cache_dirs)} and the "
               f"acoustic-word-embedding front ends)")
     try:
-        return study_baselines(tables, main, cache_dirs[main], n_clusters)
+        return study_baselines(tables, main, cache_dirs[main], n_clusters, trial_seeds(fixed))
     except (ValueError, OSError) as exc:
         raise StudyError(f"the classical baselines could not be fitted: {exc}") from exc
 
@@ -317,7 +318,7 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
     _check_clusters(table, n_clusters)
     fixed = fixed_config(opts, n_clusters)
     check_config(opts, fixed)
-    baselines = fit_baselines(cache_dirs, split_scheme, n_clusters)
+    baselines = fit_baselines(cache_dirs, split_scheme, n_clusters, fixed)
     pinned_record = {STUDY_PINNED_TAG: pinned_text(pinned)} if pinned else {}
     parent_id = tracking.start_parent(
         tracking_uri, opts.experiment, name,

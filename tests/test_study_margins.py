@@ -1,7 +1,9 @@
 """The study summary's baseline lines (study.baselines.margin_lines): the strongest baseline is chosen
 on validation without side information, every Pareto trial gets its margin, and a study none of whose
 trials beats it says so with the gap."""
-from study.baselines import margin_lines, strongest_row
+from study.baselines import margin_lines, strongest_row, suite_rows, trial_seeds
+from trainables.baseline_suite import SuiteResult
+from trainables.replicas import replica_seed
 
 ROWS = [
     {"name": "kmeans", "label": "K-means", "preset": "compact", "side_information": False,
@@ -55,3 +57,20 @@ def test_a_trial_on_a_speaker_normalised_front_end_is_measured_against_the_basel
     assert "trial   5 vs awe_speaker_kmeans: val/acc -5.0 points, test/acc -2.0 points" in text
     assert "trial   6 vs awe_gmm: val/acc +13.0 points, test/acc +11.0 points" in text
     assert lines[-1].strip() == "Pareto trials above the strongest baseline on val/acc: 6"
+
+
+def test_baselines_are_fitted_with_the_seeds_the_trials_train_from():
+    """A study with replicas judges each trial by the mean of its replicas' seeds; its baselines are
+    fitted with the same seeds, and the summary says which (a 3-seed trial mean against a seed-0
+    baseline mixed two kinds of figure)."""
+    assert trial_seeds({}) == [0]
+    assert trial_seeds({"seed": 4}) == [4]
+    assert trial_seeds({"seed": "2", "replicas": "3"}) == [replica_seed(2, r) for r in range(3)]
+    results = [SuiteResult("awe_gmm", "AWE GMM", "awe", False, {"val/acc": 0.57, "test/acc": 0.61})]
+    one, three = suite_rows(results), suite_rows(results, trial_seeds({"replicas": 3}))
+    assert one[0]["seeds"] == "0" and one[0]["val/acc"] == 0.57
+    assert three[0]["seeds"] == ",".join(str(replica_seed(0, r)) for r in range(3))
+    assert "(seed 0;" in margin_lines(one, [])[0]
+    assert f"(mean of seeds 0, {replica_seed(0, 1)}, {replica_seed(0, 2)}, the trials' replicas;" in \
+        margin_lines(three, [])[0]
+    assert "(seed 0;" in margin_lines(ROWS, [])[0]  # rows written before the seeds were recorded
