@@ -20,7 +20,8 @@ from typing import Mapping, Optional, Sequence
 
 from study.tags import STRONGEST_TAG, STRONGEST_WITH_SPEAKER_IDS_TAG, baseline_metric_name
 
-__all__ = ["trial_seeds", "study_baselines", "suite_rows", "baseline_metrics", "baseline_tags", "strongest_row", "margin_lines"]
+__all__ = ["trial_seeds", "study_baselines", "suite_rows", "baseline_metrics", "baseline_tags", "strongest_row",
+           "margin_lines"]
 
 _METRICS = ("acc", "nmi", "ari")
 
