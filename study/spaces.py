@@ -27,6 +27,7 @@ REAL_LIKELIHOODS = list(REAL_VALUED_LIKELIHOODS)  # real-valued front ends
 TAU_KINDS = list(_TAU_KINDS)
 ENCODERS = list(_ENCODERS)
 AUGMENT_CHOICES = ["none", "speed,shift", "speed,warp,shift", "speed,warp,shift,eq"]
+NEIGHBOUR_CHOICES = [0, 5, 10, 20]  # neighbour views (trainables.neighbours): k nearest training clips; 0 = off
 MLP_HIDDEN_CHOICES = ["256,128", "512,256", "1024,512"]  # widths of the fully connected networks
 
 
@@ -75,18 +76,20 @@ def _stabilisers(trial) -> None:
 
 
 def _invariance(trial, frontend: Optional[str]) -> dict:
-    """Augmented views with a consistency term (and an overclustering head), free bits, on
+    """Augmented and neighbour views with a consistency term (and an overclustering head), free bits, on
     real-valued front ends a style factor, and on front ends normalised per speaker the clusters'
     independence of the speaker (docs/MODELS.md, "Invariance"). Returns the constants
     that switch off what a draw leaves out, so that a recipe's values for those keys (the
     ``recommended`` recipe's consistency term and style factor) never reach a trial they do not
     fit: no consistency term without views, no style factor on a front end in [0, 1]."""
     consts: dict = {}
-    if trial.suggest_categorical("augment", AUGMENT_CHOICES) != "none":
+    augmented = trial.suggest_categorical("augment", AUGMENT_CHOICES) != "none"
+    if trial.suggest_categorical("neighbours", NEIGHBOUR_CHOICES) > 0 or augmented:
         trial.suggest_categorical("consistency", ["mi", "skl"])
         trial.suggest_float("consistency_weight", 1.0, 300.0, log=True)
         trial.suggest_categorical("overcluster", [0, 5])
-        trial.suggest_float("aug_warp", 0.02, 0.2)
+        if augmented:
+            trial.suggest_float("aug_warp", 0.02, 0.2)
     else:
         consts.update(consistency="none", overcluster=0)
     trial.suggest_categorical("free_bits", [0.0, 0.25, 1.0])

@@ -63,7 +63,8 @@ def test_load_errors_are_clear(tmp_path):
     ("uvac", 4, {"prior_warmup_epochs": 3}),  # ... and after it
     ("uvac", 3, {"recipe": "paper"}),
     ("cat_uvac", 3, {}),
-], ids=["uvac-fit-before", "uvac-fit-after", "uvac-paper", "cat_uvac"])
+    ("cat_uvac", 3, {"neighbours": 3, "consistency": "mi", "augment": "shift"}),  # neighbour draws resume too
+], ids=["uvac-fit-before", "uvac-fit-after", "uvac-paper", "cat_uvac", "cat_uvac-neighbours"])
 def test_resume_equals_uninterrupted(tiny_table, tiny_config, tmp_path, model, epochs, extra):
     """epochs straight == 2 epochs, stop, resume to the end (same seed): identical everything,
     including the warm-up hooks (prior fit) and BatchNorm re-estimation of the recipe."""

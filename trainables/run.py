@@ -20,6 +20,7 @@ from trainables.checkpoint import clone_tree, load_checkpoint, rng_state, set_rn
 from trainables.config import structural_keys
 from trainables.evaluation import EVAL_BATCH, evaluate
 from trainables.models import Batch, ClusteringModel, build_model
+from trainables.neighbours import NeighbourViews
 from trainables.schedules import lr_at
 from trainables.split_data import SplitData, fits_on_device
 
@@ -40,6 +41,7 @@ class Run:
     resident: bool  # the data live on the device (decided once, for every split)
     seed: int  # what seeded this run (config["seed"], or a restart's: trainables.restarts)
     augmenter: Any = None  # makes each batch's augmented view (trainables.augment), or None
+    neighbours: NeighbourViews | None = None  # draws each batch's neighbour view (trainables.neighbours)
     start_epoch: int = 0
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -73,6 +75,8 @@ def setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = None
                SplitData(tr_tab, device, resident, groups=float(cfg["speaker_independence"]) > 0), shuffle_gen,
                np.random.default_rng(seed), autocast, resident, seed,
                augmenter_for(cfg, table.preset))
+    if int(cfg["neighbours"]) > 0:
+        run.neighbours = NeighbourViews(run.train_data.spec, int(cfg["neighbours"]))
     if resume_from is None:
         model.on_train_start(run.train_batches, seed)
         return run
@@ -115,9 +119,7 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict[str, Any], str]:
     n_seen = 0
     clip = float(cfg["grad_clip"]) if cfg["grad_clip"] > 0 else float("inf")
     for step in range(n_batches):
-        batch = data.batch(perm[step * bs:(step + 1) * bs])
-        if run.augmenter is not None:
-            batch = batch.with_view(*run.augmenter(batch.x, batch.mask))
+        batch = views(run, data, perm[step * bs:(step + 1) * bs])
         with run.autocast:
             total, terms = model.training_step(batch, (epoch - 1) + step / max(1, n_batches))
         values = {"loss": float(total.detach()), **{k: float(t.detach()) for k, t in terms.items()}}
@@ -144,6 +146,19 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict[str, Any], str]:
     metrics["train/epoch_time_s"] = time.perf_counter() - t0
     metrics["train/samples_per_s"] = n_seen / max(1e-9, metrics["train/epoch_time_s"])
     return metrics, ""
+
+
+def views(run: Run, data: SplitData, idx: torch.Tensor) -> Batch:
+    """The batch of train indices ``idx`` with its view: a drawn neighbour (``neighbours``) or the
+    clip itself, augmented when ``augment`` is set; no view when neither is."""
+    batch = data.batch(idx)
+    if run.neighbours is not None:
+        other = data.batch(run.neighbours.draw(idx, run.shuffle_gen))
+        batch = batch.with_view(other.x, other.mask)
+    if run.augmenter is not None:
+        source = batch.view if batch.view is not None else batch
+        batch = batch.with_view(*run.augmenter(source.x, source.mask))
+    return batch
 
 
 def before_evaluation(run: Run) -> None:

@@ -129,9 +129,12 @@ class LatentClusteringModel(ClusteringModel):
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
-        if cfg["consistency"] != "none" and cfg["augment"] == "none":
-            raise ConfigError(f"consistency {cfg['consistency']!r} compares a batch with its augmented view: "
-                              f"set augment (e.g. augment=speed,warp)")
+        if cfg["consistency"] != "none" and cfg["augment"] == "none" and cfg["neighbours"] == 0:
+            raise ConfigError(f"consistency {cfg['consistency']!r} compares a batch with its view: set augment "
+                              f"(e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
+        if cfg["neighbours"] > 0 and cfg["consistency"] == "none":
+            raise ConfigError("neighbours: the neighbour view is read by the consistency term alone: set consistency "
+                              "to mi or skl")
         if cfg["style_independence"] > 0 and cfg["style_clusters"] < 2:
             raise ConfigError("style_independence: the clusters are kept independent of the style factor's q(s|x): "
                               "set style_clusters (>= 2)")
