@@ -57,6 +57,7 @@ import torch
 
 from trainables.config_keys import Key
 from trainables.metrics import clustering_metrics
+from trainables.standardise import Standardiser
 
 log = logging.getLogger(__name__)
 
@@ -197,23 +198,6 @@ def labels_as_clusters(table) -> np.ndarray:
     """The true class index of every row, as a clustering."""
     return np.asarray(table.label_index.cpu().numpy() if isinstance(table.label_index, torch.Tensor)
                       else table.label_index, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Standardiser:
-    """Per-dimension standardisation fitted on the train rows: ``(x - mean) / std`` (std 0 -> 1)."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, x_train: np.ndarray) -> "Standardiser":
-        mean = x_train.mean(0, dtype=np.float64)
-        std = x_train.std(0, dtype=np.float64)
-        return cls(mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32, copy=False)
 
 
 def _fit_factorial(x_train: np.ndarray, style_train: np.ndarray, k: int, seed: int, info: dict):

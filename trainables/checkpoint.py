@@ -42,6 +42,8 @@ __all__ = [
     "set_numpy_global_state",
     "clone_tree",
     "to_cpu_tree",
+    "global_rng_state",
+    "set_global_rng_state",
     "rng_state",
     "set_rng_state",
 ]
@@ -167,21 +169,29 @@ def to_cpu_tree(obj):
     return map_tree(obj, lambda t: t.detach().cpu())
 
 
-def rng_state(shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> dict[str, Any]:
-    st = {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": numpy_generator_state(np_gen),
-        "numpy_global": numpy_global_state(),
-        "shuffle": shuffle_gen.get_state(),
-    }
-    return st
+def global_rng_state() -> dict[str, Any]:
+    """The process-wide generators' state: torch's, CUDA's (one per device; none without CUDA) and
+    numpy's legacy global generator."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+            "numpy_global": numpy_global_state()}
 
 
-def set_rng_state(st: Mapping[str, Any], shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> None:
+def set_global_rng_state(st: Mapping[str, Any]) -> None:
+    """Restore :func:`global_rng_state` (CUDA's only on a machine with as many devices)."""
     torch.set_rng_state(st["torch"].cpu())
     if st.get("cuda") and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
-    set_numpy_generator_state(np_gen, st["numpy"])
     set_numpy_global_state(st["numpy_global"])
+
+
+def rng_state(shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> dict[str, Any]:
+    """Every generator a run draws from: the process-wide ones, the run's numpy generator and its
+    shuffling generator."""
+    return {**global_rng_state(), "numpy": numpy_generator_state(np_gen), "shuffle": shuffle_gen.get_state()}
+
+
+def set_rng_state(st: Mapping[str, Any], shuffle_gen: torch.Generator, np_gen: np.random.Generator) -> None:
+    set_global_rng_state(st)
+    set_numpy_generator_state(np_gen, st["numpy"])
     shuffle_gen.set_state(st["shuffle"].cpu())

@@ -26,9 +26,8 @@ import math
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
-import torch
 
-from trainables.checkpoint import numpy_global_state, set_numpy_global_state
+from trainables.checkpoint import global_rng_state, set_global_rng_state
 from trainables.restarts import restart_seed
 
 __all__ = ["SPREAD_METRICS", "OwnedRng", "replica_seed", "mean_metrics"]
@@ -55,16 +54,11 @@ class OwnedRng:
     @contextlib.contextmanager
     def owned(self) -> Iterator[None]:
         if self._state is not None:
-            torch.set_rng_state(self._state["torch"])
-            if self._state["cuda"]:
-                torch.cuda.set_rng_state_all(self._state["cuda"])
-            set_numpy_global_state(self._state["numpy"])
+            set_global_rng_state(self._state)
         try:
             yield
         finally:
-            self._state = {"torch": torch.get_rng_state(),
-                           "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-                           "numpy": numpy_global_state()}
+            self._state = global_rng_state()
 
 
 def mean_metrics(per_replica: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

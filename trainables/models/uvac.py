@@ -48,6 +48,7 @@ from trainables.models.blocks import as_image, init_weights
 from trainables.models.factorial import fit_factorial, fit_projected
 from trainables.models.style import StyleFactor
 from trainables.schedules import kl_weight_at
+from trainables.standardise import Standardiser
 
 __all__ = ["UVAC", "gmm_log_likelihoods"]
 
@@ -243,7 +244,7 @@ class UVAC(LatentClusteringModel):
         principal components (trainables.models.factorial.fit_projected); component k * S + s holds
         (content k, style s), the prior's order."""
         x = torch.cat([self.standardise(b.x).float().reshape(len(b.x), -1).cpu() for b in batches()]).numpy()
-        x = (x - x.mean(0)) / np.where(x.std(0) > 1e-8, x.std(0), 1.0)
+        x = Standardiser.fit(x)(x)
         pca, fm = fit_projected(x, self.n_clusters, self.prior_styles, style_features, seed)
         return fm.responsibilities(pca.transform(x)).reshape(len(x), -1)
 
