@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from trainables.checkpoint import load_checkpoint
 from trainables.config import ConfigError
 from trainables.loop import train
 from trainables.models import MODELS
@@ -86,14 +87,49 @@ def test_a_replica_that_diverges_ends_the_run_as_diverged_and_says_which(tiny_ta
     assert res.epochs_done == len(res.history)
 
 
-def test_replicas_checkpoint_the_first_and_refuse_to_resume(tiny_table, tiny_config, tmp_path):
-    cfg = tiny_config(model="uvac", epochs=2, replicas=2, prior_init="paper", checkpoint_every=1)
-    ck = tmp_path / "ck"
+_TIMES = ("train/epoch_time_s", "train/samples_per_s", "val/time_s")
+
+
+def _same(a: dict, b: dict) -> None:
+    a, b = ({k: v for k, v in d.items() if k not in _TIMES} for d in (a, b))
+    assert a.keys() == b.keys()
+    for k in a:
+        same = (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k]
+        assert same, (k, a[k], b[k])
+
+
+@pytest.mark.parametrize("model,extra", [("uvac", {"prior_warmup_epochs": 2}), ("cat_uvac", {})])
+def test_a_stopped_run_with_replicas_resumes_exactly(tiny_table, tiny_config, tmp_path, model, extra):
+    """Stopped after epoch 1 of 3 and resumed: every epoch's mean, the final metrics, the clips'
+    clusters and every replica's weights equal the run trained straight through (UVAC's prior is
+    fitted after the interruption)."""
+    cfg = tiny_config(model=model, epochs=3, replicas=2, checkpoint_every=1, **extra)
+    straight = train(cfg, tiny_table, checkpoint_dir=str(tmp_path / "a"))
+    ck = tmp_path / "b"
     stopped = train(cfg, tiny_table, checkpoint_dir=str(ck), on_epoch=lambda e, m, fn: e >= 1)
     assert stopped.status == "stopped" and stopped.epochs_done == 1
-    assert any(ck.iterdir())
-    with pytest.raises(ValueError, match="cannot resume.*replicas"):
-        train(cfg, tiny_table, resume_from=str(ck))
+    assert len(load_checkpoint(ck)["replicas"]) == 1  # the second replica rides along
+    resumed = train(cfg, tiny_table, checkpoint_dir=str(ck), resume_from=str(ck))
+    assert resumed.status == "complete" and len(resumed.history) == 3
+    for h1, h2 in zip(straight.history, resumed.history):
+        _same(h1, h2)
+    _same(straight.metrics, resumed.metrics)
+    assert np.array_equal(straight.assignments["cluster"], resumed.assignments["cluster"])
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(ck)
+    for sa, sb in zip([a, *a["replicas"]], [b, *b["replicas"]]):
+        assert sa["epoch"] == sb["epoch"] == 3
+        for k in sa["model"]:
+            assert torch.equal(sa["model"][k], sb["model"][k]), k
+
+
+def test_a_checkpoint_resumes_only_with_its_own_number_of_replicas(tiny_table, tiny_config, tmp_path):
+    cfg = tiny_config(model="cat_uvac", epochs=2, replicas=2, checkpoint_every=1)
+    ck = tmp_path / "ck"
+    train(cfg, tiny_table, checkpoint_dir=str(ck), on_epoch=lambda e, m, fn: e >= 1)
+    with pytest.raises(ValueError, match="holds 2 replica.*asks for 3"):
+        train({**cfg, "replicas": 3}, tiny_table, resume_from=str(ck))
+    with pytest.raises(ValueError, match="holds 2 replicas.*asks for one"):
+        train({**cfg, "replicas": 1}, tiny_table, resume_from=str(ck))
 
 
 def test_replicas_and_restarts_are_not_combined(tiny_config):

@@ -25,8 +25,8 @@ Guarantees:
   killed among its candidates starts them again); a resumed run does not restart.
 * ``replicas`` R > 1 (:mod:`trainables.replicas`): R copies from seeds ``replica_seed(seed, r)``
   trained in lockstep, each owning the process's random state while it trains (replica r equals
-  the plain run of its seed); ``on_epoch`` and the result see their mean. The first replica is
-  checkpointed and assigns the clips; such a run is not resumed (it starts again).
+  the plain run of its seed); ``on_epoch`` and the result see their mean. The first replica
+  assigns the clips; the checkpoint holds every replica, so such a run resumes exactly.
 * a baseline's ``model`` (``"kmeans"``, ``"gmm"``, ... : the registry
   :data:`trainables.baselines.BASELINES`) routes to :mod:`trainables.baselines` (no epochs).
 """
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from trainables.baselines import BASELINES, check_n_clusters
-from trainables.checkpoint import clone_tree, save_checkpoint, to_cpu_tree
+from trainables.checkpoint import clone_tree, load_checkpoint, save_checkpoint, to_cpu_tree
 from trainables.config import check_frontend, resolve_config
 from trainables.evaluation import evaluate, predict_table, to_float
 from trainables.replicas import OwnedRng, mean_metrics, replica_seed
@@ -299,29 +299,33 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
 def _train_replicas(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:
     """``replicas`` R copies of the run (seeds ``replica_seed(seed, r)``) trained in lockstep, each
     owning the process's random state while it trains; ``on_epoch`` and the result see their mean
-    (trainables.replicas). The first replica's model is checkpointed and assigns the clips."""
-    if resume_from is not None:
-        raise ValueError("cannot resume: a run with replicas > 1 checkpoints its first replica alone; start it again")
-    rngs = [OwnedRng() for _ in range(int(cfg["replicas"]))]
-    runs = []
+    (trainables.replicas). The first replica's model assigns the clips; the checkpoint is its state
+    with the other replicas' beside it (``replicas``), so the run resumes as a whole."""
+    n = int(cfg["replicas"])
+    states = _replica_states(resume_from, n) if resume_from is not None else [None] * n
+    rngs = [OwnedRng() for _ in range(n)]
+    runs, last_good = [], []
     for r, rng in enumerate(rngs):
         with rng.owned():
-            runs.append(setup_run(cfg, table, device, use_bf16, None, seed=replica_seed(int(cfg["seed"]), r)))
+            runs.append(setup_run(cfg, table, device, use_bf16, states[r], seed=replica_seed(int(cfg["seed"]), r)))
+            last_good.append(runs[-1].snapshot(runs[-1].start_epoch))
     va_tab = table.select("val")
     val_data = SplitData(va_tab, device, runs[0].resident)
-    last_good = [run.snapshot(0) for run in runs]
-    write_checkpoint = _checkpoint_writer(cfg, table, lambda: last_good[0])
-    status, reason, history = TrialStatus.COMPLETE, "", []
+    start = runs[0].start_epoch
+    write_checkpoint = _checkpoint_writer(cfg, table, lambda: {**last_good[0], "replicas": last_good[1:]})
+    status, reason = TrialStatus.COMPLETE, ""
+    history = [mean_metrics([run.history[e] for run in runs]) for e in range(start)]
     epochs, every = int(cfg["epochs"]), int(cfg["checkpoint_every"])
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start + 1, epochs + 1):
         per_replica, snapshots = [], []
         for r, (run, rng) in enumerate(zip(runs, rngs)):
             with rng.owned():
                 metrics, failure = run_epoch(run, epoch, val_data, va_tab)
+                if not failure:
+                    snapshots.append(run.snapshot(epoch))
             if failure:
                 status, reason = TrialStatus.DIVERGED, f"replica {r} (seed {run.seed}): {failure}"
                 break
-            snapshots.append(run.snapshot(epoch))
             per_replica.append(metrics)
         if status != TrialStatus.COMPLETE:
             break  # every replica goes back to the last epoch they all completed
@@ -341,6 +345,19 @@ def _train_replicas(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resu
     first = results[0]
     final = mean_metrics([res.metrics for res in results])
     return TrainResult(first.status, first.epochs_done, final, history, reason, first.assignments, dict(cfg))
+
+
+def _replica_states(resume_from, n: int) -> list[dict]:
+    """The states of ``n`` replicas in a checkpoint written by a run with replicas: the first
+    replica's is the checkpoint itself (what predict and a plain run read), the others' ride along
+    under ``replicas``; a ValueError where it holds another number of them."""
+    st = load_checkpoint(resume_from, map_location="cpu")
+    others = st.get("replicas", [])
+    if len(others) != n - 1:
+        raise ValueError(f"cannot resume: the checkpoint holds {len(others) + 1} replica(s), the config asks for {n}; "
+                         f"resume with its own replicas or start again")
+    first = {k: v for k, v in st.items() if k != "replicas"}
+    return [first, *({**o, "config": st.get("config", {}), "meta": st.get("meta", {})} for o in others)]
 
 
 def _finish(run: Run, table, status, reason, last_good, checkpoint_dir, write_checkpoint) -> TrainResult:

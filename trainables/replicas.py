@@ -13,10 +13,11 @@ the config by R seeds at every rung, and the Pareto front is a front of configs,
 
 Each replica owns the process-wide random state (torch's, CUDA's, numpy's legacy global) while
 it trains (:class:`OwnedRng`), so replica r reproduces the plain run seeded ``restart_seed(seed,
-r)`` exactly. The run's model, checkpoint and per-clip assignments are the first replica's (the
+r)`` exactly. The run's model and per-clip assignments are the first replica's (the
 plain run of ``seed``). A replica that diverges ends the run as diverged (a config that diverges
-on one seed in R is not a config to recommend), its reason naming the replica. Checkpoints hold
-the first replica alone, so a run with replicas cannot be resumed: it is started again.
+on one seed in R is not a config to recommend), its reason naming the replica. A checkpoint is
+the first replica's state (what ``predict`` reads) with the other replicas' states beside it
+(key ``replicas``), each with its random state, so a stopped run resumes exactly where it was.
 Not combined with ``restarts`` (each restart would be replicated).
 """
 from __future__ import annotations

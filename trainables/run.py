@@ -59,7 +59,8 @@ class Run:
 def setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = None) -> Run:
     """Seeds (``seed``, default the config's), data on the device, the registered model and its
     optimizer; restored from a checkpoint when ``resume_from`` is given (else the model's
-    data-dependent initialisation)."""
+    data-dependent initialisation): a checkpoint directory, or a checkpoint's state already loaded
+    (a replica's, trainables.loop)."""
     seed = int(cfg["seed"]) if seed is None else int(seed)
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -83,7 +84,10 @@ def setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = None
     if int(cfg["restarts"]) > 1 and cfg["restart_combine"] == "vote":
         raise ValueError("cannot resume: a run whose restarts vote (restart_combine vote) is checkpointed only when "
                          "finished, as its voting ensemble; start it again")
-    st = load_checkpoint(resume_from, map_location="cpu")
+    st = resume_from if isinstance(resume_from, dict) else load_checkpoint(resume_from, map_location="cpu")
+    if st.get("replicas") and int(cfg["replicas"]) == 1:
+        raise ValueError(f"cannot resume: the checkpoint holds {len(st['replicas']) + 1} replicas, the config asks for "
+                         f"one; resume with replicas={len(st['replicas']) + 1} or start again")
     old_key = st.get("meta", {}).get("cache_key")
     if old_key is not None and old_key != table.cache_key:
         raise ValueError(
