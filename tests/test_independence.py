@@ -211,3 +211,35 @@ def test_soft_groups_give_the_hard_groups_estimate_when_they_are_one_hot():
     hard = RunningGroupDependence(momentum=0.0)(log_p, speaker)
     soft = RunningGroupDependence(momentum=0.0)(log_p, torch.nn.functional.one_hot(speaker, 3).float())
     assert torch.allclose(hard[0], soft[0]) and torch.allclose(hard[1], soft[1])
+
+
+@pytest.mark.parametrize("model", ["cat_uvac", "uvac"])
+def test_a_resumed_run_continues_with_the_running_speaker_dependence(one_thread, tmp_path, model):
+    """The running joint P(cluster, speaker) is saved with the weights: stopped after epoch 1 of 3
+    and resumed, every epoch equals the run trained straight through."""
+    from trainables.checkpoint import load_checkpoint
+    from trainables.loop import train
+
+    table = _speaker_table()
+    cfg = {"model": model, "epochs": 3, "batch_size": 8, "speaker_independence": 2.0, "channels": "2,3,4,4",
+           "gru_hidden": 6, "checkpoint_every": 1, "device": "cpu", "seed": 3}
+    if model == "uvac":
+        cfg["prior_warmup_epochs"] = 0  # the responsibilities (and the term) from the first batch
+    straight = train(cfg, table, checkpoint_dir=str(tmp_path / "a"))
+    ck = tmp_path / "b"
+    assert train(cfg, table, checkpoint_dir=str(ck), on_epoch=lambda e, m, fn: e >= 1).epochs_done == 1
+    joint = load_checkpoint(ck)["training_state"]["speaker_dependence"]
+    assert joint.shape == (3, 2) and float(joint.sum()) == pytest.approx(1.0, abs=1e-5)
+    resumed = train(cfg, table, checkpoint_dir=str(ck), resume_from=str(ck))
+    times = ("train/epoch_time_s", "train/samples_per_s", "val/time_s")
+    for h1, h2 in zip(straight.history, resumed.history, strict=True):
+        assert h1.keys() == h2.keys()
+        for k in set(h1) - set(times):
+            assert h1[k] == h2[k] or (h1[k] != h1[k] and h2[k] != h2[k]), (k, h1[k], h2[k])  # NaN == NaN here
+
+
+def test_training_state_that_the_model_does_not_track_is_refused():
+    m = MODELS["cat_uvac"](13, 10, n_clusters=3, d_z=2, bounded=False, **TINY)
+    assert m.training_state() == {}
+    with pytest.raises(ValueError, match="'speaker_dependence' does not belong to this model"):
+        m.load_training_state({"speaker_dependence": torch.ones(3, 2) / 6})

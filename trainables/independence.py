@@ -72,8 +72,8 @@ class RunningGroupDependence:
 
     ``momentum`` m: the running joint is ``m * joint + (1 - m) * batch joint`` after each call
     (0.99: about the last 100 batches). Group indices are global (the same speaker, the same index,
-    in every batch); the joint grows as new indices appear. Not saved in checkpoints: a resumed run
-    rebuilds it within a few batches.
+    in every batch); the joint grows as new indices appear. The model saves it in checkpoints
+    (``ClusteringModel.training_state``), so a resumed run continues with it.
     """
 
     def __init__(self, momentum: float = 0.99):

@@ -52,6 +52,7 @@ class Run:
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
         return {"model": clone_tree(self.model.state_dict()), "optimizer": clone_tree(self.optimizer.state_dict()),
+                "training_state": clone_tree(self.model.training_state()),
                 "epoch": int(epoch), "global_step": int(self.global_step), "seed": int(self.seed),
                 "rng": clone_tree(rng_state(self.shuffle_gen, self.np_gen)), "history": [dict(h) for h in self.history]}
 
@@ -99,6 +100,7 @@ def setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = None
         raise ValueError("cannot resume: the checkpoint's config differs on "
                          + ", ".join(f"{k} ({old[k]!r} vs {cfg[k]!r})" for k in diff))
     model.load_state_dict(st["model"])
+    model.load_training_state(st.get("training_state", {}))  # older checkpoints: estimates rebuild
     run.optimizer.load_state_dict(st["optimizer"])
     run.start_epoch, run.global_step = int(st["epoch"]), int(st["global_step"])
     run.seed = int(st.get("seed", seed))  # a kept restart's own seed (trainables.restarts)

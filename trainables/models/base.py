@@ -144,6 +144,14 @@ class ClusteringModel(nn.Module, abc.ABC):
         """Scheduled values to log for an epoch (e.g. ``train/tau``, ``train/kl_weight``)."""
         return {}
 
+    def training_state(self) -> dict[str, Any]:
+        """What training tracks outside the weights and buffers (running estimates a loss term
+        reads), saved in checkpoints beside the weights so that a resumed run continues exactly."""
+        return {}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`training_state` (a checkpoint without it leaves the estimates to rebuild)."""
+
     # -- inference --------------------------------------------------------------------------------
     @abc.abstractmethod
     def infer(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

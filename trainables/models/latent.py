@@ -249,6 +249,23 @@ class LatentClusteringModel(ClusteringModel):
             total = total + self.style_independence * loss
         return total, terms
 
+    def _dependences(self) -> dict[str, RunningGroupDependence]:
+        return {name: dep for name, dep in (("speaker_dependence", self._speaker_dependence),
+                                            ("style_dependence", self._style_dependence)) if dep is not None}
+
+    def training_state(self) -> dict[str, Any]:
+        """The running joints of the independence terms (trainables.independence), once estimated."""
+        return {name: dep.joint.detach().cpu().clone() for name, dep in self._dependences().items()
+                if dep.joint is not None}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        deps = self._dependences()
+        for name, joint in state.items():
+            if name not in deps:
+                raise ValueError(f"training state {name!r} does not belong to this model (it tracks "
+                                 f"{', '.join(deps) or 'none'})")
+            deps[name].joint = joint.clone()
+
     def _consistency_terms(self, batch: Batch, log_p: torch.Tensor | None, h: torch.Tensor
                            ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
         if batch.view is None or self.consistency == "none":
