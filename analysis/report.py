@@ -180,12 +180,28 @@ def baseline_lines(reports: dict[str, StudyReport], xm: str, ym: str) -> list[di
                     "strongest": False})
                 line["studies"].append(study)
                 line["strongest"] |= method == strongest
-    out = list(lines.values())
+    out = _merge_equal(list(lines.values()))
     for line in out:
         values = {l["value"] for l in out if l["axis"] == line["axis"] and l["method"] == line["method"]}
         where = f" ({', '.join(line['studies'])})" if len(values) > 1 else ""
-        line["label"] = f"{method_label(line['method'])}{where} {fmt(line['value'])}"
+        names = " = ".join(method_label(m) for m in line["methods"])
+        line["label"] = f"{names}{where} {fmt(line['value'])}"
     return sorted(out, key=lambda l: (l["axis"], not l["strongest"], l["method"]))
+
+
+def _merge_equal(lines: list[dict]) -> list[dict]:
+    """One line for the methods of the same studies that logged the same value on the same axis
+    (e.g. K-means on a table that is standardised already, and the standardised K-means): ``methods``
+    names them all, the strongest (else the first by name) first; ``method`` is that first one."""
+    groups: dict[tuple, list[dict]] = {}
+    for line in lines:
+        groups.setdefault((line["axis"], round(line["value"], 12), tuple(line["studies"])), []).append(line)
+    merged = []
+    for group in groups.values():
+        group.sort(key=lambda l: (not l["strongest"], l["method"]))
+        merged.append({**group[0], "methods": [l["method"] for l in group],
+                       "strongest": any(l["strongest"] for l in group)})
+    return merged
 
 
 def _panel(table, reports, xm: str, ym: str, dirs: tuple, ref, title: str, shade: bool) -> dict:

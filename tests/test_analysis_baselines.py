@@ -141,6 +141,20 @@ def test_strongest_tag_and_two_studies_on_one_panel(uri, tmp_path):
     assert "(b3)" in by[("kmeans", 0.4)]["label"] and "(b4)" in by[("kmeans", 0.3)]["label"]
 
 
+def test_baselines_with_the_same_value_share_one_line(uri, tmp_path):
+    log_study(uri, "b6", "cat_uvac", 10, seed=46, baselines={"baseline/kmeans_val_acc": 0.4,
+                                                             "baseline/kmeans_std_val_acc": 0.4,
+                                                             "baseline/gmm_val_acc": 0.5},
+              parent_tags={"baseline.strongest": "kmeans_std"})
+    res = build_report(["b6"], tracking_uri=uri, out_dir=tmp_path / "same", log_mlflow=False)
+    table, _ = load_runs(["b6"], uri)
+    lines = [b for b in objective_panels(table, res.studies)[0]["baselines"] if b["metric"] == "val/acc"]
+    assert len(lines) == 2
+    shared = next(b for b in lines if b["value"] == 0.4)
+    assert shared["methods"] == ["kmeans_std", "kmeans"] and shared["method"] == "kmeans_std" and shared["strongest"]
+    assert " = " in shared["label"] and shared["label"].endswith("0.4")
+
+
 def test_cli_prints_a_compact_table(uri, tmp_path):
     log_study(uri, "b5", "cat_uvac", 12, seed=45, baselines=BASELINES)
     r = subprocess.run([sys.executable, "-m", "analysis.report", "--study", "b5", "--tracking-uri", uri,
