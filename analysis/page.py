@@ -79,16 +79,27 @@ def _add_series(fig, panel: dict, i: int, s: dict, table: pd.DataFrame, hover: l
                                  marker=dict(symbol="star", size=17, color=GOLD, line=dict(color="black", width=1))))
 
 
-def _add_baselines(fig, lines: Sequence[dict]) -> None:
+def _add_baselines(fig, lines: Sequence[dict], limits) -> None:
+    """The baselines as lines; the strongest is labelled on the plot, every line names itself on
+    hover (a dozen labels along one edge would overlap; the baseline table lists them all)."""
+    import plotly.graph_objects as go
     for b in lines:
         style = dict(line=dict(color="black" if b["strongest"] else "#777", width=2 if b["strongest"] else 1,
-                               dash="dash" if b["strongest"] else "dot"), name=f"baseline:{b['method']}:{b['metric']}",
-                     annotation_text=("strongest baseline: " if b["strongest"] else "") + html.escape(b["label"]),
-                     annotation_font_size=10)
+                               dash="dash" if b["strongest"] else "dot"), name=f"baseline:{b['method']}:{b['metric']}")
+        if b["strongest"]:  # (an annotation_position without a text would draw plotly's "new text")
+            style.update(annotation_text="strongest baseline: " + html.escape(b["label"]), annotation_font_size=10,
+                         annotation_position="top right" if b["axis"] == "y" else "top left")
         if b["axis"] == "y":
-            fig.add_hline(y=b["value"], annotation_position="top right", **style)
+            fig.add_hline(y=b["value"], **style)
         else:
-            fig.add_vline(x=b["value"], annotation_position="top left", **style)
+            fig.add_vline(x=b["value"], **style)
+        if limits:
+            across = list(limits[0] if b["axis"] == "y" else limits[1])
+            at = [b["value"], b["value"]]
+            x, y = (across, at) if b["axis"] == "y" else (at, across)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(width=8, color="rgba(0,0,0,0)"),
+                                     hovertext=[html.escape(b["label"])] * 2, hoverinfo="text", showlegend=False,
+                                     name=f"hover:baseline:{b['method']}:{b['metric']}"))
 
 
 def _add_reference(fig, ref, limits) -> None:
@@ -113,9 +124,9 @@ def panel_figure(panel: dict, table: pd.DataFrame, hover_columns: dict[str, list
     fig = go.Figure()
     for i, s in enumerate(panel["series"]):
         _add_series(fig, panel, i, s, table, hover_columns[s["study"]])
-    _add_baselines(fig, panel.get("baselines", []))
     ref = panel.get("reference")
     limits = panel_limits(panel)  # the trials and the baselines, never the reference point
+    _add_baselines(fig, panel.get("baselines", []), limits)
     if limits:
         fig.update_xaxes(range=list(limits[0]))
         fig.update_yaxes(range=list(limits[1]))

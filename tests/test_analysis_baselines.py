@@ -100,6 +100,11 @@ def test_baselines_on_every_view(uri, tmp_path):
     pfig = page.panel_figure(panels[0], completed(table), hover)
     names = {sh.name for sh in pfig.layout.shapes}
     assert {"baseline:awe_gmm:val/acc", "baseline:kmeans:val/acc"} <= names
+    labelled = [a.text for a in pfig.layout.annotations if a.text and "baseline" in a.text]
+    assert labelled and all(t.startswith("strongest baseline: AWE GMM") for t in labelled)  # the others: hover
+    assert all(a.text for a in pfig.layout.annotations)  # plotly.js draws "new text" for an empty one
+    hovers = {tr.name: tr.hovertext[0] for tr in pfig.data if (tr.name or "").startswith("hover:baseline:")}
+    assert "K-means" in hovers["hover:baseline:kmeans:val/acc"] and "AWE GMM" in hovers["hover:baseline:awe_gmm:val/acc"]
     texts = [t for tr in pfig.data if tr.text is not None for t in tr.text if t]
     assert sorted(map(int, texts)) == sorted(front["trial_number"].astype(int))
     assert any(a.name == "reference-arrow" for a in pfig.layout.annotations)
