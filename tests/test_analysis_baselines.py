@@ -104,7 +104,8 @@ def test_baselines_on_every_view(uri, tmp_path):
     assert labelled and all(t.startswith("strongest baseline: AWE GMM") for t in labelled)  # the others: hover
     assert all(a.text for a in pfig.layout.annotations)  # plotly.js draws "new text" for an empty one
     hovers = {tr.name: tr.hovertext[0] for tr in pfig.data if (tr.name or "").startswith("hover:baseline:")}
-    assert "K-means" in hovers["hover:baseline:kmeans:val/acc"] and "AWE GMM" in hovers["hover:baseline:awe_gmm:val/acc"]
+    assert "K-means" in hovers["hover:baseline:kmeans:val/acc"]
+    assert "AWE GMM" in hovers["hover:baseline:awe_gmm:val/acc"]
     texts = [t for tr in pfig.data if tr.text is not None for t in tr.text if t]
     assert sorted(map(int, texts)) == sorted(front["trial_number"].astype(int))
     assert any(a.name == "reference-arrow" for a in pfig.layout.annotations)
