@@ -2,7 +2,7 @@
 
 An augmented view changes a clip and keeps its word; a neighbour view *is another clip* that is
 probably the same word: one of the clip's ``k`` nearest training clips in the input. On real
-spoken digits 97 % of a clip's 10 nearest neighbours in ``awe_raw`` say the same digit (mostly the
+spoken digits 96 % of a clip's 10 nearest neighbours in ``awe_raw`` say the same digit (mostly the
 same speaker's other takes), so the consistency term between a clip and a neighbour pulls whole
 neighbourhoods into one cluster, which no augmentation of a single clip can do.
 
