@@ -4,7 +4,9 @@ An augmented view changes a clip and keeps its word; a neighbour view *is anothe
 probably the same word: one of the clip's ``k`` nearest training clips in the input. On real
 spoken digits 96 % of a clip's 10 nearest neighbours in ``awe_raw`` say the same digit (mostly the
 same speaker's other takes), so the consistency term between a clip and a neighbour pulls whole
-neighbourhoods into one cluster, which no augmentation of a single clip can do.
+neighbourhoods into one cluster, which no augmentation of a single clip can do. Measured on FSDD
+it does not pay: 99 % of those neighbours are the same speaker's takes, so nothing crosses the
+speakers (README, "Neighbour views"); a knob, off by default.
 
 The space is fixed before training and uses no labels: the train split's inputs flattened,
 standardised per dimension, projected on their leading principal components, compared by cosine
