@@ -264,7 +264,8 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
         run, last_good, failure = _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop)
         run.start_epoch = len(run.history)
     else:
-        run = setup_run(cfg, table, device, use_bf16, resume_from)
+        state = None if resume_from is None else _checkpoint_states(resume_from, 1)[0]
+        run = setup_run(cfg, table, device, use_bf16, state)
         val_data = SplitData(va_tab, device, run.resident)
         last_good, failure = run.snapshot(run.start_epoch), ""
     write_checkpoint = _checkpoint_writer(cfg, table, lambda: last_good)
@@ -302,7 +303,7 @@ def _train_replicas(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resu
     (trainables.replicas). The first replica's model assigns the clips; the checkpoint is its state
     with the other replicas' beside it (``replicas``), so the run resumes as a whole."""
     n = int(cfg["replicas"])
-    states = _replica_states(resume_from, n) if resume_from is not None else [None] * n
+    states = _checkpoint_states(resume_from, n) if resume_from is not None else [None] * n
     rngs = [OwnedRng() for _ in range(n)]
     runs, last_good = [], []
     for r, rng in enumerate(rngs):
@@ -347,15 +348,16 @@ def _train_replicas(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resu
     return TrainResult(first.status, first.epochs_done, final, history, reason, first.assignments, dict(cfg))
 
 
-def _replica_states(resume_from, n: int) -> list[dict]:
-    """The states of ``n`` replicas in a checkpoint written by a run with replicas: the first
-    replica's is the checkpoint itself (what predict and a plain run read), the others' ride along
-    under ``replicas``; a ValueError where it holds another number of them."""
+def _checkpoint_states(resume_from, n: int) -> list[dict]:
+    """The run states of the checkpoint in ``resume_from``, one per replica (``n``; a plain run: 1):
+    the first is the checkpoint itself (what predict reads), the other replicas' ride along under
+    ``replicas``; a ValueError where it holds another number of them."""
     st = load_checkpoint(resume_from, map_location="cpu")
     others = st.get("replicas", [])
     if len(others) != n - 1:
-        raise ValueError(f"cannot resume: the checkpoint holds {len(others) + 1} replica(s), the config asks for {n}; "
-                         f"resume with its own replicas or start again")
+        held = f"{len(others) + 1} replica" + ("s" if others else "")
+        raise ValueError(f"cannot resume: the checkpoint holds {held}, the config asks for {n if n > 1 else 'one'}; "
+                         f"resume with replicas={len(others) + 1} or start again")
     first = {k: v for k, v in st.items() if k != "replicas"}
     return [first, *({**o, "config": st.get("config", {}), "meta": st.get("meta", {})} for o in others)]
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from trainables.augment import augmenter_for
-from trainables.checkpoint import clone_tree, load_checkpoint, rng_state, set_rng_state
+from trainables.checkpoint import clone_tree, rng_state, set_rng_state
 from trainables.config import structural_keys
 from trainables.evaluation import EVAL_BATCH, evaluate
 from trainables.models import Batch, ClusteringModel, build_model
@@ -57,11 +57,10 @@ class Run:
                 "rng": clone_tree(rng_state(self.shuffle_gen, self.np_gen)), "history": [dict(h) for h in self.history]}
 
 
-def setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = None) -> Run:
+def setup_run(cfg, table, device, use_bf16, state: dict | None, seed: int | None = None) -> Run:
     """Seeds (``seed``, default the config's), data on the device, the registered model and its
-    optimizer; restored from a checkpoint when ``resume_from`` is given (else the model's
-    data-dependent initialisation): a checkpoint directory, or a checkpoint's state already loaded
-    (a replica's, trainables.loop)."""
+    optimizer; restored from ``state`` when given (a loaded checkpoint's run state, one replica's:
+    trainables.loop), else the model's data-dependent initialisation."""
     seed = int(cfg["seed"]) if seed is None else int(seed)
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -79,33 +78,29 @@ def setup_run(cfg, table, device, use_bf16, resume_from, seed: int | None = None
                augmenter_for(cfg, table.preset))
     if int(cfg["neighbours"]) > 0:
         run.neighbours = NeighbourViews(run.train_data.spec, int(cfg["neighbours"]))
-    if resume_from is None:
+    if state is None:
         model.on_train_start(run.train_batches, seed)
         return run
     if int(cfg["restarts"]) > 1 and cfg["restart_combine"] == "vote":
         raise ValueError("cannot resume: a run whose restarts vote (restart_combine vote) is checkpointed only when "
                          "finished, as its voting ensemble; start it again")
-    st = resume_from if isinstance(resume_from, dict) else load_checkpoint(resume_from, map_location="cpu")
-    if st.get("replicas") and int(cfg["replicas"]) == 1:
-        raise ValueError(f"cannot resume: the checkpoint holds {len(st['replicas']) + 1} replicas, the config asks for "
-                         f"one; resume with replicas={len(st['replicas']) + 1} or start again")
-    old_key = st.get("meta", {}).get("cache_key")
+    old_key = state.get("meta", {}).get("cache_key")
     if old_key is not None and old_key != table.cache_key:
         raise ValueError(
             f"cannot resume: the checkpoint was trained on feature cache {old_key}, the features given now are "
             f"{table.cache_key} (rebuilt or another cache: clips may have moved between splits); start a new run")
-    old = st.get("config", {})
+    old = state.get("config", {})
     diff = [k for k in structural_keys() if k in old and str(old[k]) != str(cfg[k])]
     if diff:
         raise ValueError("cannot resume: the checkpoint's config differs on "
                          + ", ".join(f"{k} ({old[k]!r} vs {cfg[k]!r})" for k in diff))
-    model.load_state_dict(st["model"])
-    model.load_training_state(st.get("training_state", {}))  # older checkpoints: estimates rebuild
-    run.optimizer.load_state_dict(st["optimizer"])
-    run.start_epoch, run.global_step = int(st["epoch"]), int(st["global_step"])
-    run.seed = int(st.get("seed", seed))  # a kept restart's own seed (trainables.restarts)
-    run.history = list(st.get("history", []))
-    set_rng_state(st["rng"], shuffle_gen, run.np_gen)
+    model.load_state_dict(state["model"])
+    model.load_training_state(state.get("training_state", {}))  # older checkpoints: estimates rebuild
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.start_epoch, run.global_step = int(state["epoch"]), int(state["global_step"])
+    run.seed = int(state.get("seed", seed))  # a kept restart's own seed (trainables.restarts)
+    run.history = list(state.get("history", []))
+    set_rng_state(state["rng"], shuffle_gen, run.np_gen)
     return run
 
 
