@@ -64,7 +64,8 @@ def test_load_errors_are_clear(tmp_path):
     ("uvac", 3, {"recipe": "paper"}),
     ("cat_uvac", 3, {}),
     ("cat_uvac", 3, {"neighbours": 3, "consistency": "mi", "augment": "shift"}),  # neighbour draws resume too
-], ids=["uvac-fit-before", "uvac-fit-after", "uvac-paper", "cat_uvac", "cat_uvac-neighbours"])
+    ("uvac", 3, {"prior_warmup_epochs": 1, "augment": "shift", "contrastive": 2.0}),  # the projection head too
+], ids=["uvac-fit-before", "uvac-fit-after", "uvac-paper", "cat_uvac", "cat_uvac-neighbours", "uvac-contrastive"])
 def test_resume_equals_uninterrupted(tiny_table, tiny_config, tmp_path, model, epochs, extra):
     """epochs straight == 2 epochs, stop, resume to the end (same seed): identical everything,
     including the warm-up hooks (prior fit) and BatchNorm re-estimation of the recipe."""

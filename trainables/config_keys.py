@@ -204,8 +204,9 @@ TRAINING_KEYS: tuple[Key, ...] = (
         "evaluation"),
     Key("augment", "none", "augmented views made on the fly (trainables.augment): none, or a comma separated "
         "subset of speed, warp, shift, eq", normalise=_augment),
-    Key("neighbours", 0, "> 0: the consistency term's view of a clip is one of its k nearest training clips in "
-        "the input (SCAN; trainables.neighbours), augmented when augment is set; 0 = off", low=0),
+    Key("neighbours", 0, "> 0: the view of a clip (for the consistency term and the instance contrast) is one "
+        "of its k nearest training clips in the input (SCAN; trainables.neighbours), augmented when augment is "
+        "set; 0 = off", low=0),
     Key("aug_speed", 0.1, "tempo perturbation: rate in 1 +- aug_speed (stretched clips: a time warp)",
         low=0, high=0.5),
     Key("aug_warp", 0.1, "vocal-tract-length warping: frequency factor in 1 +- aug_warp", low=0, high=0.5),

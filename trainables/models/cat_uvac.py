@@ -178,7 +178,7 @@ class CatUVAC(LatentClusteringModel):
         self.decoder = self.make_decoder(b, self.n_clusters + self.d_z)  # g
         init_weights(self.to_logits)
         init_weights(self.to_latent)
-        self._make_overcluster_head(self.enc_y.out_features)
+        self._make_heads(self.enc_y.out_features)
         if head_init == "fit":  # only then: checkpoints of random-head models keep their keys
             self.register_buffer("head_fitted", torch.tensor(False))
 

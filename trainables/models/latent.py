@@ -16,6 +16,7 @@ from torch import nn
 
 from trainables.config_keys import ConfigError, Key, defaults_of
 from trainables.consistency import CONSISTENCIES, consistency
+from trainables.contrastive import ProjectionHead, nt_xent
 from trainables.independence import RunningGroupDependence
 from trainables.losses import DIVERGENCES
 from trainables.models.base import Batch, ClusteringModel, TrainBatches
@@ -29,8 +30,8 @@ __all__ = ["Blocks", "DEC_BIAS_INITS", "INVARIANCE_TERMS", "LATENT_KEYS", "Laten
 # the decoder output bias at construction: zero, or the data mean (logit of it on [0, 1] inputs)
 DEC_BIAS_INITS = ("zero", "data_mean")
 # loss terms of the invariance machinery, reported only when it is switched on (consistency, the
-# overclustering head, the style factor)
-INVARIANCE_TERMS = ("consistency", "consistency_over", "kl_s", "kl_sbar", "speaker_mi", "style_mi")
+# overclustering head, the instance contrast, the style factor)
+INVARIANCE_TERMS = ("consistency", "consistency_over", "contrastive", "kl_s", "kl_sbar", "speaker_mi", "style_mi")
 
 
 def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
@@ -70,6 +71,11 @@ LATENT_KEYS: tuple[Key, ...] = (
     Key("consistency_weight", 1.0, "weight of the consistency terms", low=0),
     Key("overcluster", 0, "> 0: an auxiliary head of overcluster x n_clusters clusters trained by the consistency "
         "term alone (IIC's overclustering); 0 = off", low=0, structural=True),
+    Key("contrastive", 0.0, "weight of the instance contrast between a batch's and its view's encoder features "
+        "(SimCLR's NT-Xent through a projection head, trainables.contrastive; needs augment or neighbours); 0 = off",
+        low=0, structural=True),
+    Key("contrastive_temperature", 0.5, "temperature of the instance contrast (SimCLR: 0.5, SCAN: 0.1)",
+        positive=True),
     Key("free_bits", 0.0, "KL_z counts at least this many nats per latent dimension (Kingma et al. 2016); 0 = off",
         low=0),
     Key("style_clusters", 0, "a style factor (trainables.models.style): that many style classes q(s|x) from the "
@@ -105,6 +111,8 @@ class Blocks:
     consistency: str = _LATENT["consistency"]
     consistency_weight: float = _LATENT["consistency_weight"]
     overcluster: int = _LATENT["overcluster"]
+    contrastive: float = _LATENT["contrastive"]
+    contrastive_temperature: float = _LATENT["contrastive_temperature"]
     free_bits: float = _LATENT["free_bits"]
     style_clusters: int = _LATENT["style_clusters"]
     style_balance: float = _LATENT["style_balance"]
@@ -129,12 +137,16 @@ class LatentClusteringModel(ClusteringModel):
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
-        if cfg["consistency"] != "none" and cfg["augment"] == "none" and cfg["neighbours"] == 0:
+        viewless = cfg["augment"] == "none" and cfg["neighbours"] == 0
+        if cfg["consistency"] != "none" and viewless:
             raise ConfigError(f"consistency {cfg['consistency']!r} compares a batch with its view: set augment "
                               f"(e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
-        if cfg["neighbours"] > 0 and cfg["consistency"] == "none":
-            raise ConfigError("neighbours: the neighbour view is read by the consistency term alone: set consistency "
-                              "to mi or skl")
+        if cfg["contrastive"] > 0 and viewless:
+            raise ConfigError("contrastive: the instance contrast compares a batch with its view: set augment "
+                              "(e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
+        if cfg["neighbours"] > 0 and cfg["consistency"] == "none" and cfg["contrastive"] == 0:
+            raise ConfigError("neighbours: the neighbour view is read by the consistency term and the instance "
+                              "contrast alone: set consistency to mi or skl, or contrastive > 0")
         if cfg["style_independence"] > 0 and cfg["style_clusters"] < 2:
             raise ConfigError("style_independence: the clusters are kept independent of the style factor's q(s|x): "
                               "set style_clusters (>= 2)")
@@ -179,6 +191,11 @@ class LatentClusteringModel(ClusteringModel):
         if int(b.overcluster) < 0 or float(b.free_bits) < 0 or float(b.consistency_weight) < 0:
             raise ValueError("overcluster, free_bits and consistency_weight must be >= 0")
         self.consistency, self.consistency_weight = b.consistency, float(b.consistency_weight)
+        if float(b.contrastive) < 0 or not float(b.contrastive_temperature) > 0:
+            raise ValueError(f"contrastive must be >= 0 and contrastive_temperature > 0, got {b.contrastive}, "
+                             f"{b.contrastive_temperature}")
+        self.contrastive, self.contrastive_temperature = float(b.contrastive), float(b.contrastive_temperature)
+        self.projection: nn.Module | None = None
         self.free_bits = float(b.free_bits)
         if float(b.speaker_independence) < 0:
             raise ValueError(f"speaker_independence must be >= 0, got {b.speaker_independence}")
@@ -219,9 +236,12 @@ class LatentClusteringModel(ClusteringModel):
                            final_activation=self.recon.final_activation)
 
     # -- invariance (docs/MODELS.md, "Invariance") ----------------------------------------------
-    def _make_overcluster_head(self, in_features: int) -> None:
-        """The auxiliary overclustering head (IIC): ``overcluster * K`` logits from the features the
-        cluster posterior is computed from; called by a model once its encoder exists."""
+    def _make_heads(self, in_features: int) -> None:
+        """The auxiliary heads on the features the cluster posterior is computed from, called by a
+        model once its encoder exists: the overclustering head (IIC: ``overcluster * K`` logits) and
+        the instance contrast's projection head (SimCLR)."""
+        if self.contrastive > 0:
+            self.projection = ProjectionHead(int(in_features))
         if self._overcluster > 0:
             self.over_head = nn.Linear(int(in_features), self._overcluster * self.n_clusters)
             nn.init.kaiming_uniform_(self.over_head.weight)
@@ -236,7 +256,7 @@ class LatentClusteringModel(ClusteringModel):
                          ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
         """The weighted invariance terms of a batch and the terms themselves: the consistency between
         ``batch`` and its view (``batch.view``), on the cluster posteriors ``log_p`` / the view's and on
-        the overclustering head, and the clusters' dependence on the speaker (``speaker_mi``: the running
+        the overclustering head, the instance contrast of their features ``h`` / the view's, and the clusters' dependence on the speaker (``speaker_mi``: the running
         I(y; speaker), where the batch carries speakers, :mod:`trainables.independence`) or on the style
         factor's q(s|x) standing in for it (``style_mi``); (0, {}) when none applies."""
         total, terms = self._consistency_terms(batch, log_p, h)
@@ -268,16 +288,23 @@ class LatentClusteringModel(ClusteringModel):
 
     def _consistency_terms(self, batch: Batch, log_p: torch.Tensor | None, h: torch.Tensor
                            ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
-        if batch.view is None or self.consistency == "none":
+        if batch.view is None or (self.consistency == "none" and self.projection is None):
             return 0.0, {}
         log_pv, hv = self.posterior(self.prepare(batch.view.x, batch.view.mask), batch.view.mask)
         terms: dict[str, torch.Tensor] = {}
-        if log_p is not None and log_pv is not None:
-            terms["consistency"] = consistency(self.consistency, log_p, log_pv)
-        if self.over_head is not None:
-            terms["consistency_over"] = consistency(self.consistency, torch.log_softmax(self.over_head(h).float(), 1),
-                                                    torch.log_softmax(self.over_head(hv).float(), 1))
-        return (self.consistency_weight * sum(terms.values()) if terms else 0.0), terms
+        total: torch.Tensor | float = 0.0
+        if self.consistency != "none":
+            if log_p is not None and log_pv is not None:
+                terms["consistency"] = consistency(self.consistency, log_p, log_pv)
+            if self.over_head is not None:
+                terms["consistency_over"] = consistency(
+                    self.consistency, torch.log_softmax(self.over_head(h).float(), 1),
+                    torch.log_softmax(self.over_head(hv).float(), 1))
+            total = self.consistency_weight * sum(terms.values()) if terms else 0.0
+        if self.projection is not None:
+            terms["contrastive"] = nt_xent(self.projection(h), self.projection(hv), self.contrastive_temperature)
+            total = total + self.contrastive * terms["contrastive"]
+        return total, terms
 
     def styled(self, out: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, kl_weight: float
                ) -> tuple[torch.Tensor, torch.Tensor | float, dict[str, torch.Tensor]]:

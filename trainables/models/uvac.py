@@ -117,7 +117,7 @@ class UVAC(LatentClusteringModel):
         self.to_latent = nn.Linear(self.encoder.out_features, 2 * self.d_z)
         self.decoder = self.make_decoder(b, self.d_z)
         init_weights(self.to_latent)
-        self._make_overcluster_head(self.encoder.out_features)
+        self._make_heads(self.encoder.out_features)
         # GMM prior (paper IV-B initialisation)
         self.pi_logits = nn.Parameter(torch.rand(n_components))
         self.prior_mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_components, self.d_z)))
