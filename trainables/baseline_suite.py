@@ -12,7 +12,9 @@ A model "beats the baseline" only against the strongest one measured on the same
   ``awe_speaker_*``, the same with per-speaker CMVN instead of CMN, only where the dataset names
   its speakers, and ``awe_speaker_fair``, K-means on it whose clusters are kept independent of
   the speaker (trainables.fair_kmeans: the classical counterpart of the models'
-  ``speaker_independence``). Those use the speaker ids (side information): :func:`strongest` keeps them apart;
+  ``speaker_independence``), and ``awe_speaker_aligned``, K-means within each speaker with the
+  speakers' clusters matched (trainables.aligned_kmeans). Those use the speaker ids (side
+  information): :func:`strongest` keeps them apart;
   and ``awe_raw_factorial``: the same MFCCs without any normalisation, clustered by a factorial
   mixture of 10 content x 6 style clusters (trainables.models.factorial), which learns the
   speaker offsets that per-speaker CMVN removes, without the speaker ids (measured here: above the
@@ -40,7 +42,8 @@ OWN_BASELINES = ("kmeans", "gmm", "kmeans_std", "gmm_std")  # on the model's tab
 PIPELINE_BASELINES = {"kmeans": "kmeans_std", "gmm": "gmm_std"}  # on a reference table: the pipeline's step
 # per reference front end: which baselines run on it (the factorial mixture needs the offsets CMN removes)
 REFERENCE_BASELINES = {"awe": PIPELINE_BASELINES,
-                       "awe_speaker": {**PIPELINE_BASELINES, "fair": "fair_kmeans", "fair_vote": "fair_kmeans_vote"},
+                       "awe_speaker": {**PIPELINE_BASELINES, "fair": "fair_kmeans", "fair_vote": "fair_kmeans_vote",
+                                       "aligned": "aligned_kmeans"},
                        "awe_raw": {"factorial": "factorial", "factorial_vote": "factorial_vote"}}
 
 

@@ -32,6 +32,9 @@ Methods
 ``fair_kmeans``  K-means whose clusters are kept independent of the speaker (``table.groups``: speaker
             ids, side information), the classical counterpart of the models' ``speaker_independence``
             (:mod:`trainables.fair_kmeans`).
+``aligned_kmeans``  K-means within each speaker, the speakers' clusters matched by the Hungarian
+            method (``table.groups``: speaker ids; :mod:`trainables.aligned_kmeans`); a clip is
+            assigned with its speaker's centroids.
 ``*_vote``  the vote of 3 fits of a baseline from different seeds (:func:`run_vote`), the classical
             counterpart of the networks' voting restarts (``restart_combine vote``): registered
             for the two strongest, ``factorial_vote`` and ``fair_kmeans_vote``.
@@ -65,7 +68,8 @@ __all__ = ["METHODS", "BASELINES", "BASELINE_KEYS", "FITTED_BASELINES", "REPRESE
            "BaselineResult", "Standardiser", "get_baseline", "flatten_features", "run_baseline", "fit_kmeans",
            "fit_gmm", "labels_as_clusters"]
 
-METHODS = ("kmeans", "gmm", "factorial", "fair_kmeans", "labels")
+METHODS = ("kmeans", "gmm", "factorial", "fair_kmeans", "aligned_kmeans", "labels")
+GROUP_METHODS = ("fair_kmeans", "aligned_kmeans")  # fitted with the speaker ids (table.groups)
 FACTORIAL_STYLES = 6
 KMEANS_N_INIT = 10
 GMM_REG_COVAR = 1e-3
@@ -216,7 +220,8 @@ def _fit_factorial(x_train: np.ndarray, style_train: np.ndarray, k: int, seed: i
 
 def _fit(method: str, x_train: np.ndarray, k: int, seed: int, info: dict, *, covariance_type, reg_covar,
          pca_components, n_init, style_train=None, groups_train=None):
-    """Fit ``method`` on the train rows; returns (predict(x), predict_proba(x) or None)."""
+    """Fit ``method`` on the train rows; returns (predict(x), predict_proba(x) or None); for
+    ``aligned_kmeans`` predict(x, groups): a clip is assigned with its speaker's centroids."""
     if method == "factorial":
         return _fit_factorial(x_train, style_train, k, seed, info)
     if method == "fair_kmeans":
@@ -226,6 +231,13 @@ def _fit(method: str, x_train: np.ndarray, k: int, seed: int, info: dict, *, cov
         info.update(pca_components=int(model.pca.n_components_), speaker_independence=FAIR_WEIGHT,
                     speakers=int(len(np.unique(groups_train))))
         return model.predict, model.proba
+    if method == "aligned_kmeans":
+        from trainables.aligned_kmeans import fit_aligned_kmeans
+
+        aligned = fit_aligned_kmeans(x_train, groups_train, k, seed)
+        info.update(pca_components=int(aligned.pca.n_components_), reference_speaker=aligned.reference,
+                    speakers=len(aligned.centroids))
+        return aligned.predict, None
     if method == "kmeans":
         model = fit_kmeans(x_train, k, seed, n_init=n_init)
         info.update(n_iter=int(model.n_iter_), inertia=float(model.inertia_), converged=True)
@@ -257,7 +269,8 @@ def run_baseline(
 ) -> BaselineResult:
     """Fit ``method`` on the train split of ``table`` and score val and test.
 
-    method       ``kmeans`` | ``gmm`` | ``factorial`` | ``fair_kmeans`` (uses ``table.groups``) | ``labels``
+    method       ``kmeans`` | ``gmm`` | ``factorial`` | ``fair_kmeans`` | ``aligned_kmeans`` (both use
+                 ``table.groups``) | ``labels``
     table        a :class:`features.table.FeatureTable` with train/val/test rows
     n_clusters   clusters K; None/0 = the number of classes (``labels`` always uses the classes)
     seed         seeds the fit (``random_state``) and the silhouette sample
@@ -292,7 +305,8 @@ def run_baseline(
             from trainables.models.style import StyleFactor
             tab = table.take(train_rows)
             style_train = StyleFactor.statistics(tab.spectrogram.float(), tab.mask.float()).numpy()
-        groups_train = np.asarray(table.groups)[train_rows] if method == "fair_kmeans" else None
+        groups = _speaker_ids(table, method) if method in GROUP_METHODS else None
+        groups_train = groups[train_rows] if groups is not None else None
         predict, proba = _fit(method, x_all[train_rows], k, seed, info, covariance_type=covariance_type,
                               reg_covar=reg_covar, pca_components=pca_components, n_init=n_init,
                               style_train=style_train, groups_train=groups_train)
@@ -302,7 +316,7 @@ def run_baseline(
             rows = _rows(table, split)
             if len(rows) == 0:
                 continue
-            clusters[rows] = predict(x_all[rows])
+            clusters[rows] = predict(x_all[rows], groups[rows]) if method == "aligned_kmeans" else predict(x_all[rows])
             if proba is not None:
                 probs[rows] = proba(x_all[rows])
     info["fit_s"] = time.perf_counter() - t0
@@ -310,6 +324,14 @@ def run_baseline(
     metrics = _score(table, clusters, x_all, k, sample_size, seed)
     return BaselineResult(method, metrics, np.asarray(table.ids), np.asarray(table.split),
                           clusters, probs, info)
+
+
+def _speaker_ids(table, method: str) -> np.ndarray:
+    """The table's speaker ids [N] (``table.groups``), which ``method`` is fitted with."""
+    groups = getattr(table, "groups", None)
+    if groups is None or len(groups) != len(table):
+        raise ValueError(f"{method}: needs the speaker of every clip (the table's groups); this table has none")
+    return np.asarray(groups)
 
 
 def _score(table, clusters: np.ndarray, x_all: np.ndarray, k: int, sample_size, seed: int) -> dict[str, float]:
@@ -387,6 +409,8 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              standardise=True),
     Baseline("fair_kmeans", "fair_kmeans", "K-means, speaker-independent clusters (speaker ids), PCA-20, "
              "standardised", standardise=True),
+    Baseline("aligned_kmeans", "aligned_kmeans", "K-means per speaker, clusters matched across speakers (speaker "
+             "ids), PCA-20, standardised", standardise=True),
     Baseline("factorial_vote", "factorial", "factorial GMM (10 content x 6 styles), PCA-10, standardised, "
              "vote of 3 fits", standardise=True, votes=3),
     Baseline("fair_kmeans_vote", "fair_kmeans", "K-means, speaker-independent clusters (speaker ids), PCA-20, "
