@@ -243,3 +243,14 @@ def test_training_state_that_the_model_does_not_track_is_refused():
     assert m.training_state() == {}
     with pytest.raises(ValueError, match="'speaker_dependence' does not belong to this model"):
         m.load_training_state({"speaker_dependence": torch.ones(3, 2) / 6})
+
+
+def test_a_uvac_run_with_the_aligned_prior_reads_the_speakers_and_fits_it(one_thread):
+    """prior_init aligned end to end: the run's batches carry the speakers (UVAC.uses_speaker_ids),
+    the prior is fitted from the per-speaker clusters after the warm-up, and the run completes."""
+    from trainables.loop import train
+
+    table = _speaker_table()
+    res = train({"model": "uvac", "epochs": 2, "batch_size": 8, "prior_init": "aligned", "prior_warmup_epochs": 1,
+                 "speaker_independence": 0.0, "channels": "2,3,4,4", "gru_hidden": 6, "checkpoint_every": 0}, table)
+    assert res.status == "complete" and res.history[1]["train/prior_fitted_at"] == 1.0

@@ -177,11 +177,63 @@ def test_input_prior_starts_from_the_classical_mixture_on_the_inputs(styles):
     assert m.on_epoch_start(2, _batches(data), seed=3) == {}  # fitted once
 
 
+@pytest.mark.parametrize("styles", [0, 2])
+def test_aligned_prior_starts_from_the_per_speaker_clusters_matched_across_speakers(styles):
+    """prior_init aligned: the memberships are the classical aligned_kmeans clusters of the inputs,
+    fitted with the speakers the batches carry; two speakers whose offset is larger than the words'
+    differences, so one K-means over both would split the speakers."""
+    from sklearn.metrics import adjusted_rand_score
+
+    torch.manual_seed(0)
+    n = 60
+    word, speaker = np.arange(n) % 3, (np.arange(n) // 3) % 2
+    x = torch.rand(n, 16, 16, generator=torch.Generator().manual_seed(4)) * 0.1
+    for w in range(3):
+        x[word == w, :, 5 * w:5 * w + 5] += 0.5
+    x[speaker == 1, :8, :] += 2.0  # the speaker's offset
+    mask, stats = torch.ones(n, 16), torch.zeros(n, 4)
+    group = torch.as_tensor(speaker, dtype=torch.int64)
+
+    def batches(with_groups=True):
+        return lambda: iter([Batch(x[i:i + 20], mask[i:i + 20], stats[i:i + 20],
+                                   group=group[i:i + 20] if with_groups else None) for i in range(0, n, 20)])
+
+    m = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="aligned", prior_warmup_epochs=1, prior_styles=styles,
+             hparams={"epochs": 10}, **TINY)
+    resp = m.aligned_responsibilities(batches(), seed=3)
+    assert resp.shape == (n, 3 * max(1, styles)) and set(np.unique(resp)) == {0.0, 1.0}
+    content = resp.reshape(n, 3, -1).sum(2).argmax(1)
+    assert adjusted_rand_score(word, content) == 1.0  # the words, across both speakers
+    if styles == 2:  # the style of a clip is its speaker
+        assert adjusted_rand_score(speaker, resp.reshape(n, 3, 2).sum(1).argmax(1)) == 1.0
+    mu, var = m.latent_posteriors(batches())
+    assert m.on_epoch_start(1, batches(), seed=3) == {"train/prior_fitted_at": 1.0}
+    mass = resp.sum(0)
+    np.testing.assert_allclose(m.prior_mu.detach().numpy(), (resp.T @ mu) / mass[:, None], rtol=1e-4, atol=1e-5)
+    fresh = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="aligned", prior_warmup_epochs=1, **TINY)
+    with pytest.raises(ValueError, match="no speaker ids"):
+        fresh.on_epoch_start(1, batches(with_groups=False), seed=3)
+
+
+def test_aligned_prior_uses_speaker_ids_so_only_on_a_front_end_normalised_per_speaker():
+    from features.frontend import get_preset
+    from trainables.config import check_frontend
+
+    cfg = resolve_config({"model": "uvac", "prior_init": "aligned", "recipe": "recommended"},
+                         preset=get_preset("awe_speaker"))
+    assert UVAC.uses_speaker_ids(cfg)
+    check_frontend(cfg, get_preset("awe_speaker"))
+    with pytest.raises(ConfigError, match="prior_init aligned uses speaker ids"):
+        check_frontend({**cfg, "speaker_independence": 0.0, "frontend": "awe"}, get_preset("awe"))
+    assert not UVAC.uses_speaker_ids(resolve_config({"model": "uvac", "prior_init": "fit"}))
+
+
 def test_fitted_priors_declare_their_warmup():
     cfg = {"model": "uvac", "epochs": 20, "prior_warmup_epochs": 4}
     assert UVAC.warmup_epochs(resolve_config({**cfg, "prior_init": "paper"})) == 0
     assert UVAC.warmup_epochs(resolve_config({**cfg, "prior_init": "fit"})) == 5
     assert UVAC.warmup_epochs(resolve_config({**cfg, "prior_init": "input"})) == 5
+    assert UVAC.warmup_epochs(resolve_config({**cfg, "prior_init": "aligned"})) == 5
 
 
 def test_prior_warmup_uses_a_standard_normal_then_eq_11():

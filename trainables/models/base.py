@@ -123,6 +123,13 @@ class ClusteringModel(nn.Module, abc.ABC):
         """The model of a resolved config for ``n_freq`` x ``n_frames`` inputs."""
 
     @classmethod
+    def uses_speaker_ids(cls, cfg: Mapping[str, Any]) -> bool:
+        """Whether training under ``cfg`` reads each clip's speaker (``Batch.group``): side information,
+        allowed only on a front end normalised per speaker (trainables.config.check_frontend).
+        Default: no."""
+        return False
+
+    @classmethod
     def warmup_epochs(cls, cfg: Mapping[str, Any]) -> int:
         """Epochs before this model's validation metrics say what it will become: an early-stopping
         scheduler must not judge a trial before the end of this epoch. Default: the KL warm-up."""

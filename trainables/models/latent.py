@@ -159,6 +159,10 @@ class LatentClusteringModel(ClusteringModel):
                 f"divergence 'euc', got {cfg['divergence']!r} (use likelihood 'gaussian' with 'is' / 'kl')"
             )
 
+    @classmethod
+    def uses_speaker_ids(cls, cfg: Mapping[str, Any]) -> bool:
+        return float(cfg["speaker_independence"]) > 0
+
     def representation_sizes(self) -> dict[str, int]:
         return {r: {"z": self.d_z, "y": self.n_clusters}[r] for r in self.representations}
 

@@ -53,18 +53,21 @@ from trainables.standardise import Standardiser
 __all__ = ["UVAC", "gmm_log_likelihoods"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-PRIOR_INITS = ("paper", "fit", "input")
+PRIOR_INITS = ("paper", "fit", "input", "aligned")
 
 # UVAC's own config keys (UVAC.config_keys)
 UVAC_KEYS = (
     Key("prior_init", "paper", "the GMM prior: paper (random, IV-B), fit (N(0, I) prior for prior_warmup_epochs, "
         "then a GaussianMixture fitted on the latent means) or input (the same warm-up, then each component set to "
         "the moments of the latent means of the clips that a factorial mixture fitted on the inputs, the classical "
-        "factorial baseline's, gives it)", choices=PRIOR_INITS),
-    Key("prior_warmup_epochs", 5, "epochs before the prior is fitted (prior_init fit or input)", low=0),
+        "factorial baseline's, gives it) or aligned (the same, from the clusters of the classical aligned_kmeans "
+        "baseline: K-means within each speaker, matched across speakers; uses speaker ids, so only on a front end "
+        "normalised per speaker)", choices=PRIOR_INITS),
+    Key("prior_warmup_epochs", 5, "epochs before the prior is fitted (prior_init fit, input or aligned)", low=0),
     Key("prior_styles", 0, "makes the GMM prior factorial (trainables.models.factorial): n_clusters content x "
-        "prior_styles style components, means content + style, fitted after the warm-up (prior_init fit or input); "
-        "clusters sum over the styles", low=0, zero_means="a plain mixture", structural=True),
+        "prior_styles style components, means content + style, fitted after the warm-up (prior_init fit, input or "
+        "aligned: there the speaker index modulo prior_styles); clusters sum over the styles", low=0,
+        zero_means="a plain mixture", structural=True),
 )
 _D = defaults_of((*LATENT_KEYS, *UVAC_KEYS))  # the constructor's defaults: the config's
 
@@ -217,8 +220,13 @@ class UVAC(LatentClusteringModel):
         return warmup_fit_epoch(prior_warmup_epochs, epochs)
 
     @classmethod
+    def uses_speaker_ids(cls, cfg) -> bool:
+        return super().uses_speaker_ids(cfg) or cfg["prior_init"] == "aligned"
+
+    @classmethod
     def warmup_epochs(cls, cfg) -> int:
-        """The KL warm-up, and with a fitted prior (``prior_init`` fit or input) one epoch trained against it."""
+        """The KL warm-up, and with a fitted prior (``prior_init`` fit, input or aligned) one epoch
+        trained against it."""
         base = super().warmup_epochs(cfg)
         if cfg["prior_init"] == "paper":
             return base
@@ -232,6 +240,8 @@ class UVAC(LatentClusteringModel):
         mu, var = self.latent_posteriors(batches)
         if self.prior_init == "input":
             self.prior_from_responsibilities(self.input_responsibilities(batches, style, seed), mu, var)
+        elif self.prior_init == "aligned":
+            self.prior_from_responsibilities(self.aligned_responsibilities(batches, seed), mu, var)
         else:
             self.fit_prior(mu, var, seed, style_features=style)
         return {"train/prior_fitted_at": float(epoch)}
@@ -247,6 +257,29 @@ class UVAC(LatentClusteringModel):
         x = Standardiser.fit(x)(x)
         pca, fm = fit_projected(x, self.n_clusters, self.prior_styles, style_features, seed)
         return fm.responsibilities(pca.transform(x)).reshape(len(x), -1)
+
+    @torch.no_grad()
+    def aligned_responsibilities(self, batches: TrainBatches, seed: int) -> np.ndarray:
+        """One-hot memberships [N, C * S] from the classical ``aligned_kmeans`` baseline
+        (trainables.aligned_kmeans) fitted on the clips' inputs, prepared as
+        :meth:`input_responsibilities` prepares them, with the speakers the batches carry
+        (``Batch.group``): clip n's content is its matched cluster, its style (S = ``prior_styles``)
+        its speaker index modulo S, so with S speakers each component is one speaker's cluster."""
+        from trainables.aligned_kmeans import fit_aligned_kmeans
+
+        xs, groups = [], []
+        for b in batches():
+            if b.group is None:
+                raise ValueError("prior_init aligned: the training batches carry no speaker ids (Batch.group)")
+            xs.append(self.standardise(b.x).float().reshape(len(b.x), -1).cpu())
+            groups.append(b.group.cpu())
+        x = torch.cat(xs).numpy()
+        x = Standardiser.fit(x)(x)
+        group = torch.cat(groups).numpy()
+        content = fit_aligned_kmeans(x, group, self.n_clusters, seed).predict(x, group)
+        resp = np.zeros((len(x), self.n_clusters * self.prior_styles))
+        resp[np.arange(len(x)), content * self.prior_styles + group % self.prior_styles] = 1.0
+        return resp
 
     @torch.no_grad()
     def prior_from_responsibilities(self, resp: np.ndarray, mu: np.ndarray, var: np.ndarray) -> None:
