@@ -245,12 +245,15 @@ def test_training_state_that_the_model_does_not_track_is_refused():
         m.load_training_state({"speaker_dependence": torch.ones(3, 2) / 6})
 
 
-def test_a_uvac_run_with_the_aligned_prior_reads_the_speakers_and_fits_it(one_thread):
-    """prior_init aligned end to end: the run's batches carry the speakers (UVAC.uses_speaker_ids),
-    the prior is fitted from the per-speaker clusters after the warm-up, and the run completes."""
+@pytest.mark.parametrize("model,start", [("uvac", {"prior_init": "aligned", "prior_warmup_epochs": 1}),
+                                         ("cat_uvac", {"head_init": "aligned", "head_warmup_epochs": 1})])
+def test_a_run_started_from_the_aligned_clusters_reads_the_speakers_and_fits_its_start(one_thread, model, start):
+    """The aligned starts end to end: the run's batches carry the speakers (uses_speaker_ids), the
+    prior / the head is fitted from the per-speaker clusters after the warm-up, the run completes."""
     from trainables.loop import train
 
     table = _speaker_table()
-    res = train({"model": "uvac", "epochs": 2, "batch_size": 8, "prior_init": "aligned", "prior_warmup_epochs": 1,
-                 "speaker_independence": 0.0, "channels": "2,3,4,4", "gru_hidden": 6, "checkpoint_every": 0}, table)
-    assert res.status == "complete" and res.history[1]["train/prior_fitted_at"] == 1.0
+    res = train({"model": model, "epochs": 2, "batch_size": 8, **start, "speaker_independence": 0.0,
+                 "channels": "2,3,4,4", "gru_hidden": 6, "checkpoint_every": 0}, table)
+    fitted = "train/prior_fitted_at" if model == "uvac" else "train/head_fitted_at"
+    assert res.status == "complete" and res.history[1][fitted] == 1.0

@@ -177,15 +177,9 @@ def test_input_prior_starts_from_the_classical_mixture_on_the_inputs(styles):
     assert m.on_epoch_start(2, _batches(data), seed=3) == {}  # fitted once
 
 
-@pytest.mark.parametrize("styles", [0, 2])
-def test_aligned_prior_starts_from_the_per_speaker_clusters_matched_across_speakers(styles):
-    """prior_init aligned: the memberships are the classical aligned_kmeans clusters of the inputs,
-    fitted with the speakers the batches carry; two speakers whose offset is larger than the words'
-    differences, so one K-means over both would split the speakers."""
-    from sklearn.metrics import adjusted_rand_score
-
-    torch.manual_seed(0)
-    n = 60
+def _two_speakers(n=60):
+    """Three words said by two speakers whose offset is larger than the words' differences (one
+    K-means over both would split the speakers): (word [N], speaker [N], batches(with_groups=True))."""
     word, speaker = np.arange(n) % 3, (np.arange(n) // 3) % 2
     x = torch.rand(n, 16, 16, generator=torch.Generator().manual_seed(4)) * 0.1
     for w in range(3):
@@ -197,7 +191,18 @@ def test_aligned_prior_starts_from_the_per_speaker_clusters_matched_across_speak
     def batches(with_groups=True):
         return lambda: iter([Batch(x[i:i + 20], mask[i:i + 20], stats[i:i + 20],
                                    group=group[i:i + 20] if with_groups else None) for i in range(0, n, 20)])
+    return word, speaker, batches
 
+
+@pytest.mark.parametrize("styles", [0, 2])
+def test_aligned_prior_starts_from_the_per_speaker_clusters_matched_across_speakers(styles):
+    """prior_init aligned: the memberships are the classical aligned_kmeans clusters of the inputs,
+    fitted with the speakers the batches carry."""
+    from sklearn.metrics import adjusted_rand_score
+
+    torch.manual_seed(0)
+    n = 60
+    word, speaker, batches = _two_speakers(n)
     m = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="aligned", prior_warmup_epochs=1, prior_styles=styles,
              hparams={"epochs": 10}, **TINY)
     resp = m.aligned_responsibilities(batches(), seed=3)
@@ -211,7 +216,7 @@ def test_aligned_prior_starts_from_the_per_speaker_clusters_matched_across_speak
     mass = resp.sum(0)
     np.testing.assert_allclose(m.prior_mu.detach().numpy(), (resp.T @ mu) / mass[:, None], rtol=1e-4, atol=1e-5)
     fresh = UVAC(16, 16, n_clusters=3, d_z=2, prior_init="aligned", prior_warmup_epochs=1, **TINY)
-    with pytest.raises(ValueError, match="no speaker ids"):
+    with pytest.raises(ValueError, match="needs the speaker ids"):
         fresh.on_epoch_start(1, batches(with_groups=False), seed=3)
 
 
@@ -285,6 +290,36 @@ def test_fitted_head_is_the_nearest_centroid_rule_of_kmeans_on_encoder_h():
     assert m.on_epoch_start(3, _batches(data), seed=5) == {}, "fitted once: a later epoch does not refit"
     random_head = CatUVAC(16, 16, n_clusters=3, d_z=2, **TINY)
     assert "head_fitted" not in random_head.state_dict() and random_head.on_epoch_start(5, _batches(data), 0) == {}
+
+
+def test_aligned_head_is_the_nearest_centroid_rule_of_the_per_speaker_clusters_matched_across_speakers():
+    """head_init aligned: q(y|x)'s head is fitted as with head_init fit, but for the classical
+    aligned_kmeans clusters of the inputs (the words, across both speakers), each centre the mean of
+    its clips' standardised h features."""
+    from sklearn.metrics import adjusted_rand_score
+
+    torch.manual_seed(0)
+    word, _, batches = _two_speakers()
+    m = CatUVAC(16, 16, n_clusters=3, d_z=2, head_init="aligned", head_warmup_epochs=1, hparams={"epochs": 10},
+                **TINY)
+    labels, _ = m.aligned_input_clusters(batches(), seed=5)
+    assert adjusted_rand_score(word, labels) == 1.0
+    h = m.head_features(batches())
+    assert m.on_epoch_start(1, batches(), seed=5) == {"train/head_fitted_at": 1.0} and bool(m.head_fitted)
+    hz = (h - h.mean(0)) / (h.std(0) + 1e-6)
+    centres = np.stack([hz[labels == k].mean(0) for k in range(3)])
+    nearest = ((hz[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+    with torch.no_grad():
+        logits = m.to_logits(torch.as_tensor(h, dtype=torch.float32))
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), nearest)
+    assert m.on_epoch_start(2, batches(), seed=5) == {}, "fitted once"
+    with pytest.raises(ValueError, match="speaker ids"):
+        CatUVAC(16, 16, n_clusters=3, d_z=2, head_init="aligned", head_warmup_epochs=1, hparams={"epochs": 10},
+                **TINY).on_epoch_start(1, batches(with_groups=False), seed=5)
+    assert CatUVAC.uses_speaker_ids(resolve_config({"model": "cat_uvac", "head_init": "aligned"}))
+    with pytest.raises(ValueError, match="labels must be"):
+        from trainables.models.centroids import nearest_centroid_head
+        nearest_centroid_head(h, 3, 0, labels=np.full(len(h), 3))
 
 
 def test_head_init_declares_its_warmup_and_rejects_an_unknown_choice():

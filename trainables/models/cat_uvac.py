@@ -22,9 +22,12 @@
   the head q(y|x) is set to that clustering's nearest-centroid rule
   (:func:`~trainables.models.centroids.nearest_centroid_head`). A random head starts every clip
   near the uniform q(y|x), and the categories then form from whatever the reconstruction finds
-  first; the fit starts them from the clusters encoder h's features already hold. The
-  ``head_fitted`` buffer (present only with ``head_init="fit"``) records the fit, so a resumed
-  run does not fit twice.
+  first; the fit starts them from the clusters encoder h's features already hold.
+  ``head_init="aligned"`` sets the head at the same moment to the nearest-centroid rule of the
+  classical ``aligned_kmeans`` clusters of the inputs (K-means within each speaker, matched across
+  speakers; the centres: each cluster's mean h features); it reads the speaker ids, so it is
+  allowed only on a front end normalised per speaker. The ``head_fitted`` buffer (present only
+  with a fitted head) records the fit, so a resumed run does not fit twice.
 
 Sampling: ``forward(x, tau)`` samples (Gumbel noise, reparametrised z) when the module is in
 training mode (or ``sample=True``); otherwise y = softmax(logits / tau) (no noise) and z = mu.
@@ -55,7 +58,8 @@ from trainables.schedules import TAU_KINDS, kl_weight_at, tau_at
 
 __all__ = ["CatUVAC", "CAT_UVAC_KEYS", "HEAD_INITS", "PAPER_LAM", "gumbel_softmax_fp32", "marginal_kl_uniform"]
 
-HEAD_INITS = ("random", "fit")
+HEAD_INITS = ("random", "fit", "aligned")
+FITTED_HEADS = ("fit", "aligned")
 
 # Categorical UVAC's own config keys (CatUVAC.config_keys)
 CAT_UVAC_KEYS = (
@@ -67,9 +71,11 @@ CAT_UVAC_KEYS = (
     Key("marginal_entropy_weight", 0.0, "weight of KL(batch-mean q(y) || uniform); 0 = off", low=0),
     Key("kl_z_weight", 1.0, "scale of KL_z inside the lambda bracket (1 = eq. 7)", low=0),
     Key("gumbel_hard", False, "straight-through (one-hot forward) Gumbel-Softmax"),
-    Key("head_init", "random", "q(y|x)'s head: random, or fit (K-means on encoder h's features after "
-        "head_warmup_epochs, the head set to its nearest-centroid rule)", choices=HEAD_INITS, structural=True),
-    Key("head_warmup_epochs", 5, "epochs before the head is fitted (head_init fit)", low=0),
+    Key("head_init", "random", "q(y|x)'s head: random, fit (K-means on encoder h's features after "
+        "head_warmup_epochs, the head set to its nearest-centroid rule) or aligned (the same rule for the clusters "
+        "of the classical aligned_kmeans baseline on the inputs; uses speaker ids, so only on a front end "
+        "normalised per speaker)", choices=HEAD_INITS, structural=True),
+    Key("head_warmup_epochs", 5, "epochs before the head is fitted (head_init fit or aligned)", low=0),
 )
 _D = defaults_of((*LATENT_KEYS, *CAT_UVAC_KEYS))  # the constructor's defaults: the config's
 
@@ -179,7 +185,7 @@ class CatUVAC(LatentClusteringModel):
         init_weights(self.to_logits)
         init_weights(self.to_latent)
         self._make_heads(self.enc_y.out_features)
-        if head_init == "fit":  # only then: checkpoints of random-head models keep their keys
+        if head_init in FITTED_HEADS:  # only then: checkpoints of random-head models keep their keys
             self.register_buffer("head_fitted", torch.tensor(False))
 
     @classmethod
@@ -196,18 +202,23 @@ class CatUVAC(LatentClusteringModel):
     # -- warm-up: fitting the head ----------------------------------------------------------------
     @classmethod
     def warmup_epochs(cls, cfg) -> int:
-        """The KL warm-up, and with ``head_init="fit"`` one epoch trained from the fitted head."""
+        """The KL warm-up, and with a fitted head (``head_init`` fit or aligned) one epoch trained from it."""
         base = super().warmup_epochs(cfg)
-        if cfg["head_init"] != "fit":
+        if cfg["head_init"] not in FITTED_HEADS:
             return base
         return max(base, warmup_through_fit(cfg["head_warmup_epochs"], cfg["epochs"]))
 
+    @classmethod
+    def uses_speaker_ids(cls, cfg) -> bool:
+        return super().uses_speaker_ids(cfg) or cfg["head_init"] == "aligned"
+
     def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
-        if self.head_init != "fit" or bool(self.head_fitted):
+        if self.head_init not in FITTED_HEADS or bool(self.head_fitted):
             return {}
         if epoch < warmup_fit_epoch(self.head_warmup_epochs, self.hparams["epochs"]):
             return {}
-        self.fit_head(self.head_features(batches), seed)
+        labels = self.aligned_input_clusters(batches, seed)[0] if self.head_init == "aligned" else None
+        self.fit_head(self.head_features(batches), seed, labels=labels)
         return {"train/head_fitted_at": float(epoch)}
 
     @torch.no_grad()
@@ -220,10 +231,10 @@ class CatUVAC(LatentClusteringModel):
         return torch.cat(h).numpy().astype(np.float64)
 
     @torch.no_grad()
-    def fit_head(self, features: np.ndarray, seed: int) -> np.ndarray:
+    def fit_head(self, features: np.ndarray, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
         """Set q(y|x)'s head to the nearest-centroid rule of a K-means clustering (seeded) of
-        ``features`` [N, H]; returns the clusters [N]."""
-        w, b, labels = nearest_centroid_head(features, self.n_clusters, seed)
+        ``features`` [N, H], or of the given clusters ``labels`` [N]; returns the clusters [N]."""
+        w, b, labels = nearest_centroid_head(features, self.n_clusters, seed, labels=labels)
         self.to_logits.weight.copy_(torch.as_tensor(w, dtype=self.to_logits.weight.dtype))
         self.to_logits.bias.copy_(torch.as_tensor(b, dtype=self.to_logits.bias.dtype))
         if hasattr(self, "head_fitted"):

@@ -19,9 +19,11 @@ import numpy as np
 __all__ = ["nearest_centroid_head"]
 
 
-def nearest_centroid_head(features: np.ndarray, k: int, seed: int, *, n_init: int = 10
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """K-means (``k`` clusters, seeded) on ``features`` [N, D] standardised per dimension.
+def nearest_centroid_head(features: np.ndarray, k: int, seed: int, *, n_init: int = 10,
+                          labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K-means (``k`` clusters, seeded) on ``features`` [N, D] standardised per dimension, or, given
+    ``labels`` [N] in [0, k), the mean of each labelled cluster's standardised features as its centre
+    (a clustering made elsewhere, e.g. on the inputs).
 
     Returns ``(weight [k, D], bias [k], labels [N])``: the linear layer whose logits are the
     nearest-centroid rule of the clustering (module docstring), and each row's cluster.
@@ -35,10 +37,20 @@ def nearest_centroid_head(features: np.ndarray, k: int, seed: int, *, n_init: in
         raise ValueError("nearest_centroid_head: the features hold NaN or inf (a diverged encoder?)")
     mu, sd = f.mean(0), f.std(0) + 1e-6
     fz = (f - mu) / sd
-    km = KMeans(int(k), n_init=n_init, random_state=int(seed) % (2**31)).fit(fz)
-    c = km.cluster_centers_  # [k, D] in standardised units
-    spread = float(np.mean((fz - c[km.labels_]) ** 2)) * fz.shape[1]  # mean squared distance to its centre
+    if labels is None:
+        km = KMeans(int(k), n_init=n_init, random_state=int(seed) % (2**31)).fit(fz)
+        c, labels = km.cluster_centers_, km.labels_  # [k, D] in standardised units
+    else:
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (len(f),) or labels.min() < 0 or labels.max() >= int(k):
+            raise ValueError(f"nearest_centroid_head: labels must be [N] = [{len(f)}] in [0, {k}), got shape "
+                             f"{labels.shape}")
+        counts = np.bincount(labels, minlength=int(k))[:, None]
+        sums = np.zeros((int(k), f.shape[1]))
+        np.add.at(sums, labels, fz)
+        c = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)  # an empty cluster sits at the mean
+    spread = float(np.mean((fz - c[labels]) ** 2)) * fz.shape[1]  # mean squared distance to its centre
     temp = max(spread, 1e-3) / 2.0
     weight = c / sd[None, :] / temp
     bias = (-(c * (mu / sd)[None, :]).sum(1) - 0.5 * (c * c).sum(1)) / temp
-    return weight, bias, km.labels_
+    return weight, bias, labels

@@ -11,6 +11,7 @@ import abc
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,7 @@ from trainables.models.blocks import ENCODERS, POOLS, ConvDecoder, ConvEncoder, 
 from trainables.models.mlp_blocks import MLPDecoder, MLPEncoder, parse_hidden
 from trainables.models.style import StyleFactor
 from trainables.reconstruction import LIKELIHOODS
+from trainables.standardise import Standardiser
 
 __all__ = ["Blocks", "DEC_BIAS_INITS", "INVARIANCE_TERMS", "LATENT_KEYS", "LatentClusteringModel"]
 
@@ -260,9 +262,10 @@ class LatentClusteringModel(ClusteringModel):
                          ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
         """The weighted invariance terms of a batch and the terms themselves: the consistency between
         ``batch`` and its view (``batch.view``), on the cluster posteriors ``log_p`` / the view's and on
-        the overclustering head, the instance contrast of their features ``h`` / the view's, and the clusters' dependence on the speaker (``speaker_mi``: the running
-        I(y; speaker), where the batch carries speakers, :mod:`trainables.independence`) or on the style
-        factor's q(s|x) standing in for it (``style_mi``); (0, {}) when none applies."""
+        the overclustering head, the instance contrast of their features ``h`` / the view's, and the
+        clusters' dependence on the speaker (``speaker_mi``: the running I(y; speaker), where the batch
+        carries speakers, :mod:`trainables.independence`) or on the style factor's q(s|x) standing in
+        for it (``style_mi``); (0, {}) when none applies."""
         total, terms = self._consistency_terms(batch, log_p, h)
         if self._speaker_dependence is not None and batch.group is not None and log_p is not None:
             loss, terms["speaker_mi"] = self._speaker_dependence(log_p, batch.group)
@@ -338,6 +341,27 @@ class LatentClusteringModel(ClusteringModel):
             return x
         shape = (1, -1, 1) if x.ndim == 3 else (1, 1, -1, 1)
         return (x - self.input_shift.view(shape).to(x.dtype)) / self.input_scale.view(shape).to(x.dtype)
+
+    @torch.no_grad()
+    def aligned_input_clusters(self, batches: TrainBatches, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(clusters [N], speaker index [N]) of the training clips from the classical ``aligned_kmeans``
+        baseline (trainables.aligned_kmeans: K-means within each speaker, the speakers' clusters
+        matched) fitted on the inputs as the baselines see them (standardised per row, flattened,
+        standardised per dimension), with the speakers the batches carry (``Batch.group``): the
+        start of UVAC's ``prior_init aligned`` and categorical UVAC's ``head_init aligned``."""
+        from trainables.aligned_kmeans import fit_aligned_kmeans
+
+        xs, groups = [], []
+        for b in batches():
+            if b.group is None:
+                raise ValueError("an aligned start needs the speaker ids: the training batches carry none "
+                                 "(Batch.group)")
+            xs.append(self.standardise(b.x).float().reshape(len(b.x), -1).cpu())
+            groups.append(b.group.cpu())
+        x = torch.cat(xs).numpy()
+        x = Standardiser.fit(x)(x)
+        group = torch.cat(groups).numpy()
+        return fit_aligned_kmeans(x, group, self.n_clusters, seed).predict(x, group), group
 
     @torch.no_grad()
     def fit_input_standardisation(self, batches: TrainBatches) -> None:

@@ -260,25 +260,12 @@ class UVAC(LatentClusteringModel):
 
     @torch.no_grad()
     def aligned_responsibilities(self, batches: TrainBatches, seed: int) -> np.ndarray:
-        """One-hot memberships [N, C * S] from the classical ``aligned_kmeans`` baseline
-        (trainables.aligned_kmeans) fitted on the clips' inputs, prepared as
-        :meth:`input_responsibilities` prepares them, with the speakers the batches carry
-        (``Batch.group``): clip n's content is its matched cluster, its style (S = ``prior_styles``)
-        its speaker index modulo S, so with S speakers each component is one speaker's cluster."""
-        from trainables.aligned_kmeans import fit_aligned_kmeans
-
-        xs, groups = [], []
-        for b in batches():
-            if b.group is None:
-                raise ValueError("prior_init aligned: the training batches carry no speaker ids (Batch.group)")
-            xs.append(self.standardise(b.x).float().reshape(len(b.x), -1).cpu())
-            groups.append(b.group.cpu())
-        x = torch.cat(xs).numpy()
-        x = Standardiser.fit(x)(x)
-        group = torch.cat(groups).numpy()
-        content = fit_aligned_kmeans(x, group, self.n_clusters, seed).predict(x, group)
-        resp = np.zeros((len(x), self.n_clusters * self.prior_styles))
-        resp[np.arange(len(x)), content * self.prior_styles + group % self.prior_styles] = 1.0
+        """One-hot memberships [N, C * S] from :meth:`aligned_input_clusters`: clip n's content is its
+        matched cluster, its style (S = ``prior_styles``) its speaker index modulo S, so with S
+        speakers each component is one speaker's cluster."""
+        content, group = self.aligned_input_clusters(batches, seed)
+        resp = np.zeros((len(content), self.n_clusters * self.prior_styles))
+        resp[np.arange(len(content)), content * self.prior_styles + group % self.prior_styles] = 1.0
         return resp
 
     @torch.no_grad()
