@@ -111,6 +111,16 @@ def _invariance(trial, frontend: Optional[str]) -> dict:
     return consts
 
 
+def _aligned(frontends: Sequence[str]) -> list[str]:
+    """``["aligned"]`` (the models' starts from the per-speaker clusters matched across speakers, which
+    read the speaker ids) when every front end of the study is normalised per speaker, else none: a
+    choice list fixed for the whole study, whatever front end a trial draws."""
+    presets = [PRESETS.get(f) for f in frontends]
+    if presets and all(p is not None and p.normalisation == "speaker" for p in presets):
+        return ["aligned"]
+    return []
+
+
 def uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     """UVAC with a learnable GMM prior: front end, latent size, likelihood, KL weight, learning rates, prior init, invariance."""
     frontend, consts = _frontend(trial, frontends)
@@ -119,7 +129,7 @@ def uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     _learning_rate(trial)
     _stabilisers(trial)
     consts.update(_invariance(trial, frontend))
-    if trial.suggest_categorical("prior_init", ["fit", "paper"]) == "fit":
+    if trial.suggest_categorical("prior_init", ["fit", "paper", *_aligned(frontends)]) != "paper":
         trial.suggest_int("prior_warmup_epochs", 1, max(1, int(epochs) // 2))
         trial.suggest_categorical("prior_styles", [0, 4, 6])  # a factorial (content x style) prior
     return {"model": "uvac", **consts}
@@ -136,7 +146,7 @@ def cat_uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
     trial.suggest_float("marginal_entropy_weight", 0.0, 20.0)
     trial.suggest_float("kl_z_weight", 0.5, 8.0, log=True)
     trial.suggest_categorical("gumbel_hard", [False, True])
-    if trial.suggest_categorical("head_init", ["random", "fit"]) == "fit":  # VaDE's start for q(y|x)
+    if trial.suggest_categorical("head_init", ["random", "fit", *_aligned(frontends)]) != "random":  # VaDE's start
         trial.suggest_int("head_warmup_epochs", 1, max(1, int(epochs) // 2))
     kind = trial.suggest_categorical("tau_kind", TAU_KINDS)
     trial.suggest_float("tau_start", 0.7, 2.0)

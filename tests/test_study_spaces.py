@@ -198,3 +198,29 @@ def test_settle_counts_a_collapse_as_failed():
     assert (status, values) == ("failed", None) and "not finite" in reason
     assert settle({"val/acc": 0.5, "epoch": 1}, objs)[0] == "pruned"  # no final report: stopped early
     assert settle({**done, "trial_status": "diverged", "trial_reason": "loss nan"}, objs)[:2] == ("diverged", "loss nan")
+
+
+@pytest.mark.parametrize("space,key", [("uvac", "prior_init"), ("cat_uvac", "head_init")])
+def test_aligned_starts_are_searched_only_where_every_front_end_is_normalised_per_speaker(space, key):
+    """The aligned starts read the speaker ids: offered on a study of speaker-normalised front ends
+    only, and then every draw resolves on that front end (its warm-up searched like a fitted start's)."""
+    params, _ = record_space(space, frontends=["awe_speaker"])
+    choice = next(p for p in params if p["name"] == key)
+    assert "aligned" in choice["choices"]
+    for frontends in (["awe"], ["awe", "awe_speaker"]):
+        params, _ = record_space(space, frontends=frontends)
+        assert "aligned" not in next(p for p in params if p["name"] == key)["choices"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3), directions=["maximize", "maximize"])
+    fn = get_space(space, epochs=30, frontends=["awe_speaker"])
+    drawn = set()
+    for _ in range(30):
+        trial = study.ask()
+        consts = fn(trial) or {}
+        config = {**trial.params, **consts, "recipe": "recommended", "epochs": 30}
+        resolved = resolve_config(config, preset=PRESETS["awe_speaker"])
+        check_frontend(resolved, PRESETS["awe_speaker"])
+        drawn.add(resolved[key])
+        if resolved[key] == "aligned":
+            assert (("prior_warmup_epochs" if space == "uvac" else "head_warmup_epochs") in trial.params)
+        study.tell(trial, [0.0, 0.0])
+    assert "aligned" in drawn
