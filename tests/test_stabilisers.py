@@ -292,10 +292,10 @@ def test_fitted_head_is_the_nearest_centroid_rule_of_kmeans_on_encoder_h():
     assert "head_fitted" not in random_head.state_dict() and random_head.on_epoch_start(5, _batches(data), 0) == {}
 
 
-def test_aligned_head_is_the_nearest_centroid_rule_of_the_per_speaker_clusters_matched_across_speakers():
-    """head_init aligned: q(y|x)'s head is fitted as with head_init fit, but for the classical
-    aligned_kmeans clusters of the inputs (the words, across both speakers), each centre the mean of
-    its clips' standardised h features."""
+def test_aligned_head_is_a_classifier_of_the_per_speaker_clusters_matched_across_speakers():
+    """head_init aligned: at the head's fitting epoch q(y|x)'s head becomes a linear classifier of h's
+    features trained on the classical aligned_kmeans clusters of the inputs (the words, across both
+    speakers), and reproduces them."""
     from sklearn.metrics import adjusted_rand_score
 
     torch.manual_seed(0)
@@ -305,21 +305,38 @@ def test_aligned_head_is_the_nearest_centroid_rule_of_the_per_speaker_clusters_m
     labels, _ = m.aligned_input_clusters(batches(), seed=5)
     assert adjusted_rand_score(word, labels) == 1.0
     h = m.head_features(batches())
+    before = m.to_logits.weight.detach().clone()
     assert m.on_epoch_start(1, batches(), seed=5) == {"train/head_fitted_at": 1.0} and bool(m.head_fitted)
+    assert not torch.equal(before, m.to_logits.weight)
+    with torch.no_grad():
+        logits = m.to_logits(torch.as_tensor(h, dtype=torch.float32))
+    agree = np.mean(logits.argmax(1).numpy() == labels)
+    # better than the nearest-centroid rule of the same clusters in h (a tiny untrained encoder here)
     hz = (h - h.mean(0)) / (h.std(0) + 1e-6)
     centres = np.stack([hz[labels == k].mean(0) for k in range(3)])
     nearest = ((hz[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
-    with torch.no_grad():
-        logits = m.to_logits(torch.as_tensor(h, dtype=torch.float32))
-    np.testing.assert_array_equal(logits.argmax(1).numpy(), nearest)
+    assert agree >= 0.8 and agree >= np.mean(nearest == labels)
     assert m.on_epoch_start(2, batches(), seed=5) == {}, "fitted once"
     with pytest.raises(ValueError, match="speaker ids"):
         CatUVAC(16, 16, n_clusters=3, d_z=2, head_init="aligned", head_warmup_epochs=1, hparams={"epochs": 10},
                 **TINY).on_epoch_start(1, batches(with_groups=False), seed=5)
     assert CatUVAC.uses_speaker_ids(resolve_config({"model": "cat_uvac", "head_init": "aligned"}))
-    with pytest.raises(ValueError, match="labels must be"):
-        from trainables.models.centroids import nearest_centroid_head
-        nearest_centroid_head(h, 3, 0, labels=np.full(len(h), 3))
+
+
+def test_classifier_head_reproduces_given_clusters_on_the_raw_features():
+    from trainables.models.centroids import classifier_head
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 30)
+    f = rng.normal(size=(120, 5)) * 0.3 + np.eye(4, 5)[labels] * 3.0 + 10.0  # offset: the folding matters
+    w, b = classifier_head(f, labels, 5, seed=0)  # cluster 4 holds no row
+    assert w.shape == (5, 5) and b.shape == (5,)
+    logits = f @ w.T + b
+    assert (logits.argmax(1) == labels).all() and (logits[:, 4] < logits.max(1)).all()
+    w2, b2 = classifier_head(f[labels < 2], labels[labels < 2], 2, seed=0)  # binary
+    assert ((f[labels < 2] @ w2.T + b2).argmax(1) == labels[labels < 2]).all()
+    with pytest.raises(ValueError, match="at least 2 clusters"):
+        classifier_head(f, np.zeros(120, dtype=int), 3, seed=0)
 
 
 def test_head_init_declares_its_warmup_and_rejects_an_unknown_choice():

@@ -23,10 +23,10 @@
   (:func:`~trainables.models.centroids.nearest_centroid_head`). A random head starts every clip
   near the uniform q(y|x), and the categories then form from whatever the reconstruction finds
   first; the fit starts them from the clusters encoder h's features already hold.
-  ``head_init="aligned"`` sets the head at the same moment to the nearest-centroid rule of the
-  classical ``aligned_kmeans`` clusters of the inputs (K-means within each speaker, matched across
-  speakers; the centres: each cluster's mean h features); it reads the speaker ids, so it is
-  allowed only on a front end normalised per speaker. The ``head_fitted`` buffer (present only
+  ``head_init="aligned"`` sets the head at the same moment to a linear classifier of h's features
+  trained on the classical ``aligned_kmeans`` clusters of the inputs (K-means within each speaker,
+  matched across speakers; :func:`~trainables.models.centroids.classifier_head`); it reads the
+  speaker ids, so it is allowed only on a front end normalised per speaker. The ``head_fitted`` buffer (present only
   with a fitted head) records the fit, so a resumed run does not fit twice.
 
 Sampling: ``forward(x, tau)`` samples (Gumbel noise, reparametrised z) when the module is in
@@ -53,7 +53,7 @@ from trainables.losses import categorical_kl_uniform, gaussian_kl, gaussian_kl_f
 from trainables.models.base import Batch, TrainBatches, warmup_fit_epoch, warmup_through_fit
 from trainables.models.latent import LATENT_KEYS, Blocks, LatentClusteringModel
 from trainables.models.blocks import as_image, broadcast_cat, init_weights
-from trainables.models.centroids import nearest_centroid_head
+from trainables.models.centroids import classifier_head, nearest_centroid_head
 from trainables.schedules import TAU_KINDS, kl_weight_at, tau_at
 
 __all__ = ["CatUVAC", "CAT_UVAC_KEYS", "HEAD_INITS", "PAPER_LAM", "gumbel_softmax_fp32", "marginal_kl_uniform"]
@@ -72,9 +72,9 @@ CAT_UVAC_KEYS = (
     Key("kl_z_weight", 1.0, "scale of KL_z inside the lambda bracket (1 = eq. 7)", low=0),
     Key("gumbel_hard", False, "straight-through (one-hot forward) Gumbel-Softmax"),
     Key("head_init", "random", "q(y|x)'s head: random, fit (K-means on encoder h's features after "
-        "head_warmup_epochs, the head set to its nearest-centroid rule) or aligned (the same rule for the clusters "
-        "of the classical aligned_kmeans baseline on the inputs; uses speaker ids, so only on a front end "
-        "normalised per speaker)", choices=HEAD_INITS, structural=True),
+        "head_warmup_epochs, the head set to its nearest-centroid rule) or aligned (at the same epoch, a linear "
+        "classifier of h's features trained on the clusters of the classical aligned_kmeans baseline on the inputs; "
+        "uses speaker ids, so only on a front end normalised per speaker)", choices=HEAD_INITS, structural=True),
     Key("head_warmup_epochs", 5, "epochs before the head is fitted (head_init fit or aligned)", low=0),
 )
 _D = defaults_of((*LATENT_KEYS, *CAT_UVAC_KEYS))  # the constructor's defaults: the config's
@@ -217,8 +217,10 @@ class CatUVAC(LatentClusteringModel):
             return {}
         if epoch < warmup_fit_epoch(self.head_warmup_epochs, self.hparams["epochs"]):
             return {}
-        labels = self.aligned_input_clusters(batches, seed)[0] if self.head_init == "aligned" else None
-        self.fit_head(self.head_features(batches), seed, labels=labels)
+        if self.head_init == "aligned":
+            self.fit_head_to(self.head_features(batches), self.aligned_input_clusters(batches, seed)[0], seed)
+        else:
+            self.fit_head(self.head_features(batches), seed)
         return {"train/head_fitted_at": float(epoch)}
 
     @torch.no_grad()
@@ -231,15 +233,24 @@ class CatUVAC(LatentClusteringModel):
         return torch.cat(h).numpy().astype(np.float64)
 
     @torch.no_grad()
-    def fit_head(self, features: np.ndarray, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
+    def fit_head(self, features: np.ndarray, seed: int) -> np.ndarray:
         """Set q(y|x)'s head to the nearest-centroid rule of a K-means clustering (seeded) of
-        ``features`` [N, H], or of the given clusters ``labels`` [N]; returns the clusters [N]."""
-        w, b, labels = nearest_centroid_head(features, self.n_clusters, seed, labels=labels)
+        ``features`` [N, H]; returns the clusters [N]."""
+        w, b, labels = nearest_centroid_head(features, self.n_clusters, seed)
+        self._set_head(w, b)
+        return labels
+
+    @torch.no_grad()
+    def fit_head_to(self, features: np.ndarray, labels: np.ndarray, seed: int) -> None:
+        """Set q(y|x)'s head to a linear classifier of ``features`` [N, H] trained on the clusters
+        ``labels`` [N] made elsewhere (:func:`~trainables.models.centroids.classifier_head`)."""
+        self._set_head(*classifier_head(features, labels, self.n_clusters, seed))
+
+    def _set_head(self, w: np.ndarray, b: np.ndarray) -> None:
         self.to_logits.weight.copy_(torch.as_tensor(w, dtype=self.to_logits.weight.dtype))
         self.to_logits.bias.copy_(torch.as_tensor(b, dtype=self.to_logits.bias.dtype))
         if hasattr(self, "head_fitted"):
             self.head_fitted.fill_(True)
-        return labels
 
     # -- pieces -------------------------------------------------------------------------------
     def logits(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
