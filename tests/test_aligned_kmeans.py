@@ -72,8 +72,10 @@ def test_aligned_kmeans_errors_are_clear():
     x, word, who = _clips(["ann", "bob"])
     with pytest.raises(ValueError, match="speaker ids for"):
         fit_aligned_kmeans(x, who[:10], 3, seed=0)
-    with pytest.raises(ValueError, match="fewer than 3 training clips"):
-        fit_aligned_kmeans(x[:122], who[:122], 3, seed=0)  # bob has 2 clips
+    few = fit_aligned_kmeans(x[:122], who[:122], 3, seed=0)  # bob has 2 clips: assigned as an unseen speaker
+    assert set(few.centroids) == {"ann"} and len(few.predict(x[:122], who[:122])) == 122
+    with pytest.raises(ValueError, match="no speaker has 3 training clips"):
+        fit_aligned_kmeans(x[:2], who[:2], 3, seed=0)
     table = _table()
     table.groups = None
     with pytest.raises(ValueError, match="needs the speaker of every clip"):

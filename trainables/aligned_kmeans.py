@@ -13,7 +13,8 @@ both steps the classical way:
    total (no labels involved). The matched centroids' mean is the consensus of each cluster.
 
 A clip of a training speaker takes the matched cluster of its speaker's nearest centroid; a clip
-of a speaker not seen in training (a speaker-disjoint split) takes the nearest consensus centroid.
+of a speaker not seen in training (a speaker-disjoint split), or seen with fewer than K training
+clips, takes the nearest consensus centroid.
 This is the classical counterpart of the per-speaker targets, with ``fair_kmeans`` (one K-means
 whose clusters every speaker uses alike) as the other.
 """
@@ -68,11 +69,12 @@ def fit_aligned_kmeans(x_train: np.ndarray, groups_train: Sequence, k: int, seed
     groups = np.asarray(groups_train).astype(str)
     if len(groups) != len(x_train):
         raise ValueError(f"aligned K-means: {len(groups)} speaker ids for {len(x_train)} rows")
-    speakers = sorted(np.unique(groups))
-    small = [s for s in speakers if int((groups == s).sum()) < k]
-    if small:
-        raise ValueError(f"aligned K-means: speaker(s) {', '.join(small)} have fewer than {k} training clips "
-                         f"to cluster into {k}")
+    # a speaker with fewer training clips than clusters cannot be clustered alone: its clips are
+    # assigned like an unseen speaker's (the consensus centroids)
+    speakers = sorted(s for s in np.unique(groups) if int((groups == s).sum()) >= int(k))
+    if not speakers:
+        raise ValueError(f"aligned K-means: no speaker has {k} training clips to cluster into {k} "
+                         f"({len(np.unique(groups))} speakers, {len(groups)} clips)")
     pca = PCA(n_components=min(ALIGNED_PCA, x_train.shape[1], len(x_train) - 1), random_state=seed).fit(x_train)
     z = pca.transform(x_train)
     own = {s: KMeans(int(k), n_init=10, random_state=int(seed) % (2**31)).fit(z[groups == s]).cluster_centers_
