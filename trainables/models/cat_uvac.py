@@ -209,18 +209,19 @@ class CatUVAC(LatentClusteringModel):
         return max(base, warmup_through_fit(cfg["head_warmup_epochs"], cfg["epochs"]))
 
     @classmethod
-    def uses_speaker_ids(cls, cfg) -> bool:
-        return super().uses_speaker_ids(cfg) or cfg["head_init"] == "aligned"
+    def speaker_id_settings(cls, cfg) -> tuple[str, ...]:
+        return super().speaker_id_settings(cfg) + (("head_init aligned",) if cfg["head_init"] == "aligned" else ())
 
     def on_epoch_start(self, epoch: int, batches: TrainBatches, seed: int) -> dict[str, float]:
         if self.head_init not in FITTED_HEADS or bool(self.head_fitted):
             return {}
         if epoch < warmup_fit_epoch(self.head_warmup_epochs, self.hparams["epochs"]):
             return {}
+        features = self.head_features(batches)
         if self.head_init == "aligned":
-            self.fit_head_to(self.head_features(batches), self.aligned_input_clusters(batches, seed)[0], seed)
+            self.fit_head_to(features, self.aligned_input_clusters(batches, seed)[0], seed)
         else:
-            self.fit_head(self.head_features(batches), seed)
+            self.fit_head(features, seed)
         return {"train/head_fitted_at": float(epoch)}
 
     @torch.no_grad()

@@ -162,8 +162,8 @@ class LatentClusteringModel(ClusteringModel):
             )
 
     @classmethod
-    def uses_speaker_ids(cls, cfg: Mapping[str, Any]) -> bool:
-        return float(cfg["speaker_independence"]) > 0
+    def speaker_id_settings(cls, cfg: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("speaker_independence",) if float(cfg["speaker_independence"]) > 0 else ()
 
     def representation_sizes(self) -> dict[str, int]:
         return {r: {"z": self.d_z, "y": self.n_clusters}[r] for r in self.representations}
@@ -351,17 +351,19 @@ class LatentClusteringModel(ClusteringModel):
         start of UVAC's ``prior_init aligned`` and categorical UVAC's ``head_init aligned``."""
         from trainables.aligned_kmeans import fit_aligned_kmeans
 
-        xs, groups = [], []
-        for b in batches():
-            if b.group is None:
-                raise ValueError("an aligned start needs the speaker ids: the training batches carry none "
-                                 "(Batch.group)")
-            xs.append(self.standardise(b.x).float().reshape(len(b.x), -1).cpu())
-            groups.append(b.group.cpu())
-        x = torch.cat(xs).numpy()
-        x = Standardiser.fit(x)(x)
-        group = torch.cat(groups).numpy()
+        groups = [b.group for b in batches()]
+        if any(g is None for g in groups):
+            raise ValueError("an aligned start needs the speaker ids: the training batches carry none (Batch.group)")
+        group = torch.cat(groups).cpu().numpy()
+        x = self.input_rows(batches)
         return fit_aligned_kmeans(x, group, self.n_clusters, seed).predict(x, group), group
+
+    @torch.no_grad()
+    def input_rows(self, batches: TrainBatches) -> np.ndarray:
+        """The training clips' inputs as the classical baselines see them [N, F*T]: standardised per
+        row (:meth:`standardise`), flattened, each dimension standardised (trainables.standardise)."""
+        x = torch.cat([self.standardise(b.x).float().reshape(len(b.x), -1).cpu() for b in batches()]).numpy()
+        return Standardiser.fit(x)(x)
 
     @torch.no_grad()
     def fit_input_standardisation(self, batches: TrainBatches) -> None:

@@ -48,7 +48,6 @@ from trainables.models.blocks import as_image, init_weights
 from trainables.models.factorial import fit_factorial, fit_projected
 from trainables.models.style import StyleFactor
 from trainables.schedules import kl_weight_at
-from trainables.standardise import Standardiser
 
 __all__ = ["UVAC", "gmm_log_likelihoods"]
 
@@ -220,8 +219,8 @@ class UVAC(LatentClusteringModel):
         return warmup_fit_epoch(prior_warmup_epochs, epochs)
 
     @classmethod
-    def uses_speaker_ids(cls, cfg) -> bool:
-        return super().uses_speaker_ids(cfg) or cfg["prior_init"] == "aligned"
+    def speaker_id_settings(cls, cfg) -> tuple[str, ...]:
+        return super().speaker_id_settings(cfg) + (("prior_init aligned",) if cfg["prior_init"] == "aligned" else ())
 
     @classmethod
     def warmup_epochs(cls, cfg) -> int:
@@ -253,8 +252,7 @@ class UVAC(LatentClusteringModel):
         baseline fits it: the (row-standardised) input flattened, each dimension standardised, its
         principal components (trainables.models.factorial.fit_projected); component k * S + s holds
         (content k, style s), the prior's order."""
-        x = torch.cat([self.standardise(b.x).float().reshape(len(b.x), -1).cpu() for b in batches()]).numpy()
-        x = Standardiser.fit(x)(x)
+        x = self.input_rows(batches)
         pca, fm = fit_projected(x, self.n_clusters, self.prior_styles, style_features, seed)
         return fm.responsibilities(pca.transform(x)).reshape(len(x), -1)
 
