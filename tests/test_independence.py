@@ -248,7 +248,7 @@ def test_training_state_that_the_model_does_not_track_is_refused():
 @pytest.mark.parametrize("model,start", [("uvac", {"prior_init": "aligned", "prior_warmup_epochs": 1}),
                                          ("cat_uvac", {"head_init": "aligned", "head_warmup_epochs": 1})])
 def test_a_run_started_from_the_aligned_clusters_reads_the_speakers_and_fits_its_start(one_thread, model, start):
-    """The aligned starts end to end: the run's batches carry the speakers (uses_speaker_ids), the
+    """The aligned starts end to end: the run's batches carry the speakers (speaker_id_settings), the
     prior / the head is fitted from the per-speaker clusters after the warm-up, the run completes."""
     from trainables.loop import train
 

@@ -226,11 +226,11 @@ def test_aligned_prior_uses_speaker_ids_so_only_on_a_front_end_normalised_per_sp
 
     cfg = resolve_config({"model": "uvac", "prior_init": "aligned", "recipe": "recommended"},
                          preset=get_preset("awe_speaker"))
-    assert UVAC.uses_speaker_ids(cfg)
+    assert UVAC.speaker_id_settings(cfg) == ("speaker_independence", "prior_init aligned")
     check_frontend(cfg, get_preset("awe_speaker"))
     with pytest.raises(ConfigError, match="prior_init aligned uses speaker ids"):
         check_frontend({**cfg, "speaker_independence": 0.0, "frontend": "awe"}, get_preset("awe"))
-    assert not UVAC.uses_speaker_ids(resolve_config({"model": "uvac", "prior_init": "fit"}))
+    assert not UVAC.speaker_id_settings(resolve_config({"model": "uvac", "prior_init": "fit"}))
 
 
 def test_fitted_priors_declare_their_warmup():
@@ -320,7 +320,13 @@ def test_aligned_head_is_a_classifier_of_the_per_speaker_clusters_matched_across
     with pytest.raises(ValueError, match="speaker ids"):
         CatUVAC(16, 16, n_clusters=3, d_z=2, head_init="aligned", head_warmup_epochs=1, hparams={"epochs": 10},
                 **TINY).on_epoch_start(1, batches(with_groups=False), seed=5)
-    assert CatUVAC.uses_speaker_ids(resolve_config({"model": "cat_uvac", "head_init": "aligned"}))
+    from features.frontend import get_preset
+    from trainables.config import check_frontend
+    cfg = resolve_config({"model": "cat_uvac", "head_init": "aligned", "speaker_independence": 0.0},
+                         preset=get_preset("awe_speaker"))
+    assert CatUVAC.speaker_id_settings(cfg) == ("head_init aligned",)
+    with pytest.raises(ConfigError, match="head_init aligned uses speaker ids"):  # names what reads them
+        check_frontend({**cfg, "frontend": "awe"}, get_preset("awe"))
 
 
 def test_classifier_head_reproduces_given_clusters_on_the_raw_features():

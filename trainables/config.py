@@ -290,8 +290,8 @@ def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
     """ConfigError (one line) when a resolved config cannot train on features of ``preset``: another
     front end than the config names, IS / KL on features that do not de-normalise, the Bernoulli
     likelihood on real-valued features, a style factor on [0, 1] features, speaker ids in training
-    (``ClusteringModel.uses_speaker_ids``: ``speaker_independence``, UVAC's ``prior_init aligned``) on
-    a front end that does not normalise per speaker."""
+    (``ClusteringModel.speaker_id_settings``: ``speaker_independence``, the aligned starts) on a
+    front end that does not normalise per speaker."""
     if preset is None or cfg["model"] in BASELINES:
         return
     name = getattr(preset, "name", "")
@@ -310,9 +310,9 @@ def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
         raise ConfigError(f"style_clusters needs real-valued features; front end {name!r} is in [0, 1] "
                           f"(clip normalisation)")
     cls = registered_models().get(cfg["model"])
-    if cls is not None and cls.uses_speaker_ids(cfg) and preset.normalisation != "speaker":
-        what = "speaker_independence" if float(cfg["speaker_independence"]) > 0 else f"prior_init {cfg['prior_init']}"
-        raise ConfigError(f"{what} uses speaker ids in training (side information): it needs a front "
+    settings = cls.speaker_id_settings(cfg) if cls is not None else ()
+    if settings and preset.normalisation != "speaker":
+        raise ConfigError(f"{' and '.join(settings)} uses speaker ids in training (side information): it needs a front "
                           f"end normalised per speaker, which uses them too (e.g. awe_speaker); front end {name!r} "
                           f"has {preset.normalisation} normalisation")
 

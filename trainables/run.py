@@ -73,7 +73,7 @@ def setup_run(cfg, table, device, use_bf16, state: dict | None, seed: int | None
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     resident = fits_on_device(table, device)
     run = Run(cfg, model, torch.optim.Adam(model.parameters(), lr=float(cfg["lr_start"])),
-               SplitData(tr_tab, device, resident, groups=type(model).uses_speaker_ids(cfg)), shuffle_gen,
+               SplitData(tr_tab, device, resident, groups=bool(type(model).speaker_id_settings(cfg))), shuffle_gen,
                np.random.default_rng(seed), autocast, resident, seed,
                augmenter_for(cfg, table.preset))
     if int(cfg["neighbours"]) > 0:

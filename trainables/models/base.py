@@ -123,11 +123,12 @@ class ClusteringModel(nn.Module, abc.ABC):
         """The model of a resolved config for ``n_freq`` x ``n_frames`` inputs."""
 
     @classmethod
-    def uses_speaker_ids(cls, cfg: Mapping[str, Any]) -> bool:
-        """Whether training under ``cfg`` reads each clip's speaker (``Batch.group``): side information,
+    def speaker_id_settings(cls, cfg: Mapping[str, Any]) -> tuple[str, ...]:
+        """The settings of ``cfg`` under which training reads each clip's speaker (``Batch.group``),
+        e.g. ``("speaker_independence",)``; empty when none does. Speaker ids are side information,
         allowed only on a front end normalised per speaker (trainables.config.check_frontend).
-        Default: no."""
-        return False
+        Default: none."""
+        return ()
 
     @classmethod
     def warmup_epochs(cls, cfg: Mapping[str, Any]) -> int:
