@@ -65,6 +65,7 @@ def featurise_record(rec: AudioRecord, preset: Preset, loader: Callable | None =
         "spectrogram": feats.spectrogram.numpy().astype(np.float16).reshape(-1),
         "mask": feats.mask.numpy().astype(np.float32),
         "norm_stats": feats.norm_stats.numpy().astype(np.float32),
+        "voice": feats.voice.numpy().astype(np.float32),
         "path": str(rec.path),
         "cropped": cropped,
     }

@@ -11,8 +11,12 @@ it (docs/MODELS.md, "Front ends"). Every input is resampled to the preset's rate
    frames holding real audio in the mask; ``stretch`` keeps the activity span (frames whose mean
    log energy is within ``trim_nats`` of the peak) and resamples it to ``stretch_frames`` frames
    by linear interpolation (mask all ones).
-3. **normalisation** (:mod:`features.normalise`): ``clip`` (papers, below), ``band`` (CMN) or
-   ``speaker`` (stored un-normalised here; per-speaker CMVN when the table is loaded).
+3. **normalisation** (:mod:`features.normalise`): ``clip`` (papers, below), ``band`` (CMN),
+   ``speaker`` or ``voice`` (stored un-normalised here; CMVN per speaker or per inferred speaker
+   when the table is loaded).
+
+Every clip also gets its voice profile (:mod:`features.voice`), whatever the preset: the ``voice``
+normalisation clusters the profiles into speakers when the table is loaded.
 
 Normalisation ``clip`` (per clip, both papers: "normalised by mean and variance, then min-max to
 [0, 1]"), computed over the *real* frames only (mask == 1), so that the amount of zero padding
@@ -46,6 +50,7 @@ import torchaudio
 from features.normalise import IDENTITY_STATS, normalise_band, normalise_clip
 from features.presets import PRESETS, Preset, get_preset
 from features.timeaxis import frame_log_energy, pad_mask, stretch_active
+from features.voice import voice_profile
 
 __all__ = [
     "Preset",
@@ -68,11 +73,13 @@ class ClipFeatures:
     mask        [T]    float32, 1 on frames containing real audio, 0 on pure zero padding
                        (all ones when stretched)
     norm_stats  [4]    float32 (mean, std, zmin, zmax), see module docstring
+    voice       [VOICE_BANDS] float32: the clip's voice profile (features.voice), whatever the preset
     """
 
     spectrogram: torch.Tensor
     mask: torch.Tensor
     norm_stats: torch.Tensor
+    voice: torch.Tensor
 
 
 @lru_cache(maxsize=16)
@@ -169,7 +176,7 @@ def spectral_frames(waveform: torch.Tensor, preset: Preset) -> tuple[torch.Tenso
 
 
 def compute_features(waveform: torch.Tensor, preset: Preset, sample_rate: int | None = None) -> ClipFeatures:
-    """Waveform [S] -> :class:`ClipFeatures` (features [F, T], mask [T], norm_stats [4]).
+    """Waveform [S] -> :class:`ClipFeatures` (features [F, T], mask [T], norm_stats [4], voice profile).
 
     ``sample_rate``: the waveform's rate; when given and different from the preset's, the
     waveform is resampled first. When omitted, the waveform must already be at the preset's rate.
@@ -186,11 +193,12 @@ def compute_features(waveform: torch.Tensor, preset: Preset, sample_rate: int | 
         x, stats = normalise_clip(s, mask)
     elif preset.normalisation == "band":
         x, stats = normalise_band(s, mask), IDENTITY_STATS.clone()
-    else:  # "none", or "speaker": normalised per speaker at load time (features.normalise.normalise_speakers)
+    else:  # "none", or "speaker" / "voice": normalised per speaker at load time (features.normalise)
         x, stats = (s * mask[None, :]).to(torch.float32), IDENTITY_STATS.clone()
     if tuple(x.shape) != preset.shape:
         raise AssertionError(f"preset {preset.name!r}: got features {tuple(x.shape)}, expected {preset.shape}")
-    return ClipFeatures(spectrogram=x.contiguous(), mask=mask, norm_stats=stats)
+    return ClipFeatures(spectrogram=x.contiguous(), mask=mask, norm_stats=stats,
+                        voice=voice_profile(_mono(waveform, preset), preset))
 
 
 def compress(linear: torch.Tensor, preset: Preset) -> torch.Tensor:

@@ -20,13 +20,14 @@ import torch
 
 from features.frontend import Preset
 from features.normalise import normalise_speakers
+from features.voice import VOICE_BANDS, infer_voices
 from features.manifest import MANIFEST, DataFile, Manifest, Shard, read_manifest, verify_files
 from features.store import CacheError, fixed_list_tensor, read_arrow_mmap
 from features.table import FeatureTable
 
 SPLIT_SCHEMES = ("random", "group")
 SOURCES = ("auto", "arrow", "parquet")
-_COLUMNS = ["id", "label", "group", "spectrogram", "mask", "norm_stats"]
+_COLUMNS = ["id", "label", "group", "spectrogram", "mask", "norm_stats", "voice"]
 _ATTEMPTS = 3  # generations a reader may see published while it loads
 
 
@@ -159,8 +160,13 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
     spectrogram = fixed_list_tensor(tab["spectrogram"], (n, f, t))
     mask = fixed_list_tensor(tab["mask"], (n, t))
     groups = tab["group"].to_numpy().astype(str)
-    if preset.normalisation == "speaker":  # stored un-normalised: the statistics need every clip of a speaker
-        spectrogram = normalise_speakers(spectrogram, mask, groups).to(torch.float16)
+    voice = fixed_list_tensor(tab["voice"], (n, VOICE_BANDS))
+    speakers = None  # the dataset's groups, or under "voice" the speakers inferred from the voice profiles
+    if preset.normalisation == "voice":
+        speakers = infer_voices(voice, preset.voices)
+    if preset.per_speaker:  # stored un-normalised: the statistics need every clip of a speaker
+        spectrogram = normalise_speakers(spectrogram, mask, groups if speakers is None else speakers)
+        spectrogram = spectrogram.to(torch.float16)
     return FeatureTable(
         ids=ids,
         spectrogram=spectrogram,
@@ -174,6 +180,8 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
         preset=preset,
         cache_key=m.cache_key,
         dataset=m.dataset,
+        voice=voice,
+        speakers=speakers,
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from features.store import CacheError, sha256_file, write_text
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3  # 3: the voice column (features.voice)
 
 
 class ManifestVersionError(CacheError):

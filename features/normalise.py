@@ -10,6 +10,8 @@
   cache stores the un-normalised features and :func:`features.loader.load_table` applies this on
   load: an incremental build stays exact. It uses the speaker ids (side information, no labels),
   and is refused where the dataset's groups are not speakers (:func:`check_dataset`).
+* ``voice``: the same CMVN, per speaker *inferred* from the clips' voice profiles
+  (:func:`features.voice.infer_voices`, also on load): no speaker ids, any dataset.
 """
 from __future__ import annotations
 

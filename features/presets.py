@@ -15,11 +15,14 @@ A preset says how a waveform becomes the [F, T] image a model sees (docs/MODELS.
   cepstral mean normalisation, CMN; real-valued) or ``"speaker"`` (per speaker, each row
   standardised over all real frames of that speaker's clips: CMVN with speaker ids, applied
   when the table is loaded; only for datasets whose groups are speakers; it uses side
-  information, and says so wherever it is reported), or ``"none"`` (the values as computed,
-  real-valued: speaker and channel offsets kept, for models that learn them, e.g. a style factor).
+  information, and says so wherever it is reported), ``"voice"`` (the same CMVN per *inferred*
+  speaker: the clips clustered into ``voices`` groups by their long-term average spectra,
+  :mod:`features.voice`; no speaker ids, so no side information, and any dataset), or ``"none"``
+  (the values as computed, real-valued: speaker and channel offsets kept, for models that learn
+  them, e.g. a style factor).
 
 Fields added after the papers' presets (``n_mels``, ``duration_mode``, ``stretch_frames``,
-``trim_nats``, ``normalisation``) enter :meth:`Preset.digest` only when they differ from their
+``trim_nats``, ``normalisation``, ``voices``) enter :meth:`Preset.digest` only when they differ from their
 defaults, so the papers' presets keep the digests (and cache directories) they always had.
 """
 from __future__ import annotations
@@ -35,9 +38,9 @@ __all__ = ["Preset", "PRESETS", "get_preset", "SCALES", "COMPRESSIONS", "DURATIO
 SCALES = ("linear", "mel", "mfcc")
 COMPRESSIONS = ("none", "log")
 DURATION_MODES = ("pad", "stretch")
-NORMALISATIONS = ("clip", "band", "speaker", "none")
+NORMALISATIONS = ("clip", "band", "speaker", "voice", "none")
 # fields that do not enter the digest while at their default (they came after the papers' presets)
-_LATE_FIELDS = ("n_mels", "duration_mode", "stretch_frames", "trim_nats", "normalisation")
+_LATE_FIELDS = ("n_mels", "duration_mode", "stretch_frames", "trim_nats", "normalisation", "voices")
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,10 @@ class Preset:
     stretch_frames: frames of a stretched clip
     trim_nats:      stretch only: frames kept span the first to the last frame whose mean log
                     energy is within this many nats of the clip's peak
-    normalisation:  ``"clip"`` (papers, [0, 1]), ``"band"`` (CMN), ``"speaker"`` (CMVN per speaker) or
-                    ``"none"`` (as computed)
+    normalisation:  ``"clip"`` (papers, [0, 1]), ``"band"`` (CMN), ``"speaker"`` (CMVN per speaker),
+                    ``"voice"`` (CMVN per inferred speaker) or ``"none"`` (as computed)
+    voices:         ``voice`` only: how many speakers the clips are clustered into (a front-end
+                    setting: the corpus's speaker count when known, else chosen on validation)
     """
 
     name: str
@@ -86,6 +91,7 @@ class Preset:
     stretch_frames: int = 0
     trim_nats: float = 6.0
     normalisation: str = "clip"
+    voices: int = 0
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> ValueError:
@@ -124,6 +130,10 @@ class Preset:
                 raise bad(f"trim_nats must be > 0, got {self.trim_nats}")
         elif self.stretch_frames:
             raise bad("stretch_frames is for duration_mode 'stretch' only")
+        if self.normalisation == "voice" and self.voices < 2:
+            raise bad(f"normalisation 'voice' clusters the clips into voices >= 2 speakers, got voices={self.voices}")
+        if self.normalisation != "voice" and self.voices:
+            raise bad("voices is for normalisation 'voice' only")
 
     # Derived sample counts -------------------------------------------------------------
     @property
@@ -176,6 +186,13 @@ class Preset:
         """True when :func:`features.frontend.denormalise` recovers the linear magnitude (the IS and
         generalised-KL divergences need it): clip normalisation of a linear or mel spectrogram."""
         return self.normalisation == "clip" and self.scale in ("linear", "mel")
+
+    @property
+    def per_speaker(self) -> bool:
+        """True when the features are normalised per speaker, given (``speaker``) or inferred
+        (``voice``): the table then names each clip's speaker (``FeatureTable.speaker_ids``), which
+        the speaker-aware settings and baselines read."""
+        return self.normalisation in ("speaker", "voice")
 
     @property
     def side_information(self) -> bool:
@@ -262,6 +279,8 @@ for _name, _kw, _what in (
      "13 MFCCs (c1..c13, 40 mel), trimmed, stretched to 10 frames, CMN -> 13 x 10 (the classical baseline's)"),
     ("awe_speaker", dict(_MFCC, n_bins=13, stretch_frames=10, normalisation="speaker"),
      "awe with per-speaker CMVN instead of CMN (speaker ids: side information) -> 13 x 10"),
+    ("awe_voice", dict(_MFCC, n_bins=13, stretch_frames=10, normalisation="voice", voices=4),
+     "awe with CMVN per inferred speaker (4 voices, no speaker ids) instead of CMN -> 13 x 10"),
     ("awe_raw", dict(_MFCC, n_bins=13, stretch_frames=10, normalisation="none"),
      "awe without any normalisation (speaker and channel offsets kept) -> 13 x 10"),
     ("mfcc_raw", dict(_MFCC, n_bins=20, stretch_frames=16, normalisation="none"),
@@ -270,6 +289,8 @@ for _name, _kw, _what in (
      "20 MFCCs (c1..c20, 40 mel), trimmed, stretched to 16 frames, CMN -> 20 x 16"),
     ("mfcc_speaker", dict(_MFCC, n_bins=20, stretch_frames=16, normalisation="speaker"),
      "mfcc with per-speaker CMVN (speaker ids: side information) -> 20 x 16"),
+    ("mfcc_voice", dict(_MFCC, n_bins=20, stretch_frames=16, normalisation="voice", voices=4),
+     "mfcc with CMVN per inferred speaker (4 voices, no speaker ids) -> 20 x 16"),
     ("mfcc_clip", dict(_MFCC, n_bins=20, stretch_frames=16, normalisation="clip"),
      "mfcc with the papers' per-clip [0, 1] normalisation instead of CMN -> 20 x 16"),
     ("logmel", dict(_SPEECH, scale="mel", n_bins=40, log_eps=1e-5, stretch_frames=16, normalisation="band"),
@@ -277,6 +298,9 @@ for _name, _kw, _what in (
     ("logmel_speaker", dict(_SPEECH, scale="mel", n_bins=40, log_eps=1e-5, stretch_frames=16,
                             normalisation="speaker"),
      "logmel with per-speaker CMVN (speaker ids: side information) -> 40 x 16"),
+    ("logmel_voice", dict(_SPEECH, scale="mel", n_bins=40, log_eps=1e-5, stretch_frames=16,
+                          normalisation="voice", voices=4),
+     "logmel with CMVN per inferred speaker (4 voices, no speaker ids) -> 40 x 16"),
 ):
     PRESETS[_name] = Preset(name=_name, description=f"Speech front end: 8 kHz, 25 ms / 10 ms, {_what}", **_kw)
 

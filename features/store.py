@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from features.voice import VOICE_BANDS
+
 SHARD_COMPRESSION = "zstd"
 TMP_PREFIX = ".tmp-"
 # Prefixes of the generation-named data files a build writes (and the cleanup may delete).
@@ -50,6 +52,7 @@ def shard_schema(shape: tuple[int, int], metadata: dict[str, str] | None = None)
             pa.field("spectrogram", pa.list_(pa.field("v", pa.float16(), nullable=False), f * t), nullable=False),
             pa.field("mask", pa.list_(pa.field("v", pa.float32(), nullable=False), t), nullable=False),
             pa.field("norm_stats", pa.list_(pa.field("v", pa.float32(), nullable=False), 4), nullable=False),
+            pa.field("voice", pa.list_(pa.field("v", pa.float32(), nullable=False), VOICE_BANDS), nullable=False),
             pa.field("path", pa.string(), nullable=False),
             pa.field("cropped", pa.bool_(), nullable=False),
         ],

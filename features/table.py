@@ -20,6 +20,9 @@ class FeatureTable:
       mask        [N, T]    float32, 1 on frames of real audio, 0 on zero padding
       norm_stats  [N, 4]    float32 (mean, std, min, max) of the per-clip normalisation
       label_index [N]       int64 index into ``classes`` (evaluation only)
+      voice       [N, B]    float32 voice profiles (features.voice), or None (hand-made tables)
+      speakers    [N]       the inferred speaker of each clip under ``voice`` normalisation, else None:
+                            :attr:`speaker_ids` is what the speaker-aware settings and baselines read
     """
 
     ids: np.ndarray
@@ -34,6 +37,8 @@ class FeatureTable:
     preset: Any
     cache_key: str
     dataset: str | None = None  # the dataset adapter's name (e.g. "fsdd"); None for hand-made tables
+    voice: torch.Tensor | None = None
+    speakers: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -43,12 +48,18 @@ class FeatureTable:
             raise ValueError(f"mask must be [N, T]={n, self.spectrogram.shape[2]}, got {tuple(self.mask.shape)}")
         if tuple(self.norm_stats.shape) != (n, 4):
             raise ValueError(f"norm_stats must be [N, 4], got {tuple(self.norm_stats.shape)}")
-        for name in ("labels", "label_index", "groups", "split"):
-            if len(getattr(self, name)) != n:
+        for name in ("labels", "label_index", "groups", "split", "voice", "speakers"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} rows, expected {n}")
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def speaker_ids(self) -> np.ndarray:
+        """The speaker [N] of each clip as the speaker-aware settings and baselines see it: the
+        inferred ones under ``voice`` normalisation (no side information), else the groups."""
+        return self.groups if self.speakers is None else self.speakers
 
     @property
     def n_classes(self) -> int:
@@ -80,4 +91,6 @@ class FeatureTable:
             label_index=self.label_index[idx],
             groups=self.groups[rows],
             split=self.split[rows],
+            voice=None if self.voice is None else self.voice[idx],
+            speakers=None if self.speakers is None else self.speakers[rows],
         )

@@ -104,7 +104,7 @@ def _invariance(trial, frontend: Optional[str]) -> dict:
             consts["style_independence"] = 0.0
     elif preset is not None:
         consts.update(style_clusters=0, style_independence=0.0)
-    if preset is not None and preset.normalisation == "speaker":  # speaker ids are side information there already
+    if preset is not None and preset.per_speaker:  # the table names the speakers (given or inferred)
         trial.suggest_categorical("speaker_independence", [0.0, 3.0, 10.0, 30.0])
     elif preset is not None:
         consts["speaker_independence"] = 0.0
@@ -116,7 +116,7 @@ def _aligned(frontends: Sequence[str]) -> list[str]:
     read the speaker ids) when every front end of the study is normalised per speaker, else none: a
     choice list fixed for the whole study, whatever front end a trial draws."""
     presets = [PRESETS.get(f) for f in frontends]
-    if presets and all(p is not None and p.normalisation == "speaker" for p in presets):
+    if presets and all(p is not None and p.per_speaker for p in presets):
         return ["aligned"]
     return []
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,6 +24,7 @@ from features.datasets import CLASSES, DATASETS, DEFAULT_PRESET, scan_dataset
 from features.datasets.base import AudioRecord, DatasetScan
 from features.datasets.synthetic import ensure_synthetic
 from features.frontend import PRESETS, compute_features
+from features.voice import VOICE_BANDS
 from tests import audio_factory as af
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -168,6 +170,7 @@ def test_preset_invariants(name):
         assert tuple(feats.spectrogram.shape) == (f, t) and feats.spectrogram.dtype == torch.float32
         assert tuple(feats.mask.shape) == (t,) and tuple(feats.norm_stats.shape) == (4,)
         assert torch.isfinite(feats.norm_stats).all() and torch.isfinite(feats.spectrogram).all()
+        assert tuple(feats.voice.shape) == (VOICE_BANDS,) and torch.isfinite(feats.voice).all()
         _check_values(p, feats)
         assert set(feats.mask.unique().tolist()) <= {0.0, 1.0}
         assert torch.all(feats.mask[1:] <= feats.mask[:-1])  # real frames first, then padding
@@ -181,8 +184,9 @@ def test_preset_invariants(name):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_round_trips_through_the_cache(name, tmp_path):
     p = PRESETS[name]
-    recs = [AudioRecord(f"c{k}", af.write_tone(tmp_path / "src" / f"c{k}.wav", 16000, 0.3 + 0.2 * k, 300.0 * (k + 1)),
-                        str(k % 2), f"g{k % 2}") for k in range(4)]
+    n = 2 * p.voices if p.normalisation == "voice" else 4  # inferred speakers: 2 clips per voice at least
+    recs = [AudioRecord(f"c{k}", af.write_tone(tmp_path / "src" / f"c{k}.wav", 16000, 0.3 + 0.1 * k, 300.0 * (k + 1)),
+                        str(k % 2), f"g{k % 2}") for k in range(n)]
     dataset = "fsdd" if p.normalisation == "speaker" else "toy"  # per-speaker CMVN needs speaker groups
     s = build_cache(DatasetScan(dataset, tmp_path / "src", recs, []), p, tmp_path / "out", progress=False)
     table = load_table(s.cache_dir)
@@ -190,9 +194,12 @@ def test_every_preset_round_trips_through_the_cache(name, tmp_path):
     x = table.spectrogram.float()
     if p.bounded:
         assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
-    if p.normalisation == "speaker":  # every band of every speaker: zero mean, unit variance
-        for g in ("g0", "g1"):
-            xs = x[torch.as_tensor(table.groups == g)]  # stretched: every frame real
+    assert tuple(table.voice.shape) == (n, VOICE_BANDS) and torch.isfinite(table.voice).all()
+    assert (table.speakers is not None) == (p.normalisation == "voice")
+    if p.per_speaker:  # every band of every speaker (given or inferred): zero mean, unit variance
+        for g in np.unique(table.speaker_ids):
+            xs = x[torch.as_tensor(table.speaker_ids == g)]  # stretched: every frame real
             assert float(xs.mean(dim=(0, 2)).abs().max()) < 2e-3
-            assert float((xs.std(dim=(0, 2), unbiased=False) - 1).abs().max()) < 2e-3
-    assert tuple(table.mask.shape) == (4, p.shape[1]) and torch.all(x[table.mask[:, None, :].expand_as(x) == 0] == 0)
+            std = xs.std(dim=(0, 2), unbiased=False)  # unit, or 0 where a band is constant (e.g. silent)
+            assert bool(torch.all(((std - 1).abs() < 2e-3) | (std < 2e-3))) and float(std.max()) > 0.99
+    assert tuple(table.mask.shape) == (n, p.shape[1]) and torch.all(x[table.mask[:, None, :].expand_as(x) == 0] == 0)

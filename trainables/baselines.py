@@ -29,11 +29,11 @@ Methods
             Measured (2 CPU threads, 1,000 synthetic clips, D = 12,672, K = 10): diag EM
             0.8 s on the raw features vs 1.6 s with PCA to 64 (the SVD costs more than it
             saves), full + auto PCA 1.4 s; k-means 5.2 s with n_init=10 (0.5 s per restart).
-``fair_kmeans``  K-means whose clusters are kept independent of the speaker (``table.groups``: speaker
+``fair_kmeans``  K-means whose clusters are kept independent of the speaker (``table.speaker_ids``: speaker
             ids, side information), the classical counterpart of the models' ``speaker_independence``
             (:mod:`trainables.fair_kmeans`).
 ``aligned_kmeans``  K-means within each speaker, the speakers' clusters matched by the Hungarian
-            method (``table.groups``: speaker ids; :mod:`trainables.aligned_kmeans`); a clip is
+            method (``table.speaker_ids``; :mod:`trainables.aligned_kmeans`); a clip is
             assigned with its speaker's centroids.
 ``*_vote``  the vote of 3 fits of a baseline from different seeds (:func:`run_vote`), the classical
             counterpart of the networks' voting restarts (``restart_combine vote``): registered
@@ -69,7 +69,7 @@ __all__ = ["METHODS", "BASELINES", "BASELINE_KEYS", "FITTED_BASELINES", "REPRESE
            "fit_gmm", "labels_as_clusters"]
 
 METHODS = ("kmeans", "gmm", "factorial", "fair_kmeans", "aligned_kmeans", "labels")
-GROUP_METHODS = ("fair_kmeans", "aligned_kmeans")  # fitted with the speaker ids (table.groups)
+GROUP_METHODS = ("fair_kmeans", "aligned_kmeans")  # fitted with the speaker ids (table.speaker_ids)
 FACTORIAL_STYLES = 6
 KMEANS_N_INIT = 10
 GMM_REG_COVAR = 1e-3
@@ -270,7 +270,7 @@ def run_baseline(
     """Fit ``method`` on the train split of ``table`` and score val and test.
 
     method       ``kmeans`` | ``gmm`` | ``factorial`` | ``fair_kmeans`` | ``aligned_kmeans`` (both use
-                 ``table.groups``) | ``labels``
+                 ``table.speaker_ids``) | ``labels``
     table        a :class:`features.table.FeatureTable` with train/val/test rows
     n_clusters   clusters K; None/0 = the number of classes (``labels`` always uses the classes)
     seed         seeds the fit (``random_state``) and the silhouette sample
@@ -327,8 +327,9 @@ def run_baseline(
 
 
 def _speaker_ids(table, method: str) -> np.ndarray:
-    """The table's speaker ids [N] (``table.groups``), which ``method`` is fitted with."""
-    groups = getattr(table, "groups", None)
+    """The table's speaker ids [N] (``table.speaker_ids``: the groups, or under ``voice`` normalisation
+    the inferred speakers), which ``method`` is fitted with."""
+    groups = getattr(table, "speaker_ids", getattr(table, "groups", None))
     if groups is None or len(groups) != len(table):
         raise ValueError(f"{method}: needs the speaker of every clip (the table's groups); this table has none")
     return np.asarray(groups)

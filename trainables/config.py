@@ -206,7 +206,8 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     Defaults are taken in this order: :data:`DEFAULTS`, then the chosen model's ``key_defaults``
     (:data:`MODEL_DEFAULTS`), then the chosen ``recipe``'s values for that model (:data:`RECIPES`),
     for a real-valued front end (``preset.bounded`` False) the recipe's :data:`REAL_VALUED` values, for
-    a front end normalised per speaker also its :data:`SPEAKER_NORMALISED` values,
+    a front end normalised per speaker (given or inferred: ``preset.per_speaker``) also its
+    :data:`SPEAKER_NORMALISED` values,
     then under a paper recipe the model's per-dataset paper values for the keys not given
     (``paper_defaults(dataset)``, ``dataset`` an adapter name: categorical UVAC's lambda). Values
     given in ``partial`` always win. A recipe's ``likelihood`` other than ``gaussian`` needs
@@ -231,7 +232,7 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     cfg.update(RECIPES[recipe].get(model, {}))
     if preset is not None and not getattr(preset, "bounded", True):
         cfg.update(REAL_VALUED.get(recipe, {}).get(model, {}))
-    if preset is not None and getattr(preset, "normalisation", None) == "speaker":
+    if preset is not None and getattr(preset, "per_speaker", False):
         cfg.update(SPEAKER_NORMALISED.get(recipe, {}).get(model, {}))
     cls = registered_models().get(model)
     if cls is not None and recipe in PAPER_LAM_RECIPES:
@@ -291,7 +292,7 @@ def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
     front end than the config names, IS / KL on features that do not de-normalise, the Bernoulli
     likelihood on real-valued features, a style factor on [0, 1] features, speaker ids in training
     (``ClusteringModel.speaker_id_settings``: ``speaker_independence``, the aligned starts) on a
-    front end that does not normalise per speaker."""
+    front end that does not normalise per speaker (``speaker``, or ``voice``: the inferred speakers)."""
     if preset is None or cfg["model"] in BASELINES:
         return
     name = getattr(preset, "name", "")
@@ -311,9 +312,9 @@ def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
                           f"(clip normalisation)")
     cls = registered_models().get(cfg["model"])
     settings = cls.speaker_id_settings(cfg) if cls is not None else ()
-    if settings and preset.normalisation != "speaker":
-        raise ConfigError(f"{' and '.join(settings)} uses speaker ids in training (side information): it needs a front "
-                          f"end normalised per speaker, which uses them too (e.g. awe_speaker); front end {name!r} "
+    if settings and not preset.per_speaker:
+        raise ConfigError(f"{' and '.join(settings)} uses speaker ids in training: it needs a front end normalised per "
+                          f"speaker, given (e.g. awe_speaker) or inferred (e.g. awe_voice); front end {name!r} "
                           f"has {preset.normalisation} normalisation")
 
 

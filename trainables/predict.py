@@ -104,9 +104,9 @@ class Predictor:
 
     def __init__(self, run_dir: str | Path, device: str = "cpu", batch_size: int = 64):
         self.model, self.cfg, self.preset = load_run(run_dir, device)
-        if self.preset.normalisation == "speaker":
-            raise ValueError(f"run {run_dir} was trained on preset {self.preset.name!r}, normalised per speaker: a new "
-                             f"clip needs its speaker's statistics, which predict does not have; train on a preset with "
+        if self.preset.per_speaker:
+            raise ValueError(f"run {run_dir} was trained on preset {self.preset.name!r}, normalised per speaker "
+                             f"({self.preset.normalisation}): a new clip needs its speaker's statistics, which predict does not have; train on a preset with "
                              f"normalisation 'band' or 'clip' to cluster new audio")
         self.device = torch.device(device)
         self.batch_size = int(batch_size)

@@ -19,8 +19,9 @@ class SplitData:
     """One split's tensors on the device (or pinned on the host when they do not fit)."""
 
     def __init__(self, table, device: torch.device, resident: bool, groups: bool = False):
-        """``groups``: batches carry each clip's speaker index (``Batch.group``), for a config that
-        uses speaker ids in training (``speaker_independence``)."""
+        """``groups``: batches carry each clip's speaker index (``Batch.group``, from
+        ``table.speaker_ids``: given, or inferred under ``voice`` normalisation), for a config that
+        uses speaker ids in training (``ClusteringModel.speaker_id_settings``)."""
         self.n = len(table)
         dev = device if resident else torch.device("cpu")
         self.spec = table.spectrogram.to(dev)  # float16 as stored: half the memory
@@ -30,7 +31,7 @@ class SplitData:
             self.spec, self.mask, self.stats = (t.pin_memory() for t in (self.spec, self.mask, self.stats))
         self.group = None
         if groups:
-            index = np.unique(np.asarray(table.groups).astype(str), return_inverse=True)[1].reshape(-1)
+            index = np.unique(np.asarray(table.speaker_ids).astype(str), return_inverse=True)[1].reshape(-1)
             self.group = torch.as_tensor(index.astype(np.int64), device=dev)
         self.device = device
 
