@@ -12,8 +12,9 @@ saves (Markdown + CSV + every run's metrics under ``--out``):
 
 * **Baselines and margins**: the classical suite (trainables.baseline_suite: K-means / GMM on each
   model front end, plain and standardised, and the acoustic-word-embedding pipeline on ``awe``,
-  with CMN and with per-speaker CMVN), the strongest named (chosen on validation accuracy,
-  without speaker ids), and every model's test accuracy with its margin over it, seed by seed.
+  with CMN, with per-speaker CMVN and with CMVN per inferred speaker), the strongest named (chosen
+  on validation accuracy, without speaker ids), and every model's test accuracy with its margin
+  over it, seed by seed.
 * **Table I** (the papers' layout), mean ± std over ``--seeds`` seeds, test split.
 * **With per-speaker normalisation** (``--speaker``, random split): the models on the
   speaker-normalised variant of their front end against the strongest baseline *with* speaker ids.
@@ -141,10 +142,11 @@ def model_frontend(a: argparse.Namespace, model: str, recipe: str) -> str:
 
 
 def speaker_variant(preset: str) -> str | None:
-    """The per-speaker-normalised variant of a front end (``mfcc`` -> ``mfcc_speaker``), if registered."""
+    """The variant of a front end normalised with the speaker ids (``mfcc``, ``mfcc_raw``, ``mfcc_voice``
+    -> ``mfcc_speaker``), if registered."""
     from features.presets import PRESETS
 
-    base = preset[: -len("_raw")] if preset.endswith("_raw") else preset
+    base = next((preset[: -len(tail)] for tail in ("_raw", "_voice") if preset.endswith(tail)), preset)
     name = f"{base}_speaker"
     return name if name in PRESETS else None
 

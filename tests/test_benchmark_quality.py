@@ -171,3 +171,10 @@ def test_the_ablation_leaves_out_keys_without_effect_under_the_recipe():
     pool = all_keys()["pool"]
     assert not pool.applies(resolve_config({"model": "cat_uvac", "encoder": "mlp"}))
     assert pool.applies(resolve_config({"model": "cat_uvac", "encoder": "conv"}))
+
+
+def test_the_speaker_variant_of_a_front_end_replaces_its_normalisation_by_the_speaker_ids():
+    from benchmarks.quality import speaker_variant
+
+    assert speaker_variant("awe_voice") == speaker_variant("awe_raw") == speaker_variant("awe") == "awe_speaker"
+    assert speaker_variant("logmel_voice") == "logmel_speaker" and speaker_variant("mfcc_clip") is None

@@ -51,8 +51,8 @@ def test_registry_and_default_presets():
     assert set(DATASETS) == names
     assert set(DEFAULT_PRESET) == names
     assert DEFAULT_PRESET == {  # spoken words: the front end of the recommended recipe (README)
-        "audiomnist": "awe_raw",
-        "fsdd": "awe_raw",
+        "audiomnist": "awe_voice",
+        "fsdd": "awe_voice",
         "urbansound8k": "urban4s",
         "tau2019": "urban10s",
         "folder": "audiomnist",

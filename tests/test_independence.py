@@ -106,17 +106,19 @@ def test_speaker_independence_enters_the_loss_with_its_weight_and_needs_speakers
 def test_speaker_independence_is_refused_where_the_front_end_does_not_use_speaker_ids():
     for model in MODELS:
         cfg = resolve_config({"model": model, "speaker_independence": 3.0}, preset=PRESETS["awe"])
-        with pytest.raises(ConfigError, match="speaker_independence.*side information.*'awe'"):
+        with pytest.raises(ConfigError, match="speaker_independence uses speaker ids.*front end 'awe'"):
             check_frontend(cfg, PRESETS["awe"])
-        check_frontend(resolve_config({"model": model, "speaker_independence": 3.0}, preset=PRESETS["awe_speaker"]),
-                       PRESETS["awe_speaker"])
+        for per_speaker in ("awe_speaker", "awe_voice"):  # given or inferred speakers
+            check_frontend(resolve_config({"model": model, "speaker_independence": 3.0},
+                                          preset=PRESETS[per_speaker]), PRESETS[per_speaker])
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_recommended_on_a_speaker_normalised_front_end_takes_its_documented_values(model):
-    cfg = resolve_config({"model": model}, preset=PRESETS["awe_speaker"])
-    for k, v in SPEAKER_NORMALISED["recommended"].get(model, {}).items():
-        assert cfg[k] == v, k
+    for per_speaker in ("awe_speaker", "awe_voice"):
+        cfg = resolve_config({"model": model}, preset=PRESETS[per_speaker])
+        for k, v in SPEAKER_NORMALISED["recommended"].get(model, {}).items():
+            assert cfg[k] == v, (per_speaker, k)
     assert resolve_config({"model": model}, preset=PRESETS["awe_raw"])["speaker_independence"] == 0.0
     given = resolve_config({"model": model, "speaker_independence": 1.5}, preset=PRESETS["awe_speaker"])
     assert given["speaker_independence"] == 1.5  # a value given explicitly wins

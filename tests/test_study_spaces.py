@@ -114,9 +114,10 @@ def test_cat_uvac_searches_what_the_issue_asks():
 
 @pytest.mark.parametrize("space", ["uvac", "cat_uvac"])
 def test_speaker_independence_is_searched_only_where_the_front_end_uses_speaker_ids(space):
-    params, _ = record_space(space, frontends=["awe_speaker"])
-    si = next(p for p in params if p["name"] == "speaker_independence")
-    assert 0.0 in si["choices"] and max(si["choices"]) > 0
+    for per_speaker in ("awe_speaker", "awe_voice"):  # given or inferred speakers
+        params, _ = record_space(space, frontends=[per_speaker])
+        si = next(p for p in params if p["name"] == "speaker_independence")
+        assert 0.0 in si["choices"] and max(si["choices"]) > 0
     params, consts = record_space(space, frontends=["awe"])
     assert "speaker_independence" not in {p["name"] for p in params} and consts["speaker_independence"] == 0.0
 
@@ -204,10 +205,10 @@ def test_settle_counts_a_collapse_as_failed():
 def test_aligned_starts_are_searched_only_where_every_front_end_is_normalised_per_speaker(space, key):
     """The aligned starts read the speaker ids: offered on a study of speaker-normalised front ends
     only, and then every draw resolves on that front end (its warm-up searched like a fitted start's)."""
-    params, _ = record_space(space, frontends=["awe_speaker"])
-    choice = next(p for p in params if p["name"] == key)
-    assert "aligned" in choice["choices"]
-    for frontends in (["awe"], ["awe", "awe_speaker"]):
+    for per_speaker in (["awe_speaker"], ["awe_voice"], ["awe_speaker", "awe_voice"]):
+        params, _ = record_space(space, frontends=per_speaker)
+        assert "aligned" in next(p for p in params if p["name"] == key)["choices"]
+    for frontends in (["awe"], ["awe", "awe_speaker"], ["awe_voice", "awe_raw"]):
         params, _ = record_space(space, frontends=frontends)
         assert "aligned" not in next(p for p in params if p["name"] == key)["choices"]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3), directions=["maximize", "maximize"])

@@ -122,6 +122,8 @@ def _run(name: str, label: str, baseline: str, table, n_clusters: int, seeds, sa
     runs = [dict(BASELINES[baseline].run(table, n_clusters, int(s), sample_size=sample_size).metrics) for s in seeds]
     preset = getattr(table.preset, "name", "") or ""
     side = bool(getattr(table.preset, "side_information", False))
+    if getattr(table.preset, "normalisation", None) == "voice":  # the speakers it reads are inferred
+        label = label.replace("speaker ids", "inferred speakers")
     return SuiteResult(name, label, preset, side, _mean(runs), runs, len(table))
 
 

@@ -115,7 +115,10 @@ SPEAKER_NORMALISED: dict[str, dict[str, dict[str, Any]]] = {
 RECIPE_FRONTENDS: dict[str, dict[str, str]] = {
     "paper": {"uvac": "audiomnist", "cat_uvac": "audiomnist"},
     "paper-lr5e-3": {"uvac": "audiomnist", "cat_uvac": "audiomnist"},
-    "recommended": {"uvac": "awe_raw", "cat_uvac": "awe"},
+    # awe_voice (CMVN per inferred speaker, 4 voices) for both: FSDD, random split, 3 seeds
+    # (benchmarks.quality, 2026-12-06), validation: UVAC 81.3 % (awe_raw 62.2 %), categorical UVAC
+    # 72.7 % (awe 52.8 %). Its 4 voices are FSDD's 4 speakers: docs/MODELS.md, "Speakers inferred".
+    "recommended": {"uvac": "awe_voice", "cat_uvac": "awe_voice"},
 }
 
 

@@ -48,8 +48,8 @@ GROUP_KIND: dict[str, str] = {
 }
 
 DEFAULT_PRESET: dict[str, str] = {
-    "audiomnist": "awe_raw",
-    "fsdd": "awe_raw",
+    "audiomnist": "awe_voice",  # 4 voices: FSDD's speaker count; AudioMNIST's 60 speakers not measured
+    "fsdd": "awe_voice",
     "urbansound8k": "urban4s",
     "tau2019": "urban10s",
     "folder": "audiomnist",
