@@ -106,8 +106,8 @@ class Predictor:
         self.model, self.cfg, self.preset = load_run(run_dir, device)
         if self.preset.per_speaker:
             raise ValueError(f"run {run_dir} was trained on preset {self.preset.name!r}, normalised per speaker "
-                             f"({self.preset.normalisation}): a new clip needs its speaker's statistics, which predict does not have; train on a preset with "
-                             f"normalisation 'band' or 'clip' to cluster new audio")
+                             f"({self.preset.normalisation}): a new clip needs its speaker's statistics, which predict "
+                             f"does not have; train on a preset with normalisation 'band' or 'clip' to cluster new audio")
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
 
