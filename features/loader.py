@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import torch
 
 from features.frontend import Preset
-from features.normalise import normalise_speakers
-from features.voice import VOICE_BANDS, infer_voices
+from features.normalise import normalise_speakers, speaker_statistics
+from features.voice import VOICE_BANDS, fit_voices
 from features.manifest import MANIFEST, DataFile, Manifest, Shard, read_manifest, verify_files
 from features.store import CacheError, fixed_list_tensor, read_arrow_mmap
 from features.table import FeatureTable
@@ -161,9 +161,10 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
     mask = fixed_list_tensor(tab["mask"], (n, t))
     groups = tab["group"].to_numpy().astype(str)
     voice = fixed_list_tensor(tab["voice"], (n, VOICE_BANDS))
-    speakers = None  # the dataset's groups, or under "voice" the speakers inferred from the voice profiles
+    speakers, voice_model = None, None  # under "voice": the speakers inferred from the voice profiles
     if preset.normalisation == "voice":
-        speakers = infer_voices(voice, preset.voices)
+        voice_model, speakers = fit_voices(voice, preset.voices)
+        voice_model = voice_model.with_statistics(*speaker_statistics(spectrogram, mask, speakers))
     if preset.per_speaker:  # stored un-normalised: the statistics need every clip of a speaker
         spectrogram = normalise_speakers(spectrogram, mask, groups if speakers is None else speakers)
         spectrogram = spectrogram.to(torch.float16)
@@ -182,6 +183,7 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
         dataset=m.dataset,
         voice=voice,
         speakers=speakers,
+        voice_model=voice_model,
     )
 
 

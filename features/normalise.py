@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["IDENTITY_STATS", "normalise_clip", "normalise_band", "normalise_speakers", "check_dataset"]
+__all__ = ["IDENTITY_STATS", "normalise_clip", "normalise_band", "normalise_speakers", "speaker_statistics",
+           "apply_speaker_statistics", "check_dataset"]
 
 _TINY = 1e-8
 IDENTITY_STATS = torch.tensor([0.0, 1.0, 0.0, 1.0])  # (mean, std, zmin, zmax) of "nothing to invert"
@@ -50,23 +51,45 @@ def normalise_band(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32)
 
 
-def normalise_speakers(spec: torch.Tensor, mask: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
-    """Per-speaker CMVN: spec [N, F, T], mask [N, T], groups [N] (speaker ids) -> [N, F, T] float32
-    where every row (band) of every speaker has zero mean and unit variance over that speaker's
-    real frames (padding frames stay 0). A constant row keeps variance 0 (divided by 1)."""
-    out = torch.zeros(spec.shape, dtype=torch.float32)
+def speaker_statistics(spec: torch.Tensor, mask: torch.Tensor, groups: np.ndarray
+                       ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(speakers [G] sorted, mean [G, F], std [G, F], float64) of every row (band) of every speaker
+    over that speaker's real frames; a constant row's std is 1 (nothing to divide)."""
     x = spec.to(torch.float64)
     m = (mask > 0).to(torch.float64)[:, None, :]  # [N, 1, T]
     groups = np.asarray(groups).astype(str)
-    for g in np.unique(groups):
+    names = [str(g) for g in np.unique(groups)]
+    means, stds = [], []
+    for g in names:
         rows = torch.as_tensor(np.flatnonzero(groups == g), dtype=torch.long)
         xg, mg = x[rows], m[rows]
         count = mg.sum(dim=(0, 2)).clamp_min(1.0)  # [1] -> broadcast per row below
         mean = (xg * mg).sum(dim=(0, 2)) / count  # [F]
         var = (((xg - mean[None, :, None]) ** 2) * mg).sum(dim=(0, 2)) / count
-        std = torch.where(var.sqrt() > _TINY, var.sqrt(), torch.ones_like(var))
-        out[rows] = (((xg - mean[None, :, None]) / std[None, :, None]) * mg).to(torch.float32)
-    return out
+        means.append(mean)
+        stds.append(torch.where(var.sqrt() > _TINY, var.sqrt(), torch.ones_like(var)))
+    f = spec.shape[1]
+    empty = torch.zeros(0, f, dtype=torch.float64)
+    return names, torch.stack(means) if means else empty, torch.stack(stds) if stds else empty
+
+
+def apply_speaker_statistics(spec: torch.Tensor, mask: torch.Tensor, groups: np.ndarray, names: list[str],
+                             mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """spec [N, F, T] standardised with the statistics (:func:`speaker_statistics`) of each row's
+    speaker ``groups`` [N] -> [N, F, T] float32, padding frames 0. KeyError for a speaker not in ``names``."""
+    index = {g: i for i, g in enumerate(names)}
+    who = torch.as_tensor([index[str(g)] for g in np.asarray(groups).astype(str)], dtype=torch.long)
+    m = (mask > 0).to(torch.float64)[:, None, :]
+    mu, sd = mean.to(torch.float64)[who][:, :, None], std.to(torch.float64)[who][:, :, None]
+    return (((spec.to(torch.float64) - mu) / sd) * m).to(torch.float32)
+
+
+def normalise_speakers(spec: torch.Tensor, mask: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
+    """Per-speaker CMVN: spec [N, F, T], mask [N, T], groups [N] (speaker ids) -> [N, F, T] float32
+    where every row (band) of every speaker has zero mean and unit variance over that speaker's
+    real frames (padding frames stay 0). A constant row keeps variance 0 (divided by 1)."""
+    names, mean, std = speaker_statistics(spec, mask, groups)
+    return apply_speaker_statistics(spec, mask, groups, names, mean, std)
 
 
 def check_dataset(preset, dataset: str | None, group_kind: str | None) -> None:

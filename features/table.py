@@ -23,6 +23,8 @@ class FeatureTable:
       voice       [N, B]    float32 voice profiles (features.voice), or None (hand-made tables)
       speakers    [N]       the inferred speaker of each clip under ``voice`` normalisation, else None:
                             :attr:`speaker_ids` is what the speaker-aware settings and baselines read
+      voice_model           under ``voice``: the fitted voices and their statistics (features.voice.VoiceModel),
+                            saved with a run so that a new clip is normalised as its voice; else None
     """
 
     ids: np.ndarray
@@ -39,6 +41,7 @@ class FeatureTable:
     dataset: str | None = None  # the dataset adapter's name (e.g. "fsdd"); None for hand-made tables
     voice: torch.Tensor | None = None
     speakers: np.ndarray | None = None
+    voice_model: Any = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)

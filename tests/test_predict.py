@@ -18,29 +18,41 @@ TINY = ["--channels", "4,8,8,8", "--gru-hidden", "8", "--d-z", "4", "--batch-siz
         "--silhouette-sample", "200", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def awe_raw_cache(tmp_path_factory):
-    """The synthetic set on the real-valued ``awe_raw`` front end (the recommended UVAC's)."""
+def _speech_cache(tmp_path_factory, preset: str) -> TinyCache:
     from features.build import scan
     from features.cache import build_cache
     from features.frontend import get_preset
 
-    out = tmp_path_factory.mktemp("awe_raw_features")
+    out = tmp_path_factory.mktemp(f"{preset}_features")
     ds = scan("synthetic", None, out, 0)
-    summary = build_cache(ds, get_preset("awe_raw"), out, seed=0, limit=TINY_CLIPS, progress=False)
+    summary = build_cache(ds, get_preset(preset), out, seed=0, limit=TINY_CLIPS, progress=False)
     return TinyCache(dir=Path(summary.cache_dir), table=None, scan=ds)
+
+
+@pytest.fixture(scope="module")
+def awe_raw_cache(tmp_path_factory):
+    """The synthetic set on the real-valued ``awe_raw`` front end."""
+    return _speech_cache(tmp_path_factory, "awe_raw")
+
+
+@pytest.fixture(scope="module")
+def awe_voice_cache(tmp_path_factory):
+    """The synthetic set on ``awe_voice`` (the recommended front end: CMVN per inferred speaker)."""
+    return _speech_cache(tmp_path_factory, "awe_voice")
 
 
 # "uvac-vote": the voting ensemble of 2 restarts (trainables.restarts), predicted as it reported;
 # "@awe_raw": a real-valued front end (inputs standardised with the train split's statistics, and
-# UVAC's recommended style factor), where the network must be rebuilt with the run's preset
-@pytest.fixture(scope="module", params=["cat_uvac", "uvac", "uvac-vote", "uvac@awe_raw", "cat_uvac@awe_raw"])
+# UVAC's style factor), where the network must be rebuilt with the run's preset; "@awe_voice": a
+# new clip assigned to one of the run's voices and normalised with that voice's statistics
+@pytest.fixture(scope="module", params=["cat_uvac", "uvac", "uvac-vote", "uvac@awe_raw", "cat_uvac@awe_raw",
+                                        "uvac@awe_voice"])
 def trained_run(request, tiny_cache, tmp_path_factory):
     from trainables.train import main as train_main
 
     name, _, frontend = request.param.partition("@")
     model, _, vote = name.partition("-")
-    cache = request.getfixturevalue("awe_raw_cache") if frontend else tiny_cache
+    cache = request.getfixturevalue(f"{frontend}_cache") if frontend else tiny_cache
     extra = ["--restarts", "2", "--restart-combine", "vote"] if vote else []
     run = tmp_path_factory.mktemp(f"run_{request.param.replace('@', '_')}")
     assert train_main(["--model", model, "--features", str(cache.dir), "--epochs", "1",
@@ -110,3 +122,25 @@ def test_paper_sized_uvac_inference_part():
 def test_bad_run_dir(tmp_path, capsys):
     assert main(["--run", str(tmp_path), "--audio", str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_a_run_on_speaker_ids_or_without_its_voices_is_refused_clearly(trained_run, tmp_path):
+    run, _ = trained_run
+    cfg = json.loads((run / "config.json").read_text())
+    if cfg["preset"]["normalisation"] != "voice":
+        assert "voice_model" not in cfg
+        return
+    assert len(cfg["voice_model"]["names"]) == cfg["preset"]["voices"]
+    import shutil
+
+    old = tmp_path / "old_run"
+    shutil.copytree(run, old)
+    (old / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "voice_model"}))
+    with pytest.raises(ValueError, match="no 'voice_model'"):
+        Predictor(old)
+    speaker = tmp_path / "speaker_run"
+    shutil.copytree(run, speaker)
+    preset = {**cfg["preset"], "name": "awe_speaker", "normalisation": "speaker", "voices": 0}
+    (speaker / "config.json").write_text(json.dumps({**cfg, "preset": preset}))
+    with pytest.raises(ValueError, match="a new clip's speaker is unknown"):
+        Predictor(speaker)

@@ -3,6 +3,7 @@ voices, per-voice CMVN on load, and the inferred speakers read by the speaker-aw
 baselines in place of speaker ids."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ from features.cache import build_cache, load_table
 from features.datasets.base import AudioRecord, DatasetScan
 from features.frontend import PRESETS, compute_features, get_preset
 from features.table import FeatureTable
-from features.voice import VOICE_BANDS, VoiceError, _mel, infer_voices, voice_profile
+from features.voice import VOICE_BANDS, VoiceError, VoiceModel, _mel, fit_voices, infer_voices, voice_profile
 from tests import audio_factory as af
 from trainables.config import ConfigError, check_frontend, resolve_config
 
@@ -61,6 +62,14 @@ def test_inferred_voices_recover_planted_speakers_deterministically():
     assert len(np.unique(voices)) == 4
     assert np.array_equal(infer_voices(profiles, 4), voices)
     assert np.array_equal(infer_voices(torch.tensor(profiles), 4), voices)
+    # the fitted model assigns the clips as the fit did, also after a JSON round trip, and a new
+    # clip near a speaker's centre to that speaker's voice
+    model, labels = fit_voices(profiles, 4)
+    assert np.array_equal(labels, voices) and np.array_equal(model.assign(profiles), voices)
+    again = VoiceModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert np.array_equal(again.assign(profiles), voices)
+    new = centres[who[0]] + 0.1 * rng.normal(size=VOICE_BANDS)
+    assert list(again.assign(new)) == [voices[0]]
 
 
 def test_too_few_clips_for_the_voices_is_a_clear_error():
@@ -98,6 +107,12 @@ def test_a_voice_table_is_normalised_per_inferred_speaker_on_load(tmp_path):
     assert len(set(table.speakers[low])) == 1 and len(set(table.speakers[~low])) == 1
     assert set(table.speakers[low]) != set(table.speakers[~low])
     assert np.array_equal(table.speaker_ids, table.speakers)
+    # the table's voice model normalises a clip as the loader did (what predict does with a new clip)
+    raw = load_table(build_cache(DatasetScan("toy", tmp_path / "src", recs, []), get_preset("awe_raw"),
+                                 tmp_path / "raw", progress=False).cache_dir)
+    assert np.array_equal(table.voice_model.assign(table.voice), table.speakers)
+    again = table.voice_model.normalise(raw.spectrogram.float(), raw.mask, table.speakers).to(torch.float16)
+    assert torch.equal(again, table.spectrogram)
     x = table.spectrogram.float()
     for v in np.unique(table.speakers):
         xs = x[torch.as_tensor(table.speakers == v)]

@@ -104,10 +104,20 @@ class Predictor:
 
     def __init__(self, run_dir: str | Path, device: str = "cpu", batch_size: int = 64):
         self.model, self.cfg, self.preset = load_run(run_dir, device)
-        if self.preset.per_speaker:
-            raise ValueError(f"run {run_dir} was trained on preset {self.preset.name!r}, normalised per speaker "
-                             f"({self.preset.normalisation}): a new clip needs its speaker's statistics, which predict "
-                             f"does not have; train on a preset with normalisation 'band' or 'clip' to cluster new audio")
+        self.voices = None  # a run on a front end normalised per inferred speaker: its voices
+        if self.preset.normalisation == "voice":
+            from features.voice import VoiceModel
+
+            saved = json.loads((Path(run_dir) / "config.json").read_text()).get("voice_model")
+            if not saved:
+                raise ValueError(f"run {run_dir} was trained on preset {self.preset.name!r}, normalised per inferred "
+                                 f"speaker, but its config.json has no 'voice_model' (a run of an older release): "
+                                 f"train it again to cluster new audio")
+            self.voices = VoiceModel.from_dict(saved)
+        elif self.preset.per_speaker:
+            raise ValueError(f"run {run_dir} was trained on preset {self.preset.name!r}, normalised per speaker with "
+                             f"the speaker ids: a new clip's speaker is unknown to predict; train on a preset with "
+                             f"normalisation 'voice' (e.g. awe_voice), 'band' or 'clip' to cluster new audio")
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
 
@@ -119,8 +129,12 @@ class Predictor:
         wav = torch.as_tensor(np.asarray(clip.waveform), dtype=torch.float32)
         sr = getattr(clip, "sample_rate", None)
         feats = compute_features(wav, self.preset, sample_rate=sr)
-        # the cache stores float16; the frame mask matters to pool="mean"
-        return feats.spectrogram.to(torch.float16).float(), feats.mask.float()
+        spec = feats.spectrogram.to(torch.float16)  # as the cache stores it
+        if self.voices is not None:  # normalised as the voice it is assigned to, as the loader does
+            voice = self.voices.assign(feats.voice[None])
+            spec = self.voices.normalise(spec[None].float(), feats.mask[None], voice)[0].to(torch.float16)
+        # the frame mask matters to pool="mean"
+        return spec.float(), feats.mask.float()
 
     @torch.no_grad()
     def predict(self, paths: Sequence[str | Path]) -> list[Prediction]:

@@ -196,6 +196,8 @@ def _train_and_write(args, out: Path, partial: dict, table, resolved: dict, feat
     out.mkdir(parents=True, exist_ok=True)
     meta = {"features": str(Path(features).resolve()), "cache_key": table.cache_key,
             "preset": table.preset.to_dict()}
+    if getattr(table, "voice_model", None) is not None:  # what predict normalises a new clip with
+        meta["voice_model"] = table.voice_model.to_dict()
     _write_text(out / "config.json", json.dumps({**resolved, **meta}, indent=2, sort_keys=True))
 
     history_path = out / "history.jsonl"
