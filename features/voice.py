@@ -9,17 +9,18 @@ speaker clustering does (long-term average spectrum, LTAS):
    over its loudest frames (within :data:`VOICE_TRIM_NATS` of the peak: the vowels). A word changes
    it less than a speaker does: the vocal tract and the channel shape every frame, the word only
    some.
-2. :func:`infer_voices` (at load time, over every clip of the table, like per-speaker CMVN): the
+2. :func:`fit_voices` (at load time, over every clip of the table, like per-speaker CMVN): the
    profiles standardised per band, projected on their :data:`VOICE_PCA` principal components and
-   clustered by a full-covariance Gaussian mixture into ``preset.voices`` voices
-   (:func:`fit_voices`). The fitted :class:`VoiceModel`, with each voice's CMVN statistics, is
+   clustered by a full-covariance Gaussian mixture into ``preset.voices`` voices. The fitted :class:`VoiceModel`, with each voice's CMVN statistics, is
    saved with a run, so that ``trainables.predict`` assigns a new clip to a voice and normalises
    it as that voice.
 
-Measured on FSDD (4 speakers, 2,000 clips): the voices match the speakers for 98.4 % of the clips.
+Measured on FSDD (4 speakers, 2,000 clips): the voices match the speakers for 98.5 % of the clips.
 What it takes: the loudest frames only (within 8 nats instead of 4: 72 %), the mixture (K-means on
-the same profiles: 81 %), 40 mel bands (the means of the 13 stretched MFCCs: 78 %). The number of
-voices is a front-end setting; too many split a speaker by the words and hurt (docs/MODELS.md).
+the same profiles: 81 %), 40 mel bands (the means of the 13 stretched MFCCs: 78 %), and the
+profile's level and shape together (either alone: 54-55 %: FSDD's speakers were recorded with
+different setups, so a voice here is a recording condition as much as a voice). The number of
+voices is a front-end setting; a wrong count hurts (docs/MODELS.md).
 """
 from __future__ import annotations
 
