@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import torch
 
 from features.frontend import Preset
-from features.normalise import normalise_speakers, speaker_statistics
+from features.normalise import apply_speaker_statistics, speaker_statistics
 from features.voice import VOICE_BANDS, fit_voices
 from features.manifest import MANIFEST, DataFile, Manifest, Shard, read_manifest, verify_files
 from features.store import CacheError, fixed_list_tensor, read_arrow_mmap
@@ -164,10 +164,12 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
     speakers, voice_model = None, None  # under "voice": the speakers inferred from the voice profiles
     if preset.normalisation == "voice":
         voice_model, speakers = fit_voices(voice, preset.voices)
-        voice_model = voice_model.with_statistics(*speaker_statistics(spectrogram, mask, speakers))
     if preset.per_speaker:  # stored un-normalised: the statistics need every clip of a speaker
-        spectrogram = normalise_speakers(spectrogram, mask, groups if speakers is None else speakers)
-        spectrogram = spectrogram.to(torch.float16)
+        who = groups if speakers is None else speakers
+        names, mean, std = speaker_statistics(spectrogram, mask, who)
+        spectrogram = apply_speaker_statistics(spectrogram, mask, who, names, mean, std).to(torch.float16)
+        if voice_model is not None:  # the same statistics, kept to normalise a new clip as its voice
+            voice_model = voice_model.with_statistics(names, mean, std)
     return FeatureTable(
         ids=ids,
         spectrogram=spectrogram,

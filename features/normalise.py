@@ -11,7 +11,7 @@
   load: an incremental build stays exact. It uses the speaker ids (side information, no labels),
   and is refused where the dataset's groups are not speakers (:func:`check_dataset`).
 * ``voice``: the same CMVN, per speaker *inferred* from the clips' voice profiles
-  (:func:`features.voice.infer_voices`, also on load): no speaker ids, any dataset.
+  (:func:`features.voice.fit_voices`, also on load): no speaker ids, any dataset.
 """
 from __future__ import annotations
 

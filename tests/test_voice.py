@@ -14,7 +14,7 @@ from features.cache import build_cache, load_table
 from features.datasets.base import AudioRecord, DatasetScan
 from features.frontend import PRESETS, compute_features, get_preset
 from features.table import FeatureTable
-from features.voice import VOICE_BANDS, VoiceError, VoiceModel, _mel, fit_voices, infer_voices, voice_profile
+from features.voice import VOICE_BANDS, VoiceError, VoiceModel, _mel, fit_voices, voice_profile
 from tests import audio_factory as af
 from trainables.config import ConfigError, check_frontend, resolve_config
 
@@ -55,13 +55,13 @@ def test_inferred_voices_recover_planted_speakers_deterministically():
     who = np.repeat(np.arange(4), 30)
     rng.shuffle(who)
     profiles = centres[who] + rng.normal(size=(len(who), VOICE_BANDS))
-    voices = infer_voices(profiles, 4)
+    voices = fit_voices(profiles, 4)[1]
     assert voices.shape == who.shape and voices[0] == "v0"  # named by first appearance
     for v in np.unique(voices):  # one voice per speaker, one speaker per voice
         assert len(np.unique(who[voices == v])) == 1
     assert len(np.unique(voices)) == 4
-    assert np.array_equal(infer_voices(profiles, 4), voices)
-    assert np.array_equal(infer_voices(torch.tensor(profiles), 4), voices)
+    assert np.array_equal(fit_voices(profiles, 4)[1], voices)
+    assert np.array_equal(fit_voices(torch.tensor(profiles), 4)[1], voices)
     # the fitted model assigns the clips as the fit did, also after a JSON round trip, and a new
     # clip near a speaker's centre to that speaker's voice
     model, labels = fit_voices(profiles, 4)
@@ -74,9 +74,9 @@ def test_inferred_voices_recover_planted_speakers_deterministically():
 
 def test_too_few_clips_for_the_voices_is_a_clear_error():
     with pytest.raises(VoiceError, match="cannot cluster 7 clips into 4 voices"):
-        infer_voices(np.random.default_rng(0).normal(size=(7, VOICE_BANDS)), 4)
+        fit_voices(np.random.default_rng(0).normal(size=(7, VOICE_BANDS)), 4)
     with pytest.raises(ValueError, match=r"must be \[N, bands\]"):
-        infer_voices(np.zeros(VOICE_BANDS), 2)
+        fit_voices(np.zeros(VOICE_BANDS), 2)
 
 
 def test_voice_presets_are_checked_and_use_no_side_information():

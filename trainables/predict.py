@@ -58,7 +58,8 @@ def inference_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def load_run(run_dir: str | Path, device: str = "cpu"):
-    """(model in eval mode, resolved config, preset) of a run directory written by trainables.train."""
+    """(model in eval mode, resolved config, preset, the saved voice model as a dict or None) of a run
+    directory written by trainables.train (the voice model: runs on a ``voice`` front end)."""
     from features.frontend import Preset
 
     from trainables.checkpoint import load_checkpoint
@@ -89,7 +90,7 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
         model = build_model(cfg, n_freq, n_frames, preset=preset)
         model.load_state_dict(state["model"])
     model.to(device).eval()
-    return model, cfg, preset
+    return model, cfg, preset, meta.get("voice_model")
 
 
 def list_audio(target: str | Path) -> list[Path]:
@@ -103,12 +104,11 @@ class Predictor:
     """Featurise + infer, reusable from Python: ``Predictor(run_dir).predict(paths)``."""
 
     def __init__(self, run_dir: str | Path, device: str = "cpu", batch_size: int = 64):
-        self.model, self.cfg, self.preset = load_run(run_dir, device)
+        self.model, self.cfg, self.preset, saved = load_run(run_dir, device)
         self.voices = None  # a run on a front end normalised per inferred speaker: its voices
         if self.preset.normalisation == "voice":
             from features.voice import VoiceModel
 
-            saved = json.loads((Path(run_dir) / "config.json").read_text()).get("voice_model")
             if not saved:
                 raise ValueError(f"run {run_dir} was trained on preset {self.preset.name!r}, normalised per inferred "
                                  f"speaker, but its config.json has no 'voice_model' (a run of an older release): "
