@@ -75,16 +75,17 @@ class Job:
 
 
 # ------------------------------------------------------------------ worker side
-_TABLES: dict[tuple[str, str], Any] = {}
+_TABLES: dict[tuple[str, str, int | None], Any] = {}
 
 
-def _table(cache_dir: str, split: str):
-    """The cache's table with ``split`` as its train/val/test split (loaded once per process)."""
-    key = (cache_dir, split)
+def _table(cache_dir: str, split: str, voices: int | None = None):
+    """The cache's table with ``split`` as its train/val/test split (loaded once per process;
+    ``voices``: a candidate's voice count, None for the front end's)."""
+    key = (cache_dir, split, voices)
     if key not in _TABLES:
         from features.cache import load_table
 
-        _TABLES[key] = load_table(cache_dir, split_scheme=split)
+        _TABLES[key] = load_table(cache_dir, split_scheme=split, voices=voices)
     return _TABLES[key]
 
 
@@ -116,7 +117,7 @@ def run_job(job: Job, caches: dict[str, str]) -> dict:
         if job.kind == "suite":
             return {"status": TrialStatus.COMPLETE, "rows": _suite(job, caches), "metrics": {}, "val_acc": [],
                     "time_s": time.time() - t0}
-        table = _table(caches[job.frontend], job.split)
+        table = _table(caches[job.frontend], job.split, int(job.config.get("voices") or 0) or None)
         if job.kind == "labels":
             from trainables.baselines import run_baseline
 
@@ -187,10 +188,12 @@ def parse_candidates(specs: list[str], models: list[str], frontend_of=None) -> l
     in ``models`` that owns every key of the candidate (a key of the training loop belongs to every
     model). ``frontend`` names a registered preset; it belongs to every model. Each value is coerced
     and the config resolved (for the candidate's front end) here, before any cache or run: a typo in
-    a key or a value is a :class:`~trainables.config_keys.ConfigError` naming it. ``frontend_of(model)``
-    is the front end a candidate without ``frontend`` trains on (default: the recipe's)."""
+    a key or a value, or a setting its front end cannot take (``check_frontend``), is a
+    :class:`~trainables.config_keys.ConfigError` naming it. ``frontend_of(model)`` is the front end a
+    candidate without ``frontend`` trains on (default: the recipe's)."""
+    from features.loader import with_voices
     from features.presets import PRESETS
-    from trainables.config import all_keys, recipe_frontend, resolve_config
+    from trainables.config import all_keys, check_frontend, recipe_frontend, resolve_config
     from trainables.config_keys import TRAINING_KEYS, ConfigError
     from trainables.models import model_class
 
@@ -215,7 +218,11 @@ def parse_candidates(specs: list[str], models: list[str], frontend_of=None) -> l
         for m in takers:
             default = frontend_of(m) if frontend_of else recipe_frontend("recommended", m) or "audiomnist"
             preset = PRESETS[overrides.get("frontend") or default]
-            resolve_config({"model": m, "recipe": "recommended", **overrides}, preset=preset)
+            cfg = resolve_config({"model": m, "recipe": "recommended", **overrides}, preset=preset)
+            try:  # the table the run will load (a voice count on a front end without voices: refused)
+                check_frontend(cfg, with_voices(preset, cfg["voices"] or None))
+            except ValueError as e:
+                raise ConfigError(f"--candidate {spec!r} ({m}): {e}") from None
             out.append((m, overrides))
     return out
 

@@ -7,6 +7,7 @@ between, loads that one: a concurrent reader sees one complete generation or the
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 from dataclasses import dataclass
@@ -140,8 +141,21 @@ def _split_column(cache_dir: Path, m: Manifest, ids: np.ndarray, scheme: str, ve
         raise CacheError(f"{cache_dir}: id {exc} has no split; rerun python -m features.build") from None
 
 
-def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: str, verify: bool) -> FeatureTable:
-    preset = Preset.from_dict(m.preset)
+def with_voices(preset: Preset, voices: int | None) -> Preset:
+    """``preset`` clustering its clips into ``voices`` voices (None: the preset's own count). The count
+    is a load-time setting (the cache stores the voice profiles, not the voices), so a cache serves
+    any count; ValueError for a front end that infers no voices or a count below 2."""
+    if voices is None or voices == preset.voices:
+        return preset
+    if preset.normalisation != "voice":
+        raise ValueError(f"voices={voices}: front end {preset.name!r} has {preset.normalisation} normalisation; "
+                         f"voices is for a front end normalised per inferred speaker (e.g. awe_voice)")
+    return dataclasses.replace(preset, voices=int(voices))
+
+
+def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: str, verify: bool,
+                     voices: int | None = None) -> FeatureTable:
+    preset = with_voices(Preset.from_dict(m.preset), voices)
     f, t = preset.shape
     tab = _read_rows(cache_dir, m, source, verify)
     if tab.num_rows != m.n_rows:
@@ -189,12 +203,13 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
     )
 
 
-def load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: str, verify: bool) -> FeatureTable:
+def load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: str, verify: bool,
+                    voices: int | None = None) -> FeatureTable:
     """The table of generation ``m``; when its files are gone because a build published a newer
     generation since ``m`` was read, the newer one (a CacheError when the file is just missing)."""
     for _ in range(_ATTEMPTS):
         try:
-            return _load_generation(cache_dir, m, split_scheme, source, verify)
+            return _load_generation(cache_dir, m, split_scheme, source, verify, voices)
         except FileNotFoundError as exc:
             now = _manifest(cache_dir)
             if now.generation == m.generation:
@@ -211,6 +226,7 @@ def load_table(
     device: torch.device | str | None = None,
     source: str = "auto",
     verify: bool = True,
+    voices: int | None = None,
 ) -> FeatureTable:
     """Load a cache into a :class:`FeatureTable` (rows sorted by id).
 
@@ -221,13 +237,16 @@ def load_table(
     falling back to the Parquet shards when it is missing; ``"parquet"`` / ``"arrow"`` force one.
     ``verify``: check the sha256 of every file read against the manifest (a mismatch is a
     CacheError naming the file); ``False`` skips it for huge caches (see the benchmark for the cost).
+    ``voices``: on a front end normalised per inferred speaker, how many voices its clips are
+    clustered into (None: the preset's count; the table's ``preset`` then carries the count used);
+    ValueError on any other front end.
     """
     if split_scheme not in SPLIT_SCHEMES:
         raise ValueError(f"split_scheme must be one of {SPLIT_SCHEMES}, got {split_scheme!r}")
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     cache_dir = resolve_cache_dir(cache_dir)
-    table = load_generation(cache_dir, _manifest(cache_dir), split_scheme, source, verify)
+    table = load_generation(cache_dir, _manifest(cache_dir), split_scheme, source, verify, voices)
     if device is not None:
         table.spectrogram, table.mask, table.norm_stats, table.label_index = (
             x.to(device) for x in (table.spectrogram, table.mask, table.norm_stats, table.label_index))

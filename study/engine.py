@@ -80,11 +80,12 @@ def _abs_sqlite(uri: str) -> str:
 def ensure_features(opts: StudyOptions) -> dict[str, str]:
     """The feature cache of every front end of the study (``opts.frontends``, filled in by
     ``StudyOptions.resolve``), as ``{preset name: cache directory}``, the first one the study's
-    main cache: ``--features`` as given, or built (once, in this process, with the feature build's own
-    progress bar) under ``features_root/<dataset>``; the other front ends are the same clips
-    featurised again beside it (features.companion)."""
+    main cache: ``--features`` as given (its clips featurised again by the first front end where
+    that is another), or built (once, in this process, with the feature build's own progress bar)
+    under ``features_root/<dataset>``; the other front ends are the same clips featurised again
+    beside it (features.companion)."""
     from features.build import format_summary, scan
-    from features.cache import BuildError, CacheError, build_cache, find_cache_dirs
+    from features.cache import BuildError, CacheError, build_cache, find_cache_dirs, read_cache_info
     from features.companion import companion_cache
     from features.datasets.base import DatasetError
     from features.frontend import get_preset
@@ -95,6 +96,8 @@ def ensure_features(opts: StudyOptions) -> dict[str, str]:
             given = Path(opts.features).resolve()
             inner = find_cache_dirs(given)
             main = str(inner[0] if len(inner) == 1 else given)
+            if read_cache_info(main).preset.name != frontends[0]:  # --frontends names another first
+                main = str(companion_cache(main, get_preset(frontends[0]), progress=True))
         else:
             # Always through the build: unchanged inputs cost a scan and a checksum pass ("up to
             # date"); new files, a damaged file or an older cache format are dealt with here.
@@ -113,11 +116,11 @@ def ensure_features(opts: StudyOptions) -> dict[str, str]:
     return dirs
 
 
-def _load_table(cache_dir: str, split_scheme: Optional[str]):
+def _load_table(cache_dir: str, split_scheme: Optional[str], voices: Optional[int] = None):
     from features.cache import load_table
     kwargs = {"split_scheme": split_scheme} if split_scheme else {}
     try:
-        return load_table(cache_dir, **kwargs)
+        return load_table(cache_dir, voices=voices, **kwargs)
     except Exception as exc:
         raise StudyError(f"cannot load features from {cache_dir}: {exc}") from None
 
@@ -136,7 +139,11 @@ def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int
     trials train from (``fixed``: seed, replicas): what every trial must beat."""
     from study.baselines import study_baselines, trial_seeds
 
-    tables = {name: _load_table(d, split_scheme) for name, d in cache_dirs.items()}
+    from features.frontend import get_preset
+
+    voices = int(fixed.get("voices") or 0) or None  # --set voices: the count of the voice front ends' trials
+    tables = {name: _load_table(d, split_scheme, voices if get_preset(name).normalisation == "voice" else None)
+              for name, d in cache_dirs.items()}
     main = next(iter(cache_dirs))
     term.info(f"fitting the classical baselines on the study's split ({', '.join(cache_dirs)} and the "
               f"acoustic-word-embedding front ends)")

@@ -326,6 +326,7 @@ def study_space(opts: StudyOptions, pinned: Optional[dict] = None):
 def check_config(opts: StudyOptions, fixed: dict) -> None:
     """Resolve one config of the space per front end (its lowest choices, pinned keys at their
     --set value) and check it against that front end, so that bad --set values fail now."""
+    from features.loader import with_voices
     from features.presets import PRESETS
     from trainables.config import check_frontend, resolve_config
     from trainables.train import check_device
@@ -340,6 +341,8 @@ def check_config(opts: StudyOptions, fixed: dict) -> None:
         preset = PRESETS.get(frontend) if frontend else None
         try:
             cfg = resolve_config({**fixed, **sample, **consts}, preset=preset)
+            if preset is not None:  # the count the trials load the table with (ValueError: no voices there)
+                preset = with_voices(preset, cfg["voices"] or None)
             check_frontend(cfg, preset)
             if not opts.address:  # a local study's trials run on this machine: it must have the device
                 check_device(cfg["device"], fix="use --set device=cpu")

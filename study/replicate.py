@@ -273,9 +273,13 @@ def _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache):
         raise ReplicationError(f"the chosen runs use different split schemes {schemes}; Table I needs one test split")
     if not Path(feats[0]).exists():
         raise ReplicationError(f"feature cache {feats[0]} not found (pass --features DIR)")
+    voices = sorted({resolve_config(s.config)["voices"] for s in sources})
+    if len(voices) > 1:
+        raise ReplicationError(f"the chosen runs cluster the clips into different voice counts {voices}; "
+                               "Table I compares methods on one table")
     try:
-        table = load_table(feats[0], split_scheme=schemes[0])
-    except CacheError as exc:
+        table = load_table(feats[0], split_scheme=schemes[0], voices=voices[0] or None)
+    except (CacheError, ValueError) as exc:
         raise ReplicationError(str(exc)) from None
     for s in sources:
         if s.cache_key and table.cache_key != s.cache_key and not allow_other_cache:

@@ -77,6 +77,12 @@ def test_candidates_are_checked_before_any_run_and_go_to_the_models_owning_their
         [("cat_uvac", {"frontend": "awe_raw", "style_clusters": 8})]
     with pytest.raises(ConfigError, match="unknown front end 'awe_rwa'"):
         parse_candidates(["frontend=awe_rwa"], ["cat_uvac"])
+    # what the candidate's front end cannot take is refused here too, not in a failed run
+    assert parse_candidates(["voices=5"], ["uvac"]) == [("uvac", {"voices": 5})]  # awe_voice: the recipe's
+    with pytest.raises(ConfigError, match="front end 'awe' has band normalisation"):
+        parse_candidates(["frontend=awe voices=5"], ["uvac"])
+    with pytest.raises(ConfigError, match="style_clusters needs real-valued features"):
+        parse_candidates(["frontend=audiomnist style_clusters=4"], ["uvac"])
 
 
 def test_a_candidate_with_a_front_end_trains_on_that_cache_and_its_cache_is_built():

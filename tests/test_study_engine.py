@@ -198,3 +198,15 @@ def test_bad_input_is_one_clear_error(tmp_path, features):
     run_study(_opts(tmp_path, features, space="kmeans", study_name="dup", num_samples=1))
     with pytest.raises(StudyError, match="already exists"):
         run_study(_opts(tmp_path, features, space="kmeans", study_name="dup", num_samples=1))
+
+
+def test_a_pinned_voice_count_reaches_every_trial(tmp_path, features):
+    """--set voices=3 on a voice front end: the trials load the table with 3 voices (a trial given a
+    table of another count is refused by the training loop's guard, so a complete trial shows it)."""
+    res = run_study(_opts(tmp_path, features, space="cat_uvac", study_name="voices", num_samples=1,
+                          frontends=["awe_voice"], overrides={**TINY, "voices": 3}))
+    trial = optuna_trials(res)[0]
+    assert trial.user_attrs["status"] in ("complete", "diverged"), trial.user_attrs.get("reason")
+    client, children = mlflow_children(res.tracking_uri, res.parent_run_id)
+    assert [r.data.params["voices"] for r in children] == ["3"]
+    assert [r.data.params["frontend"] for r in children] == ["awe_voice"]

@@ -85,6 +85,7 @@ def _launch_args(tmp_path, *extra):
     (["--set", "chanels=4,8"], "unknown config key(s): chanels"),
     (["--set", "model=uvac"], "space cat_uvac fixes model='cat_uvac'"),
     (["--set", "lam"], "expected KEY=VALUE"),
+    (["--frontends", "awe", "--set", "voices=3"], "voices=3: front end 'awe' has band normalisation"),
 ])
 def test_launch_refuses_bad_input_before_writing_anything(tmp_path, capsys, args, message):
     import ray

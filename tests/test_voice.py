@@ -90,15 +90,20 @@ def test_voice_presets_are_checked_and_use_no_side_information():
     assert get_preset("awe_voice", voices=6).digest() != p.digest()
 
 
+def _two_voices(tmp_path) -> list[AudioRecord]:
+    """12 clips: a low and a high buzz ('speakers', even / odd k) saying two words (short and long)."""
+    recs = []
+    for k in range(12):
+        freq = (110.0 if k % 2 == 0 else 330.0) * (1 + 0.01 * k)
+        path = af.write_tone(tmp_path / "src" / f"c{k:02d}.wav", 8000, 0.3 + 0.2 * (k // 2 % 2), freq)
+        recs.append(AudioRecord(f"c{k:02d}", path, str(k // 2 % 2), "room"))
+    return recs
+
+
 def test_a_voice_table_is_normalised_per_inferred_speaker_on_load(tmp_path):
     """Two 'speakers' (a low and a high buzz) saying two 'words' (short and long): no speaker ids in
     the dataset ('folder' groups are not speakers), yet the voices are found and each is standardised."""
-    recs = []
-    for k in range(12):
-        low = k % 2 == 0
-        freq = (110.0 if low else 330.0) * (1 + 0.01 * k)
-        path = af.write_tone(tmp_path / "src" / f"c{k:02d}.wav", 8000, 0.3 + 0.2 * (k // 2 % 2), freq)
-        recs.append(AudioRecord(f"c{k:02d}", path, str(k // 2 % 2), "room"))
+    recs = _two_voices(tmp_path)
     preset = get_preset("awe_voice", voices=2)
     table = load_table(build_cache(DatasetScan("toy", tmp_path / "src", recs, []), preset, tmp_path / "out",
                                    progress=False).cache_dir)
@@ -168,3 +173,35 @@ def test_the_aligned_baseline_runs_on_inferred_speakers_and_the_suite_skips_too_
         refs = reference_tables(cache, load_table(cache), presets=("awe", "awe_voice"))
     assert list(refs) == ["awe"]
     assert any("'awe_voice' left out: cannot cluster 5 clips into 4 voices" in str(w.message) for w in caught)
+
+
+def test_the_voice_count_is_chosen_when_the_table_is_loaded_and_checked(tmp_path):
+    from trainables.train import main as train_main
+
+    recs = _two_voices(tmp_path)
+    cache = build_cache(DatasetScan("toy", tmp_path / "src", recs, []), get_preset("awe_voice", voices=2),
+                        tmp_path / "out", progress=False).cache_dir
+    two, three = load_table(cache), load_table(cache, voices=3)
+    assert two.preset.voices == 2 and len(set(two.speakers)) == 2
+    assert three.preset.voices == 3 and three.preset.name == "awe_voice" and len(set(three.speakers)) == 3
+    assert not torch.equal(two.spectrogram, three.spectrogram)  # normalised per each count's voices
+    cfg = resolve_config({"model": "uvac", "voices": 3}, preset=three.preset)
+    check_frontend(cfg, three.preset)
+    with pytest.raises(ConfigError, match="loaded with 2 voices"):
+        check_frontend(cfg, two.preset)
+    with pytest.raises(ConfigError, match="front end 'awe' has band normalisation"):
+        check_frontend({**cfg, "model": "kmeans"}, PRESETS["awe"])
+    with pytest.raises(ConfigError, match="voices: must be 0"):
+        resolve_config({"voices": 1})
+    raw = build_cache(DatasetScan("toy", tmp_path / "src", recs, []), get_preset("awe"), tmp_path / "awe",
+                      progress=False).cache_dir
+    with pytest.raises(ValueError, match="voices is for a front end normalised per inferred speaker"):
+        load_table(raw, voices=3)
+    # the command line: the run is trained and recorded with the count asked for
+    out = tmp_path / "run"
+    assert train_main(["--model", "kmeans", "--features", str(cache), "--voices", "3", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["voices"] == 3 and len(VoiceModel.from_dict(saved["voice_model"]).assign(three.voice).tolist()) == 12
+    assert set(VoiceModel.from_dict(saved["voice_model"]).assign(three.voice)) == set(three.speakers)
+    refused = ["--model", "kmeans", "--features", str(raw), "--voices", "3", "--out", str(tmp_path / "r2")]
+    assert train_main(refused) == 2 and not (tmp_path / "r2").exists()

@@ -89,7 +89,8 @@ def reference_tables(cache_dir: str | Path, table, presets: Iterable[str] = REFE
                      dataset_group_kind: str | None = None) -> dict[str, Any]:
     """The reference front ends' tables of the clips of ``cache_dir``, aligned to ``table``
     (built beside it when missing; a speaker-normalised one only where groups are speakers, a
-    voice-normalised one only where the clips are enough for its voices: else a warning)."""
+    voice-normalised one only where the clips are enough for its voices: else a warning; with the
+    voice count of ``table`` where that infers voices too)."""
     import warnings
 
     from features.cache import load_table
@@ -105,12 +106,18 @@ def reference_tables(cache_dir: str | Path, table, presets: Iterable[str] = REFE
         if preset.side_information and kind != "speaker":
             continue
         try:
-            ref = load_table(companion_cache(cache_dir, preset))
+            ref = load_table(companion_cache(cache_dir, preset), voices=_same_voices(preset, table))
         except VoiceError as exc:
             warnings.warn(f"baseline suite: front end {name!r} left out: {exc}", stacklevel=2)
             continue
         out[name] = align_to(ref, table)
     return out
+
+
+def _same_voices(preset, table) -> int | None:
+    """The voice count of ``table`` for a companion that infers voices too (None: the preset's)."""
+    both = preset.normalisation == "voice" and table.preset.normalisation == "voice"
+    return table.preset.voices if both else None
 
 
 def _mean(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -307,10 +307,20 @@ def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
     front end than the config names, IS / KL on features that do not de-normalise, the Bernoulli
     likelihood on real-valued features, a style factor on [0, 1] features, speaker ids in training
     (``ClusteringModel.speaker_id_settings``: ``speaker_independence``, the aligned starts) on a
-    front end that does not normalise per speaker (``speaker``, or ``voice``: the inferred speakers)."""
-    if preset is None or cfg["model"] in BASELINES:
+    front end that does not normalise per speaker (``speaker``, or ``voice``: the inferred speakers),
+    ``voices`` on a front end that infers no voices or on a table loaded with another count."""
+    if preset is None:
         return
     name = getattr(preset, "name", "")
+    voices = int(cfg.get("voices", 0))
+    if voices and preset.normalisation != "voice":
+        raise ConfigError(f"voices={voices}: front end {name!r} has {preset.normalisation} normalisation; voices is "
+                          f"for a front end normalised per inferred speaker (e.g. awe_voice)")
+    if voices and preset.voices != voices:
+        raise ConfigError(f"voices={voices}: the table of front end {name!r} was loaded with {preset.voices} voices "
+                          f"(load_table(..., voices=cfg['voices']))")
+    if cfg["model"] in BASELINES:
+        return
     if cfg.get("frontend") and cfg["frontend"] != name:
         raise ConfigError(f"frontend: the config trains on front end {cfg['frontend']!r}, the features given are "
                           f"{name!r}")

@@ -214,6 +214,9 @@ TRAINING_KEYS: tuple[Key, ...] = (
     Key("aug_eq", 0.2, "random EQ: amplitude of the smooth random spectral curve", low=0),
     Key("frontend", "", "the front end (features preset) the config trains on: a study searching front ends "
         "picks the feature cache by it; empty = the table given"),
+    Key("voices", 0, "a front end normalised per inferred speaker (e.g. awe_voice): how many voices its clips are "
+        "clustered into when the table is loaded (features.voice; the corpus's speaker count where known, else "
+        "chosen on validation)", low=0, zero_means="the front end's count", structural=True),
 )
 
 

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         partial.update(flags)
         if not features:
             raise ConfigError("--features DIR is required (a feature cache built by python -m features.build)")
-        resolve_config(partial)  # fail fast on bad keys/values, before loading any data
+        voices = resolve_config(partial)["voices"] or None  # fail fast on bad keys/values, before loading any data
         check_device(partial.get("device", DEFAULTS["device"]))
         check_writable(out)
     except ConfigError as e:
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.baselines import check_n_clusters
 
     try:
-        table = load_table(features, split_scheme=partial.get("split_scheme", DEFAULTS["split_scheme"]))
+        table = load_table(features, split_scheme=partial.get("split_scheme", DEFAULTS["split_scheme"]), voices=voices)
     except Exception as e:
         print(f"error: cannot load features from {features}: {e}", file=sys.stderr)
         return 2
