@@ -225,3 +225,20 @@ def test_aligned_starts_are_searched_only_where_every_front_end_is_normalised_pe
             assert (("prior_warmup_epochs" if space == "uvac" else "head_warmup_epochs") in trial.params)
         study.tell(trial, [0.0, 0.0])
     assert "aligned" in drawn
+
+
+def test_a_study_trains_each_trial_once_where_the_recipe_votes():
+    """UVAC's recipe on a per-speaker front end votes over 3 restarts; a study's trials train once
+    (a vote reports no epoch before its end and cannot resume) unless --set asks for restarts."""
+    from study.options import StudyOptions, fixed_config
+
+    voice = PRESETS["awe_voice"]
+    plain = resolve_config({"model": "uvac", "recipe": "recommended"}, preset=voice)
+    assert (plain["restarts"], plain["restart_combine"]) == (3, "vote")
+    assert resolve_config({"model": "cat_uvac", "recipe": "recommended"}, preset=voice)["restarts"] == 1
+    for space in ("uvac", "cat_uvac"):
+        fixed = fixed_config(StudyOptions(space=space, dataset="fsdd", frontends=["awe_voice"]), 10)
+        assert resolve_config({**fixed, "model": space}, preset=voice)["restarts"] == 1
+    asked = StudyOptions(space="uvac", dataset="fsdd", frontends=["awe_voice"], overrides={"restarts": 3})
+    assert resolve_config({**fixed_config(asked, 10), "model": "uvac"}, preset=voice)["restarts"] == 3
+    assert "restarts" not in fixed_config(StudyOptions(space="kmeans", dataset="fsdd"), 10)
