@@ -75,12 +75,12 @@ class Job:
 
 
 # ------------------------------------------------------------------ worker side
-_TABLES: dict[tuple[str, str, int | None], Any] = {}
+_TABLES: dict[tuple[str, str, int], Any] = {}
 
 
-def _table(cache_dir: str, split: str, voices: int | None = None):
+def _table(cache_dir: str, split: str, voices: int = 0):
     """The cache's table with ``split`` as its train/val/test split (loaded once per process;
-    ``voices``: a candidate's voice count, None for the front end's)."""
+    ``voices``: a candidate's voice count, 0 for the front end's)."""
     key = (cache_dir, split, voices)
     if key not in _TABLES:
         from features.cache import load_table
@@ -117,7 +117,7 @@ def run_job(job: Job, caches: dict[str, str]) -> dict:
         if job.kind == "suite":
             return {"status": TrialStatus.COMPLETE, "rows": _suite(job, caches), "metrics": {}, "val_acc": [],
                     "time_s": time.time() - t0}
-        table = _table(caches[job.frontend], job.split, int(job.config.get("voices") or 0) or None)
+        table = _table(caches[job.frontend], job.split, int(job.config.get("voices", 0)))
         if job.kind == "labels":
             from trainables.baselines import run_baseline
 
@@ -220,7 +220,7 @@ def parse_candidates(specs: list[str], models: list[str], frontend_of=None) -> l
             preset = PRESETS[overrides.get("frontend") or default]
             cfg = resolve_config({"model": m, "recipe": "recommended", **overrides}, preset=preset)
             try:  # the table the run will load (a voice count on a front end without voices: refused)
-                check_frontend(cfg, with_voices(preset, cfg["voices"] or None))
+                check_frontend(cfg, with_voices(preset, cfg["voices"]))
             except ValueError as e:
                 raise ConfigError(f"--candidate {spec!r} ({m}): {e}") from None
             out.append((m, overrides))

@@ -142,10 +142,11 @@ def _split_column(cache_dir: Path, m: Manifest, ids: np.ndarray, scheme: str, ve
 
 
 def with_voices(preset: Preset, voices: int | None) -> Preset:
-    """``preset`` clustering its clips into ``voices`` voices (None: the preset's own count). The count
+    """``preset`` clustering its clips into ``voices`` voices (0 or None: the preset's own count, as the
+    config key ``voices`` 0). The count
     is a load-time setting (the cache stores the voice profiles, not the voices), so a cache serves
     any count; ValueError for a front end that infers no voices or a count below 2."""
-    if voices is None or voices == preset.voices:
+    if not voices or voices == preset.voices:
         return preset
     if preset.normalisation != "voice":
         raise ValueError(f"voices={voices}: front end {preset.name!r} has {preset.normalisation} normalisation; "
@@ -238,7 +239,7 @@ def load_table(
     ``verify``: check the sha256 of every file read against the manifest (a mismatch is a
     CacheError naming the file); ``False`` skips it for huge caches (see the benchmark for the cost).
     ``voices``: on a front end normalised per inferred speaker, how many voices its clips are
-    clustered into (None: the preset's count; the table's ``preset`` then carries the count used);
+    clustered into (0 or None: the preset's count; the table's ``preset`` then carries the count used);
     ValueError on any other front end.
     """
     if split_scheme not in SPLIT_SCHEMES:

@@ -116,7 +116,7 @@ def ensure_features(opts: StudyOptions) -> dict[str, str]:
     return dirs
 
 
-def _load_table(cache_dir: str, split_scheme: Optional[str], voices: Optional[int] = None):
+def _load_table(cache_dir: str, split_scheme: Optional[str], voices: int = 0):
     from features.cache import load_table
     kwargs = {"split_scheme": split_scheme} if split_scheme else {}
     try:
@@ -141,8 +141,8 @@ def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int
 
     from features.frontend import get_preset
 
-    voices = int(fixed.get("voices") or 0) or None  # --set voices: the count of the voice front ends' trials
-    tables = {name: _load_table(d, split_scheme, voices if get_preset(name).normalisation == "voice" else None)
+    voices = int(fixed.get("voices", 0))  # --set voices: the count of the voice front ends' trials
+    tables = {name: _load_table(d, split_scheme, voices if get_preset(name).normalisation == "voice" else 0)
               for name, d in cache_dirs.items()}
     main = next(iter(cache_dirs))
     term.info(f"fitting the classical baselines on the study's split ({', '.join(cache_dirs)} and the "

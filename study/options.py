@@ -347,7 +347,7 @@ def check_config(opts: StudyOptions, fixed: dict) -> None:
         try:
             cfg = resolve_config({**fixed, **sample, **consts}, preset=preset)
             if preset is not None:  # the count the trials load the table with (ValueError: no voices there)
-                preset = with_voices(preset, cfg["voices"] or None)
+                preset = with_voices(preset, cfg["voices"])
             check_frontend(cfg, preset)
             if not opts.address:  # a local study's trials run on this machine: it must have the device
                 check_device(cfg["device"], fix="use --set device=cpu")

@@ -278,7 +278,7 @@ def _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache):
         raise ReplicationError(f"the chosen runs cluster the clips into different voice counts {voices}; "
                                "Table I compares methods on one table")
     try:
-        table = load_table(feats[0], split_scheme=schemes[0], voices=voices[0] or None)
+        table = load_table(feats[0], split_scheme=schemes[0], voices=voices[0])
     except (CacheError, ValueError) as exc:
         raise ReplicationError(str(exc)) from None
     for s in sources:

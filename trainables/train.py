@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         partial.update(flags)
         if not features:
             raise ConfigError("--features DIR is required (a feature cache built by python -m features.build)")
-        voices = resolve_config(partial)["voices"] or None  # fail fast on bad keys/values, before loading any data
+        voices = resolve_config(partial)["voices"]  # fail fast on bad keys/values, before loading any data
         check_device(partial.get("device", DEFAULTS["device"]))
         check_writable(out)
     except ConfigError as e:
