@@ -211,8 +211,8 @@ def fixed_config(opts: StudyOptions, n_clusters: int) -> dict:
         fixed.update(EMBEDDED_SMALL)
     if SPACES.trains_network(opts.space):
         # one training per trial: the recipe's voting restarts (UVAC on a per-speaker front end) report
-        # nothing before their last candidate ends, so the schedulers could not judge them by epoch and
-        # a stopped trial could not resume; --set restarts=... overrides it
+        # nothing before their last candidate ends, so the schedulers could not judge them by epoch (and
+        # Ray checkpoints a trial only when it reports); --set restarts=... overrides it
         fixed["restarts"] = 1
     fixed.update(opts.overrides or {})
     # the recipe every trial's config starts from, recorded with the study's fixed config

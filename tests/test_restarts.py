@@ -204,8 +204,83 @@ def test_voting_restarts_report_the_ensemble(tiny_table, tiny_config, model, tmp
     assert len(ens.members) == 3
     pred = predict_table(ens, SplitData(tiny_table, __import__("torch").device("cpu"), True), res.config)
     assert np.array_equal(pred["cluster"], res.assignments["cluster"])
-    with pytest.raises(ValueError, match="cannot resume"):
-        train(cfg, tiny_table, resume_from=str(tmp_path / "ck"))
+    # a finished vote resumes as itself: the same clusters, no epoch reported again
+    seen = []
+    again = train(cfg, tiny_table, resume_from=str(tmp_path / "ck"), on_epoch=lambda e, m, fn: seen.append(e))
+    assert again.status == "complete" and seen == []
+    assert np.array_equal(again.assignments["cluster"], res.assignments["cluster"])
+    assert again.metrics["test/acc"] == pytest.approx(res.metrics["test/acc"])
+
+
+def _stop_after(polls: int):
+    """should_stop: True from its ``polls``-th call on (among the candidates it is polled after every epoch
+    but a candidate's last, and between candidates)."""
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) >= polls
+    return should_stop
+
+
+@pytest.mark.parametrize("polls", [2, 3, 4], ids=["inside-candidate-1", "after-candidate-1", "inside-candidate-2"])
+def test_a_vote_stopped_among_its_candidates_resumes_to_the_uninterrupted_result(tiny_table, tiny_config, tmp_path,
+                                                                                  polls, monkeypatch):
+    """Candidates of 3 epochs; the stop comes inside the first (after 2 epochs), between the first and the
+    second (3), or inside the second (4); the resumed run trains only the epochs left and votes as if it
+    had never stopped."""
+    import trainables.restart_loop as restart_loop
+    from trainables.checkpoint import load_checkpoint
+
+    cfg = tiny_config(model="uvac", epochs=3, restarts=3, restart_combine="vote", checkpoint_every=1)
+    full = train(cfg, tiny_table)
+    ck, seen = tmp_path / "ck", []
+    stopped = train(cfg, tiny_table, checkpoint_dir=str(ck), should_stop=_stop_after(polls),
+                    on_epoch=lambda e, m, fn: seen.append(e))
+    assert stopped.status == "stopped" and "among the restarts" in stopped.reason
+    assert seen == []  # nothing chosen, nothing reported
+    progress = load_checkpoint(ck)["restart_progress"]
+    assert len(progress["done"]) == polls // 3 and not progress["chosen"]
+    assert (progress["current"] is None) == (polls % 3 == 0)
+    trained = []  # a spy on the epochs the resumed run trains (it calls the real run_epoch)
+    real_epoch = restart_loop.run_epoch
+    monkeypatch.setattr(restart_loop, "run_epoch", lambda run, e, *a: trained.append(e) or real_epoch(run, e, *a))
+    resumed = train(cfg, tiny_table, checkpoint_dir=str(ck), resume_from=str(ck),
+                    on_epoch=lambda e, m, fn: seen.append(e))
+    assert resumed.status == "complete" and seen == [1, 2, 3]
+    assert len(trained) == 3 * 3 - polls  # the epochs done before the stop are not trained again
+    assert np.array_equal(resumed.assignments["cluster"], full.assignments["cluster"])
+    for key in ("val/acc", "test/acc", "train/restart", "train/restart_silhouette_mean"):
+        assert resumed.metrics[key] == pytest.approx(full.metrics[key], rel=1e-6), key
+    assert load_checkpoint(ck)["restart_progress"]["chosen"]
+
+
+def test_the_best_candidate_stopped_among_the_candidates_resumes_to_the_uninterrupted_result(tiny_table, tiny_config,
+                                                                                            tmp_path):
+    """restart_epochs 2 of 3: the stop comes inside the second candidate; the resumed run chooses, continues
+    the kept candidate and ends where the uninterrupted run ends."""
+    cfg = tiny_config(model="uvac", epochs=3, restarts=2, restart_epochs=2, prior_init="paper", checkpoint_every=1)
+    full = train(cfg, tiny_table)
+    ck = tmp_path / "ck"
+    stopped = train(cfg, tiny_table, checkpoint_dir=str(ck), should_stop=_stop_after(3))
+    assert stopped.status == "stopped"
+    resumed = train(cfg, tiny_table, checkpoint_dir=str(ck), resume_from=str(ck))
+    assert resumed.status == "complete" and resumed.epochs_done == 3
+    assert resumed.metrics["train/restart"] == full.metrics["train/restart"]
+    np.testing.assert_allclose(resumed.history[-1]["train/loss"], full.history[-1]["train/loss"], rtol=1e-6)
+    assert np.array_equal(resumed.assignments["cluster"], full.assignments["cluster"])
+
+
+def test_a_vote_checkpoint_without_its_candidates_is_refused(tiny_table, tiny_config, tmp_path):
+    from trainables.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = tiny_config(model="uvac", epochs=1, restarts=2, restart_combine="vote", checkpoint_every=1)
+    train(cfg, tiny_table, checkpoint_dir=str(tmp_path / "ck"))
+    state = load_checkpoint(tmp_path / "ck")
+    del state["restart_progress"]  # as written before votes could resume
+    save_checkpoint(tmp_path / "old", state)
+    with pytest.raises(ValueError, match="cannot resume.*holds no candidates"):
+        train(cfg, tiny_table, resume_from=str(tmp_path / "old"))
 
 
 def test_voting_restarts_train_the_whole_run(tiny_config):

@@ -153,3 +153,40 @@ def test_full_disk_keeps_the_last_good_checkpoint_and_says_so(tiny_cache, tmp_pa
         json.loads(line)  # no half-written line
     assert json.loads((out / "config.json").read_text())["model"] == "uvac"
     assert not (out / "metrics.json").exists()  # no result claims the run finished
+
+
+def test_a_vote_killed_among_its_candidates_resumes_from_the_cli(tiny_cache, tmp_path, capsys):
+    """SIGKILL once the checkpoint holds a finished candidate; --resume trains the rest and ends as the
+    uninterrupted run (the same clusters, each epoch reported once)."""
+    import signal
+    import time
+
+    from trainables.checkpoint import load_checkpoint
+
+    flags = ["--model", "uvac", "--features", str(tiny_cache.dir), "--epochs", "6", "--restarts", "3",
+             "--restart-combine", "vote", "--checkpoint-every", "1", "--quiet", *TINY_FLAGS]
+    assert main([*flags, "--out", str(tmp_path / "straight")]) == 0
+    straight = _last_json_line(capsys.readouterr().out)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "trainables.train", *flags, "--out", str(run)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, done = time.monotonic() + 240, 0
+    while proc.poll() is None and time.monotonic() < deadline and done < 1:
+        time.sleep(0.05)
+        try:
+            done = len(load_checkpoint(run / "checkpoint")["restart_progress"]["done"])
+        except (FileNotFoundError, KeyError, ValueError):
+            pass
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    assert done >= 1 and not (run / "metrics.json").exists()
+    assert main(["--out", str(run), "--resume", "--quiet"]) == 0
+    resumed = _last_json_line(capsys.readouterr().out)
+    assert resumed["status"] == "complete" and resumed["epochs_done"] == 6
+    for key in ("val/acc", "test/acc", "train/restart"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-6), key
+    a = pq.read_table(run / "assignments.parquet")["cluster"].to_pylist()
+    b = pq.read_table(tmp_path / "straight" / "assignments.parquet")["cluster"].to_pylist()
+    assert a == b
+    hist = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5, 6]

@@ -21,8 +21,11 @@ Guarantees:
 * ``restarts`` R > 1 (:mod:`trainables.restarts`): R candidates (seeds ``restart_seed(seed, r)``)
   are trained for ``restart_epochs`` epochs each before anything is reported; the best separated
   is kept, its epochs are reported through ``on_epoch`` as if just trained (the choice logged in
-  its last one), and it is continued to ``epochs``. Checkpoints start after the choice (a run
-  killed among its candidates starts them again); a resumed run does not restart.
+  its last one), and it is continued to ``epochs``; with ``restart_combine="vote"`` every candidate
+  trains the whole run and the run's model is their vote. Among the candidates the checkpoints hold
+  the candidates done and the one in training (:mod:`trainables.restart_loop`): a run killed or
+  stopped there goes on from them when resumed (a stop among them reports no epoch: nothing is
+  chosen yet); after the choice of the best, a resumed run goes on as a plain run.
 * ``replicas`` R > 1 (:mod:`trainables.replicas`): R copies from seeds ``replica_seed(seed, r)``
   trained in lockstep, each owning the process's random state while it trains (replica r equals
   the plain run of its seed); ``on_epoch`` and the result see their mean. The first replica
@@ -33,7 +36,6 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -42,12 +44,11 @@ import numpy as np
 import torch
 
 from trainables.baselines import BASELINES, check_n_clusters
-from trainables.checkpoint import clone_tree, load_checkpoint, save_checkpoint, to_cpu_tree
+from trainables.checkpoint import load_checkpoint, save_checkpoint, to_cpu_tree
 from trainables.config import check_frontend, resolve_config
 from trainables.evaluation import evaluate, predict_table, to_float
 from trainables.replicas import OwnedRng, mean_metrics, replica_seed
-from trainables.restarts import (Candidate, VotingEnsemble, choose, most_agreeing, restart_epochs, restart_metrics,
-                                 restart_seed, separation, vote_maps)
+from trainables.restart_loop import PROGRESS_KEY, progress_of, train_candidates
 from trainables.run import Run, run_epoch, setup_run
 from trainables.split_data import SplitData, fits_on_device
 from trainables.status import TrialStatus
@@ -180,66 +181,6 @@ def train(
         return _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop)
 
 
-def _separation(run: Run) -> tuple[float, np.ndarray]:
-    """The restart score of a run: silhouette of its clusters on its reported representation over the
-    train split (trainables.restarts.separation; no labels), and its probabilities there [N, K] (what
-    a vote maps)."""
-    pred = predict_table(run.model, run.train_data, run.cfg)
-    rep = pred[type(run.model).reported_representation]
-    score = separation(rep, pred["cluster"], sample_size=int(run.cfg["silhouette_sample"]) or None,
-                       seed=int(run.cfg["seed"]))
-    return score, pred["probs"]
-
-
-def _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop):
-    """``restarts`` candidates, each trained for ``restart_epochs`` (trainables.restarts): the kept one's
-    (run, last good snapshot, failure or "") -- the best separated, or where every candidate
-    diverged the first one, with its failure. With ``restart_combine="vote"`` the run's model is the
-    :class:`~trainables.restarts.VotingEnsemble` of the candidates that did not diverge."""
-    upto, candidates, finished = restart_epochs(cfg), [], []
-    kept = None  # (run, last good, candidate)
-    for r in range(int(cfg["restarts"])):
-        run = setup_run(cfg, table, device, use_bf16, None, seed=restart_seed(int(cfg["seed"]), r))
-        last_good, failure, stop = run.snapshot(0), "", False
-        for epoch in range(1, upto + 1):
-            failure = run_epoch(run, epoch, val_data, va_tab)[1]
-            if failure:
-                break
-            last_good = run.snapshot(epoch)
-            stop = should_stop is not None and should_stop()
-            if stop:
-                break
-        score, train_probs = (math.nan, None) if failure else _separation(run)
-        cand = Candidate(r, run.seed, score, failure)
-        candidates.append(cand)
-        if not failure and cfg["restart_combine"] == "vote":  # only a vote needs every candidate kept
-            finished.append((run, last_good, cand, train_probs))
-        if kept is None or choose([kept[2], cand]) is cand:
-            kept = (run, last_good, cand)
-        if stop:
-            break
-    if cfg["restart_combine"] == "vote" and len(finished) > 1:
-        kept = _vote(finished, val_data, va_tab)
-    run, last_good, cand = kept
-    if choose(candidates) is not None:
-        run.summary = {**restart_metrics(candidates, cand), **run.summary}
-        run.history[-1].update(run.summary)
-    return run, last_good, cand.failure
-
-
-def _vote(finished, val_data, va_tab):
-    """(run, last good, candidate) of the voting ensemble of ``finished`` candidates (each with its
-    train-split probabilities): the most agreeing candidate's run, its model replaced by the
-    ensemble, whose validation metrics become the run's (``summary``)."""
-    probs = [f[3] for f in finished]
-    ref = most_agreeing([p.argmax(axis=1) for p in probs])
-    ensemble = VotingEnsemble([f[0].model for f in finished], vote_maps(probs, ref), ref)
-    run, last_good, cand, _ = finished[ref]
-    run.model = ensemble
-    run.summary = evaluate(ensemble, val_data, va_tab.labels, run.cfg, "val/")[0]
-    return run, {**last_good, "model": clone_tree(ensemble.state_dict())}, cand
-
-
 def _checkpoint_writer(cfg, table, state: Callable[[], dict]) -> Callable[[Any], str]:
     """``write(path)``: the state ``state()`` returns (a run's last good snapshot) with the config
     and the table's identity, saved to ``path``."""
@@ -258,21 +199,30 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
     if int(cfg["replicas"]) > 1:
         return _train_replicas(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop)
     va_tab = table.select("val")
-    restarting = int(cfg["restarts"]) > 1 and resume_from is None
+    state = None if resume_from is None else _checkpoint_states(resume_from, 1)[0]
+    restarting = int(cfg["restarts"]) > 1 and (state is None or progress_of(state) is not None)
+    if int(cfg["restarts"]) > 1 and cfg["restart_combine"] == "vote" and not restarting:
+        raise ValueError("cannot resume: this checkpoint of a run whose restarts vote holds no candidates (written "
+                         "before votes could resume); start it again")
+    epochs, every = int(cfg["epochs"]), int(cfg["checkpoint_every"])
+    stop, interrupted = False, ""
     if restarting:
         val_data = SplitData(va_tab, device, fits_on_device(table, device))
-        run, last_good, failure = _restart(cfg, table, device, use_bf16, val_data, va_tab, should_stop)
+        out = _candidates(cfg, table, device, use_bf16, val_data, va_tab, should_stop, state, checkpoint_dir)
+        run, last_good, failure = out.run, out.last_good, out.failure
         run.start_epoch = len(run.history)
+        if out.interrupted:
+            done = len(out.last_good[PROGRESS_KEY]["done"])
+            interrupted = f"stop requested among the restarts ({done} of {cfg['restarts']} candidates trained)"
     else:
-        state = None if resume_from is None else _checkpoint_states(resume_from, 1)[0]
         run = setup_run(cfg, table, device, use_bf16, state)
         val_data = SplitData(va_tab, device, run.resident)
         last_good, failure = run.snapshot(run.start_epoch), ""
     write_checkpoint = _checkpoint_writer(cfg, table, lambda: last_good)
     status, reason = (TrialStatus.DIVERGED, failure) if failure else (TrialStatus.COMPLETE, "")
-    epochs, every = int(cfg["epochs"]), int(cfg["checkpoint_every"])
-    stop = False
-    if restarting:  # the kept candidate's epochs, reported as if they had just been trained
+    if interrupted:  # nothing chosen yet: nothing reported; the checkpoint holds the candidates so far
+        status, reason = TrialStatus.STOPPED, interrupted
+    elif restarting and not out.reported:  # the kept candidate's epochs, reported as if they had just been trained
         for h in run.history:
             stop = (on_epoch is not None and _stop_requested(on_epoch(h["epoch"], dict(h), write_checkpoint))) or stop
         if checkpoint_dir is not None and every > 0 and run.history:
@@ -295,6 +245,17 @@ def _train_neural(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume
             status, reason = TrialStatus.STOPPED, f"stop requested after epoch {epoch}"
             break
     return _finish(run, table, status, reason, last_good, checkpoint_dir, write_checkpoint)
+
+
+def _candidates(cfg, table, device, use_bf16, val_data, va_tab, should_stop, state, checkpoint_dir):
+    """The restarts' candidates trained (trainables.restart_loop), from ``state``'s progress when resuming;
+    their checkpoints go to ``checkpoint_dir``."""
+    identity = {} if state is None else {"config": state.get("config", {}), "meta": state.get("meta", {})}
+
+    def save(st):
+        return _checkpoint_writer(cfg, table, lambda: st)(checkpoint_dir)
+    return train_candidates(cfg, table, device, use_bf16, val_data, va_tab, should_stop, saved=progress_of(state),
+                            identity=identity, save=None if checkpoint_dir is None else save)
 
 
 def _train_replicas(cfg, table, device, use_bf16, on_epoch, checkpoint_dir, resume_from, should_stop) -> TrainResult:

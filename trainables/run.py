@@ -81,9 +81,6 @@ def setup_run(cfg, table, device, use_bf16, state: dict | None, seed: int | None
     if state is None:
         model.on_train_start(run.train_batches, seed)
         return run
-    if int(cfg["restarts"]) > 1 and cfg["restart_combine"] == "vote":
-        raise ValueError("cannot resume: a run whose restarts vote (restart_combine vote) is checkpointed only when "
-                         "finished, as its voting ensemble; start it again")
     old_key = state.get("meta", {}).get("cache_key")
     if old_key is not None and old_key != table.cache_key:
         raise ValueError(
