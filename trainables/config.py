@@ -318,9 +318,13 @@ def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:
         return
     name = getattr(preset, "name", "")
     voices = int(cfg.get("voices", 0))
-    if voices and preset.normalisation != "voice":
-        raise ConfigError(f"voices={voices}: front end {name!r} has {preset.normalisation} normalisation; voices is "
-                          f"for a front end normalised per inferred speaker (e.g. awe_voice)")
+    if voices:
+        from features.loader import with_voices
+
+        try:  # a front end that infers no voices: load_table's own refusal
+            with_voices(preset, voices)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if voices and preset.voices != voices:
         raise ConfigError(f"voices={voices}: the table of front end {name!r} was loaded with {preset.voices} voices "
                           f"(load_table(..., voices=cfg['voices']))")
