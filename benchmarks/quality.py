@@ -26,7 +26,9 @@ saves (Markdown + CSV + every run's metrics under ``--out``):
   kept only if it pays on validation (the margin table shows validation and test). ``frontend=NAME``
   in a candidate trains it on that preset's cache (built with the others; its baselines join the
   suite), resolved as the recipe resolves for that front end (a real-valued one takes the recipe's
-  real-valued values for the keys the candidate does not set).
+  real-valued values for the keys the candidate does not set). ``voices=N`` loads the voice front
+  end with N inferred voices, and the suite then runs the voice baselines with N voices too
+  (``awe_voice_vN_aligned``, ...), so the strongest baseline is chosen among them as well.
 
 Runs are spread over ``--jobs`` worker processes with one torch thread each; every run is seeded;
 a run that fails or diverges is a row of the table with its status, never a crash. Settings are
@@ -92,7 +94,11 @@ def _table(cache_dir: str, split: str, voices: int = 0):
 def _suite(job: Job, caches: dict[str, str]) -> list[dict]:
     """The classical suite on the job's split: its own-table baselines on every model front end,
     the pipeline baselines on the reference front ends (rows matched by id)."""
-    from trainables.baseline_suite import OWN_BASELINES, REFERENCE_PRESETS, align_to, own_name, run_suite
+    import warnings
+
+    from features.voice import VoiceError
+    from trainables.baseline_suite import (OWN_BASELINES, REFERENCE_PRESETS, align_to, get_voices, own_name,
+                                           run_references, run_suite)
 
     model_frontends = [f for f in job.config["frontends"]]
     main = _table(caches[model_frontends[0]], job.split)
@@ -103,6 +109,15 @@ def _suite(job: Job, caches: dict[str, str]) -> list[dict]:
         for r in extra:
             r.name = own_name(f, r.name)
         results += extra
+    voiced = [p for p in REFERENCE_PRESETS if p in caches and get_voices(p)]
+    for count in job.config.get("voices", ()):  # the candidates' voice counts: the voice baselines at each
+        try:
+            tables = {p: align_to(_table(caches[p], job.split, int(count)), main) for p in voiced
+                      if count != get_voices(p)}
+        except VoiceError as exc:  # too many voices for the clips: the candidate's own run fails the same way
+            warnings.warn(f"baseline suite: no voice baselines with {count} voices: {exc}", stacklevel=2)
+            continue
+        results += run_references(tables, len(main.classes), seeds=[job.seed])
     return [{"name": r.name, "label": r.label, "side_information": r.side_information, "metrics": r.metrics}
             for r in results]
 
@@ -231,6 +246,13 @@ def candidate_label(model: str, overrides: dict) -> str:
     return f"{MODEL_LABEL[model]} (recommended, {' '.join(f'{k}={v}' for k, v in overrides.items())})"
 
 
+def suite_config(fronts: list[str], candidates) -> dict:
+    """The suite job's config: the model front ends, and the voice counts candidates set (``voices``; the
+    suite then runs the voice baselines at each count too, so a candidate is compared with them)."""
+    counts = sorted({int(o["voices"]) for _, o in candidates if int(o.get("voices", 0))})
+    return {"frontends": fronts, **({"voices": counts} if counts else {})}
+
+
 def plan_jobs(a: argparse.Namespace) -> list[Job]:
     from features.presets import PRESETS
 
@@ -239,7 +261,8 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
     for split in a.splits:
         for seed in range(a.seeds):
             jobs.append(Job("labels", split, seed, label="labels as clusters", frontend=fronts[0]))
-            jobs.append(Job("suite", split, seed, {"frontends": fronts}, "classical baselines", frontend=fronts[0]))
+            jobs.append(Job("suite", split, seed, suite_config(fronts, a.candidates), "classical baselines",
+                            frontend=fronts[0]))
             for model in a.models:
                 for recipe in a.recipes:
                     jobs.append(_neural(a, model, recipe, split, seed))

@@ -184,3 +184,16 @@ def test_the_speaker_variant_of_a_front_end_replaces_its_normalisation_by_the_sp
 
     assert speaker_variant("awe_voice") == speaker_variant("awe_raw") == speaker_variant("awe") == "awe_speaker"
     assert speaker_variant("logmel_voice") == "logmel_speaker" and speaker_variant("mfcc_clip") is None
+
+
+def test_a_candidates_voice_count_reaches_the_suite():
+    from benchmarks.quality import parse_candidates, parser, plan_jobs
+
+    a = parser().parse_args(["--seeds", "1", "--ablation-seeds", "0", "--no-speaker", "--models", "uvac"])
+    a.splits, a.models, a.recipes = ["random"], ["uvac"], ["recommended"]
+    a.frontend_default, a.model_frontends = "audiomnist", ["awe_voice"]
+    a.candidates = parse_candidates(["voices=6", "voices=8 d_z=12", "d_z=8"], a.models)
+    suite = [j for j in plan_jobs(a) if j.kind == "suite"]
+    assert len(suite) == 1 and suite[0].config == {"frontends": ["awe_voice"], "voices": [6, 8]}
+    a.candidates = parse_candidates(["d_z=8"], a.models)
+    assert [j.config for j in plan_jobs(a) if j.kind == "suite"] == [{"frontends": ["awe_voice"]}]  # as before

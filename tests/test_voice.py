@@ -205,3 +205,22 @@ def test_the_voice_count_is_chosen_when_the_table_is_loaded_and_checked(tmp_path
     assert set(VoiceModel.from_dict(saved["voice_model"]).assign(three.voice)) == set(three.speakers)
     refused = ["--model", "kmeans", "--features", str(raw), "--voices", "3", "--out", str(tmp_path / "r2")]
     assert train_main(refused) == 2 and not (tmp_path / "r2").exists()
+
+
+def test_the_suite_names_voice_baselines_run_with_another_count_by_their_count(tmp_path):
+    """benchmarks.quality runs the voice baselines at a candidate's voice count too: those rows carry the
+    count in their name and label; at the registered count they are the suite's usual rows."""
+    from trainables.baseline_suite import get_voices, run_references
+
+    recs = _two_voices(tmp_path)
+    cache = build_cache(DatasetScan("toy", tmp_path / "src", recs, []), get_preset("awe_voice", voices=2),
+                        tmp_path / "out", progress=False).cache_dir
+    registered = get_voices("awe_voice")
+    other = 3 if registered != 3 else 2
+    rows = run_references({"awe_voice": load_table(cache, voices=other)}, 2, seeds=[0], sample_size=None)
+    assert [r.name for r in rows] == [f"awe_voice_v{other}_{s}" for s in ("kmeans", "gmm", "aligned")]
+    assert all(f", {other} voices)" in r.label for r in rows)
+    assert all(r.n_rows == 12 and r.preset == "awe_voice" for r in rows)
+    usual = run_references({"awe_voice": load_table(cache, voices=registered)}, 2, seeds=[0], sample_size=None)
+    assert [r.name for r in usual] == ["awe_voice_kmeans", "awe_voice_gmm", "awe_voice_aligned"]
+    assert get_voices("awe") is None

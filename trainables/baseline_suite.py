@@ -38,7 +38,7 @@ import numpy as np
 from trainables.baselines import BASELINES
 
 __all__ = ["REFERENCE_PRESETS", "OWN_BASELINES", "PIPELINE_BASELINES", "REFERENCE_BASELINES", "SuiteResult",
-           "reference_tables", "align_to", "own_name", "run_suite", "strongest", "strongest_name"]
+           "reference_tables", "align_to", "own_name", "run_suite", "run_references", "strongest", "strongest_name"]
 
 REFERENCE_PRESETS = ("awe", "awe_speaker", "awe_voice", "awe_raw")
 OWN_BASELINES = ("kmeans", "gmm", "kmeans_std", "gmm_std")  # on the model's table
@@ -141,11 +141,32 @@ def run_suite(table, references: Mapping[str, Any] | None = None, n_clusters: in
     seeds = list(seeds)
     own = getattr(table.preset, "name", "") or "input"
     results = [_run(b, f"{BASELINES[b].label} ({own})", b, table, k, seeds, sample_size) for b in OWN_BASELINES]
-    for preset, ref in (references or {}).items():
+    return results + run_references(references or {}, k, seeds, sample_size)
+
+
+def run_references(references: Mapping[str, Any], n_clusters: int, seeds: Iterable[int] = (0,),
+                   sample_size: int | None = 2000) -> list[SuiteResult]:
+    """The pipeline baselines on each reference table (``preset name -> table``, aligned to the model's):
+    ``{preset}_{short}`` for each of :data:`REFERENCE_BASELINES`; a table with another voice count than
+    its preset's (``with_voices``) is named ``{preset}_v{count}_{short}`` and labelled with its count."""
+    out, seeds = [], list(seeds)
+    for preset, ref in references.items():
+        own_voices = get_voices(preset)
+        count = getattr(ref.preset, "voices", None)
+        other = getattr(ref.preset, "normalisation", None) == "voice" and count != own_voices
         for short, b in REFERENCE_BASELINES.get(preset, PIPELINE_BASELINES).items():
-            label = f"{BASELINES[b].label} ({preset})"
-            results.append(_run(f"{preset}_{short}", label, b, ref, k, seeds, sample_size))
-    return results
+            name = f"{preset}_v{count}_{short}" if other else f"{preset}_{short}"
+            label = f"{BASELINES[b].label} ({preset}" + (f", {count} voices)" if other else ")")
+            out.append(_run(name, label, b, ref, int(n_clusters), seeds, sample_size))
+    return out
+
+
+def get_voices(preset: str) -> int | None:
+    """The voice count of the preset named ``preset`` as registered (None: it infers no voices)."""
+    from features.frontend import get_preset
+
+    p = get_preset(preset)
+    return p.voices if p.normalisation == "voice" else None
 
 
 def strongest_name(candidates: Iterable[tuple[str, float, bool]], *, side_information: bool = False) -> str | None:
