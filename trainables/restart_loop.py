@@ -170,10 +170,10 @@ def train_candidates(cfg, table, device, use_bf16, val_data, va_tab, should_stop
         write(runs[prog.kept][1])
         if r < total - 1 and should_stop is not None and should_stop():
             return interrupted(run, last_good)
-    return _choose(prog, runs, val_data, va_tab, save if every > 0 else None)
+    return _choose(prog, runs, val_data, va_tab)
 
 
-def _choose(prog: _Progress, runs, val_data, va_tab, save) -> Outcome:
+def _choose(prog: _Progress, runs, val_data, va_tab) -> Outcome:
     """The kept candidate, or the vote of the finished ones, with the choice in its metrics."""
     reported, prog.chosen = prog.chosen, True
     members = [i for i, d in enumerate(prog.done) if not d["failure"]]
@@ -189,10 +189,8 @@ def _choose(prog: _Progress, runs, val_data, va_tab, save) -> Outcome:
         run.history[-1].update(run.summary)
     if not prog.vote:  # the best candidate goes on as a plain run: its checkpoints are plain run states
         return Outcome(run, last_good, cand.failure, False, reported)
-    state = prog.checkpoint(last_good)  # a vote's checkpoint keeps its members: it resumes as itself
-    if save is not None and not reported:
-        save(state)
-    return Outcome(run, state, cand.failure, False, reported)
+    # a vote's checkpoint (written by the loop once its epochs are reported) keeps its members: it resumes as itself
+    return Outcome(run, prog.checkpoint(last_good), cand.failure, False, reported)
 
 
 def _vote(prog: _Progress, runs, members, val_data, va_tab) -> tuple[Run, dict, int]:
