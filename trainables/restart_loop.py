@@ -23,6 +23,7 @@ before any has finished), so ``trainables.predict`` reads it like any other.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -38,15 +39,18 @@ __all__ = ["PROGRESS_KEY", "Outcome", "train_candidates", "progress_of"]
 PROGRESS_KEY = "restart_progress"
 
 
+@dataclass
 class Outcome:
     """What :func:`train_candidates` leaves: the run to report (the kept candidate, or the vote), its
     last good state (what a checkpoint holds), the failure ("" if none), ``interrupted`` (a stop came
     before every candidate was trained: nothing was chosen yet) and ``reported`` (the run was chosen
     before a resume, so its epochs have been reported already)."""
 
-    def __init__(self, run: Run, last_good: dict, failure: str, interrupted: bool, reported: bool):
-        self.run, self.last_good, self.failure = run, last_good, failure
-        self.interrupted, self.reported = interrupted, reported
+    run: Run
+    last_good: dict
+    failure: str
+    interrupted: bool
+    reported: bool
 
 
 def progress_of(state: dict | None) -> dict | None:
