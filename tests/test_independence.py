@@ -224,7 +224,7 @@ def test_a_resumed_run_continues_with_the_running_speaker_dependence(one_thread,
 
     table = _speaker_table()
     cfg = {"model": model, "epochs": 3, "batch_size": 8, "speaker_independence": 2.0, "channels": "2,3,4,4",
-           "gru_hidden": 6, "checkpoint_every": 1, "device": "cpu", "seed": 3, "restarts": 1}  # one run, resumable
+           "gru_hidden": 6, "checkpoint_every": 1, "device": "cpu", "seed": 3, "restarts": 1}  # one run: resumed epoch by epoch
     if model == "uvac":
         cfg["prior_warmup_epochs"] = 0  # the responsibilities (and the term) from the first batch
     straight = train(cfg, table, checkpoint_dir=str(tmp_path / "a"))

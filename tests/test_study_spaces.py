@@ -228,14 +228,16 @@ def test_aligned_starts_are_searched_only_where_every_front_end_is_normalised_pe
 
 
 def test_a_study_trains_each_trial_once_where_the_recipe_votes():
-    """UVAC's recipe on a per-speaker front end votes over 3 restarts; a study's trials train once
-    (a vote reports no epoch before its end and cannot resume) unless --set asks for restarts."""
+    """Both recipes on a per-speaker front end vote over 3 restarts; a study's trials train once (a vote
+    reports no epoch before its last candidate ends, so no scheduler could judge it) unless --set asks
+    for restarts."""
     from study.options import StudyOptions, fixed_config
 
     voice = PRESETS["awe_voice"]
-    plain = resolve_config({"model": "uvac", "recipe": "recommended"}, preset=voice)
-    assert (plain["restarts"], plain["restart_combine"]) == (3, "vote")
-    assert resolve_config({"model": "cat_uvac", "recipe": "recommended"}, preset=voice)["restarts"] == 1
+    for model in ("uvac", "cat_uvac"):
+        plain = resolve_config({"model": model, "recipe": "recommended"}, preset=voice)
+        assert (plain["restarts"], plain["restart_combine"]) == (3, "vote")
+    assert resolve_config({"model": "cat_uvac", "recipe": "recommended"}, preset=PRESETS["awe"])["restarts"] == 1
     for space in ("uvac", "cat_uvac"):
         fixed = fixed_config(StudyOptions(space=space, dataset="fsdd", frontends=["awe_voice"]), 10)
         assert resolve_config({**fixed, "model": space}, preset=voice)["restarts"] == 1
