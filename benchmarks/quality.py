@@ -19,7 +19,8 @@ saves (Markdown + CSV + every run's metrics under ``--out``):
 * **With per-speaker normalisation** (``--speaker``, random split): the models on the
   speaker-normalised variant of their front end against the strongest baseline *with* speaker ids.
 * **Epochs to reach the strongest baseline** (validation), and the **ablation**: ``recommended``
-  with each of its settings switched back to the paper's, over ``--ablation-seeds`` seeds.
+  with each of its settings switched back to the paper's, over ``--ablation-seeds`` seeds (on a front
+  end normalised per speaker, its per-speaker values too: the vote, the speaker independence, ...).
 * **Candidates** (``--candidate "head_init=fit head_warmup_epochs=5"``, repeatable): ``recommended``
   with those keys changed, as rows of the main tables beside ``recommended`` itself, on every split
   and seed: a change to a model is measured against the strongest baseline of the same run, and
@@ -60,7 +61,11 @@ MODEL_LABEL = {"uvac": "UVAC", "cat_uvac": "Cat. UVAC"}
 ABLATION_GROUPS = (("lr_start", "lr_end"),
                    ("augment", "aug_speed", "aug_warp", "aug_shift", "aug_eq", "consistency", "consistency_weight",
                     "overcluster"),
-                   ("prior_init", "prior_warmup_epochs"))
+                   ("prior_init", "prior_warmup_epochs"),
+                   ("head_init", "head_warmup_epochs"),
+                   ("contrastive", "contrastive_temperature"),
+                   ("tau_kind", "tau_start"),
+                   ("restarts", "restart_combine"))
 
 
 @dataclass(frozen=True)
@@ -178,15 +183,20 @@ def _neural(a, model: str, recipe: str, split: str, seed: int, group: str = "mai
 
 
 def ablation_settings(model: str, frontend) -> list[dict]:
-    """``recommended``'s settings that differ from the paper's, one group at a time (the learning-rate
-    schedule is one setting): the values that switch each back to the paper's. A key without effect
-    under the recipe (``pool`` with the fully connected encoder: ``Key.applies_when``) is left out."""
-    from trainables.config import RECIPES, REAL_VALUED, all_keys, resolve_config
+    """``recommended``'s settings that differ from the paper's on ``frontend``, one group at a time
+    (:data:`ABLATION_GROUPS`: the learning-rate schedule is one setting, the restarts and their vote
+    another): the values that switch each back to the paper's. On a front end normalised per speaker
+    the recipe's per-speaker values (``SPEAKER_NORMALISED``: the vote, the speaker independence, the
+    aligned starts, ...) are ablated too. A key without effect under the recipe (``pool`` with the
+    fully connected encoder: ``Key.applies_when``) is left out."""
+    from trainables.config import RECIPES, REAL_VALUED, SPEAKER_NORMALISED, all_keys, resolve_config
 
     paper = resolve_config({"model": model, "recipe": "paper"}, preset=frontend)
     rec = resolve_config({"model": model, "recipe": "recommended"}, preset=frontend)
     defs = all_keys()
-    keys = [k for k in {**RECIPES["recommended"][model], **REAL_VALUED.get("recommended", {}).get(model, {})}
+    per_speaker = SPEAKER_NORMALISED["recommended"].get(model, {}) if getattr(frontend, "per_speaker", False) else {}
+    keys = [k for k in {**RECIPES["recommended"][model], **REAL_VALUED.get("recommended", {}).get(model, {}),
+                        **per_speaker}
             if paper[k] != rec[k] and defs[k].applies(rec)]
     groups = [tuple(k for k in g if k in keys) for g in ABLATION_GROUPS]
     groups = [g for g in groups if g]

@@ -197,3 +197,20 @@ def test_a_candidates_voice_count_reaches_the_suite():
     assert len(suite) == 1 and suite[0].config == {"frontends": ["awe_voice"], "voices": [6, 8]}
     a.candidates = parse_candidates(["d_z=8"], a.models)
     assert [j.config for j in plan_jobs(a) if j.kind == "suite"] == [{"frontends": ["awe_voice"]}]  # as before
+
+
+def test_the_ablation_on_a_per_speaker_front_end_switches_off_the_per_speaker_values_too():
+    """The recipe's front end normalises per (inferred) speaker, where SPEAKER_NORMALISED's values apply:
+    the vote, the speaker independence, the aligned starts are ablated there, one group each; on a front
+    end without speakers they are not part of the recipe and no row switches them."""
+    from benchmarks.quality import ablation_settings
+    from features.presets import PRESETS
+
+    voice = {m: [set(s) for s in ablation_settings(m, PRESETS["awe_voice"])] for m in ("uvac", "cat_uvac")}
+    for m, rows in voice.items():
+        assert {"restarts", "restart_combine"} in rows and {"speaker_independence"} in rows, m
+    assert {"head_init", "head_warmup_epochs"} in voice["cat_uvac"] and {"neighbours"} in voice["cat_uvac"]
+    off = ablation_settings("cat_uvac", PRESETS["awe_voice"])
+    assert {"restarts": 1, "restart_combine": "best"} in off  # the paper's values
+    plain = [set(s) for s in ablation_settings("cat_uvac", PRESETS["awe"])]
+    assert not any(s & {"restarts", "speaker_independence", "head_init", "neighbours"} for s in plain)
