@@ -3,7 +3,10 @@
 Each chosen MLflow run (a trial of a study) is re-trained with its own params as config, once
 per seed (``seed`` = 0..N-1), as Ray tasks (a local Ray bound to 127.0.0.1 by default,
 ``--address`` for a cluster; :func:`study.ray_runtime.init_ray`), on the same feature cache:
-the cache directory comes from the run's params (``features``) or its study's parent run
+``--set KEY=VALUE`` changes a key of every chosen run's config (e.g. ``--set restarts=3 --set
+restart_combine=vote``: the trials, trained once each in their study, repeated as the recipe's vote;
+recorded on the parent run, ``replication.overrides``; ``seed`` and ``model`` are the replication's own).
+The cache directory comes from the run's params (``features``) or its study's parent run
 (``fixed.features``), or ``--features``; the table's ``cache_key`` must equal the parent's
 ``study.cache_key`` tag (``--allow-other-cache`` skips the check). K-means, GMM-EM and
 labels-as-clusters (``trainables.baselines.run_baseline``) run on the same data with the same
@@ -47,6 +50,7 @@ from study.tags import (
     REPLICATION_NAME_TAG,
     REPLICATION_REPRESENTATION_TAG,
     REPLICATION_SEED_TAG,
+    REPLICATION_OVERRIDES_TAG,
     REPLICATION_SEEDS_TAG,
     REPLICATION_SOURCE_RUN_TAG,
     REPLICATION_SOURCE_RUNS_TAG,
@@ -191,8 +195,11 @@ def _replicate_task(rep: Replicate, table) -> dict:
 
 # ------------------------------------------------------------------ MLflow
 def _start_parent(cl, name: str, sources: Sequence[Source], seeds: int, baselines: bool,
-                  feature_dir: str, cache_key: str) -> str:
+                  feature_dir: str, cache_key: str, overrides: dict) -> str:
+    import json
+
     return cl.create_run(sources[0].experiment_id, run_name=name, tags={
+        REPLICATION_OVERRIDES_TAG: json.dumps(overrides, sort_keys=True),
         STUDY_KIND_TAG: KIND_REPLICATION, REPLICATION_NAME_TAG: name, REPLICATION_STATE_TAG: StudyState.RUNNING.value,
         REPLICATION_SOURCE_RUNS_TAG: ",".join(s.run_id for s in sources),
         REPLICATION_SEEDS_TAG: str(seeds),
@@ -260,10 +267,26 @@ def _check_inputs(run_ids: Sequence[str], seeds: int, name: str, tracking_uri: s
         raise ReplicationError(f"a replication named {name!r} already exists at {tracking_uri}; choose another --name")
 
 
-def _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache):
-    """The chosen runs and the one feature table they are all replicated on."""
+def _with_overrides(sources: Sequence[Source], overrides: dict) -> None:
+    """``--set`` values into every chosen run's config, checked (ReplicationError naming the key)."""
+    own = sorted(set(overrides) & {"seed", "model"})
+    if own:
+        raise ReplicationError(f"--set {', '.join(own)}: set by the replication itself (each run's model, "
+                               f"seeds 0..N-1)")
+    for s in sources:
+        s.config.update(overrides)
+        try:
+            resolve_config(s.config)
+        except ConfigError as exc:
+            raise ReplicationError(f"--set: run {s.run_id} with {overrides}: {exc}") from None
+
+
+def _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache, overrides=None):
+    """The chosen runs (``overrides``: ``--set`` values applied) and the one feature table they are all
+    replicated on."""
     from features.cache import CacheError, load_table
     sources = [source_from_run(r, tracking_uri, features) for r in run_ids]
+    _with_overrides(sources, dict(overrides or {}))
     feats = sorted({s.features for s in sources})
     if len(feats) > 1:
         raise ReplicationError(f"the chosen runs use different feature caches: {feats}; "
@@ -293,15 +316,18 @@ def _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache):
 def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: str = "sqlite:///mlflow.db",
               name: Optional[str] = None, address: Optional[str] = None, num_cpus: Optional[int] = None,
               features: Optional[str] = None, epochs: Optional[int] = None, baselines: bool = True,
-              allow_other_cache: bool = False, gpus_per_replicate: float = 0.0) -> ReplicationResult:
-    """Re-train ``run_ids`` over ``seeds`` seeds (plus the baselines) and log it all to MLflow."""
+              allow_other_cache: bool = False, gpus_per_replicate: float = 0.0,
+              overrides: Optional[dict] = None) -> ReplicationResult:
+    """Re-train ``run_ids`` over ``seeds`` seeds (plus the baselines) and log it all to MLflow;
+    ``overrides``: config keys changed in every chosen run (``--set``)."""
     name = name or f"replication-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_inputs(run_ids, seeds, name, tracking_uri)
     if epochs is not None and epochs < 1:
         raise ReplicationError(f"--epochs must be >= 1, got {epochs}")
     if gpus_per_replicate < 0:
         raise ReplicationError(f"--gpus-per-replicate must be >= 0, got {gpus_per_replicate}")
-    sources, table, feature_dir = _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache)
+    sources, table, feature_dir = _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache,
+                                                overrides)
     n_clusters = resolve_config(sources[0].config)["n_clusters"] or len(table.classes)
     replicates = plan(sources, seeds, baselines, n_clusters)
     try:
@@ -311,7 +337,7 @@ def replicate(run_ids: Sequence[str], seeds: int = 10, *, tracking_uri: str = "s
 
     cl = mlflow_client(tracking_uri)
     exp = sources[0].experiment_id
-    parent = _start_parent(cl, name, sources, seeds, baselines, feature_dir, table.cache_key)
+    parent = _start_parent(cl, name, sources, seeds, baselines, feature_dir, table.cache_key, overrides or {})
     children = [_start_child(cl, exp, parent, name, r) for r in replicates]
     finished: set[int] = set()
 
@@ -355,18 +381,22 @@ def main(argv=None) -> int:
     p.add_argument("--gpus-per-replicate", type=float, default=0.0, help="GPUs per model replicate (default 0)")
     p.add_argument("--features", help="feature cache directory (default: from the run / its study)")
     p.add_argument("--epochs", type=int, help="override the runs' epochs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a config key of every chosen run (repeatable), e.g. --set restarts=3")
     p.add_argument("--no-baselines", action="store_true", help="skip K-means, GMM-EM and labels-as-clusters")
     p.add_argument("--allow-other-cache", action="store_true", help="skip the cache_key check")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     from mlflow.exceptions import MlflowException
+
+    from study.options import StudyError, parse_set
     try:
         res = replicate(a.run, a.seeds, tracking_uri=a.tracking_uri, name=a.name, address=a.address,
                         num_cpus=a.num_cpus, features=a.features, epochs=a.epochs,
                         baselines=not a.no_baselines, allow_other_cache=a.allow_other_cache,
-                        gpus_per_replicate=a.gpus_per_replicate)
-    except (ReplicationError, MlflowException) as exc:
+                        gpus_per_replicate=a.gpus_per_replicate, overrides=parse_set(a.set))
+    except (ReplicationError, StudyError, MlflowException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"MLflow replication run: {res.parent_run_id} (name {res.name})")

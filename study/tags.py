@@ -57,6 +57,7 @@ REPLICATION_NAME_TAG = "replication.name"
 REPLICATION_STATE_TAG = "replication.state"      # a StudyState
 REPLICATION_SOURCE_RUNS_TAG = "replication.source_runs"
 REPLICATION_SEEDS_TAG = "replication.seeds"
+REPLICATION_OVERRIDES_TAG = "replication.overrides"  # --set KEY=VALUE given to every chosen run (JSON)
 REPLICATION_BASELINES_TAG = "replication.baselines"
 REPLICATION_FEATURES_TAG = "replication.features"
 REPLICATION_COMPLETED_TAG = "replication.completed"

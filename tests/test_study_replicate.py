@@ -154,6 +154,28 @@ def test_failed_and_diverged_replicates_are_recorded(tmp_path, tiny_cache, local
     assert "[replication failed]" in rendered.markdown and "not completed: seed 0 failed" in rendered.markdown
 
 
+def test_set_changes_every_chosen_runs_config_and_is_recorded(tmp_path, tiny_cache, local_ray):
+    """--set restarts=2 --set restart_combine=vote: a trial trained once in its study, repeated as a vote."""
+    import json
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ids = _study_with_runs(uri, tmp_path, tiny_cache.dir, tiny_cache.table.cache_key, [_tiny(model="uvac")])
+    votes = {"restarts": 2, "restart_combine": "vote"}
+    res = replicate(ids, 1, tracking_uri=uri, name="rep-vote", baselines=False, overrides=votes)
+    assert [o["status"] for o in res.outcomes] == ["complete"]
+    cl = MlflowClient(uri)
+    assert json.loads(cl.get_run(res.parent_run_id).data.tags["replication.overrides"]) == votes
+    child = _children(cl, res.parent_run_id)[0]
+    assert child.data.params["restarts"] == "2" and child.data.params["restart_combine"] == "vote"
+    again = train_one({**_tiny(model="uvac"), **votes}, tiny_cache.table, 0)  # the vote, not the single run
+    assert again["metrics"]["test/acc"] == pytest.approx(child.data.metrics["test/acc"])
+    for bad, words in [({"seed": 3}, "set by the replication itself"), ({"no_such_key": 1}, "unknown config key"),
+                       ({"restarts": 0}, "restarts")]:
+        with pytest.raises(ReplicationError, match=words):
+            replicate(ids, 1, tracking_uri=uri, name=f"rep-bad-{len(words)}", overrides=bad)
+    assert main(["--run", ids[0], "--seeds", "1", "--tracking-uri", uri, "--set", "restarts"]) == 2
+
+
 def test_replicate_refuses_bad_input_before_any_run(tmp_path, tiny_cache, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ids = _study_with_runs(uri, tmp_path, tiny_cache.dir, "not-the-same-key", [_tiny(model="uvac")])
