@@ -66,6 +66,7 @@ def test_tag_names_are_the_stored_strings():
         "EXPERIMENT_KIND_TAG": "mlflow.experimentKind", "SHARED_VIEW_TAG": "mlflow.sharedViewState.",
         "REPLICATION_NAME_TAG": "replication.name", "REPLICATION_STATE_TAG": "replication.state",
         "REPLICATION_SOURCE_RUNS_TAG": "replication.source_runs", "REPLICATION_SEEDS_TAG": "replication.seeds",
+        "REPLICATION_OVERRIDES_TAG": "replication.overrides",
         "REPLICATION_BASELINES_TAG": "replication.baselines", "REPLICATION_FEATURES_TAG": "replication.features",
         "REPLICATION_COMPLETED_TAG": "replication.completed", "REPLICATION_METHOD_TAG": "replication.method",
         "REPLICATION_MODEL_TAG": "replication.model", "REPLICATION_SOURCE_RUN_TAG": "replication.source_run",
