@@ -137,11 +137,11 @@ def _check_clusters(table, n_clusters: int) -> None:
 def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int, fixed: dict) -> list[dict]:
     """The classical baselines on the study's split (study.baselines), fitted with the seeds the
     trials train from (``fixed``: seed, replicas): what every trial must beat."""
-    from features.frontend import get_preset
     from study.baselines import study_baselines, trial_seeds
+    from trainables.baseline_suite import get_voices
 
     voices = int(fixed.get("voices", 0))  # --set voices: the count of the voice front ends' trials
-    tables = {name: _load_table(d, split_scheme, voices if get_preset(name).normalisation == "voice" else 0)
+    tables = {name: _load_table(d, split_scheme, voices if get_voices(name) else 0)
               for name, d in cache_dirs.items()}
     main = next(iter(cache_dirs))
     term.info(f"fitting the classical baselines on the study's split ({', '.join(cache_dirs)} and the "

@@ -105,6 +105,10 @@ class _Progress:
             if i != self.kept and not (self.vote and not d["failure"]):
                 d["state"] = None
 
+    def state(self, i: int) -> dict:
+        """The kept state of finished candidate ``i`` (None where it can no longer be used)."""
+        return self.done[i]["state"]
+
     def checkpoint(self, top: dict) -> dict:
         """The checkpoint state: ``top`` (a run state) with the progress beside it."""
         return {**top, PROGRESS_KEY: {"done": self.done, "current": self.current, "chosen": self.chosen}}
@@ -135,14 +139,14 @@ def train_candidates(cfg, table, device, use_bf16, val_data, va_tab, should_stop
     candidates that did not diverge; where every candidate diverged, the first one with its failure."""
     upto, every, total = restart_epochs(cfg), int(cfg["checkpoint_every"]), int(cfg["restarts"])
     prog, identity = _Progress(cfg, saved), identity or {}
-    runs: dict[int, tuple[Run, dict]] = {}
+    runs: dict[int, Run] = {}  # the finished candidates whose state is kept (prog.state), restored or trained
 
     def restore(state, seed) -> Run:
         return setup_run(cfg, table, device, use_bf16, {**state, **identity}, seed=seed)
 
     for i, d in enumerate(prog.done):
         if d["state"] is not None:
-            runs[i] = (restore(d["state"], int(d["seed"])), d["state"])
+            runs[i] = restore(d["state"], int(d["seed"]))
 
     def write(top):
         if save is not None and every > 0:
@@ -151,8 +155,9 @@ def train_candidates(cfg, table, device, use_bf16, val_data, va_tab, should_stop
     def interrupted(run: Run, last_good: dict) -> Outcome:
         """A stop among the candidates: the best so far (or the one in training) is reported, the
         checkpoint keeps the progress, nothing is chosen."""
-        top = runs[prog.kept] if prog.kept is not None else (run, last_good)
-        return Outcome(top[0], prog.checkpoint(top[1]), "", True, False)
+        if prog.kept is not None:
+            run, last_good = runs[prog.kept], prog.state(prog.kept)
+        return Outcome(run, prog.checkpoint(last_good), "", True, False)
 
     for r in range(len(prog.done), total):
         seed = restart_seed(int(cfg["seed"]), r)
@@ -162,16 +167,16 @@ def train_candidates(cfg, table, device, use_bf16, val_data, va_tab, should_stop
         def on_saved(last_good, epoch):
             prog.current = last_good
             if epoch % max(1, every) == 0:
-                write(runs[prog.kept][1] if prog.kept is not None else last_good)
+                write(prog.state(prog.kept) if prog.kept is not None else last_good)
 
         last_good, failure, stopped = _train_one(run, upto, val_data, va_tab, should_stop, on_saved)
         if stopped:
             return interrupted(run, last_good)
         score, probs = (math.nan, None) if failure else _separation(run)
         prog.add(Candidate(r, run.seed, score, failure), last_good, probs if prog.vote else None)
-        runs[len(prog.done) - 1] = (run, last_good)
-        runs = {i: v for i, v in runs.items() if prog.done[i]["state"] is not None}
-        write(runs[prog.kept][1])
+        runs[len(prog.done) - 1] = run
+        runs = {i: v for i, v in runs.items() if prog.state(i) is not None}
+        write(prog.state(prog.kept))
         if r < total - 1 and should_stop is not None and should_stop():
             return interrupted(run, last_good)
     return _choose(prog, runs, val_data, va_tab)
@@ -186,7 +191,7 @@ def _choose(prog: _Progress, runs, val_data, va_tab) -> Outcome:
         run, last_good, ref = _vote(prog, runs, members, val_data, va_tab)
         cand = prog.candidate(ref)
     else:
-        run, last_good = runs[prog.kept]
+        run, last_good = runs[prog.kept], prog.state(prog.kept)
         cand = prog.candidate(prog.kept)
     if choose(candidates) is not None:
         run.summary = {**restart_metrics(candidates, cand), **run.summary}
@@ -205,8 +210,8 @@ def _vote(prog: _Progress, runs, members, val_data, va_tab) -> tuple[Run, dict, 
 
     probs = [prog.done[i]["probs"].numpy() for i in members]
     ref = most_agreeing([p.argmax(axis=1) for p in probs])
-    ensemble = VotingEnsemble([runs[i][0].model for i in members], vote_maps(probs, ref), ref)
-    run, last_good = runs[members[ref]]
+    ensemble = VotingEnsemble([runs[i].model for i in members], vote_maps(probs, ref), ref)
+    run, last_good = runs[members[ref]], prog.state(members[ref])
     run.model = ensemble
     run.summary = evaluate(ensemble, val_data, va_tab.labels, run.cfg, "val/")[0]
     return run, {**last_good, "model": clone_tree(ensemble.state_dict())}, members[ref]
