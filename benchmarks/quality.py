@@ -114,11 +114,11 @@ def _suite(job: Job, caches: dict[str, str]) -> list[dict]:
         for r in extra:
             r.name = own_name(f, r.name)
         results += extra
-    voiced = [p for p in REFERENCE_PRESETS if p in caches and get_voices(p)]
+    voiced = {p: get_voices(p) for p in REFERENCE_PRESETS if p in caches and get_voices(p)}
     for count in job.config.get("voices", ()):  # the candidates' voice counts: the voice baselines at each
         try:
-            tables = {p: align_to(_table(caches[p], job.split, int(count)), main) for p in voiced
-                      if count != get_voices(p)}
+            tables = {p: align_to(_table(caches[p], job.split, int(count)), main) for p, own in voiced.items()
+                      if count != own}
         except VoiceError as exc:  # too many voices for the clips: the candidate's own run fails the same way
             warnings.warn(f"baseline suite: no voice baselines with {count} voices: {exc}", stacklevel=2)
             continue
@@ -145,10 +145,11 @@ def run_job(job: Job, caches: dict[str, str]) -> dict:
             return {"status": TrialStatus.COMPLETE, "metrics": dict(out.metrics), "val_acc": [], "time_s": time.time() - t0}
         from trainables.loop import train
 
+        resolved = resolved_config(job)
         res = train({**job.config, "seed": job.seed, "split_scheme": job.split}, table)
         val_acc = [h.get("val/acc", math.nan) for h in res.history]
         return {"status": res.status, "reason": res.reason, "metrics": dict(res.metrics), "val_acc": val_acc,
-                "time_s": time.time() - t0}
+                "time_s": time.time() - t0, "resolved": resolved}
     except Exception as exc:  # a failing run is a row of the table, not a crash of the benchmark
         return {"status": TrialStatus.FAILED, "reason": f"{type(exc).__name__}: {exc}", "metrics": {}, "val_acc": [],
                 "time_s": time.time() - t0}
@@ -331,7 +332,7 @@ def save_runs(results: list[tuple[Job, dict]], out: Path) -> None:
     os.replace(tmp, out / "runs.json")
 
 
-_RESULT_KEYS = ("status", "reason", "metrics", "val_acc", "time_s", "rows")
+_RESULT_KEYS = ("status", "reason", "metrics", "val_acc", "time_s", "rows", "resolved")
 
 
 def load_runs(path: Path) -> list[tuple[Job, dict]]:
@@ -349,15 +350,44 @@ def _job_key(job: Job) -> str:
                       sort_keys=True, default=str)
 
 
-def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], list[Job]]:
-    """(the saved results of ``jobs`` that did not fail, the jobs still to run). A saved run counts
-    only if it is the same job (kind, split, seed, group, label, front end and config); a failed one
-    runs again; saved runs of jobs no longer planned are dropped."""
+def resolved_config(job: Job) -> dict:
+    """The config a neural job trains with as the code resolves it now (its recipe's values included;
+    JSON-normalised, as ``runs.json`` keeps it); {} for the other jobs."""
+    if job.kind != "neural":
+        return {}
+    from features.frontend import get_preset
+    from trainables.config import resolve_config
+
+    return json.loads(json.dumps(resolve_config(job.config, preset=get_preset(job.frontend)), default=str))
+
+
+def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], list[Job], list[str]]:
+    """(the saved results of ``jobs`` that did not fail, the jobs still to run, lines to tell the user).
+    A saved run counts only if it is the same job (kind, split, seed, group, label, front end and config)
+    and, for a model, trained with the config the job resolves to now (``resolved``: a run measured
+    before its recipe changed runs again); a failed one runs again; saved runs of jobs no longer
+    planned are dropped. A model's run saved without its resolved config (before it was recorded) is
+    kept, and counted in the lines."""
     saved = {_job_key(j): (j, r) for j, r in load_runs(path)} if Path(path).exists() else {}
     planned = {_job_key(j): j for j in jobs}
-    kept = [(planned[k], r) for k, (_, r) in saved.items() if k in planned and r.get("status") != TrialStatus.FAILED]
+    kept, stale, unchecked = [], 0, 0
+    for key, (_, r) in saved.items():
+        if key not in planned or r.get("status") == TrialStatus.FAILED:
+            continue
+        job = planned[key]
+        if job.kind == "neural" and "resolved" not in r:
+            unchecked += 1
+        elif job.kind == "neural" and r["resolved"] != resolved_config(job):
+            stale += 1
+            continue
+        kept.append((job, r))
     done = {_job_key(j) for j, _ in kept}
-    return kept, [j for j in jobs if _job_key(j) not in done]
+    lines = [f"{stale} saved run(s) trained with another resolved config (a recipe changed since) run again"] \
+        if stale else []
+    if unchecked:
+        lines.append(f"{unchecked} saved run(s) kept without their resolved config (saved before it was recorded): "
+                     "they are trusted to match the recipe as it is now")
+    return kept, [j for j in jobs if _job_key(j) not in done], lines
 
 
 def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header: str) -> str:
@@ -506,9 +536,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(jobs)} runs on {a.jobs} worker(s); caches {', '.join(f'{k}: {v}' for k, v in caches.items())}",
           flush=True)
     t0 = time.time()
-    results, todo = resume_runs(jobs, a.out / "runs.json") if a.resume else ([], list(jobs))
+    results, todo, lines = resume_runs(jobs, a.out / "runs.json") if a.resume else ([], list(jobs), [])
     if a.resume:
         print(f"resumed: {len(results)} run(s) kept from {a.out / 'runs.json'}, {len(todo)} to run", flush=True)
+    for line in lines:
+        print(f"resume: {line}", flush=True)
     # the classical suite first (cheap, and every table needs it), then the models' main runs, then
     # the per-speaker runs and the ablation: a benchmark stopped early still has complete tables
     ordered = sorted(todo, key=lambda j: (j.kind == "neural", ("main", "speaker", "ablation").index(j.group)))

@@ -1,5 +1,5 @@
 """benchmarks.quality keeps what it measured: runs.json after every run, --resume runs only the rest."""
-from benchmarks.quality import Job, load_runs, resume_runs, save_runs
+from benchmarks.quality import Job, load_runs, resolved_config, resume_runs, save_runs
 
 
 def _jobs():
@@ -17,7 +17,7 @@ def test_resume_keeps_completed_runs_and_reruns_failed_and_missing(tmp_path):
     loaded = load_runs(tmp_path / "runs.json")
     assert [j for j, _ in loaded] == [suite, uvac] and loaded[0][1]["metrics"] == {"test/acc": 0.6}
 
-    kept, todo = resume_runs([suite, uvac, cat], tmp_path / "runs.json")
+    kept, todo, _ = resume_runs([suite, uvac, cat], tmp_path / "runs.json")
     assert [j for j, _ in kept] == [suite] and todo == [uvac, cat]
 
 
@@ -25,13 +25,31 @@ def test_resume_ignores_a_saved_run_whose_config_changed(tmp_path):
     suite, uvac, _ = _jobs()
     save_runs([(uvac, {"status": "complete", "reason": "", "metrics": {}, "time_s": 1.0})], tmp_path)
     changed = Job(**{**uvac.__dict__, "config": {**uvac.config, "epochs": 60}})
-    kept, todo = resume_runs([suite, changed], tmp_path / "runs.json")
+    kept, todo, _ = resume_runs([suite, changed], tmp_path / "runs.json")
     assert kept == [] and todo == [suite, changed]
+
+
+def test_resume_reruns_a_run_whose_recipe_changed_since(tmp_path):
+    """A recipe row's job config only names the recipe: the run counts only if the config it resolved to
+    then (saved as ``resolved``) is the one it resolves to now."""
+    _, uvac, cat = _jobs()
+    now = resolved_config(uvac)
+    assert now["lr_start"] == 5e-4 and now["model"] == "uvac" and resolved_config(_jobs()[0]) == {}
+    then = {**now, "restarts": now["restarts"] + 2}  # as if the recipe had changed since
+    done = {"status": "complete", "reason": "", "metrics": {}, "time_s": 1.0}
+    save_runs([(uvac, {**done, "resolved": then}), (cat, {**done, "resolved": resolved_config(cat)})], tmp_path)
+    kept, todo, lines = resume_runs([uvac, cat], tmp_path / "runs.json")
+    assert [j for j, _ in kept] == [cat] and todo == [uvac]
+    assert len(lines) == 1 and "another resolved config" in lines[0]
+
+    save_runs([(uvac, done)], tmp_path)  # saved before the resolved config was recorded: kept, and said
+    kept, todo, lines = resume_runs([uvac], tmp_path / "runs.json")
+    assert [j for j, _ in kept] == [uvac] and todo == [] and "without their resolved config" in lines[0]
 
 
 def test_resume_without_saved_runs_runs_everything(tmp_path):
     jobs = list(_jobs())
-    assert resume_runs(jobs, tmp_path / "runs.json") == ([], jobs)
+    assert resume_runs(jobs, tmp_path / "runs.json") == ([], jobs, [])
 
 
 def _suite(split, seed, rows):
