@@ -460,7 +460,8 @@ def parser() -> argparse.ArgumentParser:
                    help="also run recommended with these config keys changed, on every split and seed "
                         "(repeatable; each a row of the main tables)")
     p.add_argument("--resume", action="store_true",
-                   help="keep the runs already in <--out>/runs.json (same jobs, not failed) and run the rest")
+                   help="keep the runs already in <--out>/runs.json (same jobs, not failed, a model's trained "
+                        "with the config its recipe resolves to now) and run the rest")
     p.add_argument("--tables-from", type=Path, metavar="RUNS_JSON",
                    help="re-render the tables from a previous run's runs.json (no training)")
     return p
