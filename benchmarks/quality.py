@@ -38,17 +38,16 @@ chosen on validation (the recipes come from studies on validation accuracy); tab
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality_runs import Job, job_key, load_runs, resolved_config, resume_runs, save_runs
 from benchmarks.quality_tables import (ablation_rows, baseline_rows, baseline_summary, epochs_to_reach,
                                        main_uses_speaker_ids, margin_rows, markdown)
 from trainables.status import TrialStatus
@@ -66,19 +65,6 @@ ABLATION_GROUPS = (("lr_start", "lr_end"),
                    ("contrastive", "contrastive_temperature"),
                    ("tau_kind", "tau_start"),
                    ("restarts", "restart_combine"))
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run (a model, the baseline suite, or labels-as-clusters): what a worker needs, nothing else."""
-
-    kind: str  # "neural" | "suite" | "labels"
-    split: str
-    seed: int
-    config: dict = field(default_factory=dict)
-    label: str = ""
-    group: str = "main"  # "main" | "ablation" | "speaker"
-    frontend: str = ""  # the preset whose cache the job trains on
 
 
 # ------------------------------------------------------------------ worker side
@@ -321,75 +307,6 @@ def _rows_for(results: list[tuple[Job, dict]], split: str, group: str = "main") 
     return ordered
 
 
-def save_runs(results: list[tuple[Job, dict]], out: Path) -> None:
-    """Every run so far as ``runs.json`` (after each run: a crash or a kill loses none;
-    ``--tables-from`` renders the tables from it)."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "runs.json.tmp"
-    tmp.write_text(json.dumps(
-        [{"label": j.label, "kind": j.kind, "split": j.split, "seed": j.seed, "group": j.group, "config": j.config,
-          "frontend": j.frontend, **{k: v for k, v in r.items()}} for j, r in results], indent=1, default=str))
-    os.replace(tmp, out / "runs.json")
-
-
-_RESULT_KEYS = ("status", "reason", "metrics", "val_acc", "time_s", "rows", "resolved")
-
-
-def load_runs(path: Path) -> list[tuple[Job, dict]]:
-    """The runs saved by :func:`save_runs`, as (job, result) pairs."""
-    try:
-        saved = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"error: cannot read the saved runs {path}: {e}") from None
-    return [(Job(r["kind"], r["split"], r["seed"], r["config"], r["label"], r["group"], r.get("frontend", "")),
-             {k: r[k] for k in _RESULT_KEYS if k in r}) for r in saved]
-
-
-def _job_key(job: Job) -> str:
-    return json.dumps([job.kind, job.split, job.seed, job.group, job.label, job.frontend, job.config],
-                      sort_keys=True, default=str)
-
-
-def resolved_config(job: Job) -> dict:
-    """The config a neural job trains with as the code resolves it now (its recipe's values included;
-    JSON-normalised, as ``runs.json`` keeps it); {} for the other jobs."""
-    if job.kind != "neural":
-        return {}
-    from features.frontend import get_preset
-    from trainables.config import resolve_config
-
-    return json.loads(json.dumps(resolve_config(job.config, preset=get_preset(job.frontend)), default=str))
-
-
-def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], list[Job], list[str]]:
-    """(the saved results of ``jobs`` that did not fail, the jobs still to run, lines to tell the user).
-    A saved run counts only if it is the same job (kind, split, seed, group, label, front end and config)
-    and, for a model, trained with the config the job resolves to now (``resolved``: a run measured
-    before its recipe changed runs again); a failed one runs again; saved runs of jobs no longer
-    planned are dropped. A model's run saved without its resolved config (before it was recorded) is
-    kept, and counted in the lines."""
-    saved = {_job_key(j): (j, r) for j, r in load_runs(path)} if Path(path).exists() else {}
-    planned = {_job_key(j): j for j in jobs}
-    kept, stale, unchecked = [], 0, 0
-    for key, (_, r) in saved.items():
-        if key not in planned or r.get("status") == TrialStatus.FAILED:
-            continue
-        job = planned[key]
-        if job.kind == "neural" and "resolved" not in r:
-            unchecked += 1
-        elif job.kind == "neural" and r["resolved"] != resolved_config(job):
-            stale += 1
-            continue
-        kept.append((job, r))
-    done = {_job_key(j) for j, _ in kept}
-    lines = [f"{stale} saved run(s) trained with another resolved config (a recipe changed since) run again"] \
-        if stale else []
-    if unchecked:
-        lines.append(f"{unchecked} saved run(s) kept without their resolved config (saved before it was recorded): "
-                     "they are trusted to match the recipe as it is now")
-    return kept, [j for j in jobs if _job_key(j) not in done], lines
-
-
 def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header: str) -> str:
     """Print-ready Markdown of every table; CSV files beside it in ``a.out``."""
     import pandas as pd
@@ -554,8 +471,8 @@ def main(argv: list[str] | None = None) -> int:
             acc = res["metrics"].get("test/acc", math.nan)
             print(f"[{len(results):3d}/{len(jobs)} {time.time() - t0:6.0f}s] {job.label:<44} {job.split:<6} "
                   f"seed {job.seed}: {res['status']:<9} test ACC {100 * acc:5.1f}%  ({res['time_s']:.0f} s)", flush=True)
-    order = {_job_key(j): i for i, j in enumerate(jobs)}
-    results.sort(key=lambda jr: order[_job_key(jr[0])])
+    order = {job_key(j): i for i, j in enumerate(jobs)}
+    results.sort(key=lambda jr: order[job_key(jr[0])])
     text = write_report(results, a, header + f"\n\nWall time: {(time.time() - t0) / 60:.1f} min on {os.cpu_count()} CPU(s)")
     print()
     print(text)

@@ -1,6 +1,7 @@
 """The tables of ``benchmarks.quality``: Table I, the strongest baseline and every model's margin
 over it, the epochs a model needs to reach it, and the ablation. Pure functions of the results
-(``[(Job, result dict)]``), so ``--tables-from runs.json`` re-renders them without training."""
+(``[(Job, result dict)]``, benchmarks.quality_runs), so ``--tables-from runs.json`` re-renders them
+without training."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,5 @@
 """benchmarks.quality keeps what it measured: runs.json after every run, --resume runs only the rest."""
-from benchmarks.quality import Job, load_runs, resolved_config, resume_runs, save_runs
+from benchmarks.quality_runs import Job, load_runs, resolved_config, resume_runs, save_runs
 
 
 def _jobs():
@@ -136,7 +136,7 @@ def test_a_candidate_is_a_main_row_on_every_split_and_seed_beside_recommended(tm
 
 
 def test_margins_show_validation_beside_test():
-    from benchmarks.quality import Job
+    from benchmarks.quality_runs import Job
     from benchmarks.quality_tables import margin_rows
 
     results = [_suite("random", s, [("factorial", False, 0.60, 0.58)]) for s in range(2)]
@@ -151,7 +151,7 @@ def test_margins_show_validation_beside_test():
 
 
 def test_models_on_a_speaker_normalised_front_end_are_measured_against_baselines_with_speaker_ids():
-    from benchmarks.quality import Job
+    from benchmarks.quality_runs import Job
     from benchmarks.quality_tables import main_uses_speaker_ids, margin_rows
 
     rows = [("factorial", False, 0.64, 0.60), ("awe_speaker_fair", True, 0.77, 0.78)]
@@ -165,7 +165,7 @@ def test_models_on_a_speaker_normalised_front_end_are_measured_against_baselines
 
 
 def test_the_ablation_shows_validation_beside_test_paired_by_seed():
-    from benchmarks.quality import Job
+    from benchmarks.quality_runs import Job
     from benchmarks.quality_tables import ablation_rows
 
     results = []
