@@ -6,7 +6,7 @@ spoken digits 96 % of a clip's 10 nearest neighbours in ``awe_raw`` say the same
 same speaker's other takes), so the consistency term between a clip and a neighbour pulls whole
 neighbourhoods into one cluster, which no augmentation of a single clip can do. Measured on FSDD
 it does not pay: 99 % of those neighbours are the same speaker's takes, so nothing crosses the
-speakers (README, "Neighbour views"); a knob, off by default.
+speakers (docs/QUALITY.md, "Neighbour views"); a knob, off by default.
 
 The space is fixed before training and uses no labels: the train split's inputs flattened,
 standardised per dimension, projected on their leading principal components, compared by cosine
