@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Optional
 
 from study.compat import optuna_trial_id
-from study.tags import MLFLOW_RUN_ATTR, RAY_ID_ATTR  # noqa: F401  (the link's user attrs, re-exported)
+from study.tags import MLFLOW_RUN_ATTR, RAY_ID_ATTR  # the link's user attrs, re-exported
+
+__all__ = ["MLFLOW_RUN_ATTR", "RAY_ID_ATTR", "TrialIndex"]
 
 
 class TrialIndex:

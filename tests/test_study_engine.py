@@ -13,7 +13,6 @@ from ray.tune import Stopper
 from study import spaces
 from study.engine import run_study
 from study.options import StudyError, StudyOptions
-from study.progress import number
 from study.result import format_result
 from study.trial_index import TrialIndex
 from tests.study_helpers import TINY, build_features, mlflow_children, optuna_trials, uris

@@ -16,6 +16,8 @@ registers its classes itself).
 """
 from __future__ import annotations
 
+import functools
+
 import importlib
 import os
 from typing import Any, Callable, Iterator, Mapping
@@ -154,8 +156,7 @@ def build_model(cfg: Mapping[str, Any], n_freq: int, n_frames: int, *, preset: A
     if preset is not None and preset.invertible:
         from features.frontend import denormalise
 
-        def to_linear(x01, stats):
-            return denormalise(x01, stats, preset)
+        to_linear = functools.partial(denormalise, preset=preset)  # (x01, norm_stats) -> linear spectrogram
 
     bounded = True if preset is None else bool(preset.bounded)
     return cls.from_config(cfg, int(n_freq), int(n_frames), to_linear, bounded=bounded)
