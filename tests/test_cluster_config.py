@@ -10,7 +10,6 @@ import copy
 import os
 import re
 import shlex
-import sys
 import tomllib
 from pathlib import Path
 
