@@ -100,7 +100,7 @@ def _suite(job: Job, caches: dict[str, str]) -> list[dict]:
         for r in extra:
             r.name = own_name(f, r.name)
         results += extra
-    voiced = {p: get_voices(p) for p in REFERENCE_PRESETS if p in caches and get_voices(p)}
+    voiced = {p: own for p in REFERENCE_PRESETS if p in caches and (own := get_voices(p))}
     for count in job.config.get("voices", ()):  # the candidates' voice counts: the voice baselines at each
         try:
             tables = {p: align_to(_table(caches[p], job.split, int(count)), main) for p, own in voiced.items()
