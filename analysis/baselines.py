@@ -62,7 +62,8 @@ class Baselines:
     @property
     def metrics(self) -> list[str]:
         """Every metric some method logged, validation first."""
-        return sorted({k for vals in self.by_method.values() for k in vals}, key=lambda k: (not k.startswith("val/"), k))
+        return sorted({k for vals in self.by_method.values() for k in vals},
+                      key=lambda k: (not k.startswith("val/"), k))
 
     def values(self, metric: str) -> dict[str, float]:
         """method -> value of ``metric`` (only the methods that logged it)."""

@@ -148,7 +148,8 @@ def hypervolume_figure(histories: dict[str, np.ndarray], legends: dict[str, str]
         fig.add_trace(go.Scatter(x=list(range(1, len(h) + 1)), y=list(map(float, h)), mode="lines+markers",
                                  name=legends[study], line=dict(color=COLOURS[i % len(COLOURS)])))
     fig.update_layout(title="Hypervolume of each study's Pareto front after each completed trial",
-                      xaxis_title="completed trials (in completion order)", yaxis_title="hypervolume (higher is better)",
+                      xaxis_title="completed trials (in completion order)",
+                      yaxis_title="hypervolume (higher is better)",
                       height=420, autosize=True, legend=dict(orientation="h", y=-0.3), template="plotly_white")
     return fig
 
@@ -195,12 +196,13 @@ def baselines_html(reports: dict) -> str:
     return "".join(parts)
 
 
-STYLE = """*{box-sizing:border-box} body{font-family:sans-serif;margin:0 auto;padding:1em;max-width:1800px}
+STYLE = ("""*{box-sizing:border-box} body{font-family:sans-serif;margin:0 auto;padding:1em;max-width:1800px}
 table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;padding:2px 6px}
 p.note{font-size:13px;color:#333} div.scroll{overflow-x:auto;max-width:100%;margin-bottom:1em}
 div.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,520px),1fr));gap:12px}
-div.cell{min-width:0;border:1px solid #eee} div.imp{display:inline-block;vertical-align:top;margin:0 2em 1em 0;font-size:13px}
-#noplotly{background:#fff3cd;padding:.5em;border:1px solid #e0c060}"""
+div.cell{min-width:0;border:1px solid #eee} """
+         """div.imp{display:inline-block;vertical-align:top;margin:0 2em 1em 0;font-size:13px}
+#noplotly{background:#fff3cd;padding:.5em;border:1px solid #e0c060}""")
 
 
 def _div(fig, div_id: str) -> str:

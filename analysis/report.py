@@ -325,8 +325,9 @@ def baselines_summary(rep: StudyReport) -> dict:
 
 
 def _summary(reports: dict[str, StudyReport]) -> dict:
-    return {s: {"baselines": baselines_summary(r), "objectives": [str(o) for o in r.objectives], "key": r.key, "runs": r.n_runs,
-                "completed": r.n_completed, "pareto_run_ids": r.front_run_ids, "hypervolume": r.hypervolume,
+    return {s: {"baselines": baselines_summary(r), "objectives": [str(o) for o in r.objectives], "key": r.key,
+                "runs": r.n_runs, "completed": r.n_completed, "pareto_run_ids": r.front_run_ids,
+                "hypervolume": r.hypervolume,
                 "reference_point": r.reference, "hypervolume_history": r.hypervolume_history,
                 "importance": {i.metric: {"n_trials": i.n_trials, "values": i.values} for i in r.importances},
                 "importance_notes": r.importance_notes}
@@ -448,7 +449,8 @@ def build_report(studies: Sequence[str], *, tracking_uri: Optional[str] = None,
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0])
     p.add_argument("--study", action="append", required=True, help="study name (repeat for several)")
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
+                   help="MLflow tracking URI (default sqlite:///mlflow.db)")
     p.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
                    help="objectives of the front (default: each study's study.objectives tag); a metric "
                         "the studies' models do not report, or a bad direction, is an error (exit 2)")

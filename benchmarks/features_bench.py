@@ -61,7 +61,8 @@ def _bench_load(s, n: int, repeats: int):
           f"= {nbytes / load_s / 1e9:.2f} GB/s (best of {repeats}, whole FeatureTable incl. splits, verify=True)")
     pload_s, _ = _best(lambda: load_table(s.cache_dir, source="parquet"), repeats)
     print(f"load:    load_table (Parquet shards):  {pload_s * 1e3:.1f} ms = {nbytes / pload_s / 1e9:.2f} GB/s")
-    print(f"verify:  {'source':8s} {'verify=True':>12s} {'verify=False':>13s} {'ratio':>7s}   (sha256 of every file read)")
+    print(f"verify:  {'source':8s} {'verify=True':>12s} {'verify=False':>13s} {'ratio':>7s}   "
+          "(sha256 of every file read)")
     for source, with_s in (("arrow", load_s), ("parquet", pload_s)):
         without_s, _ = _best(lambda: load_table(s.cache_dir, source=source, verify=False), repeats)
         print(f"verify:  {source:8s} {with_s * 1e3:9.1f} ms {without_s * 1e3:10.1f} ms {with_s / without_s:6.1f}x")

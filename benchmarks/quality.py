@@ -128,7 +128,8 @@ def run_job(job: Job, caches: dict[str, str]) -> dict:
             from trainables.baselines import run_baseline
 
             out = run_baseline("labels", table, len(table.classes), job.seed)
-            return {"status": TrialStatus.COMPLETE, "metrics": dict(out.metrics), "val_acc": [], "time_s": time.time() - t0}
+            return {"status": TrialStatus.COMPLETE, "metrics": dict(out.metrics), "val_acc": [],
+                    "time_s": time.time() - t0}
         from trainables.loop import train
 
         resolved = resolved_config(job)
@@ -222,7 +223,8 @@ def parse_candidates(specs: list[str], models: list[str], frontend_of=None) -> l
             if k in ("model", "recipe", "seed", "split_scheme", "epochs"):
                 raise ConfigError(f"--candidate {spec!r}: {k} is set by the benchmark itself (use its own flag)")
             if k == "frontend" and v not in PRESETS:
-                raise ConfigError(f"--candidate {spec!r}: unknown front end {v!r} (one of {', '.join(sorted(PRESETS))})")
+                raise ConfigError(f"--candidate {spec!r}: unknown front end {v!r} "
+                                  f"(one of {', '.join(sorted(PRESETS))})")
             overrides[k] = keys[k].coerce(v)
         takers = [m for m in models if owned[m].issuperset(set(overrides) - {"frontend"})]
         if not takers:
@@ -470,10 +472,12 @@ def main(argv: list[str] | None = None) -> int:
             save_runs(results, a.out)
             acc = res["metrics"].get("test/acc", math.nan)
             print(f"[{len(results):3d}/{len(jobs)} {time.time() - t0:6.0f}s] {job.label:<44} {job.split:<6} "
-                  f"seed {job.seed}: {res['status']:<9} test ACC {100 * acc:5.1f}%  ({res['time_s']:.0f} s)", flush=True)
+                  f"seed {job.seed}: {res['status']:<9} test ACC {100 * acc:5.1f}%  ({res['time_s']:.0f} s)",
+                  flush=True)
     order = {job_key(j): i for i, j in enumerate(jobs)}
     results.sort(key=lambda jr: order[job_key(jr[0])])
-    text = write_report(results, a, header + f"\n\nWall time: {(time.time() - t0) / 60:.1f} min on {os.cpu_count()} CPU(s)")
+    text = write_report(results, a,
+                        header + f"\n\nWall time: {(time.time() - t0) / 60:.1f} min on {os.cpu_count()} CPU(s)")
     print()
     print(text)
     print(f"tables written to {a.out}/")

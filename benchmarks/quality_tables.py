@@ -11,7 +11,8 @@ import numpy as np
 
 from trainables.status import TrialStatus
 
-__all__ = ["baseline_rows", "baseline_summary", "strongest_baseline", "margin_rows", "epochs_to_reach", "ablation_rows", "markdown"]
+__all__ = ["baseline_rows", "baseline_summary", "strongest_baseline", "margin_rows", "epochs_to_reach", "ablation_rows",
+           "markdown"]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -101,7 +102,8 @@ def margin_rows(results: list[tuple[Any, dict]], split: str, group: str = "main"
     for label, accs in labels.items():
         paired = [(a, base[s]) for s, a in accs.items() if a is not None and base.get(s) is not None]
         margin = _margin(paired)
-        rows.append({"Method": label, "val ACC %": _pm(list(vals[label].values())), "test ACC %": _pm(list(accs.values())),
+        rows.append({"Method": label, "val ACC %": _pm(list(vals[label].values())),
+                     "test ACC %": _pm(list(accs.values())),
                      "margin (points)": margin, "seeds above": f"{sum(a > b for a, b in paired)}/{len(accs)}",
                      "val margin (points)": _margin([(v, base_val[s]) for s, v in vals[label].items()
                                                      if v is not None and base_val.get(s) is not None])})

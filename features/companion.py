@@ -3,7 +3,8 @@
 A study or a benchmark compares its models with classical baselines that need their own front end
 (the acoustic-word-embedding MFCCs of ``awe``). :func:`companion_cache` builds (or updates, cheaply
 when nothing changed) the cache of exactly the clips of an existing cache (their ids, paths,
-labels and groups, read from its shards) under another preset, in ``companions/`` next to it and with the same split seed. Nothing is re-scanned, so it works for any dataset, ``--limit`` included.
+labels and groups, read from its shards) under another preset, in ``companions/`` next to it and with
+the same split seed. Nothing is re-scanned, so it works for any dataset, ``--limit`` included.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def cached_records(cache_dir: Path | str) -> DatasetScan:
         raise CacheError(f"{cache_dir}: no manifest; rerun python -m features.build")
     tab = read_shards(cache_dir, m.shards, ["id", "label", "group", "path"])
     cols = {k: np.asarray(tab[k].to_pylist(), dtype=object).astype(str) for k in ("id", "label", "group", "path")}
-    recs = [AudioRecord(i, Path(p), lab, g) for i, p, lab, g in zip(cols["id"], cols["path"], cols["label"], cols["group"])]
+    recs = [AudioRecord(i, Path(p), lab, g)
+            for i, p, lab, g in zip(cols["id"], cols["path"], cols["label"], cols["group"])]
     return DatasetScan(m.dataset, Path(m.dataset_root), recs, [])
 
 

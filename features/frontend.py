@@ -226,7 +226,8 @@ def denormalise(x01: torch.Tensor, norm_stats: torch.Tensor, preset: Preset) -> 
         norm_stats = norm_stats.unsqueeze(0)
     if x01.ndim != 3 or norm_stats.ndim != 2 or norm_stats.shape != (x01.shape[0], 4):
         raise ValueError(
-            f"denormalise expects x01 [B, F, T] and norm_stats [B, 4], got {tuple(x01.shape)} and {tuple(norm_stats.shape)}"
+            f"denormalise expects x01 [B, F, T] and norm_stats [B, 4], got {tuple(x01.shape)} "
+            f"and {tuple(norm_stats.shape)}"
         )
     dtype = x01.dtype if x01.dtype in (torch.float32, torch.float64) else torch.float32  # never compute in fp16
     st = norm_stats.to(dtype)

@@ -115,7 +115,8 @@ class Preset:
         if self.n_bins <= 0 or self.log_eps <= 0:
             raise bad("n_bins and log_eps must be > 0")
         if self.scale == "linear" and (self.first_bin < 0 or self.first_bin + self.n_bins > self.n_fft // 2 + 1):
-            raise bad(f"bins {self.first_bin}..{self.first_bin + self.n_bins - 1} exceed the {self.n_fft // 2 + 1} STFT bins")
+            raise bad(f"bins {self.first_bin}..{self.first_bin + self.n_bins - 1} exceed the "
+                      f"{self.n_fft // 2 + 1} STFT bins")
         if self.scale == "mfcc":
             if self.compression != "log":
                 raise bad("mfcc cepstra are of the log mel power: compression must be 'log'")
@@ -244,7 +245,8 @@ PRESETS: dict[str, Preset] = {
         win_s=0.06,  # 960 samples at 16 kHz
         hop_s=0.03,  # 50% overlap
         scale="mel", n_bins=128, compression="log",
-        description="Categorical UVAC paper (UrbanSound8K): 16 kHz, 4 s, Hann 960, 50% overlap, 128 log-mel -> 128 x 132",
+        description="Categorical UVAC paper (UrbanSound8K): 16 kHz, 4 s, Hann 960, 50% overlap, 128 log-mel "
+                    "-> 128 x 132",
     ),
     "urban10s": Preset(
         name="urban10s", sample_rate=16000, duration_s=10.0, win_s=0.06, hop_s=0.03,

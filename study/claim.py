@@ -40,7 +40,8 @@ def claim_name(storage: str, name: str, directions: list[str]) -> None:
                 pass
             study = optuna.load_study(study_name=name, storage=rdb)
             if SETUP_DONE_ATTR in study.user_attrs or study.get_trials(deepcopy=False):
-                raise StudyError(f"study {name!r} already exists in {storage}; use --resume {name} or another --study-name")
+                raise StudyError(f"study {name!r} already exists in {storage}; "
+                                 f"use --resume {name} or another --study-name")
             owner = str(study.user_attrs.get(CLAIM_ATTR, ""))
             if not owner and sqlite_path(storage) is None:  # a server: its launch may be between the two steps
                 owner = _owner_after_grace(name, rdb)

@@ -296,7 +296,8 @@ def run_study(opts: StudyOptions, *, extra_callbacks: Optional[list] = None, sto
         if not seed_given:  # a fresh sampler seed per study, recorded so that it can be replayed
             opts.seed = secrets.randbits(31)
         st = _setup(opts, name)
-        term.info(f"{name}: space {opts.space}, {count_of(opts.num_samples, 'trial')} x {count_of(opts.epochs, 'epoch')}, "
+        term.info(f"{name}: space {opts.space}, {count_of(opts.num_samples, 'trial')} x "
+                  f"{count_of(opts.epochs, 'epoch')}, "
                   f"{opts.max_concurrent} concurrent, objectives {', '.join(map(str, st.objectives))}, "
                   f"scheduler {opts.scheduler}")
         term.info(f"sampler seed {opts.seed}" + ("" if seed_given else f" (drawn; replay with --seed {opts.seed})"))

@@ -231,7 +231,8 @@ def resolve_frontends(opts: StudyOptions) -> list[str]:
         names = [str(f) for f in opts.frontends]
         bad = [f for f in names if f not in PRESETS]
         if bad:
-            raise StudyError(f"--frontends: unknown preset(s) {', '.join(bad)}; choose from {', '.join(sorted(PRESETS))}")
+            raise StudyError(f"--frontends: unknown preset(s) {', '.join(bad)}; "
+                             f"choose from {', '.join(sorted(PRESETS))}")
         if len(set(names)) != len(names):
             raise StudyError(f"--frontends: a front end is named twice: {','.join(names)}")
         return names

@@ -154,7 +154,8 @@ class ProgressCallback(Callback):
 
     def __getstate__(self):
         state = {k: v for k, v in self.__dict__.items()
-                 if k in ("objectives", "total_trials", "epochs", "index", "every_s", "front_every_s", "tick_s", "width")}
+                 if k in ("objectives", "total_trials", "epochs", "index", "every_s", "front_every_s", "tick_s",
+                          "width")}
         state["_stream"] = None
         return state
 
@@ -215,7 +216,8 @@ class ProgressCallback(Callback):
 
     def _line(self, now: float) -> None:
         self._last_line, self._shown = now, self._progress
-        pct = 100.0 * (self._progress.total - self._progress.left) / self._progress.total if self._progress.total else 100.0
+        pct = (100.0 * (self._progress.total - self._progress.left) / self._progress.total if self._progress.total
+               else 100.0)
         self._say(f"{pct:3.0f}% | {self._text(now)}")
 
     def tick(self) -> None:

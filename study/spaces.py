@@ -3,8 +3,9 @@
 Each space is ``fn(trial, *, epochs, frontends) -> dict of constants``; ``OptunaSearch`` receives
 ``functools.partial(fn, epochs=..., frontends=...)``. ``frontends`` are the study's front ends
 (preset names whose caches the study built): searched as ``frontend`` when there are several; the
-front end also decides which likelihoods and stabilisers apply (a lookup, nothing computed). The suggested values plus the returned constants
-become the trial's config (the only interface between search and training).
+front end also decides which likelihoods and stabilisers apply (a lookup, nothing computed). The
+suggested values plus the returned constants become the trial's config (the only interface between
+search and training).
 """
 from __future__ import annotations
 
@@ -122,7 +123,8 @@ def _aligned(frontends: Sequence[str]) -> list[str]:
 
 
 def uvac(trial, *, epochs: int = 1, frontends: Sequence[str] = ()) -> dict:
-    """UVAC with a learnable GMM prior: front end, latent size, likelihood, KL weight, learning rates, prior init, invariance."""
+    """UVAC with a learnable GMM prior: front end, latent size, likelihood, KL weight, learning rates, prior init,
+    invariance."""
     frontend, consts = _frontend(trial, frontends)
     trial.suggest_int("d_z", 4, 32, log=True)
     _reconstruction(trial, frontend)

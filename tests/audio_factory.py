@@ -79,7 +79,8 @@ def write_tone(
     return path
 
 
-def write_too_long_wav(path: Path | str, sample_rate: int = 16000, duration_s: float = 3.0, freq: float = 440.0) -> Path:
+def write_too_long_wav(path: Path | str, sample_rate: int = 16000, duration_s: float = 3.0,
+                       freq: float = 440.0) -> Path:
     """A valid tone longer than the usual 1 s context (load_audio crops it: ``cropped=True``)."""
     return write_tone(path, sample_rate=sample_rate, duration_s=duration_s, freq=freq)
 
@@ -114,7 +115,8 @@ def write_zero_frame_wav(path: Path | str, sample_rate: int = 16000) -> Path:
     return path
 
 
-def write_nan_wav(path: Path | str, sample_rate: int = 16000, duration_s: float = 0.5, value: float = float("nan")) -> Path:
+def write_nan_wav(path: Path | str, sample_rate: int = 16000, duration_s: float = 0.5,
+                  value: float = float("nan")) -> Path:
     """A 32-bit float WAV holding NaN (or ``value``, e.g. ``inf``) in some samples.
 
     Written by hand (RIFF/fmt/data) so that no library sanitises the samples."""

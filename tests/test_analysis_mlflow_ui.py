@@ -56,7 +56,8 @@ def _post(url: str, body: dict, timeout: float = 30):
 def mlflow_server(tmp_path):
     port = _free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
-    cmd = [str(mlflow_bin) if mlflow_bin.exists() else sys.executable, *([] if mlflow_bin.exists() else ["-m", "mlflow"]),
+    cmd = [str(mlflow_bin) if mlflow_bin.exists() else sys.executable,
+           *([] if mlflow_bin.exists() else ["-m", "mlflow"]),
            "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
            "--artifacts-destination", (tmp_path / "served-artifacts").as_uri()]

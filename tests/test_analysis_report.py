@@ -273,7 +273,8 @@ def test_two_reports_with_different_objectives_keep_both(uri, tmp_path):
     for rep in (first, second):
         arts = {a.path for a in cl.list_artifacts(parent, f"pareto_report/{rep.key}")}
         assert f"pareto_report/{rep.key}/report.html" in arts
-        local = mlflow.artifacts.download_artifacts(run_id=parent, artifact_path=f"pareto_report/{rep.key}/summary.json",
+        local = mlflow.artifacts.download_artifacts(run_id=parent,
+                                                    artifact_path=f"pareto_report/{rep.key}/summary.json",
                                                     dst_path=str(tmp_path / rep.key), tracking_uri=uri)
         summary = json.loads(Path(local).read_text())
         assert summary["k1"]["key"] == rep.key

@@ -148,7 +148,8 @@ def test_rejection_pickles_with_its_reason():
 @pytest.mark.parametrize("rate", [8000, 44100, 48000])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_formats_are_decoded_and_resampled(tmp_path, subtype, rate, channels):
-    p = af.write_tone(tmp_path / "t.wav", sample_rate=rate, duration_s=0.5, freq=440.0, channels=channels, subtype=subtype)
+    p = af.write_tone(tmp_path / "t.wav", sample_rate=rate, duration_s=0.5, freq=440.0, channels=channels,
+                      subtype=subtype)
     clip = load_audio(p, 16000, 1.0)
     assert isinstance(clip, DecodedClip)
     assert clip.waveform.dtype == torch.float32 and clip.waveform.dim() == 1

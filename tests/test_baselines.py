@@ -128,7 +128,8 @@ def _two_scales_table(n_per: int = 20, seed: int = 0) -> FeatureTable:
     spec[:, 0, 0] = 0.01 * (2 * label_index - 1) + 0.001 * rng.normal(size=n)  # the classes, tiny scale
     spec[:, 1, 0] = rng.normal(size=n)  # unimodal noise, large scale
     split = np.array(["train", "val", "test", "train"] * (n // 4))
-    return FeatureTable(ids=np.array([f"c{i:03d}" for i in range(n)]), spectrogram=torch.tensor(spec, dtype=torch.float32),
+    return FeatureTable(ids=np.array([f"c{i:03d}" for i in range(n)]),
+                        spectrogram=torch.tensor(spec, dtype=torch.float32),
                         mask=torch.ones(n, 1), norm_stats=torch.zeros(n, 4), labels=np.array(["a", "b"])[label_index],
                         label_index=torch.tensor(label_index), classes=["a", "b"], groups=np.array(["g"] * n),
                         split=split, preset=None, cache_key="t")

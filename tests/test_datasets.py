@@ -186,14 +186,16 @@ def test_tau2019_identifier_fallback_and_escape(tmp_path):
         fh.write("audio/bus-vienna-7-2-a.wav\tbus\t\ta\n")  # empty identifier: from the name
         fh.write("audio/../../evil.wav\tbus\tvienna-7\ta\n")
     s = tau2019.scan(root)
-    assert {(r.id, r.group) for r in s.records} == {("audio/metro-paris-3-0-a", "paris-3"), ("audio/bus-vienna-7-2-a", "vienna-7")}
+    assert {(r.id, r.group) for r in s.records} == {("audio/metro-paris-3-0-a", "paris-3"),
+                                                    ("audio/bus-vienna-7-2-a", "vienna-7")}
     assert [r.reason for r in s.rejects] == [REASON_ESCAPES]
     assert tau2019.identifier_from_name("audio/street_pedestrian-lyon-1-2-a.wav") == "lyon-1"
     assert tau2019.identifier_from_name("whatever.wav") is None
 
 
 def test_folder(tmp_path):
-    root = af.make_folder_tree(tmp_path / "clips", classes=("cat", "dog"), groups=("s1", "s2"), per_group=2, ungrouped=1)
+    root = af.make_folder_tree(tmp_path / "clips", classes=("cat", "dog"), groups=("s1", "s2"), per_group=2,
+                               ungrouped=1)
     s = scan_dataset("folder", root)
     _check_scan(s, "folder", root)
     assert len(s.records) == 2 * (2 * 2 + 1)

@@ -133,7 +133,8 @@ def _speaker_table(n_per=8):
     spec = rng.normal(size=(3, 13, 10))[words] + 2.0 * speakers[:, None, None] + 0.1 * rng.normal(size=(n, 13, 10))
     split = np.array(["train", "train", "val", "test"] * (n // 4))
     return FeatureTable(ids=np.array([f"c{i:03d}" for i in range(n)]),
-                        spectrogram=torch.tensor(spec, dtype=torch.float16), mask=torch.ones(n, 10), norm_stats=torch.zeros(n, 4), labels=np.array(list("abc"))[words],
+                        spectrogram=torch.tensor(spec, dtype=torch.float16), mask=torch.ones(n, 10),
+                        norm_stats=torch.zeros(n, 4), labels=np.array(list("abc"))[words],
                         label_index=torch.tensor(words), classes=list("abc"),
                         groups=np.array(["ann", "bob"])[speakers], split=split, preset=PRESETS["awe_speaker"],
                         cache_key="k", dataset="fsdd")
@@ -224,7 +225,8 @@ def test_a_resumed_run_continues_with_the_running_speaker_dependence(one_thread,
 
     table = _speaker_table()
     cfg = {"model": model, "epochs": 3, "batch_size": 8, "speaker_independence": 2.0, "channels": "2,3,4,4",
-           "gru_hidden": 6, "checkpoint_every": 1, "device": "cpu", "seed": 3, "restarts": 1}  # one run: resumed epoch by epoch
+           "gru_hidden": 6, "checkpoint_every": 1, "device": "cpu", "seed": 3,
+           "restarts": 1}  # one run: resumed epoch by epoch
     if model == "uvac":
         cfg["prior_warmup_epochs"] = 0  # the responsibilities (and the term) from the first batch
     straight = train(cfg, table, checkpoint_dir=str(tmp_path / "a"))

@@ -21,8 +21,8 @@ def _burst(rate: int, silence_s: float, tone_s: float, freq: float = 500.0) -> t
     n_sil, n_tone = int(silence_s * rate), int(tone_s * rate)
     t = torch.arange(n_tone) / rate
     tone = 0.3 * torch.sin(2 * math.pi * freq * t) * (1 + 0.5 * torch.sin(2 * math.pi * 3 * t))
-    return torch.cat([torch.zeros(n_sil), tone, torch.zeros(n_sil)]) + 1e-5 * torch.randn(2 * n_sil + n_tone,
-                                                                                        generator=torch.Generator().manual_seed(0))
+    return torch.cat([torch.zeros(n_sil), tone, torch.zeros(n_sil)]) + 1e-5 * torch.randn(
+        2 * n_sil + n_tone, generator=torch.Generator().manual_seed(0))
 
 
 def test_mfcc_are_the_dct_of_the_log_mel_power():

@@ -60,7 +60,8 @@ def test_one_strict_objective_parser():
 
     def tagged(tag):
         return StudyInfo("s", "p", "0", tags={"study.objectives": tag}).objectives
-    assert tagged("val/silhouette_z:max,val/dbi_z") == [Objective("val/silhouette_z", "max"), Objective("val/dbi_z", "min")]
+    assert tagged("val/silhouette_z:max,val/dbi_z") == [Objective("val/silhouette_z", "max"),
+                                                        Objective("val/dbi_z", "min")]
     assert tagged("") == []
     with pytest.raises(ValueError, match="METRIC or METRIC:max"):
         tagged("val/acc:max:min")
@@ -140,7 +141,8 @@ def test_report_names_a_damaged_mlflow_store_in_one_line(tmp_path, capsys, kind)
     from analysis.report import main
 
     _damaged_db(tmp_path / "mlflow.db", kind)
-    assert main(["--study", "s", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "r")]) == 2
+    assert main(["--study", "s", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                 "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: the MLflow store {tmp_path / 'mlflow.db'} is damaged") and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()

@@ -17,7 +17,8 @@ def _rc(args) -> int:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--space", "cat_uvca"], "error: unknown space 'cat_uvca' (did you mean cat_uvac?); choose one of cat_uvac, gmm, "),
+    (["--space", "cat_uvca"],
+     "error: unknown space 'cat_uvca' (did you mean cat_uvac?); choose one of cat_uvac, gmm, "),
     (["--show-space", "uvca"], "error: unknown space 'uvca' (did you mean uvac?)"),
     (["--recipe", "papr"], "error: unknown recipe 'papr' (did you mean paper?)"),
     (["--spcae", "uvac"], "error: unrecognized arguments: --spcae uvac (did you mean --space?)"),

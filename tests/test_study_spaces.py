@@ -198,7 +198,8 @@ def test_settle_counts_a_collapse_as_failed():
     status, reason, values = settle(collapsed, objs)
     assert (status, values) == ("failed", None) and "not finite" in reason
     assert settle({"val/acc": 0.5, "epoch": 1}, objs)[0] == "pruned"  # no final report: stopped early
-    assert settle({**done, "trial_status": "diverged", "trial_reason": "loss nan"}, objs)[:2] == ("diverged", "loss nan")
+    assert (settle({**done, "trial_status": "diverged", "trial_reason": "loss nan"}, objs)[:2]
+            == ("diverged", "loss nan"))
 
 
 @pytest.mark.parametrize("space,key", [("uvac", "prior_init"), ("cat_uvac", "head_init")])

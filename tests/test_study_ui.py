@@ -27,9 +27,9 @@ def _free_port() -> int:
 def test_printed_dashboard_command_serves_the_study(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="ui-check", storage=storage, directions=["maximize", "maximize"])
-    study.add_trial(optuna.trial.create_trial(params={"lam": 1.0},
-                                              distributions={"lam": optuna.distributions.FloatDistribution(0.05, 20, log=True)},
-                                              values=[0.1, 0.5]))
+    study.add_trial(optuna.trial.create_trial(
+        params={"lam": 1.0}, distributions={"lam": optuna.distributions.FloatDistribution(0.05, 20, log=True)},
+        values=[0.1, 0.5]))
     cmd = dashboard_command(storage)
     assert "not installed" not in cmd, cmd  # the [ui] extra is part of the test install
     argv = shlex.split(cmd)
@@ -80,7 +80,8 @@ def _study_runs(uri: str, name: str, n: int, status: str = "complete") -> str:
     exp = cl.get_run(parent).info.experiment_id
     for t in range(n):
         rid = cl.create_run(exp, run_name=f"{name}-trial-{t}", tags={
-            "mlflow.parentRunId": parent, "study.name": name, "trial.number": str(t), "trial.status": status}).info.run_id
+            "mlflow.parentRunId": parent, "study.name": name, "trial.number": str(t),
+            "trial.status": status}).info.run_id
         cl.log_batch(rid, metrics=[Metric("val/acc", 0.1 * (t + 1), 0, 1), Metric("val/silhouette_z", 0.05 * t, 0, 1)])
         cl.set_terminated(rid)
     return parent

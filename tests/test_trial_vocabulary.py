@@ -111,7 +111,8 @@ def test_no_status_or_tag_name_spelled_out(path):
     for line, text in _literals(path):
         if text in statuses and rel not in STATUS_DEFINED_IN and (rel, text) not in NOT_A_STATUS:
             bad.append(f"{rel}:{line}: status {text!r} (use trainables.status.TrialStatus / study.tags.StudyState)")
-        if rel != TAGS_DEFINED_IN and ((text in names and "." in text) or text in (tags.RAY_ID_ATTR, tags.MLFLOW_RUN_ATTR)
+        if rel != TAGS_DEFINED_IN and ((text in names and "." in text)
+                                       or text in (tags.RAY_ID_ATTR, tags.MLFLOW_RUN_ATTR)
                                        or _IN_FILTER.search(text)):
             bad.append(f"{rel}:{line}: store name in {text!r} (use the constant of study.tags)")
     assert bad == []

@@ -133,7 +133,8 @@ def _voice_table(n_per=8) -> FeatureTable:
     n = len(words)
     spec = rng.normal(size=(3, 13, 10))[words] + 0.1 * rng.normal(size=(n, 13, 10))
     return FeatureTable(ids=np.array([f"c{i:03d}" for i in range(n)]),
-                        spectrogram=torch.tensor(spec, dtype=torch.float16), mask=torch.ones(n, 10), norm_stats=torch.zeros(n, 4), labels=np.array(list("abc"))[words],
+                        spectrogram=torch.tensor(spec, dtype=torch.float16), mask=torch.ones(n, 10),
+                        norm_stats=torch.zeros(n, 4), labels=np.array(list("abc"))[words],
                         label_index=torch.tensor(words), classes=list("abc"), groups=np.array(["room"] * n),
                         split=np.array(["train", "train", "val", "test"] * (n // 4)), preset=AWE_VOICE,
                         cache_key="k", dataset="toy", voice=torch.zeros(n, VOICE_BANDS),

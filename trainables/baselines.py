@@ -74,7 +74,8 @@ FACTORIAL_STYLES = 6
 KMEANS_N_INIT = 10
 GMM_REG_COVAR = 1e-3
 GMM_MAX_ITER = 200
-GMM_REG_RETRIES = 2  # refits with 10x, then 100x reg_covar (at least the default) when a component's covariance is ill-defined
+# refits with 10x, then 100x reg_covar (at least the default) when a component's covariance is ill-defined
+GMM_REG_RETRIES = 2
 PCA_AUTO_MIN_DIM = 256
 PCA_AUTO_COMPONENTS = 64
 COVARIANCE_TYPES = ("diag", "spherical", "full", "tied")

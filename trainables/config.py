@@ -285,7 +285,8 @@ def _validate(cfg: dict[str, Any], keys: Mapping[str, Key]) -> None:
         cfg[name] = key.check(cfg[name])
     if cfg["lr_end"] > cfg["lr_start"]:
         raise ConfigError(
-            f"lr_end ({cfg['lr_end']:g}) > lr_start ({cfg['lr_start']:g}): the learning rate decays from lr_start to lr_end"
+            f"lr_end ({cfg['lr_end']:g}) > lr_start ({cfg['lr_start']:g}): "
+            "the learning rate decays from lr_start to lr_end"
         )
     _check_restarts(cfg)
     seen = set()

@@ -34,8 +34,8 @@ from trainables.metrics import QUALITY_METRICS
 from trainables.models import RegistryView, model_class, registered_models
 from trainables.restarts import RESTART_METRICS
 
-__all__ = ["REPRESENTATIONS", "SPLIT_METRICS", "CONDITIONAL_TRAIN", "LOOP_TRAIN", "LOOP_CONDITIONAL", "declared_metrics",
-           "known_models", "reported_representation"]
+__all__ = ["REPRESENTATIONS", "SPLIT_METRICS", "CONDITIONAL_TRAIN", "LOOP_TRAIN", "LOOP_CONDITIONAL",
+           "declared_metrics", "known_models", "reported_representation"]
 
 
 # Representations the clustering-quality metrics are computed on, per model: what each

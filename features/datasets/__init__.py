@@ -66,4 +66,5 @@ def scan_dataset(name: str, root: Path | str, **opts) -> DatasetScan:
     return fn(root, **opts)
 
 
-__all__ = ["CLASSES", "DATASETS", "DEFAULT_PRESET", "GROUP_KIND", "SPEECH_DATASETS", "AudioRecord", "DatasetError", "DatasetScan", "Reject", "scan_dataset"]
+__all__ = ["CLASSES", "DATASETS", "DEFAULT_PRESET", "GROUP_KIND", "SPEECH_DATASETS", "AudioRecord", "DatasetError",
+           "DatasetScan", "Reject", "scan_dataset"]

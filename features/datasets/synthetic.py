@@ -211,9 +211,8 @@ def _bell(rng, sr, n, spk):
     x = np.zeros(n)
     for k, ratio in enumerate((1.0, 2.76, 5.40, 8.93)):
         if f0 * ratio < 0.45 * sr:
-            x += (k + 1) ** (-0.5 * spk.tilt) * np.sin(2 * math.pi * f0 * ratio * t + rng.uniform(0, 2 * math.pi)) * np.exp(
-                -t * (1 + 0.5 * k) / tau
-            )
+            x += ((k + 1) ** (-0.5 * spk.tilt) * np.sin(2 * math.pi * f0 * ratio * t + rng.uniform(0, 2 * math.pi))
+                  * np.exp(-t * (1 + 0.5 * k) / tau))
     return x * _envelope(n, sr, 0.002, 0.02)
 
 
