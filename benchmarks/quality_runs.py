@@ -57,14 +57,15 @@ def job_key(job: Job) -> str:
 
 
 def resolved_config(job: Job) -> dict:
-    """The config a neural job trains with as the code resolves it now (its recipe's values included;
-    JSON-normalised, as ``runs.json`` keeps it); {} for the other jobs."""
+    """The config a neural job trains with as the code resolves it now (its recipe's values included,
+    those of its split too; JSON-normalised, as ``runs.json`` keeps it); {} for the other jobs."""
     if job.kind != "neural":
         return {}
     from features.frontend import get_preset
     from trainables.config import resolve_config
 
-    return json.loads(json.dumps(resolve_config(job.config, preset=get_preset(job.frontend)), default=str))
+    cfg = resolve_config({**job.config, "split_scheme": job.split}, preset=get_preset(job.frontend))
+    return json.loads(json.dumps(cfg, default=str))
 
 
 def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], list[Job], list[str]]:

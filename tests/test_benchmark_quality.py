@@ -47,6 +47,15 @@ def test_resume_reruns_a_run_whose_recipe_changed_since(tmp_path):
     assert [j for j, _ in kept] == [uvac] and todo == [] and "without their resolved config" in lines[0]
 
 
+def test_a_jobs_resolved_config_is_the_one_its_split_trains_with():
+    """benchmarks.quality trains a job with ``split_scheme`` set to its split (SPEAKER_DISJOINT's values
+    apply on the speaker-disjoint one), so the recorded ``resolved`` config says the same."""
+    random = Job("neural", "random", 0, {"model": "uvac", "recipe": "recommended"}, "UVAC", frontend="awe_voice")
+    group = Job(**{**random.__dict__, "split": "group"})
+    assert resolved_config(random)["split_scheme"] == "random" and resolved_config(group)["split_scheme"] == "group"
+    assert resolved_config(random)["prior_styles"] == 4 and resolved_config(group)["prior_styles"] == 0
+
+
 def test_resume_without_saved_runs_runs_everything(tmp_path):
     jobs = list(_jobs())
     assert resume_runs(jobs, tmp_path / "runs.json") == ([], jobs, [])

@@ -9,7 +9,7 @@ import torch
 
 from features.presets import PRESETS
 from features.table import FeatureTable
-from trainables.config import SPEAKER_NORMALISED, ConfigError, check_frontend, resolve_config
+from trainables.config import SPEAKER_DISJOINT, SPEAKER_NORMALISED, ConfigError, check_frontend, resolve_config
 from trainables.independence import RunningGroupDependence, group_dependence
 from trainables.models import MODELS, Batch
 
@@ -123,6 +123,28 @@ def test_recommended_on_a_speaker_normalised_front_end_takes_its_documented_valu
     given = resolve_config({"model": model, "speaker_independence": 1.5}, preset=PRESETS["awe_speaker"])
     assert given["speaker_independence"] == 1.5  # a value given explicitly wins
     assert resolve_config(cfg, preset=PRESETS["awe_speaker"]) == cfg  # resolving is idempotent
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_recommended_on_the_speaker_disjoint_split_takes_its_documented_values(model):
+    """On a per-speaker front end the speaker-disjoint split (split_scheme group) adds SPEAKER_DISJOINT's
+    values on top of SPEAKER_NORMALISED's; the random split and the other front ends do not."""
+    layer = SPEAKER_DISJOINT["recommended"].get(model, {})
+    for per_speaker in ("awe_speaker", "awe_voice"):
+        random = resolve_config({"model": model}, preset=PRESETS[per_speaker])
+        group = resolve_config({"model": model, "split_scheme": "group"}, preset=PRESETS[per_speaker])
+        changed = {k for k in group if group[k] != random[k]}
+        assert changed == {"split_scheme"} | {k for k, v in layer.items() if random[k] != v}, per_speaker
+        assert all(group[k] == v for k, v in layer.items())
+        assert resolve_config(group, preset=PRESETS[per_speaker]) == group  # idempotent
+        given = resolve_config({"model": model, "split_scheme": "group", "consistency_weight": 2.5},
+                               preset=PRESETS[per_speaker])
+        assert given["consistency_weight"] == 2.5  # a value given explicitly wins
+    plain = resolve_config({"model": model, "split_scheme": "group"}, preset=PRESETS["awe_raw"])
+    base = resolve_config({"model": model}, preset=PRESETS["awe_raw"])
+    assert {k for k in plain if plain[k] != base[k]} == {"split_scheme"}
+    if model == "uvac":  # what the layer is for: UVAC's factorial prior, whose styles start from the speakers
+        assert layer and random["prior_styles"] == 4 and group["prior_styles"] == 0
 
 
 def _speaker_table(n_per=8):
