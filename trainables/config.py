@@ -147,7 +147,7 @@ SPEAKER_NORMALISED: dict[str, dict[str, dict[str, Any]]] = {
 # awe_voice: validation 69.9 % against 62.9 % for the per-speaker values alone, test 70.2 % against
 # 64.2 % (awe_voice_aligned 68.3 / 67.7 %); on the random split the same values lose 5.7 validation
 # points (78.5 % against 84.2 %), so they are not SPEAKER_NORMALISED's (docs/QUALITY.md).
-# Categorical UVAC's per-speaker values hold on this split as they are (71.0 %, +3.3 over 3 seeds).
+# Categorical UVAC's per-speaker values hold on this split as they are (71.9 %, +4.2 over 6 seeds).
 SPEAKER_DISJOINT: dict[str, dict[str, dict[str, Any]]] = {
     "recommended": {"uvac": {"augment": "speed,warp,shift", "aug_warp": 0.112, "consistency_weight": 29.3,
                              "prior_styles": 0}},
