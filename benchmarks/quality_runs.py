@@ -89,8 +89,8 @@ def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], li
             continue
         kept.append((job, r))
     done = {job_key(j) for j, _ in kept}
-    lines = [f"{stale} saved run(s) trained with another resolved config (a recipe changed since) run again"] \
-        if stale else []
+    lines = [f"{stale} saved run(s) trained with another resolved config (a recipe changed since, or the run's "
+             "record predates its split in the resolved config) run again"] if stale else []
     if unchecked:
         lines.append(f"{unchecked} saved run(s) kept without their resolved config (saved before it was recorded): "
                      "they are trusted to match the recipe as it is now")
