@@ -133,7 +133,7 @@ def run_job(job: Job, caches: dict[str, str]) -> dict:
         from trainables.loop import train
 
         resolved = resolved_config(job)
-        res = train({**job.config, "seed": job.seed, "split_scheme": job.split}, table)
+        res = train(job.training_config(), table)
         val_acc = [h.get("val/acc", math.nan) for h in res.history]
         return {"status": res.status, "reason": res.reason, "metrics": dict(res.metrics), "val_acc": val_acc,
                 "time_s": time.time() - t0, "resolved": resolved}

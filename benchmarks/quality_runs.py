@@ -26,6 +26,11 @@ class Job:
     group: str = "main"  # "main" | "ablation" | "speaker"
     frontend: str = ""  # the preset whose cache the job trains on
 
+    def training_config(self) -> dict:
+        """The config a neural job's training is given: its own, on its split (the split selects
+        SPEAKER_DISJOINT's values there) and with its seed."""
+        return {**self.config, "seed": self.seed, "split_scheme": self.split}
+
 
 def save_runs(results: list[tuple[Job, dict]], out: Path) -> None:
     """Every run so far as ``runs.json`` (after each run: a crash or a kill loses none;
@@ -64,7 +69,10 @@ def resolved_config(job: Job) -> dict:
     from features.frontend import get_preset
     from trainables.config import resolve_config
 
-    cfg = resolve_config({**job.config, "split_scheme": job.split}, preset=get_preset(job.frontend))
+    # without the seed: it is in the job's key already, and the saved records never held it (with it,
+    # every run saved so far would count as trained with another config)
+    unseeded = {k: v for k, v in job.training_config().items() if k != "seed"}
+    cfg = resolve_config(unseeded, preset=get_preset(job.frontend))
     return json.loads(json.dumps(cfg, default=str))
 
 
