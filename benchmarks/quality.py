@@ -3,8 +3,8 @@ against the strongest classical baseline measured in the same run, on the Free S
 recordings in ``../shared/data/fsdd``.
 
     python -m benchmarks.quality                      # the CPU budget stated in the README
-    python -m benchmarks.quality --epochs 100 --seeds 10 --channels 16,32,64,128 --gru-hidden 128 \\
-        --device cuda                                 # full length on a GPU
+    python -m benchmarks.quality --epochs 100 --seeds 10 --device cuda   # full length on a GPU
+    python -m benchmarks.quality --channels 8,16,32,64 --gru-hidden 64  # narrower networks (the budget before)
     python -m benchmarks.quality --smoke-test         # 120 clips, 1 epoch: the pipeline in minutes
 
 For each split scheme (``random``: seeded 80/10/10; ``group``: speaker-disjoint) it prints and
@@ -160,11 +160,17 @@ def speaker_variant(preset: str) -> str | None:
     return name if name in PRESETS else None
 
 
+def network_widths(a) -> dict:
+    """The widths ``--channels`` / ``--gru-hidden`` ask for; {} (the model's own, the papers') by default."""
+    return {**({"channels": a.channels} if a.channels else {}),
+            **({"gru_hidden": a.gru_hidden} if a.gru_hidden else {})}
+
+
 def _neural(a, model: str, recipe: str, split: str, seed: int, group: str = "main", frontend: str | None = None,
             extra: dict | None = None, label: str | None = None) -> Job:
     frontend = frontend or model_frontend(a, model, recipe)
-    cfg = {"epochs": a.epochs, "channels": a.channels, "gru_hidden": a.gru_hidden, "device": a.device,
-           "checkpoint_every": 0, "model": model, "recipe": recipe, "frontend": frontend, **(extra or {})}
+    cfg = {"epochs": a.epochs, "device": a.device, "checkpoint_every": 0, "model": model, "recipe": recipe,
+           "frontend": frontend, **network_widths(a), **(extra or {})}
     if a.batch_size:  # else each recipe's own
         cfg["batch_size"] = a.batch_size
     return Job("neural", split, seed, cfg, label or f"{MODEL_LABEL[model]} ({RECIPE_LABEL[recipe]})", group, frontend)
@@ -369,8 +375,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", default="paper,recommended")
     p.add_argument("--no-speaker", dest="speaker", action="store_false",
                    help="skip the models on per-speaker-normalised front ends")
-    p.add_argument("--channels", default="8,16,32,64", help="encoder channels (papers: 16,32,64,128)")
-    p.add_argument("--gru-hidden", type=int, default=64, help="GRU units (papers: 128)")
+    p.add_argument("--channels", default="", help="encoder channels (default: the model's own, the papers' "
+                                                   "16,32,64,128; 8,16,32,64 was the benchmark's before 2026-12-07)")
+    p.add_argument("--gru-hidden", type=int, default=0, help="GRU units (0: the model's own, the papers' 128)")
     p.add_argument("--batch-size", type=int, default=0, help="0 = the recipe's (papers: 64)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
@@ -448,9 +455,11 @@ def main(argv: list[str] | None = None) -> int:
                          if v] if a.speaker else []
     caches, summary = build_caches(a)
     jobs = plan_jobs(a)
+    own = "the model's own"
     header = (f"Quality on real speech: FSDD ({summary.n_used} clips, 4 speakers), {a.epochs} epochs, {a.seeds} "
-              f"seed(s), channels {a.channels}, GRU {a.gru_hidden}, batch {a.batch_size or 'of the recipe'}, device "
-              f"{a.device}; front ends {', '.join(a.model_frontends)}\n\n"
+              f"seed(s), channels {a.channels or own}, GRU {a.gru_hidden or own}, "
+              f"batch {a.batch_size or 'of the recipe'}, device {a.device}; "
+              f"front ends {', '.join(a.model_frontends)}\n\n"
               f"Command: python -m benchmarks.quality {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(header, flush=True)
     print(f"{len(jobs)} runs on {a.jobs} worker(s); caches {', '.join(f'{k}: {v}' for k, v in caches.items())}",

@@ -129,6 +129,28 @@ def test_a_candidate_with_a_front_end_trains_on_that_cache_and_its_cache_is_buil
     assert [j.frontend for j in rec] == [own] != ["mfcc"]
 
 
+def test_the_benchmark_measures_the_networks_the_recipe_ships_with_unless_asked_for_narrower_ones():
+    """By default a model trains with its own widths (what ``trainables.train`` and ``study.launch`` give
+    a user: the papers' 16,32,64,128 channels and 128 GRU units); ``--channels`` / ``--gru-hidden``
+    set other widths for every run."""
+    from benchmarks.quality import parser, plan_jobs
+    from trainables.config import resolve_config
+
+    def neural_jobs(*flags):
+        a = parser().parse_args(["--seeds", "1", "--ablation-seeds", "0", "--no-speaker", "--models", "uvac", *flags])
+        a.splits, a.models, a.recipes, a.candidates = ["random"], ["uvac"], ["recommended"], []
+        a.frontend_default, a.model_frontends = "audiomnist", ["awe_voice"]
+        return [j for j in plan_jobs(a) if j.kind == "neural"]
+
+    (own,) = neural_jobs()
+    assert "channels" not in own.config and "gru_hidden" not in own.config
+    shipped = resolve_config({"model": "uvac", "recipe": "recommended", "frontend": "awe_voice"})
+    assert resolved_config(own)["channels"] == shipped["channels"] == "16,32,64,128"
+    assert resolved_config(own)["gru_hidden"] == shipped["gru_hidden"] == 128
+    (narrow,) = neural_jobs("--channels", "8,16,32,64", "--gru-hidden", "64")
+    assert (resolved_config(narrow)["channels"], resolved_config(narrow)["gru_hidden"]) == ("8,16,32,64", 64)
+
+
 def test_a_candidate_is_a_main_row_on_every_split_and_seed_beside_recommended(tmp_path):
     from benchmarks.quality import parse_candidates, parser, plan_jobs
 

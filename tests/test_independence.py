@@ -145,6 +145,9 @@ def test_recommended_on_the_speaker_disjoint_split_takes_its_documented_values(m
     assert {k for k in plain if plain[k] != base[k]} == {"split_scheme"}
     if model == "uvac":  # what the layer is for: UVAC's factorial prior, whose styles start from the speakers
         assert layer and random["prior_styles"] == 4 and group["prior_styles"] == 0
+        # and the narrower networks its values were chosen with, where the random split takes the model's own
+        assert (group["channels"], group["gru_hidden"]) == ("8,16,32,64", 64)
+        assert (random["channels"], random["gru_hidden"]) == ("16,32,64,128", 128)
 
 
 def _speaker_table(n_per=8):

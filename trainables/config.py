@@ -147,10 +147,14 @@ SPEAKER_NORMALISED: dict[str, dict[str, dict[str, Any]]] = {
 # awe_voice: validation 69.9 % against 62.9 % for the per-speaker values alone, test 70.2 % against
 # 64.2 % (awe_voice_aligned 68.3 / 67.7 %); on the random split the same values lose 5.7 validation
 # points (78.5 % against 84.2 %), so they are not SPEAKER_NORMALISED's (docs/QUALITY.md).
+# UVAC keeps the narrower networks that study and benchmark used (channels 8,16,32,64, GRU 64; 2026-12-07,
+# twelfth session, 6 seeds: validation 69.9 % against 69.2 % with the model's own widths, test 70.2 % against
+# 66.7 %), where on the random split the model's own widths are preferred on validation (awe_voice 84.6 %
+# against 84.2 %, awe_speaker 86.2 % against 81.9 %; docs/QUALITY.md).
 # Categorical UVAC's per-speaker values hold on this split as they are (71.9 %, +4.2 over 6 seeds).
 SPEAKER_DISJOINT: dict[str, dict[str, dict[str, Any]]] = {
     "recommended": {"uvac": {"augment": "speed,warp,shift", "aug_warp": 0.112, "consistency_weight": 29.3,
-                             "prior_styles": 0}},
+                             "prior_styles": 0, "channels": "8,16,32,64", "gru_hidden": 64}},
 }
 # The front end (features preset) each recipe is measured with, per model: "recommended (front end
 # included)". features.build, study.launch and the benchmarks take it as their default front end for
