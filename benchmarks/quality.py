@@ -387,7 +387,8 @@ def parser() -> argparse.ArgumentParser:
                         "(repeatable; each a row of the main tables)")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in <--out>/runs.json (same jobs, not failed, a model's trained "
-                        "with the config its recipe resolves to now) and run the rest")
+                        "with the config its recipe resolves to now) and run the rest; runs.json as it was is first "
+                        "copied to runs.before-resume-<time>.json when any saved run is not carried over")
     p.add_argument("--tables-from", type=Path, metavar="RUNS_JSON",
                    help="re-render the tables from a previous run's runs.json (no training)")
     return p

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from trainables.status import TrialStatus
@@ -80,14 +82,21 @@ def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], li
     """(the saved results of ``jobs`` that did not fail, the jobs still to run, lines to tell the user).
     A saved run counts only if it is the same job (kind, split, seed, group, label, front end and config)
     and, for a model, trained with the config the job resolves to now (``resolved``: a run measured
-    before its recipe changed runs again); a failed one runs again; saved runs of jobs no longer
-    planned are dropped. A model's run saved without its resolved config (before it was recorded) is
-    kept, and counted in the lines."""
-    saved = {job_key(j): (j, r) for j, r in load_runs(path)} if Path(path).exists() else {}
+    before its recipe changed runs again); a failed one runs again. A model's run saved without its
+    resolved config (before it was recorded) is kept, and counted in the lines.
+    Saved runs not carried over (not planned now, failed, or trained with another resolved config) are
+    not lost: the next save rewrites ``runs.json`` without them, so the file as it was is first copied
+    beside it (``runs.before-resume-<UTC time>.json``), and a line names the copy."""
+    path = Path(path)
+    saved = {job_key(j): (j, r) for j, r in load_runs(path)} if path.exists() else {}
     planned = {job_key(j): j for j in jobs}
-    kept, stale, unchecked = [], 0, 0
+    kept, unplanned, failed, stale, unchecked = [], 0, 0, 0, 0
     for key, (_, r) in saved.items():
-        if key not in planned or r.get("status") == TrialStatus.FAILED:
+        if key not in planned:
+            unplanned += 1
+            continue
+        if r.get("status") == TrialStatus.FAILED:
+            failed += 1
             continue
         job = planned[key]
         if job.kind == "neural" and "resolved" not in r:
@@ -102,4 +111,20 @@ def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], li
     if unchecked:
         lines.append(f"{unchecked} saved run(s) kept without their resolved config (saved before it was recorded): "
                      "they are trusted to match the recipe as it is now")
+    if unplanned or failed or stale:
+        copy = _copy_aside(path)
+        lines.append(f"{unplanned + failed + stale} saved run(s) not carried over ({unplanned} not planned now, "
+                     f"{failed} failed, {stale} with another resolved config): {path.name} as it was is kept "
+                     f"as {copy}")
     return kept, [j for j in jobs if job_key(j) not in done], lines
+
+
+def _copy_aside(path: Path) -> Path:
+    """A copy of ``path`` beside it, named for the time (never overwriting an earlier copy)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    copy, n = path.with_name(f"runs.before-resume-{stamp}.json"), 1
+    while copy.exists():
+        n += 1
+        copy = path.with_name(f"runs.before-resume-{stamp}-{n}.json")
+    shutil.copy2(path, copy)
+    return copy

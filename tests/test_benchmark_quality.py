@@ -40,11 +40,35 @@ def test_resume_reruns_a_run_whose_recipe_changed_since(tmp_path):
     save_runs([(uvac, {**done, "resolved": then}), (cat, {**done, "resolved": resolved_config(cat)})], tmp_path)
     kept, todo, lines = resume_runs([uvac, cat], tmp_path / "runs.json")
     assert [j for j, _ in kept] == [cat] and todo == [uvac]
-    assert len(lines) == 1 and "another resolved config" in lines[0]
+    assert len(lines) == 2 and "another resolved config" in lines[0] and "runs.before-resume-" in lines[1]
 
     save_runs([(uvac, done)], tmp_path)  # saved before the resolved config was recorded: kept, and said
     kept, todo, lines = resume_runs([uvac], tmp_path / "runs.json")
     assert [j for j, _ in kept] == [uvac] and todo == [] and "without their resolved config" in lines[0]
+
+
+def test_resume_keeps_the_saved_runs_it_does_not_carry_over_in_a_copy(tmp_path):
+    """Resuming with fewer seeds, or after a recipe changed, must not lose the runs it leaves out: the
+    next save rewrites runs.json without them, so the file as it was is copied aside first."""
+    suite, uvac, cat = _jobs()
+    done = {"status": "complete", "reason": "", "metrics": {"test/acc": 0.7}, "time_s": 2.0}
+    save_runs([(suite, done), (uvac, {**done, "resolved": resolved_config(uvac)}),
+               (cat, {**done, "resolved": resolved_config(cat)})], tmp_path)
+    before = (tmp_path / "runs.json").read_text()
+
+    kept, todo, lines = resume_runs([suite, uvac], tmp_path / "runs.json")  # cat no longer planned
+    assert [j for j, _ in kept] == [suite, uvac] and todo == []
+    copies = sorted(tmp_path.glob("runs.before-resume-*.json"))
+    assert len(copies) == 1 and copies[0].read_text() == before
+    assert "1 saved run(s) not carried over (1 not planned now" in lines[-1] and copies[0].name in lines[-1]
+    save_runs(kept, tmp_path)  # what the benchmark does next: cat is gone from runs.json, not from the copy
+    assert [j for j, _ in load_runs(tmp_path / "runs.json")] == [suite, uvac]
+    assert [j for j, _ in load_runs(copies[0])] == [suite, uvac, cat]
+
+    resume_runs([suite], tmp_path / "runs.json")  # a second resume the same second: a second copy
+    assert len(list(tmp_path.glob("runs.before-resume-*.json"))) == 2
+    _, _, lines = resume_runs([suite, uvac], tmp_path / "runs.json")  # everything carried over: no copy
+    assert lines == [] and len(list(tmp_path.glob("runs.before-resume-*.json"))) == 2
 
 
 def test_a_jobs_resolved_config_is_the_one_its_split_trains_with():
