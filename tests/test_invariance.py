@@ -10,7 +10,7 @@ import torch
 from features.frontend import get_preset
 from trainables.augment import AUGMENTATIONS, augmenter_for
 from trainables.config import ConfigError, resolve_config
-from trainables.consistency import mutual_information_gap, symmetric_kl
+from trainables.consistency import mutual_information_gap, self_label, symmetric_kl
 from trainables.losses import gaussian_kl, gaussian_kl_free_bits
 from trainables.models import MODELS, Batch, CatUVAC, UVAC
 
@@ -127,6 +127,53 @@ def test_consistency_term_enters_the_loss_with_its_weight(model, kind):
     plain = MODELS[model](20, 16, n_clusters=3, d_z=2, bounded=False, consistency=kind, **TINY)
     _, terms3 = plain.training_step(Batch(x, mask, stats), 0.0)
     assert "consistency" not in terms3
+
+
+def test_self_label_is_the_views_cross_entropy_at_the_confident_clips_clusters():
+    """SCAN's self-labelling on a known case: clips 0 and 2 are sure (0.995 >= 0.99), clip 1 is not;
+    the view pays -log q at the clean cluster of the sure clips only, and only the view is trained."""
+    p = torch.tensor([[0.995, 0.005, 0.0], [0.6, 0.4, 0.0], [0.0025, 0.0025, 0.995]]).clamp_min(1e-12).log()
+    q = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]).log().requires_grad_(True)
+    p.requires_grad_(True)
+    loss = self_label(p, q, 0.99)
+    assert float(loss.detach()) == pytest.approx(-(math.log(0.5) + math.log(0.6)) / 2, rel=1e-5)
+    loss.backward()
+    assert p.grad is None or float(p.grad.abs().sum()) == 0  # the clean posterior is a target only
+    assert float(q.grad[1].abs().sum()) == 0 and float(q.grad[0, 0]) < 0  # the unsure clip is left alone
+    assert float(self_label(p.detach(), q.detach(), 0.0)) > float(loss.detach())  # threshold 0: every clip, clip 1 too
+    none = self_label(p.detach(), q, 0.999)  # no clip that sure: nothing, with the graph kept
+    assert float(none) == 0.0 and none.requires_grad
+    assert float(self_label(p.detach(), p.detach(), 0.99)) < float(loss.detach())  # a view that agrees pays less
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        self_label(p, q, 1.5)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_self_label_term_enters_the_loss_with_its_weight_and_needs_a_view(model):
+    preset = get_preset("mfcc")
+    x, mask = _features(preset, b=8)
+    xa, ma = augmenter_for({"augment": "warp,shift", **STRENGTHS}, preset)(x, mask)
+    batch = Batch(x, mask, torch.zeros(8, 4)).with_view(xa, ma)
+
+    def step(weight):
+        torch.manual_seed(0)
+        m = MODELS[model](20, 16, n_clusters=3, d_z=2, bounded=False, self_label=weight, self_label_threshold=0.0,
+                          likelihood="gaussian_learned_freq", **TINY)
+        if model == "uvac":
+            m.prior_fitted.fill_(True)  # responsibilities are defined once the prior is fitted
+        torch.manual_seed(1)
+        return m.training_step(batch, 0.0)
+
+    t0, terms0 = step(0.0)
+    t1, terms1 = step(2.0)
+    assert "self_label" not in terms0 and float(terms1["self_label"].detach()) > 0
+    assert float(t1 - t0) == pytest.approx(2.0 * float(terms1["self_label"]), rel=1e-4)
+    with pytest.raises(ConfigError, match="self_label: self-labelling trains a batch's view"):
+        resolve_config({"model": model, "self_label": 1.0})
+    cfg = resolve_config({"model": model, "self_label": 1.0, "neighbours": 5})  # a neighbour view is a view
+    assert cfg["self_label"] == 1.0 and cfg["self_label_threshold"] == 0.99
+    with pytest.raises(ConfigError, match="self_label_threshold"):
+        resolve_config({"model": model, "self_label": 1.0, "augment": "shift", "self_label_threshold": 1.5})
 
 
 def test_uvac_consistency_waits_for_the_fitted_prior():

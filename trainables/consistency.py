@@ -13,6 +13,11 @@ an augmented one, :mod:`trainables.augment`) and are >= 0:
   ``marginal_entropy_weight``).
 
 :func:`consistency` dispatches on the config's ``consistency`` key; "none" is not a term.
+
+:func:`self_label` (SCAN's self-labelling, Van Gansbeke et al. 2020) is not symmetric: the clean
+batch's confident clips (posterior max >= a threshold) label themselves with their cluster, and the
+view is trained by cross-entropy to give that cluster; the clean posterior is not trained by it
+(detached). Zero where no clip is confident; config keys ``self_label`` and ``self_label_threshold``.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import math
 
 import torch
 
-__all__ = ["CONSISTENCIES", "consistency", "mutual_information_gap", "symmetric_kl"]
+__all__ = ["CONSISTENCIES", "consistency", "mutual_information_gap", "self_label", "symmetric_kl"]
 
 CONSISTENCIES = ("none", "mi", "skl")
 _EPS = 1e-8
@@ -58,3 +63,18 @@ def consistency(kind: str, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Te
     if kind == "skl":
         return symmetric_kl(log_p, log_q)
     raise ValueError(f"consistency: expected one of {', '.join(c for c in CONSISTENCIES if c != 'none')}, got {kind!r}")
+
+
+def self_label(log_p: torch.Tensor, log_q: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Mean cross-entropy ``-log q(c_b)`` of the view ``log_q`` at the clean clips' clusters
+    ``c_b = argmax p_b``, over the clips whose clean posterior ``max p_b >= threshold``; the clean
+    ``log_p`` is a target only (detached). 0 (keeping the graph) when no clip is confident."""
+    _check(log_p, log_q)
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"self_label: the threshold is a probability in [0, 1], got {threshold}")
+    conf, target = log_p.detach().float().max(1)
+    confident = conf.exp() >= threshold
+    picked = log_q.float().gather(1, target[:, None])[:, 0]
+    if not bool(confident.any()):
+        return picked.sum() * 0.0
+    return -picked[confident].mean()

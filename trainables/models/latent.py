@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from trainables.config_keys import ConfigError, Key, defaults_of
-from trainables.consistency import CONSISTENCIES, consistency
+from trainables.consistency import CONSISTENCIES, consistency, self_label
 from trainables.contrastive import ProjectionHead, nt_xent
 from trainables.independence import RunningGroupDependence
 from trainables.losses import DIVERGENCES
@@ -33,7 +33,8 @@ __all__ = ["Blocks", "DEC_BIAS_INITS", "INVARIANCE_TERMS", "LATENT_KEYS", "Laten
 DEC_BIAS_INITS = ("zero", "data_mean")
 # loss terms of the invariance machinery, reported only when it is switched on (consistency, the
 # overclustering head, the instance contrast, the style factor)
-INVARIANCE_TERMS = ("consistency", "consistency_over", "contrastive", "kl_s", "kl_sbar", "speaker_mi", "style_mi")
+INVARIANCE_TERMS = ("consistency", "consistency_over", "self_label", "contrastive", "kl_s", "kl_sbar", "speaker_mi",
+                    "style_mi")
 
 
 def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
@@ -73,6 +74,11 @@ LATENT_KEYS: tuple[Key, ...] = (
     Key("consistency_weight", 1.0, "weight of the consistency terms", low=0),
     Key("overcluster", 0, "> 0: an auxiliary head of overcluster x n_clusters clusters trained by the consistency "
         "term alone (IIC's overclustering); 0 = off", low=0, structural=True),
+    Key("self_label", 0.0, "weight of self-labelling (SCAN): the view's cluster posterior trained by cross-entropy "
+        "towards the clean clip's cluster wherever the clean posterior is at least self_label_threshold "
+        "(trainables.consistency; needs augment or neighbours); 0 = off", low=0),
+    Key("self_label_threshold", 0.99, "how sure the clean posterior must be for a clip to label itself "
+        "(SCAN: 0.99; 0: every clip)", low=0, high=1.0),
     Key("contrastive", 0.0, "weight of the instance contrast between a batch's and its view's encoder features "
         "(SimCLR's NT-Xent through a projection head, trainables.contrastive; needs augment or neighbours); 0 = off",
         low=0, structural=True),
@@ -113,6 +119,8 @@ class Blocks:
     consistency: str = _LATENT["consistency"]
     consistency_weight: float = _LATENT["consistency_weight"]
     overcluster: int = _LATENT["overcluster"]
+    self_label: float = _LATENT["self_label"]
+    self_label_threshold: float = _LATENT["self_label_threshold"]
     contrastive: float = _LATENT["contrastive"]
     contrastive_temperature: float = _LATENT["contrastive_temperature"]
     free_bits: float = _LATENT["free_bits"]
@@ -143,12 +151,17 @@ class LatentClusteringModel(ClusteringModel):
         if cfg["consistency"] != "none" and viewless:
             raise ConfigError(f"consistency {cfg['consistency']!r} compares a batch with its view: set augment "
                               f"(e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
+        if cfg["self_label"] > 0 and viewless:
+            raise ConfigError("self_label: self-labelling trains a batch's view towards the batch's own confident "
+                              "clusters: set augment (e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
         if cfg["contrastive"] > 0 and viewless:
             raise ConfigError("contrastive: the instance contrast compares a batch with its view: set augment "
                               "(e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
-        if cfg["neighbours"] > 0 and cfg["consistency"] == "none" and cfg["contrastive"] == 0:
-            raise ConfigError("neighbours: the neighbour view is read by the consistency term and the instance "
-                              "contrast alone: set consistency to mi or skl, or contrastive > 0")
+        if cfg["neighbours"] > 0 and cfg["consistency"] == "none" and cfg["contrastive"] == 0 \
+                and cfg["self_label"] == 0:
+            raise ConfigError("neighbours: the neighbour view is read by the consistency term, self-labelling and "
+                              "the instance contrast alone: set consistency to mi or skl, self_label > 0 or "
+                              "contrastive > 0")
         if cfg["style_independence"] > 0 and cfg["style_clusters"] < 2:
             raise ConfigError("style_independence: the clusters are kept independent of the style factor's q(s|x): "
                               "set style_clusters (>= 2)")
@@ -197,6 +210,10 @@ class LatentClusteringModel(ClusteringModel):
         if int(b.overcluster) < 0 or float(b.free_bits) < 0 or float(b.consistency_weight) < 0:
             raise ValueError("overcluster, free_bits and consistency_weight must be >= 0")
         self.consistency, self.consistency_weight = b.consistency, float(b.consistency_weight)
+        if float(b.self_label) < 0 or not 0 <= float(b.self_label_threshold) <= 1:
+            raise ValueError(f"self_label must be >= 0 and self_label_threshold in [0, 1], got {b.self_label}, "
+                             f"{b.self_label_threshold}")
+        self.self_label, self.self_label_threshold = float(b.self_label), float(b.self_label_threshold)
         if float(b.contrastive) < 0 or not float(b.contrastive_temperature) > 0:
             raise ValueError(f"contrastive must be >= 0 and contrastive_temperature > 0, got {b.contrastive}, "
                              f"{b.contrastive_temperature}")
@@ -295,7 +312,7 @@ class LatentClusteringModel(ClusteringModel):
 
     def _consistency_terms(self, batch: Batch, log_p: torch.Tensor | None, h: torch.Tensor
                            ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
-        if batch.view is None or (self.consistency == "none" and self.projection is None):
+        if batch.view is None or (self.consistency == "none" and self.projection is None and self.self_label == 0):
             return 0.0, {}
         log_pv, hv = self.posterior(self.prepare(batch.view.x, batch.view.mask), batch.view.mask)
         terms: dict[str, torch.Tensor] = {}
@@ -308,6 +325,9 @@ class LatentClusteringModel(ClusteringModel):
                     self.consistency, torch.log_softmax(self.over_head(h).float(), 1),
                     torch.log_softmax(self.over_head(hv).float(), 1))
             total = self.consistency_weight * sum(terms.values()) if terms else 0.0
+        if self.self_label > 0 and log_p is not None and log_pv is not None:
+            terms["self_label"] = self_label(log_p, log_pv, self.self_label_threshold)
+            total = total + self.self_label * terms["self_label"]
         if self.projection is not None:
             terms["contrastive"] = nt_xent(self.projection(h), self.projection(hv), self.contrastive_temperature)
             total = total + self.contrastive * terms["contrastive"]
