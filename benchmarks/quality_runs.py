@@ -13,7 +13,7 @@ from pathlib import Path
 
 from trainables.status import TrialStatus
 
-__all__ = ["Job", "job_key", "load_runs", "resolved_config", "resume_runs", "save_runs"]
+__all__ = ["Job", "job_key", "load_runs", "resolved_config", "resume_runs", "same_training", "save_runs"]
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,25 @@ def resolved_config(job: Job) -> dict:
     return json.loads(json.dumps(cfg, default=str))
 
 
+def same_training(saved: dict, now: dict) -> bool:
+    """Whether a run saved with the resolved config ``saved`` trained as ``now`` would: every key it
+    recorded has the same value now, and a key it did not record (one added to the code since) is at
+    its default now. A key is added with a default that keeps what the code did before (``0 = off``,
+    docs/CONFIG.md), so a new knob left off does not make every saved run train again."""
+    from trainables.config import DEFAULTS
+
+    added = set(now) - set(saved)
+    at_default = all(k in DEFAULTS and now[k] == json.loads(json.dumps(DEFAULTS[k], default=str)) for k in added)
+    return set(saved) <= set(now) and all(saved[k] == now[k] for k in saved) and at_default
+
+
 def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], list[Job], list[str]]:
     """(the saved results of ``jobs`` that did not fail, the jobs still to run, lines to tell the user).
     A saved run counts only if it is the same job (kind, split, seed, group, label, front end and config)
-    and, for a model, trained with the config the job resolves to now (``resolved``: a run measured
-    before its recipe changed runs again); a failed one runs again. A model's run saved without its
-    resolved config (before it was recorded) is kept, and counted in the lines.
+    and, for a model, trained with the config the job resolves to now (``resolved``, compared by
+    :func:`same_training`: a run measured before its recipe changed runs again); a failed one runs
+    again. A model's run saved without its resolved config (before it was recorded) is kept, and
+    counted in the lines.
     Saved runs not carried over (not planned now, failed, or trained with another resolved config) are
     not lost: the next save rewrites ``runs.json`` without them, so the file as it was is first copied
     beside it (``runs.before-resume-<UTC time>.json``), and a line names the copy."""
@@ -101,7 +114,7 @@ def resume_runs(jobs: list[Job], path: Path) -> tuple[list[tuple[Job, dict]], li
         job = planned[key]
         if job.kind == "neural" and "resolved" not in r:
             unchecked += 1
-        elif job.kind == "neural" and r["resolved"] != resolved_config(job):
+        elif job.kind == "neural" and not same_training(r["resolved"], resolved_config(job)):
             stale += 1
             continue
         kept.append((job, r))

@@ -1,5 +1,5 @@
 """benchmarks.quality keeps what it measured: runs.json after every run, --resume runs only the rest."""
-from benchmarks.quality_runs import Job, load_runs, resolved_config, resume_runs, save_runs
+from benchmarks.quality_runs import Job, load_runs, resolved_config, resume_runs, same_training, save_runs
 
 
 def _jobs():
@@ -45,6 +45,27 @@ def test_resume_reruns_a_run_whose_recipe_changed_since(tmp_path):
     save_runs([(uvac, done)], tmp_path)  # saved before the resolved config was recorded: kept, and said
     kept, todo, lines = resume_runs([uvac], tmp_path / "runs.json")
     assert [j for j, _ in kept] == [uvac] and todo == [] and "without their resolved config" in lines[0]
+
+
+def test_a_key_added_since_a_run_was_saved_keeps_the_run_only_while_it_is_at_its_default(tmp_path):
+    """A run saved before a knob existed trained as the knob's default does (keys are added with a
+    default that keeps what the code did), so resuming keeps it; set to anything else, it runs again."""
+    _, uvac, _ = _jobs()
+    now = resolved_config(uvac)
+    assert now["self_label"] == 0.0  # a key added after runs were saved, off by default
+    before = {k: v for k, v in now.items() if k != "self_label"}
+    assert same_training(before, now) and same_training(now, now)
+    assert not same_training(before, {**now, "self_label": 3.0})
+    assert not same_training({**before, "lr_start": 1e-3}, now)  # a recorded key that differs
+    assert not same_training({**now, "a_key_removed_since": 1}, now)
+    done = {"status": "complete", "reason": "", "metrics": {}, "time_s": 1.0}
+    save_runs([(uvac, {**done, "resolved": before})], tmp_path)
+    kept, todo, lines = resume_runs([uvac], tmp_path / "runs.json")
+    assert [j for j, _ in kept] == [uvac] and todo == [] and lines == []
+    label = Job(**{**uvac.__dict__, "config": {**uvac.config, "self_label": 3.0, "augment": "shift"}})
+    save_runs([(label, {**done, "resolved": before})], tmp_path)
+    kept, todo, _ = resume_runs([label], tmp_path / "runs.json")
+    assert kept == [] and todo == [label]
 
 
 def test_resume_keeps_the_saved_runs_it_does_not_carry_over_in_a_copy(tmp_path):
