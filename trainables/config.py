@@ -110,7 +110,11 @@ REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
 # benchmarks.quality --candidate: validation 84.2 % against 81.3 % for one training, test 85.3 % against
 # 82.6 %, the spread over seeds 1.5 points against 3.7; 3 times the training). A vote reports no epoch
 # before its last restart ends (no scheduler could judge it), so a study trains each trial once
-# (study.options.fixed_config).
+# (study.options.fixed_config). UVAC self-labels its views (SCAN, self_label 3) since 2026-12-07, thirteenth
+# session (benchmarks.quality --candidate "self_label=3", 6 seeds, validation: awe_voice 84.83 % against 84.58,
+# awe_speaker 86.50 % against 86.17, never below on a seed; speaker-disjoint split 71.50 % against 69.87; test
+# 84.83 / 84.58 / 69.40 % against 84.58 / 84.42 / 70.17; docs/QUALITY.md); categorical UVAC lost 1.3-2.0
+# validation points with it (3 and 10, 3 seeds), so it has none.
 # Categorical UVAC's values are, since the fifth release of 2026-12-06, study fsdd-cat-voice-r1's
 # trial 30 verbatim (awe_voice; benchmarks.quality --candidate over 3 seeds, random split: validation
 # 84.7 % against 72.7 % for the values before, style_clusters 0 and speaker_independence 10 alone),
@@ -125,7 +129,7 @@ REAL_VALUED: dict[str, dict[str, dict[str, Any]]] = {
 # 84.3 % both; a consistency weight of 60 lost 1.75 validation points).
 SPEAKER_NORMALISED: dict[str, dict[str, dict[str, Any]]] = {
     "recommended": {"uvac": {"style_clusters": 0, "speaker_independence": 10.0, "prior_init": "aligned", "d_z": 10,
-                             "restarts": 3, "restart_combine": "vote"},
+                             "restarts": 3, "restart_combine": "vote", "self_label": 3.0},
                     "cat_uvac": {"style_clusters": 0, "speaker_independence": 60.0, "head_init": "aligned",
                                  "head_warmup_epochs": 6, "d_z": 19, "likelihood": "gaussian",
                                  "lam": 5.3385695402843965, "lr_start": 0.0005415801033990845,
