@@ -74,8 +74,12 @@ def resolved_config(job: Job) -> dict:
     # without the seed: it is in the job's key already, and the saved records never held it (with it,
     # every run saved so far would count as trained with another config)
     unseeded = {k: v for k, v in job.training_config().items() if k != "seed"}
-    cfg = resolve_config(unseeded, preset=get_preset(job.frontend))
-    return json.loads(json.dumps(cfg, default=str))
+    return _as_saved(resolve_config(unseeded, preset=get_preset(job.frontend)))
+
+
+def _as_saved(value):
+    """``value`` as ``runs.json`` keeps it (JSON-normalised: tuples as lists, other objects as strings)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def same_training(saved: dict, now: dict) -> bool:
@@ -86,7 +90,7 @@ def same_training(saved: dict, now: dict) -> bool:
     from trainables.config import DEFAULTS
 
     added = set(now) - set(saved)
-    at_default = all(k in DEFAULTS and now[k] == json.loads(json.dumps(DEFAULTS[k], default=str)) for k in added)
+    at_default = all(k in DEFAULTS and now[k] == _as_saved(DEFAULTS[k]) for k in added)
     return set(saved) <= set(now) and all(saved[k] == now[k] for k in saved) and at_default
 
 

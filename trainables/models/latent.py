@@ -147,18 +147,20 @@ class LatentClusteringModel(ClusteringModel):
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:
-        viewless = cfg["augment"] == "none" and cfg["neighbours"] == 0
-        if cfg["consistency"] != "none" and viewless:
-            raise ConfigError(f"consistency {cfg['consistency']!r} compares a batch with its view: set augment "
-                              f"(e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
-        if cfg["self_label"] > 0 and viewless:
-            raise ConfigError("self_label: self-labelling trains a batch's view towards the batch's own confident "
-                              "clusters: set augment (e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
-        if cfg["contrastive"] > 0 and viewless:
-            raise ConfigError("contrastive: the instance contrast compares a batch with its view: set augment "
-                              "(e.g. augment=speed,warp) or neighbours (e.g. neighbours=10)")
-        if cfg["neighbours"] > 0 and cfg["consistency"] == "none" and cfg["contrastive"] == 0 \
-                and cfg["self_label"] == 0:
+        # the terms that read a batch's view (augmented or neighbour): each needs one, and a neighbour view
+        # needs one of them
+        view_readers = (
+            (cfg["consistency"] != "none", f"consistency {cfg['consistency']!r} compares a batch with its view"),
+            (cfg["self_label"] > 0, "self_label: self-labelling trains a batch's view towards the batch's own "
+                                    "confident clusters"),
+            (cfg["contrastive"] > 0, "contrastive: the instance contrast compares a batch with its view"),
+        )
+        if cfg["augment"] == "none" and cfg["neighbours"] == 0:
+            for on, what in view_readers:
+                if on:
+                    raise ConfigError(f"{what}: set augment (e.g. augment=speed,warp) or neighbours "
+                                      f"(e.g. neighbours=10)")
+        if cfg["neighbours"] > 0 and not any(on for on, _ in view_readers):
             raise ConfigError("neighbours: the neighbour view is read by the consistency term, self-labelling and "
                               "the instance contrast alone: set consistency to mi or skl, self_label > 0 or "
                               "contrastive > 0")
