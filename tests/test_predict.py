@@ -45,15 +45,20 @@ def awe_voice_cache(tmp_path_factory):
 # "@awe_raw": a real-valued front end (inputs standardised with the train split's statistics, and
 # UVAC's style factor), where the network must be rebuilt with the run's preset; "@awe_voice": a
 # new clip assigned to one of the run's voices and normalised with that voice's statistics
+# "-views": evaluated with test-time views (tta_views), which new clips get too
+EXTRA = {"": [], "vote": ["--restarts", "2", "--restart-combine", "vote"],
+         "views": ["--augment", "speed,warp,shift", "--tta-views", "3"]}
+
+
 @pytest.fixture(scope="module", params=["cat_uvac", "uvac", "uvac-vote", "uvac@awe_raw", "cat_uvac@awe_raw",
-                                        "uvac@awe_voice"])
+                                        "uvac@awe_voice", "cat_uvac-views@awe_raw"])
 def trained_run(request, tiny_cache, tmp_path_factory):
     from trainables.train import main as train_main
 
     name, _, frontend = request.param.partition("@")
-    model, _, vote = name.partition("-")
+    model, _, variant = name.partition("-")
     cache = request.getfixturevalue(f"{frontend}_cache") if frontend else tiny_cache
-    extra = ["--restarts", "2", "--restart-combine", "vote"] if vote else []
+    extra = EXTRA[variant]
     run = tmp_path_factory.mktemp(f"run_{request.param.replace('@', '_')}")
     assert train_main(["--model", model, "--features", str(cache.dir), "--epochs", "1",
                        "--out", str(run), *TINY, *extra]) == 0

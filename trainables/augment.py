@@ -65,14 +65,17 @@ class Augmenter:
     log_domain: bool
     dct: torch.Tensor | None = None
 
-    def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor, shared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One view of every clip; ``shared``: one draw of the ops' parameters for the whole batch (every
+        clip transformed alike, so a clip's view does not depend on the batch it is in: test-time views)."""
         if x.ndim != 3 or mask.shape != (x.shape[0], x.shape[2]):
             raise ValueError(f"augment expects x [B, F, T] and mask [B, T], got {tuple(x.shape)}, {tuple(mask.shape)}")
         x = x.float()
+        draws = 1 if shared else x.shape[0]
         spectral = self._to_spectral(x)
-        spectral, mask = self._resample(spectral, mask.float())
+        spectral, mask = self._resample(spectral, mask.float(), draws)
         if "eq" in self.ops:
-            spectral = self._eq(spectral)
+            spectral = self._eq(spectral, draws)
         out = self._from_spectral(spectral) * mask[:, None, :]
         if self.bounded:
             out = out.clamp(0.0, 1.0)
@@ -86,22 +89,24 @@ class Augmenter:
         return s if self.dct is None else torch.einsum("fm,bmt->bft", self.dct.to(s), s)
 
     # -- speed, warp and shift: one resampling of the image ----------------------------------------
-    def _uniform(self, b: int, op: str, device) -> torch.Tensor:
+    def _uniform(self, b: int, draws: int, op: str, device) -> torch.Tensor:
+        """[b] values ~ U(-a, a) of ``op``, ``draws`` (b or 1) of them drawn."""
         a = float(self.strengths.get(op, 0.0)) if op in self.ops else 0.0
-        return (torch.rand(b, device=device) * 2 - 1) * a
+        return ((torch.rand(draws, device=device) * 2 - 1) * a).expand(b)
 
-    def _resample(self, s: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _resample(self, s: torch.Tensor, mask: torch.Tensor, draws: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not {"speed", "warp", "shift"} & set(self.ops):
             return s, mask
         b, f, t = s.shape
         dev = s.device
         u = torch.linspace(0.0, 1.0, t, device=dev)[None]  # output frame positions, 0..1
-        speed, shift = self._uniform(b, "speed", dev)[:, None], self._uniform(b, "shift", dev)[:, None]
+        speed = self._uniform(b, draws, "speed", dev)[:, None]
+        shift = self._uniform(b, draws, "shift", dev)[:, None]
         if self.stretched:  # no duration to change: a smooth monotone warp, endpoints fixed
             src_t = u + speed / math.pi * torch.sin(math.pi * u) - shift
         else:  # the clip plays at rate 1 + speed, delayed by shift
             src_t = (u - shift) * (1.0 + speed)
-        alpha = 1.0 + self._uniform(b, "warp", dev)[:, None]
+        alpha = 1.0 + self._uniform(b, draws, "warp", dev)[:, None]
         src_f = torch.linspace(0.0, 1.0, f, device=dev)[None] * alpha  # [B, F]
         grid = torch.stack([(src_t * 2 - 1)[:, None, :].expand(b, f, t), (src_f * 2 - 1)[:, :, None].expand(b, f, t)],
                            dim=-1)
@@ -115,12 +120,12 @@ class Augmenter:
         return out, new_mask[:, 0, 0]
 
     # -- random EQ ---------------------------------------------------------------------------------
-    def _eq(self, s: torch.Tensor) -> torch.Tensor:
+    def _eq(self, s: torch.Tensor, draws: int) -> torch.Tensor:
         b, f, t = s.shape
         a = float(self.strengths.get("eq", 0.0))
         freq = torch.linspace(0.0, math.pi, f, device=s.device)
         basis = torch.stack([torch.cos(k * freq) for k in (1, 2, 3)])  # [3, F]
-        start, end = (torch.randn(b, 3, device=s.device) * a @ basis for _ in range(2))  # [B, F] each
+        start, end = ((torch.randn(draws, 3, device=s.device) * a @ basis).expand(b, f) for _ in range(2))  # [B, F]
         w = torch.linspace(0.0, 1.0, t, device=s.device)[None, None]
         curve = start[:, :, None] * (1 - w) + end[:, :, None] * w  # [B, F, T]
         return s + curve if self.log_domain else s * torch.exp(curve)

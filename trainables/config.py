@@ -315,6 +315,10 @@ def _validate(cfg: dict[str, Any], keys: Mapping[str, Key]) -> None:
             "the learning rate decays from lr_start to lr_end"
         )
     _check_restarts(cfg)
+    if int(cfg["tta_views"]) > 0 and cfg["augment"] == "none":
+        raise ConfigError(f"tta_views ({cfg['tta_views']}) averages a clip's cluster probabilities over augmented "
+                          f"views, but augment is none: name the views (e.g. augment speed,warp,shift) or set "
+                          f"tta_views 0")
     seen = set()
     for cls in registered_models().values():
         for klass in reversed(cls.__mro__):

@@ -212,6 +212,9 @@ TRAINING_KEYS: tuple[Key, ...] = (
     Key("aug_warp", 0.1, "vocal-tract-length warping: frequency factor in 1 +- aug_warp", low=0, high=0.5),
     Key("aug_shift", 0.1, "time shift of up to aug_shift x the clip's frames", low=0, high=0.5),
     Key("aug_eq", 0.2, "random EQ: amplitude of the smooth random spectral curve", low=0),
+    Key("tta_views", 0, "test-time augmentation: a clip's cluster probabilities (and so its cluster) are their mean "
+        "over the clip and this many augmented views of it, made as in training (augment) from a fixed seed, so "
+        "every evaluation sees the same views (trainables.evaluation); 0 = the clip alone", low=0),
     Key("frontend", "", "the front end (features preset) the config trains on: a study searching front ends "
         "picks the feature cache by it; empty = the table given"),
     Key("voices", 0, "a front end normalised per inferred speaker (e.g. awe_voice): how many voices its clips are "

@@ -338,7 +338,8 @@ def _finish(run: Run, table, status, reason, last_good, checkpoint_dir, write_ch
     device, resident = run.train_data.device, run.resident
     te_tab = table.select("test")
     if len(te_tab):
-        final.update(evaluate(run.model, SplitData(te_tab, device, resident), te_tab.labels, run.cfg, "test/")[0])
-    pred_all = predict_table(run.model, SplitData(table, device, resident), run.cfg)
+        final.update(evaluate(run.model, SplitData(te_tab, device, resident), te_tab.labels, run.cfg, "test/",
+                              run.augmenter)[0])
+    pred_all = predict_table(run.model, SplitData(table, device, resident), run.cfg, run.augmenter)
     assignments = _assignments_from(table, pred_all["cluster"], pred_all["probs"])
     return TrainResult(status, epochs_done, final, run.history, reason, assignments, dict(run.cfg))

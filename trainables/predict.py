@@ -6,7 +6,8 @@ Loads RUN_DIR/config.json (config + the run's front-end preset) and RUN_DIR/chec
 every audio file with :func:`features.audio.load_audio` and featurises it with the run's own
 front end (:func:`features.frontend.compute_features`), rounds the spectrogram through float16
 exactly like the feature cache stores it, and runs only the inference part of the network
-(UVAC: encoder + GMM prior, p(c|z); categorical UVAC: encoder h, softmax of its logits).
+(UVAC: encoder + GMM prior, p(c|z); categorical UVAC: encoder h, softmax of its logits), averaged
+over the run's test-time views where it was evaluated with them (``tta_views``).
 
 Output, one CSV row per file (stdout, and ``--out`` when given)::
 
@@ -30,6 +31,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from trainables.evaluation import infer_with_views
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 
@@ -120,6 +123,10 @@ class Predictor:
                              f"normalisation 'voice' (e.g. awe_voice), 'band' or 'clip' to cluster new audio")
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
+        from trainables.augment import augmenter_for
+
+        # a run evaluated with test-time views (tta_views) predicts new clips with them too
+        self.views = augmenter_for(self.cfg, self.preset) if int(self.cfg.get("tta_views", 0)) > 0 else None
 
     def featurise(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         from features.audio import load_audio
@@ -155,7 +162,9 @@ class Predictor:
             chunk_specs = specs[start:start + self.batch_size]
             x = torch.stack([sp for sp, _ in chunk_specs]).to(self.device)
             mask = torch.stack([m for _, m in chunk_specs]).to(self.device)
-            probs = self.model.infer(x, mask)["probs"].float().cpu().numpy()
+            probs = infer_with_views(self.model, x, mask, self.views, int(self.cfg.get("tta_views", 0)),
+                                     int(self.cfg.get("seed", 0)))["probs"]
+            probs = probs.float().cpu().numpy()
             for j, i in enumerate(chunk):
                 p = probs[j]
                 results[i] = Prediction(str(paths[i]), "ok", int(p.argmax()), tuple(float(v) for v in p))

@@ -63,7 +63,7 @@ def _separation(run: Run) -> tuple[float, np.ndarray]:
     """The restart score of a run: silhouette of its clusters on its reported representation over the
     train split (trainables.restarts.separation; no labels), and its probabilities there [N, K] (what
     a vote maps)."""
-    pred = predict_table(run.model, run.train_data, run.cfg)
+    pred = predict_table(run.model, run.train_data, run.cfg, run.augmenter)
     rep = pred[type(run.model).reported_representation]
     score = separation(rep, pred["cluster"], sample_size=int(run.cfg["silhouette_sample"]) or None,
                        seed=int(run.cfg["seed"]))
@@ -213,5 +213,5 @@ def _vote(prog: _Progress, runs, members, val_data, va_tab) -> tuple[Run, dict, 
     ensemble = VotingEnsemble([runs[i].model for i in members], vote_maps(probs, ref), ref)
     run, last_good = runs[members[ref]], prog.state(members[ref])
     run.model = ensemble
-    run.summary = evaluate(ensemble, val_data, va_tab.labels, run.cfg, "val/")[0]
+    run.summary = evaluate(ensemble, val_data, va_tab.labels, run.cfg, "val/", run.augmenter)[0]
     return run, {**last_good, "model": clone_tree(ensemble.state_dict())}, members[ref]

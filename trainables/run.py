@@ -173,7 +173,7 @@ def run_epoch(run: Run, epoch: int, val_data: SplitData, va_tab) -> tuple[dict[s
     metrics = {"epoch": epoch, **metrics}
     t1 = time.perf_counter()
     before_evaluation(run)
-    metrics.update(evaluate(run.model, val_data, va_tab.labels, run.cfg, "val/")[0])
+    metrics.update(evaluate(run.model, val_data, va_tab.labels, run.cfg, "val/", run.augmenter)[0])
     metrics["val/time_s"] = time.perf_counter() - t1
     run.history.append(dict(metrics))
     return metrics, ""
