@@ -31,6 +31,7 @@ AUGMENT_CHOICES = ["none", "speed,shift", "speed,warp,shift", "speed,warp,shift,
 NEIGHBOUR_CHOICES = [0, 5, 10, 20]  # neighbour views (trainables.neighbours): k nearest training clips; 0 = off
 CONTRASTIVE_CHOICES = [0.0, 3.0, 10.0, 30.0]  # weight of the instance contrast (trainables.contrastive); 0 = off
 SELF_LABEL_CHOICES = [0.0, 3.0, 10.0]  # weight of self-labelling (SCAN, trainables.consistency); 0 = off
+TTA_CHOICES = [0, 8]  # test-time views (trainables.evaluation): a clip's probabilities averaged over N views; 0 = off
 MLP_HIDDEN_CHOICES = ["256,128", "512,256", "1024,512"]  # widths of the fully connected networks
 
 
@@ -80,7 +81,7 @@ def _stabilisers(trial) -> None:
 
 def _invariance(trial, frontend: Optional[str]) -> dict:
     """Augmented and neighbour views with a consistency term (an overclustering head, self-labelling, an
-    instance contrast), free bits, on real-valued front ends a style factor, and on front ends normalised
+    instance contrast) and test-time views, free bits, on real-valued front ends a style factor, and on front ends normalised
     per speaker the clusters' independence of the speaker (docs/MODELS.md, "Invariance"). Returns the constants
     that switch off what a draw leaves out, so that a recipe's values for those keys (the
     ``recommended`` recipe's consistency term and style factor) never reach a trial they do not
@@ -98,6 +99,10 @@ def _invariance(trial, frontend: Optional[str]) -> dict:
             trial.suggest_float("aug_warp", 0.02, 0.2)
     else:
         consts.update(consistency="none", overcluster=0, self_label=0.0, contrastive=0.0)
+    if augmented:  # test-time views are made by the augmenter (a neighbour is no view of the clip itself)
+        trial.suggest_categorical("tta_views", TTA_CHOICES)
+    else:
+        consts["tta_views"] = 0
     trial.suggest_categorical("free_bits", [0.0, 0.25, 1.0])
     preset = PRESETS.get(frontend) if frontend else None
     if preset is not None and not preset.bounded:

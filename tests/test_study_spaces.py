@@ -58,6 +58,8 @@ def test_space_draws_fit_every_recipe_and_front_end(study, name, recipe):
         if config.get("augment") == "none" and config.get("neighbours") == 0:  # no view at all
             assert resolved["consistency"] == "none" and resolved["overcluster"] == 0 and resolved["contrastive"] == 0
             assert resolved["self_label"] == 0
+        if config.get("augment") == "none":  # test-time views are the augmenter's
+            assert resolved["tta_views"] == 0
         if preset.bounded:
             assert resolved["style_clusters"] == 0
         seen.add((config.get("augment") == "none" and config.get("neighbours") == 0, preset.bounded))
@@ -111,7 +113,7 @@ def test_cat_uvac_searches_what_the_issue_asks():
     assert {"prior_init", "prior_warmup_epochs", "likelihood", "bn_reestimate", "pool"} <= uvac_names
     # the recorded draw takes first choices: no views, so the space switches their consistency term off
     assert consts == {"model": "cat_uvac", "consistency": "none", "overcluster": 0, "self_label": 0.0,
-                      "contrastive": 0.0}
+                      "contrastive": 0.0, "tta_views": 0}
 
 
 @pytest.mark.parametrize("space", ["uvac", "cat_uvac"])
