@@ -81,11 +81,12 @@ def _stabilisers(trial) -> None:
 
 def _invariance(trial, frontend: Optional[str]) -> dict:
     """Augmented and neighbour views with a consistency term (an overclustering head, self-labelling, an
-    instance contrast) and test-time views, free bits, on real-valued front ends a style factor, and on front ends normalised
-    per speaker the clusters' independence of the speaker (docs/MODELS.md, "Invariance"). Returns the constants
-    that switch off what a draw leaves out, so that a recipe's values for those keys (the
-    ``recommended`` recipe's consistency term and style factor) never reach a trial they do not
-    fit: no consistency term without views, no style factor on a front end in [0, 1]."""
+    instance contrast) and test-time views, free bits, on real-valued front ends a style factor, and on
+    front ends normalised per speaker the clusters' independence of the speaker (docs/MODELS.md,
+    "Invariance"). Returns the constants that switch off what a draw leaves out, so that a recipe's
+    values for those keys (the ``recommended`` recipe's consistency term and style factor) never reach
+    a trial they do not fit: no consistency term without views, no style factor on a front end in
+    [0, 1], no test-time views without an augmenter."""
     consts: dict = {}
     augmented = trial.suggest_categorical("augment", AUGMENT_CHOICES) != "none"
     if trial.suggest_categorical("neighbours", NEIGHBOUR_CHOICES) > 0 or augmented:
