@@ -30,6 +30,11 @@ saves (Markdown + CSV + every run's metrics under ``--out``):
   real-valued values for the keys the candidate does not set). ``voices=N`` loads the voice front
   end with N inferred voices, and the suite then runs the voice baselines with N voices too
   (``awe_voice_vN_aligned``, ...), so the strongest baseline is chosen among them as well.
+* ``--rotate-val``: cross-validation over seeds. Seed s validates on fold s mod K of the random
+  split's non-test clips (config key ``val_fold``; fold 0 is the split as stored, the test split
+  never moves), so the validation means of K seeds cover K times the clips one 10 % split holds: a
+  choice that one split's 200 clips cannot resolve is made on all of them. The suite of a seed is
+  fitted on that seed's split.
 
 Runs are spread over ``--jobs`` worker processes with one torch thread each; every run is seeded;
 a run that fails or diverges is a row of the table with its status, never a crash. Settings are
@@ -68,17 +73,17 @@ ABLATION_GROUPS = (("lr_start", "lr_end"),
 
 
 # ------------------------------------------------------------------ worker side
-_TABLES: dict[tuple[str, str, int], Any] = {}
+_TABLES: dict[tuple[str, str, int, int], Any] = {}
 
 
-def _table(cache_dir: str, split: str, voices: int = 0):
+def _table(cache_dir: str, split: str, voices: int = 0, val_fold: int = 0):
     """The cache's table with ``split`` as its train/val/test split (loaded once per process;
-    ``voices``: a candidate's voice count, 0 for the front end's)."""
-    key = (cache_dir, split, voices)
+    ``voices``: a candidate's voice count, 0 for the front end's; ``val_fold``: the job's validation fold)."""
+    key = (cache_dir, split, voices, val_fold)
     if key not in _TABLES:
         from features.cache import load_table
 
-        _TABLES[key] = load_table(cache_dir, split_scheme=split, voices=voices)
+        _TABLES[key] = load_table(cache_dir, split_scheme=split, voices=voices, val_fold=val_fold)
     return _TABLES[key]
 
 
@@ -92,11 +97,13 @@ def _suite(job: Job, caches: dict[str, str]) -> list[dict]:
                                            run_references, run_suite)
 
     model_frontends = [f for f in job.config["frontends"]]
-    main = _table(caches[model_frontends[0]], job.split)
+    fold = int(job.config.get("val_fold", 0))
+    main = _table(caches[model_frontends[0]], job.split, val_fold=fold)
     refs = {p: align_to(_table(caches[p], job.split), main) for p in REFERENCE_PRESETS if p in caches}
     results = run_suite(main, refs, seeds=[job.seed])
     for f in model_frontends[1:]:
-        extra = [r for r in run_suite(_table(caches[f], job.split), None, seeds=[job.seed]) if r.name in OWN_BASELINES]
+        extra = [r for r in run_suite(_table(caches[f], job.split, val_fold=fold), None, seeds=[job.seed])
+                 if r.name in OWN_BASELINES]
         for r in extra:
             r.name = own_name(f, r.name)
         results += extra
@@ -123,7 +130,8 @@ def run_job(job: Job, caches: dict[str, str]) -> dict:
         if job.kind == "suite":
             return {"status": TrialStatus.COMPLETE, "rows": _suite(job, caches), "metrics": {}, "val_acc": [],
                     "time_s": time.time() - t0}
-        table = _table(caches[job.frontend], job.split, int(job.config.get("voices", 0)))
+        table = _table(caches[job.frontend], job.split, int(job.config.get("voices", 0)),
+                       int(job.config.get("val_fold", 0)))
         if job.kind == "labels":
             from trainables.baselines import run_baseline
 
@@ -226,7 +234,7 @@ def parse_candidates(specs: list[str], models: list[str], frontend_of=None) -> l
         for k, v in (p.split("=") for p in pairs):
             if k not in keys:
                 raise ConfigError(f"--candidate {spec!r}: unknown config key {k!r} (docs/CONFIG.md lists them)")
-            if k in ("model", "recipe", "seed", "split_scheme", "epochs"):
+            if k in ("model", "recipe", "seed", "split_scheme", "epochs", "val_fold"):
                 raise ConfigError(f"--candidate {spec!r}: {k} is set by the benchmark itself (use its own flag)")
             if k == "frontend" and v not in PRESETS:
                 raise ConfigError(f"--candidate {spec!r}: unknown front end {v!r} "
@@ -258,6 +266,15 @@ def suite_config(fronts: list[str], candidates) -> dict:
     return {"frontends": fronts, **({"voices": counts} if counts else {})}
 
 
+def fold_of(a: argparse.Namespace, split: str, seed: int) -> dict:
+    """The validation fold of a job on ``split`` with ``seed`` (``--rotate-val``: seed mod the split's
+    folds, on the random split only) as config keys; {} for fold 0, the split as stored, so a rotated
+    benchmark's seed 0 is the same job as an unrotated one's."""
+    folds = int(getattr(a, "val_folds", 0) or 0)
+    fold = seed % folds if folds and split == "random" else 0
+    return {"val_fold": fold} if fold else {}
+
+
 def plan_jobs(a: argparse.Namespace) -> list[Job]:
     from features.presets import PRESETS
 
@@ -265,14 +282,15 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
     fronts = a.model_frontends
     for split in a.splits:
         for seed in range(a.seeds):
-            jobs.append(Job("labels", split, seed, label="labels as clusters", frontend=fronts[0]))
-            jobs.append(Job("suite", split, seed, suite_config(fronts, a.candidates), "classical baselines",
-                            frontend=fronts[0]))
+            fold = fold_of(a, split, seed)
+            jobs.append(Job("labels", split, seed, dict(fold), label="labels as clusters", frontend=fronts[0]))
+            jobs.append(Job("suite", split, seed, {**suite_config(fronts, a.candidates), **fold},
+                            "classical baselines", frontend=fronts[0]))
             for model in a.models:
                 for recipe in a.recipes:
-                    jobs.append(_neural(a, model, recipe, split, seed))
+                    jobs.append(_neural(a, model, recipe, split, seed, extra=fold))
             for model, overrides in a.candidates:
-                extra = {k: v for k, v in overrides.items() if k != "frontend"}
+                extra = {**{k: v for k, v in overrides.items() if k != "frontend"}, **fold}
                 jobs.append(_neural(a, model, "recommended", split, seed, frontend=overrides.get("frontend"),
                                     extra=extra, label=candidate_label(model, overrides)))
     if a.speaker:
@@ -281,6 +299,7 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
                 variant = speaker_variant(model_frontend(a, model, "recommended"))
                 if variant:
                     jobs.append(_neural(a, model, "recommended", "random", seed, "speaker", variant,
+                                        fold_of(a, "random", seed),
                                         label=f"{MODEL_LABEL[model]} (recommended, {variant})"))
     per_model = []
     for model in (a.models if a.ablation_seeds > 0 and "recommended" in a.recipes else []):
@@ -290,8 +309,8 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
     for model, frontend, off in (entry for rank in zip_longest(*per_model) for entry in rank if entry):
         what = ", ".join(f"{k}={v}" for k, v in off.items())
         for seed in range(a.ablation_seeds):
-            jobs.append(_neural(a, model, "recommended", "random", seed, "ablation", frontend, off,
-                                f"{MODEL_LABEL[model]}: {what}"))
+            jobs.append(_neural(a, model, "recommended", "random", seed, "ablation", frontend,
+                                {**off, **fold_of(a, "random", seed)}, f"{MODEL_LABEL[model]}: {what}"))
     return jobs
 
 
@@ -385,6 +404,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", action="append", default=[], metavar='"KEY=VALUE ..."',
                    help="also run recommended with these config keys changed, on every split and seed "
                         "(repeatable; each a row of the main tables)")
+    p.add_argument("--rotate-val", action="store_true",
+                   help="cross-validation over seeds on the random split: seed s validates on fold s mod K of the "
+                        "non-test clips (config key val_fold; fold 0 is the split as stored, test never moves), so "
+                        "K seeds choose on every non-test clip instead of one 10 %% split")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in <--out>/runs.json (same jobs, not failed, a model's trained "
                         "with the config its recipe resolves to now) and run the rest; runs.json as it was is first "
@@ -401,6 +424,14 @@ def _check(a: argparse.Namespace) -> list[str]:
     return ([m for m in a.models if m not in MODEL_LABEL] + [r for r in a.recipes if r not in RECIPES]
             + [s for s in a.splits if s not in ("random", "group")]
             + ([a.frontend] if a.frontend and a.frontend not in PRESETS else []))
+
+
+def validation_fold_count(cache_dir: str) -> int:
+    """How many validation folds the random split of ``cache_dir`` offers (features.splits.validation_folds)."""
+    from features.cache import load_table
+    from features.splits import validation_folds
+
+    return validation_folds(load_table(cache_dir, split_scheme="random", verify=False).split)
 
 
 def build_caches(a: argparse.Namespace) -> tuple[dict[str, str], Any]:
@@ -455,12 +486,17 @@ def main(argv: list[str] | None = None) -> int:
     a.extra_frontends = [v for v in (speaker_variant(model_frontend(a, m, "recommended")) for m in a.models)
                          if v] if a.speaker else []
     caches, summary = build_caches(a)
+    if a.rotate_val:
+        a.val_folds = validation_fold_count(caches[a.model_frontends[0]])
+        print(f"--rotate-val: {a.val_folds} validation folds on the random split; seed s validates on fold "
+              f"s mod {a.val_folds}", flush=True)
     jobs = plan_jobs(a)
     own = "the model's own"
     header = (f"Quality on real speech: FSDD ({summary.n_used} clips, 4 speakers), {a.epochs} epochs, {a.seeds} "
               f"seed(s), channels {a.channels or own}, GRU {a.gru_hidden or own}, "
               f"batch {a.batch_size or 'of the recipe'}, device {a.device}; "
-              f"front ends {', '.join(a.model_frontends)}\n\n"
+              f"front ends {', '.join(a.model_frontends)}"
+              f"{f'; validation rotated over {a.val_folds} folds' if a.rotate_val else ''}\n\n"
               f"Command: python -m benchmarks.quality {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(header, flush=True)
     print(f"{len(jobs)} runs on {a.jobs} worker(s); caches {', '.join(f'{k}: {v}' for k, v in caches.items())}",

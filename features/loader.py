@@ -24,6 +24,7 @@ from features.normalise import apply_speaker_statistics, speaker_statistics
 from features.voice import VOICE_BANDS, fit_voices
 from features.manifest import MANIFEST, DataFile, Manifest, Shard, read_manifest, verify_files
 from features.store import CacheError, fixed_list_tensor, read_arrow_mmap
+from features.splits import rotate_validation
 from features.table import FeatureTable
 
 SPLIT_SCHEMES = ("random", "group")
@@ -155,7 +156,7 @@ def with_voices(preset: Preset, voices: int | None) -> Preset:
 
 
 def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: str, verify: bool,
-                     voices: int | None = None) -> FeatureTable:
+                     voices: int | None = None, val_fold: int = 0) -> FeatureTable:
     preset = with_voices(Preset.from_dict(m.preset), voices)
     f, t = preset.shape
     tab = _read_rows(cache_dir, m, source, verify)
@@ -167,6 +168,8 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
         raise CacheError(f"{cache_dir}: rows are not sorted by unique id; rerun python -m features.build")
     n = len(ids)
     split = _split_column(cache_dir, m, ids, split_scheme, verify)
+    if val_fold:
+        split = rotate_validation(split, ids, val_fold, m.split_seed)
     labels = tab["label"].to_numpy().astype(str)
     classes_arr, inverse = np.unique(labels, return_inverse=True)
     if [str(c) for c in classes_arr] != m.classes:
@@ -201,16 +204,17 @@ def _load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: st
         voice=voice,
         speakers=speakers,
         voice_model=voice_model,
+        val_fold=int(val_fold),
     )
 
 
 def load_generation(cache_dir: Path, m: Manifest, split_scheme: str, source: str, verify: bool,
-                    voices: int | None = None) -> FeatureTable:
+                    voices: int | None = None, val_fold: int = 0) -> FeatureTable:
     """The table of generation ``m``; when its files are gone because a build published a newer
     generation since ``m`` was read, the newer one (a CacheError when the file is just missing)."""
     for _ in range(_ATTEMPTS):
         try:
-            return _load_generation(cache_dir, m, split_scheme, source, verify, voices)
+            return _load_generation(cache_dir, m, split_scheme, source, verify, voices, val_fold)
         except FileNotFoundError as exc:
             now = _manifest(cache_dir)
             if now.generation == m.generation:
@@ -228,6 +232,7 @@ def load_table(
     source: str = "auto",
     verify: bool = True,
     voices: int | None = None,
+    val_fold: int = 0,
 ) -> FeatureTable:
     """Load a cache into a :class:`FeatureTable` (rows sorted by id).
 
@@ -241,13 +246,18 @@ def load_table(
     ``voices``: on a front end normalised per inferred speaker, how many voices its clips are
     clustered into (0 or None: the preset's count; the table's ``preset`` then carries the count used);
     ValueError on any other front end.
+    ``val_fold``: the random split's validation fold (features.splits.rotate_validation; 0: the split as
+    stored); ValueError on the group split or for a fold the split does not offer.
     """
     if split_scheme not in SPLIT_SCHEMES:
         raise ValueError(f"split_scheme must be one of {SPLIT_SCHEMES}, got {split_scheme!r}")
+    if val_fold and split_scheme != "random":
+        raise ValueError(f"val_fold={val_fold}: validation folds rotate the random split only, not {split_scheme!r} "
+                         f"(its validation speakers are a group of their own)")
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     cache_dir = resolve_cache_dir(cache_dir)
-    table = load_generation(cache_dir, _manifest(cache_dir), split_scheme, source, verify, voices)
+    table = load_generation(cache_dir, _manifest(cache_dir), split_scheme, source, verify, voices, val_fold)
     if device is not None:
         table.spectrogram, table.mask, table.norm_stats, table.label_index = (
             x.to(device) for x in (table.spectrogram, table.mask, table.norm_stats, table.label_index))

@@ -12,6 +12,10 @@ chosen at load time (``load_table(dir, split_scheme="random" | "group")``):
 
 Both are pure functions of (seed, set of ids[, groups]): the builder recomputes them over all
 ids on every build, so an incremental build gives the same splits as a clean build.
+
+:func:`rotate_validation` moves the random split's validation split over the clips outside test
+(config key ``val_fold``, applied at load time): cross-validation over seeds, so that settings are
+chosen on more validation clips than one 10 % split holds while the test split stays where it is.
 """
 from __future__ import annotations
 
@@ -103,3 +107,39 @@ def group_split(
         g = members[donor][np.argmin(counts[members[donor]])]
         assign[g] = k
     return np.asarray(SPLIT_NAMES, dtype=object)[assign[inverse]].astype(str)
+
+
+def validation_folds(split: Sequence[str]) -> int:
+    """How many validation folds :func:`rotate_validation` offers for ``split``: the stored validation
+    split (fold 0) and as many disjoint validation-sized folds as the training split holds (1 when
+    there is no validation split)."""
+    names = np.asarray(split).astype(str)
+    n_val, n_train = int((names == "val").sum()), int((names == "train").sum())
+    return 1 + (n_train // n_val if n_val else 0)
+
+
+def rotate_validation(split: Sequence[str], ids: Sequence[str], fold: int, seed: int) -> np.ndarray:
+    """Split names [N] with validation fold ``fold``: 0 is ``split`` as it is; fold k >= 1 swaps the
+    stored validation clips with the k-th fold of the training clips (sorted by id, permuted with
+    ``seed``, cut into :func:`validation_folds` - 1 folds of the validation's size; a remainder stays
+    in train). The test clips never move, and the folds 0..K-1 are disjoint validation splits of the
+    same size that together cover every non-test clip but the remainder. ValueError for a fold
+    outside 0..K-1."""
+    names = np.asarray(split).astype(str).copy()
+    arr = _check_ids(ids)
+    if len(arr) != len(names):
+        raise ValueError(f"split has {len(names)} entries, ids {len(arr)}")
+    k = validation_folds(names)
+    if not 0 <= int(fold) < k:
+        raise ValueError(f"val_fold={fold}: this split offers {k} validation fold(s), 0-{k - 1} "
+                         f"({int((names == 'val').sum())} validation clips, {int((names == 'train').sum())} training)")
+    if fold == 0:
+        return names
+    val = np.flatnonzero(names == "val")
+    train = np.flatnonzero(names == "train")
+    train = train[np.argsort(arr[train], kind="stable")]
+    train = train[np.random.default_rng(seed).permutation(len(train))]
+    chosen = train[(fold - 1) * len(val): fold * len(val)]
+    names[val] = "train"
+    names[chosen] = "val"
+    return names

@@ -42,6 +42,7 @@ class FeatureTable:
     voice: torch.Tensor | None = None
     speakers: np.ndarray | None = None
     voice_model: Any = None
+    val_fold: int = 0  # the random split's validation fold it was loaded with (features.splits.rotate_validation)
 
     def __post_init__(self) -> None:
         n = len(self.ids)

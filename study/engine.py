@@ -116,11 +116,11 @@ def ensure_features(opts: StudyOptions) -> dict[str, str]:
     return dirs
 
 
-def _load_table(cache_dir: str, split_scheme: Optional[str], voices: int = 0):
+def _load_table(cache_dir: str, split_scheme: Optional[str], voices: int = 0, val_fold: int = 0):
     from features.cache import load_table
     kwargs = {"split_scheme": split_scheme} if split_scheme else {}
     try:
-        return load_table(cache_dir, voices=voices, **kwargs)
+        return load_table(cache_dir, voices=voices, val_fold=val_fold, **kwargs)
     except Exception as exc:
         raise StudyError(f"cannot load features from {cache_dir}: {exc}") from None
 
@@ -141,7 +141,8 @@ def fit_baselines(cache_dirs: dict, split_scheme: Optional[str], n_clusters: int
     from trainables.baseline_suite import get_voices
 
     voices = int(fixed.get("voices", 0))  # --set voices: the count of the voice front ends' trials
-    tables = {name: _load_table(d, split_scheme, voices if get_voices(name) else 0)
+    fold = int(fixed.get("val_fold", 0))  # --set val_fold: the validation fold the trials are judged on
+    tables = {name: _load_table(d, split_scheme, voices if get_voices(name) else 0, fold)
               for name, d in cache_dirs.items()}
     main = next(iter(cache_dirs))
     term.info(f"fitting the classical baselines on the study's split ({', '.join(cache_dirs)} and the "
@@ -319,7 +320,8 @@ def _setup(opts: StudyOptions, name: str) -> _Study:
     claim_name(storage, name, ["maximize" if o.mode == "max" else "minimize" for o in objectives])
     cache_dirs = ensure_features(opts)
     split_scheme = (opts.overrides or {}).get("split_scheme")
-    table = _load_table(next(iter(cache_dirs.values())), split_scheme)
+    table = _load_table(next(iter(cache_dirs.values())), split_scheme,
+                        val_fold=int((opts.overrides or {}).get("val_fold", 0)))
     n_clusters = opts.n_clusters or table.n_classes
     _check_clusters(table, n_clusters)
     fixed = fixed_config(opts, n_clusters)

@@ -300,8 +300,12 @@ def _load_sources(run_ids, tracking_uri, features, epochs, allow_other_cache, ov
     if len(voices) > 1:
         raise ReplicationError(f"the chosen runs cluster the clips into different voice counts {voices}; "
                                "Table I compares methods on one table")
+    folds = sorted({resolve_config(s.config)["val_fold"] for s in sources})
+    if len(folds) > 1:
+        raise ReplicationError(f"the chosen runs were validated on different folds {folds}; "
+                               "Table I compares methods on one split")
     try:
-        table = load_table(feats[0], split_scheme=schemes[0], voices=voices[0])
+        table = load_table(feats[0], split_scheme=schemes[0], voices=voices[0], val_fold=folds[0])
     except (CacheError, ValueError) as exc:
         raise ReplicationError(str(exc)) from None
     for s in sources:

@@ -40,10 +40,10 @@ RESOLVED_KEY = "resolved_config"  # JSON of the config the worker trains with (f
 
 
 @functools.lru_cache(maxsize=1)  # one table per worker process at a time
-def _table(cache_dir: str, split_scheme: str, voices: int = 0):
+def _table(cache_dir: str, split_scheme: str, voices: int = 0, val_fold: int = 0):
     from features.cache import load_table
 
-    return load_table(cache_dir, split_scheme=split_scheme, voices=voices)
+    return load_table(cache_dir, split_scheme=split_scheme, voices=voices, val_fold=val_fold)
 
 
 def _scalars(metrics: dict) -> dict:
@@ -122,7 +122,7 @@ def _train_trial(config: dict, cache_dirs: dict) -> None:
     from trainables.train import write_assignments
 
     table = _table(cache_for(config, cache_dirs), str(config.get("split_scheme") or "random"),
-                   int(config.get("voices", 0)))
+                   int(config.get("voices", 0)), int(config.get("val_fold", 0)))
     cfg = resolve_config(config, dataset=table.dataset, preset=table.preset)
     warmup = warmup_epochs(cfg)
     every = int(cfg.get("checkpoint_every", 1) or 0)

@@ -76,12 +76,13 @@ def own_name(preset: str, baseline: str) -> str:
 
 def align_to(ref, table):
     """``ref``'s rows for the clips of ``table`` (matched by id), with ``table``'s split; clips of
-    ``table`` that ``ref`` lacks are left out (``len`` tells how many remain)."""
+    ``table`` that ``ref`` lacks are left out (``len`` tells how many remain); its validation fold too."""
     pos = {k: i for i, k in enumerate(np.asarray(ref.ids).astype(str))}
     ids = np.asarray(table.ids).astype(str)
     keep = np.array([i for i, k in enumerate(ids) if k in pos], dtype=np.int64)
     out = ref.take(np.array([pos[k] for k in ids[keep]], dtype=np.int64))
     out.split = np.asarray(table.split)[keep]
+    out.val_fold = int(getattr(table, "val_fold", 0))
     return out
 
 

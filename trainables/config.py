@@ -55,6 +55,7 @@ __all__ = [
     "parse_channels",
     "load_config_file",
     "check_frontend",
+    "check_split",
 ]
 
 BASELINES = FITTED_BASELINES  # registered in trainables.baselines
@@ -347,6 +348,16 @@ def _check_restarts(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"restart_epochs ({e}) ends inside the model's warm-up ({warmup} epochs): the restarts "
                           f"would be chosen before their clusters are formed; use at least {warmup}, or 0 for "
                           f"the whole run")
+
+
+def check_split(cfg: Mapping[str, Any], table: Any) -> None:
+    """ConfigError when ``table`` was loaded with another validation fold than the config names
+    (``val_fold``: ``load_table(..., val_fold=cfg['val_fold'])``): its metrics would be labelled with the
+    wrong split."""
+    fold, loaded = int(cfg.get("val_fold", 0)), int(getattr(table, "val_fold", 0))
+    if fold != loaded:
+        raise ConfigError(f"val_fold={fold}: the table was loaded with validation fold {loaded} "
+                          f"(load_table(..., val_fold=cfg['val_fold']))")
 
 
 def check_frontend(cfg: Mapping[str, Any], preset: Any) -> None:

@@ -185,6 +185,9 @@ TRAINING_KEYS: tuple[Key, ...] = (
     Key("device", "auto", "auto, cpu, cuda or cuda:N", normalise=_device),
     Key("precision", "fp32", "bf16: bf16 autocast (only honoured on CUDA)", choices=("fp32", "bf16")),
     Key("split_scheme", "random", "which split of the feature cache to use", choices=("random", "group")),
+    Key("val_fold", 0, "the random split's validation fold (features.splits.rotate_validation): 0 = the split as "
+        "stored; k swaps the validation clips with the k-th validation-sized fold of the training clips, test "
+        "unmoved (cross-validation over seeds: benchmarks.quality --rotate-val)", low=0),
     Key("checkpoint_every", 1, "write a checkpoint every N epochs (and at the end); 0 = only at the end", low=0),
     Key("restarts", 1, "initialisations trained (trainables.restarts); the one whose clusters are best separated "
         "on the train split (silhouette of the reported representation, no labels) is kept: K-means' n_init for "

@@ -45,7 +45,7 @@ import torch
 
 from trainables.baselines import BASELINES, check_n_clusters
 from trainables.checkpoint import load_checkpoint, save_checkpoint, to_cpu_tree
-from trainables.config import check_frontend, resolve_config
+from trainables.config import check_frontend, check_split, resolve_config
 from trainables.evaluation import evaluate, predict_table, to_float
 from trainables.replicas import OwnedRng, mean_metrics, replica_seed
 from trainables.restart_loop import PROGRESS_KEY, progress_of, train_candidates
@@ -172,6 +172,7 @@ def train(
     check_n_clusters(table, cfg["n_clusters"])
 
     check_frontend(cfg, table.preset)
+    check_split(cfg, table)
     if cfg["model"] in BASELINES:
         return _train_baseline(cfg, table)
 

@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         partial.update(flags)
         if not features:
             raise ConfigError("--features DIR is required (a feature cache built by python -m features.build)")
-        voices = resolve_config(partial)["voices"]  # fail fast on bad keys/values, before loading any data
+        early = resolve_config(partial)  # fail fast on bad keys/values, before loading any data
+        voices, val_fold = early["voices"], early["val_fold"]
         check_device(partial.get("device", DEFAULTS["device"]))
         check_writable(out)
     except ConfigError as e:
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.baselines import check_n_clusters
 
     try:
-        table = load_table(features, split_scheme=partial.get("split_scheme", DEFAULTS["split_scheme"]), voices=voices)
+        table = load_table(features, split_scheme=partial.get("split_scheme", DEFAULTS["split_scheme"]), voices=voices,
+                           val_fold=val_fold)
     except Exception as e:
         print(f"error: cannot load features from {features}: {e}", file=sys.stderr)
         return 2
