@@ -177,7 +177,9 @@ def network_widths(a) -> dict:
 def _neural(a, model: str, recipe: str, split: str, seed: int, group: str = "main", frontend: str | None = None,
             extra: dict | None = None, label: str | None = None) -> Job:
     frontend = frontend or model_frontend(a, model, recipe)
-    cfg = {"epochs": a.epochs, "device": a.device, "checkpoint_every": 0, "model": model, "recipe": recipe,
+    from trainables.config import recipe_epochs
+
+    cfg = {"epochs": a.epochs or recipe_epochs(recipe, model), "device": a.device, "checkpoint_every": 0, "model": model, "recipe": recipe,
            "frontend": frontend, **network_widths(a), **(extra or {})}
     if a.batch_size:  # else each recipe's own
         cfg["batch_size"] = a.batch_size
@@ -386,7 +388,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/benchmarks/quality"), help="tables go here")
     p.add_argument("--frontend", default="", help="one front end for every model (default: each recipe's)")
     p.add_argument("--limit", type=int, default=0, help="use at most this many clips (0 = all 2,000)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=0,
+                   help="0 = each recipe's (trainables.config.recipe_epochs: 30; categorical UVAC's recommended 60)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--ablation-seeds", type=int, default=3, help="0 = no ablation")
     p.add_argument("--splits", default="random,group", help="random and/or group (speaker-disjoint)")
@@ -424,6 +427,14 @@ def _check(a: argparse.Namespace) -> list[str]:
     return ([m for m in a.models if m not in MODEL_LABEL] + [r for r in a.recipes if r not in RECIPES]
             + [s for s in a.splits if s not in ("random", "group")]
             + ([a.frontend] if a.frontend and a.frontend not in PRESETS else []))
+
+
+def epochs_text(a: argparse.Namespace) -> str:
+    """The epochs of each model and recipe run (``--epochs 0``: each recipe's), for the header."""
+    from trainables.config import recipe_epochs
+
+    return "epochs " + ", ".join(f"{MODEL_LABEL[m]} ({RECIPE_LABEL[r]}) {recipe_epochs(r, m)}"
+                                 for m in a.models for r in a.recipes)
 
 
 def validation_fold_count(cache_dir: str) -> int:
@@ -492,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
               f"s mod {a.val_folds}", flush=True)
     jobs = plan_jobs(a)
     own = "the model's own"
-    header = (f"Quality on real speech: FSDD ({summary.n_used} clips, 4 speakers), {a.epochs} epochs, {a.seeds} "
+    header = (f"Quality on real speech: FSDD ({summary.n_used} clips, 4 speakers), "
+              f"{f'{a.epochs} epochs' if a.epochs else epochs_text(a)}, {a.seeds} "
               f"seed(s), channels {a.channels or own}, GRU {a.gru_hidden or own}, "
               f"batch {a.batch_size or 'of the recipe'}, device {a.device}; "
               f"front ends {', '.join(a.model_frontends)}"

@@ -308,3 +308,24 @@ def test_the_ablation_on_a_per_speaker_front_end_switches_off_the_per_speaker_va
     assert {"restarts": 1, "restart_combine": "best"} in off  # the paper's values
     plain = [set(s) for s in ablation_settings("cat_uvac", PRESETS["awe"])]
     assert not any(s & {"restarts", "speaker_independence", "head_init", "neighbours"} for s in plain)
+
+
+def test_each_recipe_trains_as_long_as_it_was_measured_unless_epochs_are_given():
+    """``--epochs 0`` (the default): each model and recipe at trainables.config.recipe_epochs (categorical
+    UVAC's recommended 60, the rest 30); ``--epochs N``: every run N."""
+    from benchmarks.quality import parser, plan_jobs
+    from trainables.config import BENCHMARK_EPOCHS, recipe_epochs
+
+    def epochs(*flags):
+        a = parser().parse_args(["--seeds", "1", "--ablation-seeds", "1", *flags])
+        a.splits, a.models, a.recipes, a.candidates = ["random"], ["uvac", "cat_uvac"], ["paper", "recommended"], []
+        a.frontend_default, a.model_frontends = "audiomnist", ["awe_voice", "audiomnist"]
+        return {(j.config["model"], j.config["recipe"], j.group): j.config["epochs"]
+                for j in plan_jobs(a) if j.kind == "neural"}
+
+    default = epochs()
+    assert recipe_epochs("recommended", "cat_uvac") == 60 and recipe_epochs("recommended", "uvac") == BENCHMARK_EPOCHS
+    assert default[("cat_uvac", "recommended", "main")] == default[("cat_uvac", "recommended", "ablation")] == 60
+    assert default[("cat_uvac", "recommended", "speaker")] == 60
+    assert default[("uvac", "recommended", "main")] == default[("cat_uvac", "paper", "main")] == 30
+    assert set(epochs("--epochs", "7").values()) == {7}
