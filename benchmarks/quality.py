@@ -176,11 +176,11 @@ def network_widths(a) -> dict:
 
 def _neural(a, model: str, recipe: str, split: str, seed: int, group: str = "main", frontend: str | None = None,
             extra: dict | None = None, label: str | None = None) -> Job:
-    frontend = frontend or model_frontend(a, model, recipe)
     from trainables.config import recipe_epochs
 
-    cfg = {"epochs": a.epochs or recipe_epochs(recipe, model), "device": a.device, "checkpoint_every": 0, "model": model, "recipe": recipe,
-           "frontend": frontend, **network_widths(a), **(extra or {})}
+    frontend = frontend or model_frontend(a, model, recipe)
+    cfg = {"epochs": a.epochs or recipe_epochs(recipe, model), "device": a.device, "checkpoint_every": 0,
+           "model": model, "recipe": recipe, "frontend": frontend, **network_widths(a), **(extra or {})}
     if a.batch_size:  # else each recipe's own
         cfg["batch_size"] = a.batch_size
     return Job("neural", split, seed, cfg, label or f"{MODEL_LABEL[model]} ({RECIPE_LABEL[recipe]})", group, frontend)
