@@ -48,6 +48,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -284,15 +285,14 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
     fronts = a.model_frontends
     for split in a.splits:
         for seed in range(a.seeds):
-            fold = fold_of(a, split, seed)
-            jobs.append(Job("labels", split, seed, dict(fold), label="labels as clusters", frontend=fronts[0]))
-            jobs.append(Job("suite", split, seed, {**suite_config(fronts, a.candidates), **fold},
-                            "classical baselines", frontend=fronts[0]))
+            jobs.append(Job("labels", split, seed, label="labels as clusters", frontend=fronts[0]))
+            jobs.append(Job("suite", split, seed, suite_config(fronts, a.candidates), "classical baselines",
+                            frontend=fronts[0]))
             for model in a.models:
                 for recipe in a.recipes:
-                    jobs.append(_neural(a, model, recipe, split, seed, extra=fold))
+                    jobs.append(_neural(a, model, recipe, split, seed))
             for model, overrides in a.candidates:
-                extra = {**{k: v for k, v in overrides.items() if k != "frontend"}, **fold}
+                extra = {k: v for k, v in overrides.items() if k != "frontend"}
                 jobs.append(_neural(a, model, "recommended", split, seed, frontend=overrides.get("frontend"),
                                     extra=extra, label=candidate_label(model, overrides)))
     if a.speaker:
@@ -301,7 +301,6 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
                 variant = speaker_variant(model_frontend(a, model, "recommended"))
                 if variant:
                     jobs.append(_neural(a, model, "recommended", "random", seed, "speaker", variant,
-                                        fold_of(a, "random", seed),
                                         label=f"{MODEL_LABEL[model]} (recommended, {variant})"))
     per_model = []
     for model in (a.models if a.ablation_seeds > 0 and "recommended" in a.recipes else []):
@@ -311,9 +310,10 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
     for model, frontend, off in (entry for rank in zip_longest(*per_model) for entry in rank if entry):
         what = ", ".join(f"{k}={v}" for k, v in off.items())
         for seed in range(a.ablation_seeds):
-            jobs.append(_neural(a, model, "recommended", "random", seed, "ablation", frontend,
-                                {**off, **fold_of(a, "random", seed)}, f"{MODEL_LABEL[model]}: {what}"))
-    return jobs
+            jobs.append(_neural(a, model, "recommended", "random", seed, "ablation", frontend, off,
+                                f"{MODEL_LABEL[model]}: {what}"))
+    # every job of a seed (labels, suite, models) on that seed's validation fold (--rotate-val)
+    return [replace(j, config={**j.config, **fold_of(a, j.split, j.seed)}) for j in jobs]
 
 
 # ------------------------------------------------------------------ tables
