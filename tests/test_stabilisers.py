@@ -521,6 +521,12 @@ def test_recipe_defaults_and_learning_rates():
     fast = resolve_config({"model": "uvac", "recipe": "paper-lr5e-3"})
     assert (fast["lr_start"], fast["lr_end"]) == (5e-3, 5e-4)  # the UVAC paper's own
     assert resolve_config({"model": "cat_uvac", "recipe": "paper"}, dataset="urbansound8k")["lam"] == 2.0
+    # the papers train 500 epochs; recommended as long as it was measured (RECIPE_EPOCHS), unless given
+    assert paper["epochs"] == DEFAULTS["epochs"] == 500
+    for model, epochs in (("uvac", 30), ("cat_uvac", 60)):
+        assert resolve_config({"model": model})["epochs"] == epochs
+        assert resolve_config({"model": model, "epochs": 7})["epochs"] == 7
+    assert resolve_config({"model": "kmeans"})["epochs"] == 500  # a baseline has no recipe length
     with pytest.raises(ConfigError, match="recipe"):
         resolve_config({"recipe": "bogus"})
 

@@ -183,14 +183,15 @@ def recipe_frontend(recipe: str, model: str) -> str | None:
 
 
 # The training length each recipe is measured with, per model where it is not BENCHMARK_EPOCHS:
-# benchmarks.quality's default --epochs (a study's length is its own --epochs budget, and
-# trainables.train's is the key ``epochs``). Categorical UVAC trains 60 epochs since 2026-12-07
+# benchmarks.quality's default --epochs, and the key ``epochs`` under that recipe unless given (since
+# 2026-12-07, sixteenth session: before, a run of ``recommended`` without --epochs trained the papers' 500;
+# a study's length is its own --epochs budget). Categorical UVAC trains 60 epochs since 2026-12-07
 # (fifteenth session): chosen on validation rotated over the 9 folds of FSDD's non-test clips
 # (benchmarks.quality --rotate-val, seeds 0-8, awe_voice, random split): 84.50 % against 83.17 % at 30
 # epochs, higher on 7 of the 9 folds, lower on 1 (test 85.11 % against 83.94 %); on the one stored split
 # the two were level over 12 seeds (85.58 / 85.62 %; test 84.46 / 82.67 %). docs/QUALITY.md.
 BENCHMARK_EPOCHS = 30
-RECIPE_EPOCHS: dict[str, dict[str, int]] = {"recommended": {"cat_uvac": 60}}
+RECIPE_EPOCHS: dict[str, dict[str, int]] = {"recommended": {"uvac": BENCHMARK_EPOCHS, "cat_uvac": 60}}
 
 
 def recipe_epochs(recipe: str, model: str) -> int:
@@ -279,7 +280,8 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     """A complete, validated config from ``partial`` (missing keys take the defaults).
 
     Defaults are taken in this order: :data:`DEFAULTS`, then the chosen model's ``key_defaults``
-    (:data:`MODEL_DEFAULTS`), then the chosen ``recipe``'s values for that model (:data:`RECIPES`),
+    (:data:`MODEL_DEFAULTS`), then the chosen ``recipe``'s values for that model (:data:`RECIPES`, and
+    the epochs it is measured with: :data:`RECIPE_EPOCHS`),
     for a real-valued front end (``preset.bounded`` False) the recipe's :data:`REAL_VALUED` values, for
     a front end normalised per speaker (given or inferred: ``preset.per_speaker``) also its
     :data:`SPEAKER_NORMALISED` values, and there on the speaker-disjoint split (``split_scheme``
@@ -306,6 +308,8 @@ def resolve_config(partial: Mapping[str, Any] | None = None, *, dataset: str | N
     cfg = {name: key.default for name, key in keys.items()}
     cfg.update(_model_defaults(model))
     cfg.update(RECIPES[recipe].get(model, {}))
+    if model in RECIPE_EPOCHS.get(recipe, {}):  # the length the recipe was measured with
+        cfg["epochs"] = RECIPE_EPOCHS[recipe][model]
     if preset is not None and not getattr(preset, "bounded", True):
         cfg.update(REAL_VALUED.get(recipe, {}).get(model, {}))
     if preset is not None and getattr(preset, "per_speaker", False):
