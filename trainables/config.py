@@ -182,7 +182,7 @@ def recipe_frontend(recipe: str, model: str) -> str | None:
     return RECIPE_FRONTENDS.get(recipe, {}).get(model)
 
 
-# The training length each recipe is measured with, per model where it is not BENCHMARK_EPOCHS:
+# The training length each recipe is measured with, per model (a recipe or model not named: BENCHMARK_EPOCHS):
 # benchmarks.quality's default --epochs, and the key ``epochs`` under that recipe unless given (since
 # 2026-12-07, sixteenth session: before, a run of ``recommended`` without --epochs trained the papers' 500;
 # a study's length is its own --epochs budget). Categorical UVAC trains 60 epochs since 2026-12-07

@@ -178,8 +178,8 @@ TRAINING_KEYS: tuple[Key, ...] = (
     Key("lr_start", 5e-4, "Adam learning rate at the first epoch, decaying exponentially to lr_end over the run",
         positive=True),
     Key("lr_end", 5e-5, "Adam learning rate at the last epoch", positive=True),
-    Key("epochs", 500, "training epochs (the papers' 500; under recipe recommended the length it is "
-        "measured with: 30, categorical UVAC 60, trainables.config.RECIPE_EPOCHS)", positive=True),
+    Key("epochs", 500, "training epochs (the papers' 500; under a recipe that names its length, the length it "
+        "is measured with: trainables.config.RECIPE_EPOCHS)", positive=True),
     Key("batch_size", 64, "mini-batch size", positive=True),
     Key("grad_clip", 0.0, "clip the gradient norm to this value; 0 = off", low=0),
     Key("seed", 0, "seeds torch, numpy and the shuffling generator", low=0),
