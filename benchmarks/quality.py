@@ -20,7 +20,9 @@ saves (Markdown + CSV + every run's metrics under ``--out``):
   speaker-normalised variant of their front end against the strongest baseline *with* speaker ids.
 * **Epochs to reach the strongest baseline** (validation), and the **ablation**: ``recommended``
   with each of its settings switched back to the paper's, over ``--ablation-seeds`` seeds (on a front
-  end normalised per speaker, its per-speaker values too: the vote, the speaker independence, ...).
+  end normalised per speaker, its per-speaker values too: the vote, the speaker independence, ...);
+  ``--ablate encoder,speaker_independence`` runs only the settings switching those keys, in that order
+  (benchmarks.quality_ablation).
 * **Candidates** (``--candidate "head_init=fit head_warmup_epochs=5"``, repeatable): ``recommended``
   with those keys changed, as rows of the main tables beside ``recommended`` itself, on every split
   and seed: a change to a model is measured against the strongest baseline of the same run, and
@@ -35,6 +37,10 @@ saves (Markdown + CSV + every run's metrics under ``--out``):
   never moves), so the validation means of K seeds cover K times the clips one 10 % split holds: a
   choice that one split's 200 clips cannot resolve is made on all of them. The suite of a seed is
   fitted on that seed's split.
+
+* **Provenance**: each run in ``runs.json`` keeps the commit it ran on (and how many tracked files
+  differed from it) and a hash of the installed distributions; the report lists them, so two
+  measurements of one job taken on different code or installations are told apart.
 
 Runs are spread over ``--jobs`` worker processes with one torch thread each; every run is seeded;
 a run that fails or diverges is a row of the table with its status, never a crash. Settings are
@@ -53,102 +59,17 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_runs import Job, job_key, load_runs, resolved_config, resume_runs, save_runs
+from benchmarks.quality_ablation import ablatable_keys, ablation_settings, select_ablation
+from benchmarks.quality_runs import Job, job_key, load_runs, provenance, provenance_rows, resume_runs, save_runs
 from benchmarks.quality_tables import (ablation_rows, baseline_rows, baseline_summary, epochs_to_reach,
                                        main_uses_speaker_ids, margin_rows, markdown)
+from benchmarks.quality_worker import run_job
 from trainables.status import TrialStatus
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 RECIPE_LABEL = {"paper": "paper", "paper-lr5e-3": "paper, lr 5e-3", "recommended": "recommended"}
 MODEL_LABEL = {"uvac": "UVAC", "cat_uvac": "Cat. UVAC"}
-# settings switched off together: one schedule; the views with what compares them (consistency
-# needs augment, overcluster needs consistency); the prior's fit with its warm-up
-ABLATION_GROUPS = (("lr_start", "lr_end"),
-                   ("augment", "aug_speed", "aug_warp", "aug_shift", "aug_eq", "consistency", "consistency_weight",
-                    "overcluster"),
-                   ("prior_init", "prior_warmup_epochs"),
-                   ("head_init", "head_warmup_epochs"),
-                   ("contrastive", "contrastive_temperature"),
-                   ("tau_kind", "tau_start"),
-                   ("restarts", "restart_combine"))
 
-
-# ------------------------------------------------------------------ worker side
-_TABLES: dict[tuple[str, str, int, int], Any] = {}
-
-
-def _table(cache_dir: str, split: str, voices: int = 0, val_fold: int = 0):
-    """The cache's table with ``split`` as its train/val/test split (loaded once per process;
-    ``voices``: a candidate's voice count, 0 for the front end's; ``val_fold``: the job's validation fold)."""
-    key = (cache_dir, split, voices, val_fold)
-    if key not in _TABLES:
-        from features.cache import load_table
-
-        _TABLES[key] = load_table(cache_dir, split_scheme=split, voices=voices, val_fold=val_fold)
-    return _TABLES[key]
-
-
-def _suite(job: Job, caches: dict[str, str]) -> list[dict]:
-    """The classical suite on the job's split: its own-table baselines on every model front end,
-    the pipeline baselines on the reference front ends (rows matched by id)."""
-    import warnings
-
-    from features.voice import VoiceError
-    from trainables.baseline_suite import (OWN_BASELINES, REFERENCE_PRESETS, align_to, get_voices, own_name,
-                                           run_references, run_suite)
-
-    model_frontends = [f for f in job.config["frontends"]]
-    fold = int(job.config.get("val_fold", 0))
-    main = _table(caches[model_frontends[0]], job.split, val_fold=fold)
-    refs = {p: align_to(_table(caches[p], job.split), main) for p in REFERENCE_PRESETS if p in caches}
-    results = run_suite(main, refs, seeds=[job.seed])
-    for f in model_frontends[1:]:
-        extra = [r for r in run_suite(_table(caches[f], job.split, val_fold=fold), None, seeds=[job.seed])
-                 if r.name in OWN_BASELINES]
-        for r in extra:
-            r.name = own_name(f, r.name)
-        results += extra
-    voiced = {p: own for p in REFERENCE_PRESETS if p in caches and (own := get_voices(p))}
-    for count in job.config.get("voices", ()):  # the candidates' voice counts: the voice baselines at each
-        try:
-            tables = {p: align_to(_table(caches[p], job.split, int(count)), main) for p, own in voiced.items()
-                      if count != own}
-        except VoiceError as exc:  # too many voices for the clips: the candidate's own run fails the same way
-            warnings.warn(f"baseline suite: no voice baselines with {count} voices: {exc}", stacklevel=2)
-            continue
-        results += run_references(tables, len(main.classes), seeds=[job.seed])
-    return [{"name": r.name, "label": r.label, "side_information": r.side_information, "metrics": r.metrics}
-            for r in results]
-
-
-def run_job(job: Job, caches: dict[str, str]) -> dict:
-    """Train / fit one job; returns status, test metrics and the per-epoch validation accuracy."""
-    import torch
-
-    torch.set_num_threads(1)
-    t0 = time.time()
-    try:
-        if job.kind == "suite":
-            return {"status": TrialStatus.COMPLETE, "rows": _suite(job, caches), "metrics": {}, "val_acc": [],
-                    "time_s": time.time() - t0}
-        table = _table(caches[job.frontend], job.split, int(job.config.get("voices", 0)),
-                       int(job.config.get("val_fold", 0)))
-        if job.kind == "labels":
-            from trainables.baselines import run_baseline
-
-            out = run_baseline("labels", table, len(table.classes), job.seed)
-            return {"status": TrialStatus.COMPLETE, "metrics": dict(out.metrics), "val_acc": [],
-                    "time_s": time.time() - t0}
-        from trainables.loop import train
-
-        resolved = resolved_config(job)
-        res = train(job.training_config(), table)
-        val_acc = [h.get("val/acc", math.nan) for h in res.history]
-        return {"status": res.status, "reason": res.reason, "metrics": dict(res.metrics), "val_acc": val_acc,
-                "time_s": time.time() - t0, "resolved": resolved}
-    except Exception as exc:  # a failing run is a row of the table, not a crash of the benchmark
-        return {"status": TrialStatus.FAILED, "reason": f"{type(exc).__name__}: {exc}", "metrics": {}, "val_acc": [],
-                "time_s": time.time() - t0}
 
 
 # ------------------------------------------------------------------ planning
@@ -185,32 +106,6 @@ def _neural(a, model: str, recipe: str, split: str, seed: int, group: str = "mai
     if a.batch_size:  # else each recipe's own
         cfg["batch_size"] = a.batch_size
     return Job("neural", split, seed, cfg, label or f"{MODEL_LABEL[model]} ({RECIPE_LABEL[recipe]})", group, frontend)
-
-
-def ablation_settings(model: str, frontend) -> list[dict]:
-    """``recommended``'s settings that differ from the paper's on ``frontend``, one group at a time
-    (:data:`ABLATION_GROUPS`: the learning-rate schedule is one setting, the restarts and their vote
-    another): the values that switch each back to the paper's. On a front end normalised per speaker
-    the recipe's per-speaker values (``SPEAKER_NORMALISED``: the vote, the speaker independence, the
-    aligned starts, ...) are ablated too. A key without effect under the recipe (``pool`` with the
-    fully connected encoder: ``Key.applies_when``) is left out."""
-    from trainables.config import RECIPES, REAL_VALUED, SPEAKER_NORMALISED, all_keys, resolve_config
-
-    paper = resolve_config({"model": model, "recipe": "paper"}, preset=frontend)
-    rec = resolve_config({"model": model, "recipe": "recommended"}, preset=frontend)
-    defs = all_keys()
-    per_speaker = SPEAKER_NORMALISED["recommended"].get(model, {}) if getattr(frontend, "per_speaker", False) else {}
-    keys = [k for k in {**RECIPES["recommended"][model], **REAL_VALUED.get("recommended", {}).get(model, {}),
-                        **per_speaker}
-            if paper[k] != rec[k] and defs[k].applies(rec)]
-    groups = [tuple(k for k in g if k in keys) for g in ABLATION_GROUPS]
-    groups = [g for g in groups if g]
-    singles = [(k,) for k in keys if not any(k in g for g in groups)]
-    # the groups first (the views with their consistency, the prior's fit, the schedule), then the
-    # style factor, then the rest: a benchmark stopped early has measured what matters most
-    first = [g for g in singles if g[0] in ("style_clusters", "likelihood", "marginal_entropy_weight")]
-    rest = [g for g in singles if g not in first]
-    return [{k: paper[k] for k in group} for group in [*reversed(groups), *first, *rest]]
 
 
 def parse_candidates(specs: list[str], models: list[str], frontend_of=None) -> list[tuple[str, dict]]:
@@ -305,8 +200,10 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
     per_model = []
     for model in (a.models if a.ablation_seeds > 0 and "recommended" in a.recipes else []):
         frontend = model_frontend(a, model, "recommended")
-        per_model.append([(model, frontend, off) for off in ablation_settings(model, PRESETS[frontend])])
-    # the models' settings interleaved, most informative first (ablation_settings' order)
+        settings = ablation_settings(model, PRESETS[frontend])
+        keys = [k for k in a.ablate if k in ablatable_keys(settings)] if a.ablate else None
+        per_model.append([(model, frontend, off) for off in select_ablation(settings, keys)])
+    # the models' settings interleaved, most informative first (ablation_settings' order, or --ablate's)
     for model, frontend, off in (entry for rank in zip_longest(*per_model) for entry in rank if entry):
         what = ", ".join(f"{k}={v}" for k, v in off.items())
         for seed in range(a.ablation_seeds):
@@ -371,6 +268,10 @@ def write_report(results: list[tuple[Job, dict]], a: argparse.Namespace, header:
         pd.DataFrame(abl).to_csv(a.out / "ablation.csv", index=False)
         parts.append("### Ablation: recommended with each setting switched back to the paper's (random split, "
                      f"test, {a.ablation_seeds} seeds)\n\n{markdown(abl)}")
+    prov = provenance_rows(results)
+    parts.append("### Provenance: the code and installation of the runs (runs.json keeps each run's)\n\n"
+                 + ("" if len(prov) == 1 else "Runs from more than one commit or installation: a difference "
+                    "between them may be the code's or the installation's, not the setting's.\n\n") + markdown(prov))
     failed = [(j, r) for j, r in results if r["status"] != TrialStatus.COMPLETE]
     if failed:
         parts.append("### Runs that did not complete\n\n" + "\n".join(
@@ -392,6 +293,9 @@ def parser() -> argparse.ArgumentParser:
                    help="0 = each recipe's (trainables.config.recipe_epochs: 30; categorical UVAC's recommended 60)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--ablation-seeds", type=int, default=3, help="0 = no ablation")
+    p.add_argument("--ablate", default="", metavar="KEY,...", type=lambda s: [k for k in s.split(",") if k],
+                   help="ablate only the settings that switch back these config keys, in this order (default: "
+                        "every setting, most informative first); a setting is named by any of its keys")
     p.add_argument("--splits", default="random,group", help="random and/or group (speaker-disjoint)")
     p.add_argument("--models", default="uvac,cat_uvac")
     p.add_argument("--recipes", default="paper,recommended")
@@ -427,6 +331,21 @@ def _check(a: argparse.Namespace) -> list[str]:
     return ([m for m in a.models if m not in MODEL_LABEL] + [r for r in a.recipes if r not in RECIPES]
             + [s for s in a.splits if s not in ("random", "group")]
             + ([a.frontend] if a.frontend and a.frontend not in PRESETS else []))
+
+
+def check_ablate(a: argparse.Namespace) -> None:
+    """``--ablate``'s keys, each switched by the ablation of some model of ``--models`` (on its recommended
+    front end), or a ValueError naming the keys that are: a typo stops the benchmark before any run."""
+    from features.presets import PRESETS
+
+    if not a.ablate:
+        return
+    switched = list(dict.fromkeys(k for m in a.models for k in ablatable_keys(
+        ablation_settings(m, PRESETS[model_frontend(a, m, "recommended")]))))
+    unknown = [k for k in a.ablate if k not in switched]
+    if unknown:
+        raise ValueError(f"--ablate: {', '.join(unknown)} not switched by the ablation of {', '.join(a.models)} "
+                         f"(it switches: {', '.join(switched)})")
 
 
 def epochs_text(a: argparse.Namespace) -> str:
@@ -479,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a.frontend_default = "audiomnist"
         a.candidates = parse_candidates(a.candidate, a.models, lambda m: model_frontend(a, m, "recommended"))
-    except ConfigError as e:
+        check_ablate(a)
+    except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.tables_from:
@@ -513,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     print(header, flush=True)
     print(f"{len(jobs)} runs on {a.jobs} worker(s); caches {', '.join(f'{k}: {v}' for k, v in caches.items())}",
           flush=True)
+    prov = provenance()
+    print(f"provenance: commit {prov['commit'][:10]} ({prov['changed_files']} tracked file(s) changed), "
+          f"installation {prov['installation']}, torch {prov['versions']['torch']}", flush=True)
     t0 = time.time()
     results, todo, lines = resume_runs(jobs, a.out / "runs.json") if a.resume else ([], list(jobs), [])
     if a.resume:
@@ -525,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
         futures = {pool.submit(run_job, j, caches): j for j in ordered}
         for fut in as_completed(futures):
-            job, res = futures[fut], fut.result()
+            job, res = futures[fut], {**fut.result(), "provenance": prov}
             results.append((job, res))
             save_runs(results, a.out)
             acc = res["metrics"].get("test/acc", math.nan)

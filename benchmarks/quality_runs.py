@@ -4,16 +4,20 @@ killed benchmark loses none, ``--resume`` runs only the rest and ``--tables-from
 tables without training."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from trainables.status import TrialStatus
 
-__all__ = ["Job", "job_key", "load_runs", "resolved_config", "resume_runs", "same_training", "save_runs"]
+__all__ = ["Job", "job_key", "load_runs", "provenance", "provenance_rows", "resolved_config", "resume_runs",
+           "same_training", "save_runs"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def save_runs(results: list[tuple[Job, dict]], out: Path) -> None:
     os.replace(tmp, out / "runs.json")
 
 
-_RESULT_KEYS = ("status", "reason", "metrics", "val_acc", "time_s", "rows", "resolved")
+_RESULT_KEYS = ("status", "reason", "metrics", "val_acc", "time_s", "rows", "resolved", "provenance")
 
 
 def load_runs(path: Path) -> list[tuple[Job, dict]]:
@@ -56,6 +60,55 @@ def load_runs(path: Path) -> list[tuple[Job, dict]]:
         raise SystemExit(f"error: cannot read the saved runs {path}: {e}") from None
     return [(Job(r["kind"], r["split"], r["seed"], r["config"], r["label"], r["group"], r.get("frontend", "")),
              {k: r[k] for k in _RESULT_KEYS if k in r}) for r in saved]
+
+
+def provenance(repo: Path | None = None) -> dict:
+    """What produced the runs of this process, kept with each run in ``runs.json``: the commit of the
+    checkout at ``repo`` (this package's by default; "unknown" outside git) and whether its tracked files
+    differ from it, the versions of the libraries that shape training, and ``installation``, a short
+    hash of every installed distribution with its version. Two measurements of the same job can then be
+    told apart by what changed between them: the code, the installation, or neither (then it is noise;
+    a run repeats exactly on one installation)."""
+    from importlib import metadata
+
+    repo = Path(repo or Path(__file__).resolve().parents[1])
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    installed = sorted({f"{d.metadata['Name']}=={d.version}".lower() for d in metadata.distributions()
+                        if d.metadata["Name"]})
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "scikit-learn", "scipy", "pyarrow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD") or "unknown",
+            "changed_files": None if changed is None else len(changed.splitlines()),
+            "installation": hashlib.sha256("\n".join(installed).encode()).hexdigest()[:12],
+            "versions": versions}
+
+
+def provenance_rows(results: list[tuple[Job, dict]]) -> list[dict]:
+    """One row per distinct provenance among ``results`` (commit, files changed from it, installation,
+    torch) with how many runs it produced, in order of first appearance; runs saved before provenance
+    was recorded count as one row of "unrecorded". More than one row: a difference between runs of
+    different rows may be the code's or the installation's, not the setting's."""
+    rows: dict[str, dict] = {}
+    for _, r in results:
+        p = r.get("provenance")
+        row = ({"commit": "unrecorded", "changed files": "", "installation": "", "torch": ""} if not p else
+               {"commit": str(p.get("commit", "unknown"))[:10], "changed files": p.get("changed_files"),
+                "installation": p.get("installation", ""), "torch": p.get("versions", {}).get("torch", "")})
+        key = json.dumps(row, sort_keys=True, default=str)
+        rows.setdefault(key, {**row, "runs": 0})["runs"] += 1
+    return list(rows.values())
 
 
 def job_key(job: Job) -> str:

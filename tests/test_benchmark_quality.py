@@ -329,3 +329,91 @@ def test_each_recipe_trains_as_long_as_it_was_measured_unless_epochs_are_given()
     assert default[("cat_uvac", "recommended", "speaker")] == 60
     assert default[("uvac", "recommended", "main")] == default[("cat_uvac", "paper", "main")] == 30
     assert set(epochs("--epochs", "7").values()) == {7}
+
+
+def test_ablate_runs_the_settings_it_names_in_its_order_and_refuses_a_typo_before_any_run(tmp_path, capsys):
+    """``--ablate encoder,speaker_independence,restart_combine``: the three settings switching those keys
+    back, in that order (a setting is named by any of its keys: ``restart_combine`` names the vote);
+    a key the ablation does not switch stops the benchmark with exit 2, naming the keys it does."""
+    from benchmarks.quality import main, parser, plan_jobs
+
+    def ablation_labels(*flags):
+        a = parser().parse_args(["--seeds", "1", "--ablation-seeds", "2", "--no-speaker", "--frontend", "awe_speaker",
+                                 *flags])
+        a.splits, a.models, a.recipes, a.candidates = ["random"], ["cat_uvac"], ["recommended"], []
+        a.frontend_default, a.model_frontends = "audiomnist", ["awe_speaker"]
+        return [j.label for j in plan_jobs(a) if j.group == "ablation"]
+
+    every = ablation_labels()
+    chosen = ablation_labels("--ablate", "encoder,speaker_independence,restart_combine")
+    assert chosen == ["Cat. UVAC: encoder=conv"] * 2 + ["Cat. UVAC: speaker_independence=0.0"] * 2 + [
+        "Cat. UVAC: restarts=1, restart_combine=best"] * 2
+    assert set(chosen) < set(every) and every.index(chosen[-1]) < every.index(chosen[0])  # the order is --ablate's
+    rc = main(["--root", str(tmp_path), "--models", "cat_uvac", "--recipes", "recommended", "--frontend",
+               "awe_speaker", "--ablate", "encoder,encodr", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "encodr not switched by the ablation" in err and "speaker_independence" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_each_run_keeps_the_commit_and_installation_that_produced_it(tmp_path):
+    """provenance(): the checkout's commit, how many tracked files differ from it, a hash of the installed
+    distributions; saved with each run and read back; the report's rows tell runs of two commits apart."""
+    import subprocess
+
+    import torch
+
+    from benchmarks.quality_runs import provenance, provenance_rows
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "f.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", "f.py")
+    git("commit", "-q", "-m", "one")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    clean = provenance(tmp_path)
+    assert clean["commit"] == head and clean["changed_files"] == 0
+    assert len(clean["installation"]) == 12 and clean["versions"]["torch"].startswith(torch.__version__.split("+")[0])
+    (tmp_path / "f.py").write_text("a = 2\n")
+    dirty = provenance(tmp_path)
+    assert dirty["changed_files"] == 1 and dirty["installation"] == clean["installation"]
+    outside = provenance(tmp_path / "nowhere")
+    assert outside["commit"] == "unknown" and outside["changed_files"] is None
+
+    done = {"status": "complete", "reason": "", "metrics": {}, "time_s": 1.0}
+    jobs = [Job("labels", "random", s, label="labels as clusters") for s in range(3)]
+    save_runs([(jobs[0], {**done, "provenance": clean}), (jobs[1], {**done, "provenance": dirty}),
+               (jobs[2], done)], tmp_path / "out")
+    loaded = load_runs(tmp_path / "out" / "runs.json")
+    assert loaded[0][1]["provenance"] == clean and "provenance" not in loaded[2][1]
+    rows = provenance_rows(loaded + [(jobs[0], {**done, "provenance": clean})])
+    assert [(r["commit"], r["changed files"], r["runs"]) for r in rows] == [
+        (head[:10], 0, 2), (head[:10], 1, 1), ("unrecorded", "", 1)]
+
+
+def test_the_smoke_benchmark_keeps_each_runs_provenance_and_resumes_without_training_again(tmp_path, capsys):
+    """End to end on the real FSDD recordings (--smoke-test: 120 clips, 1 epoch): every run in runs.json
+    names the commit that produced it, the report has its provenance table, and --resume runs nothing."""
+    import json
+    from pathlib import Path
+
+    from benchmarks.quality import main
+    from benchmarks.quality_runs import provenance
+
+    fsdd = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
+    assert (fsdd / "recordings").is_dir(), f"the real FSDD recordings are expected at {fsdd}"
+    flags = ["--root", str(fsdd), "--features-out", str(tmp_path / "features"), "--out", str(tmp_path / "out"),
+             "--smoke-test", "--models", "cat_uvac", "--recipes", "recommended", "--splits", "random",
+             "--no-speaker", "--jobs", "1"]
+    assert main(flags) == 0
+    runs = json.loads((tmp_path / "out" / "runs.json").read_text())
+    assert {r["kind"] for r in runs} == {"labels", "suite", "neural"}
+    assert {r["provenance"]["commit"] for r in runs} == {provenance()["commit"]}
+    assert "### Provenance" in (tmp_path / "out" / "quality.md").read_text()
+    capsys.readouterr()
+    assert main([*flags, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed: {len(runs)} run(s) kept from" in out and ", 0 to run" in out
