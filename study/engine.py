@@ -240,13 +240,19 @@ def _fit(tuner, st: _Study) -> StudyResult:
     from study.interrupts import CtrlC
 
     t0 = time.time()
+    result = None
     with CtrlC() as ctrl_c:
         try:
             tuner.fit()
             if not ctrl_c.count:
-                return _result(st, t0)
+                result = _result(st, t0)
         except KeyboardInterrupt:
             pass
+    # counted, not only caught: a Ctrl-C while the result is collected can land in a callback whose
+    # exception Python ignores (SQLAlchemy's weakref callbacks under MLflow and Optuna), and is a
+    # second Ctrl-C all the same
+    if result is not None and not ctrl_c.count:
+        return result
     _interrupted(st)
 
 

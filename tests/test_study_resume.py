@@ -245,6 +245,37 @@ def test_second_ctrl_c_exits_130_with_the_resume_command(tmp_path, features, wai
     assert f"Continue with: python -m study.launch --resume {name}" in r.stderr
 
 
+def test_a_second_ctrl_c_swallowed_while_the_result_is_collected_still_ends_the_study(monkeypatch):
+    """A second Ctrl-C can land where a library swallows the KeyboardInterrupt (CI saw one in
+    SQLAlchemy's weakref callback while the result was collected: exit 1 instead of 130). CtrlC counts
+    it, and _fit then ends the study as interrupted instead of returning the result. What runs is _fit's
+    own bookkeeping: a stand-in with only .fit() for the Tuner, our _result and _interrupted replaced."""
+    from types import SimpleNamespace
+
+    from study import engine
+
+    collected = object()
+
+    def collect_swallowing_a_ctrl_c(st, t0):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here, in the main thread
+        except KeyboardInterrupt:
+            pass  # what a library that ignores the exception does
+        return collected
+
+    def interrupted(st):
+        raise engine.StudyInterrupted("python -m study.launch --resume x")
+
+    monkeypatch.setattr(engine, "_interrupted", interrupted)
+    monkeypatch.setattr(engine, "_result", lambda st, t0: collected)
+    assert engine._fit(SimpleNamespace(fit=lambda: None), None) is collected  # no Ctrl-C: the result
+    monkeypatch.setattr(engine, "_result", collect_swallowing_a_ctrl_c)
+    with pytest.raises(engine.StudyInterrupted):
+        engine._fit(SimpleNamespace(fit=lambda: None), None)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler put back
+
+
 def test_two_launches_of_one_name_at_once_one_refuses_in_one_line(tmp_path, features):
     """Both on fresh databases, started together: one runs the study, the other refuses the
     name in one line (no DuplicatedStudyError, no 'table ... already exists')."""
