@@ -200,9 +200,8 @@ def plan_jobs(a: argparse.Namespace) -> list[Job]:
     per_model = []
     for model in (a.models if a.ablation_seeds > 0 and "recommended" in a.recipes else []):
         frontend = model_frontend(a, model, "recommended")
-        settings = ablation_settings(model, PRESETS[frontend])
-        keys = [k for k in a.ablate if k in ablatable_keys(settings)] if a.ablate else None
-        per_model.append([(model, frontend, off) for off in select_ablation(settings, keys)])
+        settings = select_ablation(ablation_settings(model, PRESETS[frontend]), a.ablate or None)
+        per_model.append([(model, frontend, off) for off in settings])
     # the models' settings interleaved, most informative first (ablation_settings' order, or --ablate's)
     for model, frontend, off in (entry for rank in zip_longest(*per_model) for entry in rank if entry):
         what = ", ".join(f"{k}={v}" for k, v in off.items())

@@ -50,18 +50,14 @@ def ablatable_keys(settings: list[dict]) -> list[str]:
 
 def select_ablation(settings: list[dict], keys: list[str] | None) -> list[dict]:
     """The settings of ``settings`` that switch back any of ``keys`` (``--ablate``), in the order
-    ``keys`` names them (a setting named by two of its keys comes once, at the first). ``None``:
-    every setting, in ``settings``' order. A key no setting switches is a ValueError naming the
-    keys that are (:func:`ablatable_keys`)."""
+    ``keys`` names them (a setting named by two of its keys comes once, at the first); a key no
+    setting switches selects nothing (``benchmarks.quality.check_ablate`` refuses a key no model's
+    ablation switches, before any run). ``None``: every setting, in ``settings``' order."""
     if keys is None:
         return list(settings)
-    unknown = [k for k in keys if k not in ablatable_keys(settings)]
-    if unknown:
-        raise ValueError(f"--ablate: {', '.join(unknown)} not switched by the ablation (it switches: "
-                         f"{', '.join(ablatable_keys(settings))})")
     chosen: list[dict] = []
     for key in keys:
-        off = next(o for o in settings if key in o)
-        if off not in chosen:
+        off = next((o for o in settings if key in o), None)
+        if off is not None and off not in chosen:
             chosen.append(off)
     return chosen
